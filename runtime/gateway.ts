@@ -1,0 +1,150 @@
+/**
+ * The gateway: every actor protocol and the control RPCs over Effect RPC on HTTP (`POST /rpc`, ndjson) and
+ * WebSocket (`GET /rpc`, upgrade), plus `/health` (liveness), `/ready` (holds shards) and `/status` (JSON).
+ *
+ * Requests are checked before they reach the RPC server: a bearer token when one is configured (401 without
+ * it), and a body-size limit (413). Malformed RPC payloads are answered by the RPC server with typed errors;
+ * nothing a client sends can stop the runner.
+ */
+import { timingSafeEqual } from "node:crypto"
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer, Option, Redacted } from "effect"
+import { EntityProxyServer } from "effect/cluster"
+import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { RpcSerialization, RpcServer } from "effect/rpc"
+import { Probe } from "../actors/probe/protocol.ts"
+import { ControlRpcs, TesseraApi } from "../packages/client/src/Api.ts"
+import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import { NodeStatus } from "./NodeStatus.ts"
+
+type Handler = Effect.Effect<
+  HttpServerResponse.HttpServerResponse,
+  never,
+  HttpServerRequest.HttpServerRequest | import("effect").Scope.Scope
+>
+
+const errorResponse = (status: number, error: string, message: string) =>
+  HttpServerResponse.jsonUnsafe({ error, message }, { status })
+
+const tokenMatches = (expected: Buffer, given: string): boolean => {
+  const actual = Buffer.from(given)
+  return actual.length === expected.length && timingSafeEqual(actual, expected)
+}
+
+/** Wraps a handler with bearer-token auth (header, or `access_token` query for browsers' WebSockets). */
+const authorize = (token: Option.Option<Redacted.Redacted<string>>) => {
+  if (Option.isNone(token)) return (handler: Handler): Handler => handler
+  const expected = Buffer.from(Redacted.value(token.value))
+  return (handler: Handler): Handler =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request: HttpServerRequest.HttpServerRequest) => {
+      const header = request.headers.authorization
+      const fromHeader = header?.startsWith("Bearer ") ? header.slice(7) : undefined
+      const fromQuery =
+        fromHeader === undefined ? new URL(request.url, "http://x").searchParams.get("access_token") : null
+      const given = fromHeader ?? fromQuery ?? undefined
+      if (given === undefined || !tokenMatches(expected, given)) {
+        return Effect.succeed(
+          HttpServerResponse.setHeader(
+            errorResponse(401, "Unauthorized", "a valid bearer token is required"),
+            "www-authenticate",
+            'Bearer realm="tessera"'
+          )
+        )
+      }
+      return handler
+    })
+}
+
+/** Rejects bodies over the limit up front (Content-Length) and while streaming (chunked bodies). */
+const limitBody =
+  (maxBytes: number) =>
+  (handler: Handler): Handler =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request: HttpServerRequest.HttpServerRequest) => {
+      const declared = Number(request.headers["content-length"] ?? "0")
+      if (declared > maxBytes) {
+        return Effect.succeed(
+          errorResponse(413, "PayloadTooLarge", `request body of ${declared} bytes exceeds the ${maxBytes}-byte limit`)
+        )
+      }
+      return handler.pipe(
+        Effect.provideService(HttpIncomingMessage.MaxBodySize, maxBytes as never),
+        Effect.catchDefect((defect) =>
+          Effect.succeed(errorResponse(400, "BadRequest", `request could not be read: ${String(defect)}`))
+        )
+      )
+    })
+
+/** The RPC handlers the gateway serves: control RPCs plus a proxy for each actor protocol. */
+export const layerHandlers = Layer.mergeAll(
+  ControlRpcs.toLayer(
+    Effect.gen(function* () {
+      const status = yield* NodeStatus
+      return ControlRpcs.of({ Status: () => status.cluster })
+    })
+  ),
+  EntityProxyServer.layerRpcHandlers(Probe)
+)
+
+const routes = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const config = yield* TesseraConfig
+    const status = yield* NodeStatus
+    const router = yield* HttpRouter.HttpRouter
+    const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
+
+    const rpcHttp = yield* RpcServer.toHttpEffect(TesseraApi, { spanPrefix: "gateway" }).pipe(
+      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+    )
+    const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(TesseraApi, { spanPrefix: "gateway" }).pipe(
+      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+    )
+    yield* router.add("POST", "/rpc", guard(rpcHttp))
+    yield* router.add("GET", "/rpc", guard(rpcSocket))
+
+    yield* router.add(
+      "GET",
+      "/health",
+      Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok", runner: status.self }))
+    )
+    yield* router.add(
+      "GET",
+      "/ready",
+      Effect.map(status.ready, (ready) =>
+        HttpServerResponse.jsonUnsafe(
+          { status: ready ? "ready" : "starting", runner: status.self },
+          { status: ready ? 200 : 503 }
+        )
+      )
+    )
+    yield* router.add(
+      "GET",
+      "/status",
+      authorize(config.token)(
+        status.cluster.pipe(
+          Effect.map((cluster) => HttpServerResponse.jsonUnsafe(cluster)),
+          Effect.catch((error) => Effect.succeed(errorResponse(503, error._tag, error.message)))
+        )
+      )
+    )
+  })
+)
+
+/** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`. */
+export const layer = Layer.unwrap(
+  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    HttpRouter.serve(routes, { disableLogger: true }).pipe(
+      Layer.provide(layerHandlers),
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+    )
+  )
+)
+
+/** Prints `tessera ready <url>` once the gateway listens (scripts and tests wait for this line). */
+export const announceReady = Layer.effectDiscard(
+  HttpServer.addressFormattedWith((url) =>
+    Effect.sync(() => {
+      process.stdout.write(`tessera ready ${url.replace("0.0.0.0", "127.0.0.1")}\n`)
+    })
+  )
+)

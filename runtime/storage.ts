@@ -1,0 +1,22 @@
+/**
+ * SQL storage: Postgres (`@effect/sql-pg`) when `DATABASE_URL` is set, otherwise the embedded node:sqlite
+ * file under `TESSERA_DATA`. Cluster storage and actor tables use the same client; actor SQL stays portable.
+ */
+import { join } from "node:path"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Option } from "effect"
+import type { SqlClient, SqlError } from "effect/sql"
+import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import * as SqliteClient from "./SqliteClient.ts"
+
+/** File name of the embedded database inside the data folder. */
+export const embeddedDatabaseFile = "tessera.db"
+
+export const layerSql: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, TesseraConfig> = Layer.unwrap(
+  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    Option.match(config.databaseUrl, {
+      onNone: () => SqliteClient.layer({ filename: join(config.dataDir, embeddedDatabaseFile) }),
+      onSome: (url) => PgClient.layer({ url })
+    })
+  )
+)
