@@ -1,0 +1,2 @@
+export * as Api from "./Api.ts"
+export * as TesseraClient from "./TesseraClient.ts"
