@@ -1,0 +1,197 @@
+/**
+ * Multi-process harness: starts Tessera runner processes on loopback against the real Postgres (a fresh
+ * database per cluster) and Redis, waits until each serves, can kill -9 one, and always cleans up.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+export const repoRoot = resolve(import.meta.dirname, "..")
+export const nodeBin = process.execPath
+export const pgAdminUrl = process.env.TESSERA_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres"
+export const redisUrl = process.env.TESSERA_TEST_REDIS ?? "redis://127.0.0.1:6379"
+
+/** A free TCP port on loopback (bound then released). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolvePort(port))
+    })
+  })
+
+const psql = (url: string, sql: string) =>
+  execFileSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"] })
+    .toString()
+    .trim()
+
+/** Creates a fresh, uniquely named database and returns its URL and a dropper. */
+export const freshDatabase = (label = "t") => {
+  const name = `tessera_${label}_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`
+  psql(pgAdminUrl, `CREATE DATABASE ${name}`)
+  const url = pgAdminUrl.replace(/\/[^/]*$/, `/${name}`)
+  return {
+    name,
+    url,
+    query: (sql: string) => psql(url, sql),
+    drop: () => {
+      try {
+        psql(pgAdminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      } catch {
+        // best effort: a leftover test database is harmless
+      }
+    }
+  }
+}
+
+export interface RunnerProcess {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly url: string
+  readonly gatewayPort: number
+  readonly runnerPort: number
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+}
+
+const live = new Set<ChildProcess>()
+const killAll = () => {
+  for (const child of live) child.kill("SIGKILL")
+}
+process.once("exit", killAll)
+
+export interface StartOptions {
+  readonly entry?: "runner" | "main"
+  readonly env?: Record<string, string>
+  readonly timeoutMs?: number
+  /** Command to run instead of node (e.g. deno); gets the entry path as its last argument. */
+  readonly command?: { readonly bin: string; readonly args: ReadonlyArray<string> }
+}
+
+/** Spawns one node/runner and resolves once it prints `tessera ready <url>`. */
+export const startProcess = async (name: string, options: StartOptions = {}): Promise<RunnerProcess> => {
+  const gatewayPort = await freePort()
+  const runnerPort = await freePort()
+  const entry = join(repoRoot, "runtime", `${options.entry ?? "runner"}.ts`)
+  const bin = options.command?.bin ?? nodeBin
+  const args = [...(options.command?.args ?? []), entry]
+  const child = spawn(bin, args, {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      TESSERA_HOST: "127.0.0.1",
+      TESSERA_RUNNER_HOST: "127.0.0.1",
+      TESSERA_PORT: String(gatewayPort),
+      TESSERA_RUNNER_PORT: String(runnerPort),
+      ...options.env
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  live.add(child)
+  let output = ""
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.once("exit", (code, signal) => {
+      live.delete(child)
+      resolveExit(code ?? (signal ? -1 : null))
+    })
+  )
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not become ready in time:\n${output}`)),
+      options.timeoutMs ?? 60_000
+    )
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /tessera ready (\S+)/.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolveUrl(match[1])
+      }
+    }
+    child.stdout!.on("data", onData)
+    child.stderr!.on("data", (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`${name} exited with ${code} before it was ready:\n${output}`))
+    })
+  })
+  return { name, child, url, gatewayPort, runnerPort, output: () => output, exited }
+}
+
+export interface Cluster {
+  readonly runners: Array<RunnerProcess>
+  readonly database: ReturnType<typeof freshDatabase>
+  readonly kill9: (runner: RunnerProcess) => Promise<void>
+  readonly stop: () => Promise<void>
+}
+
+/** Starts `count` runners sharing one fresh Postgres database (and the real Redis). */
+export const startCluster = async (
+  count: number,
+  options: { readonly env?: Record<string, string>; readonly label?: string } = {}
+): Promise<Cluster> => {
+  const database = freshDatabase(options.label)
+  const runners: Array<RunnerProcess> = []
+  const stop = async () => {
+    for (const runner of runners) runner.child.kill("SIGKILL")
+    await Promise.all(runners.map((runner) => runner.exited))
+    database.drop()
+  }
+  try {
+    for (let i = 0; i < count; i++) {
+      runners.push(
+        await startProcess(`runner-${i}`, {
+          env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, ...options.env }
+        })
+      )
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    runners,
+    database,
+    kill9: async (runner) => {
+      runner.child.kill("SIGKILL")
+      await runner.exited
+    },
+    stop
+  }
+}
+
+/** A temporary data folder for embedded nodes. */
+export const tempDataDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "tessera-"))
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Sends one raw ndjson RPC request to a gateway and returns the HTTP status and parsed response lines. */
+export const rawRpc = async (url: string, body: string, headers: Record<string, string> = {}) => {
+  const response = await fetch(`${url}/rpc`, { method: "POST", body, headers })
+  const text = await response.text()
+  const lines = text
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      try {
+        return JSON.parse(line)
+      } catch {
+        return line
+      }
+    })
+  return { status: response.status, lines, text }
+}
+
+export const rpcRequest = (id: string, tag: string, payload: unknown) =>
+  `${JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] })}\n`
