@@ -61,7 +61,9 @@ describe("two-runner cluster (real Postgres + Redis, separate processes)", () =>
           entityIds.map(() => survivorAddress),
           "every entity answers from the survivor"
         )
-        console.log(`failover: ${moved} of ${entityIds.length} entities moved to the survivor in ${seconds.toFixed(2)} s`)
+        console.log(
+          `failover: ${moved} of ${entityIds.length} entities moved to the survivor in ${seconds.toFixed(2)} s`
+        )
       }).pipe(Effect.scoped),
     120_000
   )
