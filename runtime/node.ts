@@ -9,7 +9,7 @@ import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as NodeStatus from "./NodeStatus.ts"
-import { layerSql } from "./storage.ts"
+import { layerSql, layerValkey } from "./storage.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
 export const layerEntities = Layer.mergeAll(ProbeEntityLayer)
@@ -19,7 +19,8 @@ const build = (mode: NodeStatus.NodeMode) =>
     Layer.provide(Layer.mergeAll(Gateway.layer, layerEntities)),
     Layer.provide(NodeStatus.layer(mode)),
     Layer.provideMerge(mode === "runner" ? layerRunner : layerSingle),
-    Layer.provideMerge(layerSql)
+    Layer.provideMerge(layerSql),
+    Layer.provideMerge(layerValkey)
   )
 
 /**

@@ -4,10 +4,11 @@
  */
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as SqliteClient from "./SqliteClient.ts"
+import * as Valkey from "./Valkey.ts"
 
 /** File name of the embedded database inside the data folder. */
 export const embeddedDatabaseFile = "tessera.db"
@@ -18,5 +19,12 @@ export const layerSql: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, Tesse
       onNone: () => SqliteClient.layer({ filename: join(config.dataDir, embeddedDatabaseFile) }),
       onSome: (url) => PgClient.layer({ url })
     })
+  )
+)
+
+/** Valkey: ioredis when `REDIS_URL` is set, otherwise the in-memory layer with the same interface. */
+export const layerValkey: Layer.Layer<Valkey.Valkey, Valkey.ValkeyError, TesseraConfig> = Layer.unwrap(
+  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    Valkey.layer({ url: Option.getOrUndefined(Option.map(config.redisUrl, Redacted.value)) })
   )
 )
