@@ -2,7 +2,9 @@
 // price. Orders live in parallel typed arrays indexed by an integer slot (with a free list); each
 // price level is a doubly linked FIFO of slots; each side keeps its levels in a sorted typed array
 // with the best level at the end, so matching pops from the end and finding a level is a binary
-// search over numbers (no string keys). Every command writes its events into a reusable event
+// search over numbers (no string keys). A level that empties below the top stays in place, empty,
+// so that orders moving around the same prices do not shift the arrays; empty levels are dropped
+// when they reach the top and swept out when they outnumber the live ones. Every command writes its events into a reusable event
 // buffer (typed arrays) that the caller reads before the next command.
 import { DecimalUnit, MAX_UNITS } from "./Decimal.ts"
 
@@ -212,9 +214,14 @@ export class OrderBook {
   private sideKeys: [Float64Array, Float64Array]
   private sideLvls: [Int32Array, Int32Array]
   private sideLen: Int32Array
+  // Non-empty levels per side (sideLen counts the empty ones kept in place too).
+  private sideLive: Int32Array
 
-  // id -> slot (>= 0) while the order lives, or -1 - (filled * 8 + DoneReason) once finished.
-  private ids = new Map<string, number>()
+  // Resting orders: id -> slot. Kept apart from the (ever growing) finished ids so that the lookups
+  // of cancels and moves hit a small, cache-resident table.
+  private live = new Map<string, number>()
+  // Finished orders: id -> filled lots * 8 + DoneReason. Their ids can never be used again.
+  private finished = new Map<string, number>()
 
   constructor(config: BookConfig, initialOrders = 1024) {
     this.priceUnit = new DecimalUnit(config.tick)
@@ -258,6 +265,7 @@ export class OrderBook {
     this.sideKeys = [new Float64Array(lc), new Float64Array(lc)]
     this.sideLvls = [new Int32Array(lc), new Int32Array(lc)]
     this.sideLen = new Int32Array(2)
+    this.sideLive = new Int32Array(2)
 
     const ec = 64
     this.evCap = ec
@@ -323,7 +331,7 @@ export class OrderBook {
       limit = side === BUY ? Number.POSITIVE_INFINITY : 0
     }
     if (!(qty >= this.minLots && qty <= this.maxLots && Math.floor(qty) === qty)) return this.reject(R_INVALID_QTY)
-    if (this.ids.has(id)) return this.reject(R_DUPLICATE_ID)
+    if (this.live.has(id) || this.finished.has(id)) return this.reject(R_DUPLICATE_ID)
     if (postOnly && this.crosses(side, limit)) return this.reject(R_WOULD_CROSS)
 
     const slot = this.allocSlot()
@@ -335,7 +343,7 @@ export class OrderBook {
     this.ordLevel[slot] = -1
     this.ordId[slot] = id
     this.ordAccount[slot] = account
-    this.ids.set(id, slot)
+    this.live.set(id, slot)
     this.emit(EV_ACCEPTED, slot, -1, 0, 0, 0)
 
     if (tif === FOK && !this.canFill(side, limit, qty)) {
@@ -359,8 +367,8 @@ export class OrderBook {
   /** Cancels a resting order. Returns 0 or `unknown_order` (also for finished orders). */
   cancel(id: string): number {
     this.begin(id)
-    const slot = this.ids.get(id)
-    if (slot === undefined || slot < 0) return this.reject(R_UNKNOWN_ORDER)
+    const slot = this.live.get(id)
+    if (slot === undefined) return this.reject(R_UNKNOWN_ORDER)
     const open = this.ordOpen[slot]
     this.unlink(slot)
     this.ordOpen[slot] = 0
@@ -382,8 +390,8 @@ export class OrderBook {
     if (qty !== 0 && !(qty >= this.minLots && qty <= this.maxLots && Math.floor(qty) === qty)) {
       return this.reject(R_INVALID_QTY)
     }
-    const slot = this.ids.get(id)
-    if (slot === undefined || slot < 0) return this.reject(R_UNKNOWN_ORDER)
+    const slot = this.live.get(id)
+    if (slot === undefined) return this.reject(R_UNKNOWN_ORDER)
     const side = this.ordSide[slot]
     const oldPrice = this.ordPrice[slot]
     const open = this.ordOpen[slot]
@@ -437,7 +445,7 @@ export class OrderBook {
 
   /** Number of price levels on a side. */
   levelCount(side: Side): number {
-    return this.sideLen[side]
+    return this.sideLive[side]
   }
 
   /** Best price in ticks on a side, or 0 when the side is empty. */
@@ -452,12 +460,14 @@ export class OrderBook {
    */
   depthInto(side: Side, n: number, prices: Float64Array, qtys: Float64Array): number {
     const lvls = this.sideLvls[side]
-    const len = this.sideLen[side]
-    const count = Math.min(n, len, prices.length, qtys.length)
-    for (let i = 0; i < count; i++) {
-      const lvl = lvls[len - 1 - i]
-      prices[i] = this.lvlPrice[lvl]
-      qtys[i] = this.lvlQty[lvl]
+    const max = Math.min(n, prices.length, qtys.length)
+    let count = 0
+    for (let i = this.sideLen[side] - 1; i >= 0 && count < max; i--) {
+      const lvl = lvls[i]
+      if (this.lvlHead[lvl] === -1) continue
+      prices[count] = this.lvlPrice[lvl]
+      qtys[count] = this.lvlQty[lvl]
+      count++
     }
     return count
   }
@@ -469,10 +479,10 @@ export class OrderBook {
 
   /** Status of an order, or undefined for an id the book has never accepted. */
   status(id: string): OrderStatus | undefined {
-    const v = this.ids.get(id)
-    if (v === undefined) return undefined
-    if (v < 0) {
-      const packed = -1 - v
+    const v = this.live.get(id)
+    if (v === undefined) {
+      const packed = this.finished.get(id)
+      if (packed === undefined) return undefined
       const reason = packed % 8
       return {
         id,
@@ -525,11 +535,9 @@ export class OrderBook {
     }
     const finishedIds: Array<string> = []
     const finishedCodes: Array<number> = []
-    for (const [id, v] of this.ids) {
-      if (v < 0) {
-        finishedIds.push(id)
-        finishedCodes.push(-1 - v)
-      }
+    for (const [id, packed] of this.finished) {
+      finishedIds.push(id)
+      finishedCodes.push(packed)
     }
     return { version: 1, config: this.config, tradeSeq: this.tradeSeq, orders, finishedIds, finishedCodes }
   }
@@ -548,12 +556,12 @@ export class OrderBook {
       book.ordPostOnly[slot] = postOnly
       book.ordId[slot] = id
       book.ordAccount[slot] = account
-      book.ids.set(id, slot)
+      book.live.set(id, slot)
       book.rest(slot, side, price)
     }
     const ids = snap.finishedIds
     const codes = snap.finishedCodes
-    for (let i = 0; i < ids.length; i++) book.ids.set(ids[i], -1 - codes[i])
+    for (let i = 0; i < ids.length; i++) book.finished.set(ids[i], codes[i])
     return book
   }
 
@@ -605,7 +613,9 @@ export class OrderBook {
 
   /** Marks an order finished: its id stays reserved, its slot is released at the next command. */
   private finish(slot: number, reason: number, leftQty: number): void {
-    this.ids.set(this.ordId[slot], -1 - (this.ordFilled[slot] * 8 + reason))
+    const id = this.ordId[slot]
+    this.live.delete(id)
+    this.finished.set(id, this.ordFilled[slot] * 8 + reason)
     this.ordLevel[slot] = -1
     this.pendingFree[this.pendingCount++] = slot
     this.emit(EV_DONE, slot, -1, 0, leftQty, reason)
@@ -681,8 +691,11 @@ export class OrderBook {
       this.lvlCount[lvl] -= removed
       if (o === -1) {
         this.lvlTail[lvl] = -1
-        len--
+        this.sideLive[opp]--
         this.freeLevel(lvl)
+        len--
+        // Keep the top non-empty: drop empty levels that surface.
+        while (len > 0 && lvlHead[lvls[len - 1]] === -1) this.freeLevel(lvls[--len])
       } else {
         this.ordPrev[o] = -1
       }
@@ -695,6 +708,7 @@ export class OrderBook {
   /** Puts an order (ordOpen already set) at the back of its price level, creating the level. */
   private rest(slot: number, side: number, price: number): void {
     const lvl = this.levelAt(side, price)
+    if (this.lvlHead[lvl] === -1) this.sideLive[side]++
     this.lvlQty[lvl] += this.ordOpen[slot]
     this.append(slot, lvl)
   }
@@ -727,7 +741,7 @@ export class OrderBook {
     this.detach(slot, lvl)
     this.lvlQty[lvl] -= this.ordOpen[slot]
     this.ordLevel[slot] = -1
-    if (this.lvlHead[lvl] === -1) this.removeLevel(this.ordSide[slot], lvl)
+    if (this.lvlHead[lvl] === -1) this.levelEmptied(this.ordSide[slot], lvl)
   }
 
   /** Index of the level at `price` on `side`, created (and inserted in order) if missing. */
@@ -771,27 +785,39 @@ export class OrderBook {
     return lvl
   }
 
-  private removeLevel(side: number, lvl: number): void {
+  /** A level lost its last order outside matching: drop it if on top, else leave it empty in place. */
+  private levelEmptied(side: number, lvl: number): void {
+    const live = --this.sideLive[side]
+    const lvls = this.sideLvls[side]
+    let len = this.sideLen[side]
+    if (lvls[len - 1] === lvl) {
+      const lvlHead = this.lvlHead
+      this.freeLevel(lvl)
+      len--
+      while (len > 0 && lvlHead[lvls[len - 1]] === -1) this.freeLevel(lvls[--len])
+      this.sideLen[side] = len
+    } else if (len - live > 4096 && len - live > 2 * live) {
+      this.compact(side)
+    }
+  }
+
+  /** Sweeps the empty levels out of a side. */
+  private compact(side: number): void {
     const keys = this.sideKeys[side]
     const lvls = this.sideLvls[side]
     const len = this.sideLen[side]
-    let i = len - 1
-    if (lvls[i] !== lvl) {
-      const price = this.lvlPrice[lvl]
-      const key = side === BUY ? price : -price
-      let lo = 0
-      let hi = len - 1
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1
-        if (keys[mid] < key) lo = mid + 1
-        else hi = mid
+    let j = 0
+    for (let i = 0; i < len; i++) {
+      const lvl = lvls[i]
+      if (this.lvlHead[lvl] === -1) {
+        this.freeLevel(lvl)
+      } else {
+        keys[j] = keys[i]
+        lvls[j] = lvl
+        j++
       }
-      i = lo
-      keys.copyWithin(i, i + 1, len)
-      lvls.copyWithin(i, i + 1, len)
     }
-    this.sideLen[side] = len - 1
-    this.freeLevel(lvl)
+    this.sideLen[side] = j
   }
 
   private allocSlot(): number {
@@ -864,6 +890,7 @@ export class OrderBook {
     const len = this.sideLen[side]
     for (let i = len - 1; i >= 0 && out.length < n; i--) {
       const lvl = lvls[i]
+      if (this.lvlHead[lvl] === -1) continue
       out.push([this.priceUnit.format(this.lvlPrice[lvl]), this.qtyUnit.format(this.lvlQty[lvl])])
     }
     return out
