@@ -1,0 +1,617 @@
+import { Buffer } from "node:buffer"
+import { assert, describe, it, layer, type Vitest } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { MemoryStore } from "./internal/valkeyMemoryStore.ts"
+import { Cmd, layerIoredis, layerMemory, parseRedisUrl, Valkey, type ValkeyError } from "./Valkey.ts"
+
+const REDIS_URL = "redis://127.0.0.1:6379"
+const runPrefix = `tessera-test:valkey:${process.pid}:${Date.now()}:`
+
+/** Deletes every key of this run when the layer closes (before the connection does). */
+const cleanup = Layer.effectDiscard(
+  Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      const valkey = yield* Valkey
+      const keys = yield* valkey.keys("*")
+      for (let i = 0; i < keys.length; i += 500) yield* valkey.del(...keys.slice(i, i + 500))
+    }).pipe(Effect.orDie)
+  )
+)
+
+const expectError = <A>(effect: Effect.Effect<A, ValkeyError>) =>
+  Effect.flatMap(Effect.exit(effect), (exit) => {
+    if (Exit.isSuccess(exit)) return Effect.die(new Error(`expected a ValkeyError, got ${JSON.stringify(exit.value)}`))
+    return Effect.flip(effect)
+  })
+
+const sorted = (values: ReadonlyArray<string>) => [...values].sort()
+
+/** The same tests against every implementation: they must behave alike. */
+const conformance = (it: Vitest.MethodsNonLive<Valkey>) => {
+  it.effect("strings: set, get, mget, del, exists, incr", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.isTrue(yield* v.set("s:a", "alpha"))
+      assert.strictEqual(yield* v.get("s:a"), "alpha")
+      assert.isNull(yield* v.get("s:missing"))
+      assert.deepStrictEqual(yield* v.mget("s:a", "s:missing"), ["alpha", null])
+      assert.strictEqual(yield* v.exists("s:a", "s:missing", "s:a"), 2)
+      assert.strictEqual(yield* v.incr("s:n"), 1)
+      assert.strictEqual(yield* v.incrby("s:n", 41), 42)
+      assert.strictEqual(yield* v.incrby("s:n", -2), 40)
+      assert.strictEqual(yield* v.get("s:n"), "40")
+      const notInteger = yield* expectError(v.incr("s:a"))
+      assert.strictEqual(notInteger.reason, "Reply")
+      assert.strictEqual(notInteger.command, "INCR")
+      assert.strictEqual(yield* v.del("s:a", "s:n", "s:missing"), 2)
+      assert.strictEqual(yield* v.exists("s:a"), 0)
+      const noKeys = yield* expectError(v.del())
+      assert.strictEqual(noKeys.reason, "Reply")
+    })
+  )
+
+  it.effect("strings: NX and XX", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.isTrue(yield* v.set("nx:a", "first", { nx: true }))
+      assert.isFalse(yield* v.set("nx:a", "second", { nx: true }))
+      assert.strictEqual(yield* v.get("nx:a"), "first")
+      assert.isFalse(yield* v.set("nx:b", "x", { xx: true }))
+      assert.isNull(yield* v.get("nx:b"))
+      assert.isTrue(yield* v.set("nx:a", "third", { xx: true }))
+      assert.strictEqual(yield* v.get("nx:a"), "third")
+    })
+  )
+
+  it.effect("TTL: PX expiry, pttl, expire, pexpire, SET clears the TTL, INCR keeps it", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.isTrue(yield* v.set("ttl:a", "x", { px: 150 }))
+      const left = yield* v.pttl("ttl:a")
+      assert.isTrue(left > 0 && left <= 150, `pttl ${left}`)
+      assert.strictEqual(yield* v.pttl("ttl:missing"), -2)
+      yield* Effect.sleep(300)
+      assert.isNull(yield* v.get("ttl:a"))
+      assert.strictEqual(yield* v.exists("ttl:a"), 0)
+      assert.strictEqual(yield* v.pttl("ttl:a"), -2)
+      // a window key: NX with a TTL can be taken again after it expires
+      assert.isTrue(yield* v.set("ttl:w", "1", { px: 100, nx: true }))
+      assert.isFalse(yield* v.set("ttl:w", "1", { px: 100, nx: true }))
+      yield* Effect.sleep(250)
+      assert.isTrue(yield* v.set("ttl:w", "1", { px: 100, nx: true }))
+
+      assert.isFalse(yield* v.expire("ttl:missing", 10))
+      yield* v.set("ttl:b", "x")
+      assert.strictEqual(yield* v.pttl("ttl:b"), -1)
+      assert.isTrue(yield* v.expire("ttl:b", 100))
+      const b = yield* v.pttl("ttl:b")
+      assert.isTrue(b > 90_000 && b <= 100_000, `pttl ${b}`)
+      yield* v.set("ttl:b", "y")
+      assert.strictEqual(yield* v.pttl("ttl:b"), -1)
+
+      yield* v.incr("ttl:c")
+      assert.isTrue(yield* v.pexpire("ttl:c", 200))
+      assert.strictEqual(yield* v.incr("ttl:c"), 2)
+      assert.isTrue((yield* v.pttl("ttl:c")) > 0)
+      yield* Effect.sleep(350)
+      assert.isNull(yield* v.get("ttl:c"))
+
+      yield* v.hset("ttl:h", { f: "1" })
+      assert.isTrue(yield* v.pexpire("ttl:h", 0))
+      assert.strictEqual(yield* v.exists("ttl:h"), 0)
+    })
+  )
+
+  it.effect("bytes round-trip through the Buffer variants", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      const bytes = new Uint8Array([0xff, 0x00, 0x80, 0x41])
+      yield* v.set("bin:a", bytes)
+      const back = yield* v.getBuffer("bin:a")
+      assert.isTrue(back !== null && Buffer.from(bytes).equals(back))
+      assert.deepStrictEqual(
+        (yield* v.mgetBuffer("bin:a", "bin:missing")).map((b) => b?.toString("hex") ?? null),
+        ["ff008041", null]
+      )
+      yield* v.hset("bin:h", { raw: Buffer.from([1, 2, 3]), text: "héllo" })
+      assert.strictEqual((yield* v.hgetBuffer("bin:h", "raw"))?.toString("hex"), "010203")
+      assert.strictEqual(yield* v.hget("bin:h", "text"), "héllo")
+      assert.deepStrictEqual(
+        (yield* v.hmgetBuffer("bin:h", "raw", "none")).map((b) => b?.toString("hex") ?? null),
+        ["010203", null]
+      )
+      const all = yield* v.hgetallBuffer("bin:h")
+      assert.deepStrictEqual(sorted(Object.keys(all)), ["raw", "text"])
+      assert.strictEqual(all.text.toString("utf8"), "héllo")
+    })
+  )
+
+  it.effect("hashes: hset many, hget, hmget, hgetall, hdel, hlen", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.strictEqual(yield* v.hset("h:v1", { name: "alice", age: "30", city: "paris" }), 3)
+      assert.strictEqual(yield* v.hset("h:v1", { age: "31", team: "blue" }), 1)
+      assert.strictEqual(yield* v.hget("h:v1", "age"), "31")
+      assert.isNull(yield* v.hget("h:v1", "missing"))
+      assert.isNull(yield* v.hget("h:none", "x"))
+      assert.deepStrictEqual(yield* v.hmget("h:v1", "name", "missing", "team"), ["alice", null, "blue"])
+      assert.deepStrictEqual(yield* v.hgetall("h:v1"), { name: "alice", age: "31", city: "paris", team: "blue" })
+      assert.deepStrictEqual(yield* v.hgetall("h:none"), {})
+      assert.strictEqual(yield* v.hlen("h:v1"), 4)
+      assert.strictEqual(yield* v.hdel("h:v1", "age", "missing"), 1)
+      assert.strictEqual(yield* v.hlen("h:v1"), 3)
+      assert.strictEqual(yield* v.hdel("h:v1", "name", "city", "team"), 3)
+      assert.strictEqual(yield* v.exists("h:v1"), 0)
+      assert.strictEqual(yield* v.hlen("h:v1"), 0)
+    })
+  )
+
+  it.effect("sets: sadd, srem, smembers, sismember, scard", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.strictEqual(yield* v.sadd("set:a", "x", "y", "x", "z"), 3)
+      assert.strictEqual(yield* v.sadd("set:a", "z", "w"), 1)
+      assert.deepStrictEqual(sorted(yield* v.smembers("set:a")), ["w", "x", "y", "z"])
+      assert.isTrue(yield* v.sismember("set:a", "y"))
+      assert.isFalse(yield* v.sismember("set:a", "q"))
+      assert.isFalse(yield* v.sismember("set:none", "q"))
+      assert.strictEqual(yield* v.scard("set:a"), 4)
+      assert.strictEqual(yield* v.srem("set:a", "x", "q"), 1)
+      assert.deepStrictEqual(sorted(yield* v.smembers("set:a")), ["w", "y", "z"])
+      assert.strictEqual(yield* v.srem("set:a", "w", "y", "z"), 3)
+      assert.strictEqual(yield* v.exists("set:a"), 0)
+      assert.deepStrictEqual(yield* v.smembers("set:a"), [])
+      assert.strictEqual(yield* v.scard("set:a"), 0)
+    })
+  )
+
+  it.effect("streams: explicit ids, ranges, counts, exclusive bounds", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.strictEqual(yield* v.xadd("st:a", { p: "1" }, { id: "1-1" }), "1-1")
+      assert.strictEqual(yield* v.xadd("st:a", { p: "2" }, { id: "1-2" }), "1-2")
+      assert.strictEqual(yield* v.xadd("st:a", { p: "3", q: "x" }, { id: "2" }), "2-0")
+      assert.strictEqual(yield* v.xadd("st:a", { p: "4" }, { id: "2-*" }), "2-1")
+      assert.strictEqual(yield* v.xadd("st:a", { p: "5" }, { id: "5-*" }), "5-0")
+      const older = yield* expectError(v.xadd("st:a", { p: "x" }, { id: "1-5" }))
+      assert.strictEqual(older.reason, "Reply")
+      assert.strictEqual(older.command, "XADD")
+      assert.strictEqual((yield* expectError(v.xadd("st:b", { p: "x" }, { id: "0-0" }))).reason, "Reply")
+      assert.strictEqual((yield* expectError(v.xadd("st:b", { p: "x" }, { id: "abc" }))).reason, "Reply")
+      assert.strictEqual(yield* v.xlen("st:a"), 5)
+      assert.strictEqual(yield* v.xlen("st:none"), 0)
+
+      const all = yield* v.xrange("st:a")
+      assert.deepStrictEqual(
+        all.map((e) => e.id),
+        ["1-1", "1-2", "2-0", "2-1", "5-0"]
+      )
+      assert.deepStrictEqual(all[2], { id: "2-0", fields: { p: "3", q: "x" } })
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:a", "-", "+", 2)).map((e) => e.id),
+        ["1-1", "1-2"]
+      )
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:a", "(1-1", "2")).map((e) => e.id),
+        ["1-2", "2-0", "2-1"]
+      )
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:a", "1", "1")).map((e) => e.id),
+        ["1-1", "1-2"]
+      )
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:a", "2-1", "(5-0")).map((e) => e.id),
+        ["2-1"]
+      )
+      assert.deepStrictEqual(
+        (yield* v.xrevrange("st:a", "+", "-", 2)).map((e) => e.id),
+        ["5-0", "2-1"]
+      )
+      assert.deepStrictEqual(
+        (yield* v.xrevrange("st:a", "2", "1-2")).map((e) => e.id),
+        ["2-1", "2-0", "1-2"]
+      )
+      assert.deepStrictEqual(yield* v.xrange("st:none"), [])
+      assert.deepStrictEqual(yield* v.xrange("st:a", "5-1", "+"), [])
+    })
+  )
+
+  it.effect("streams: generated ids are ms-seq and strictly increasing", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      const before = Date.now()
+      const ids: Array<string> = []
+      for (let i = 0; i < 50; i++) ids.push(yield* v.xadd("st:auto", { i: String(i) }))
+      const parsed = ids.map((id) => id.split("-").map(Number))
+      for (let i = 0; i < parsed.length; i++) {
+        assert.strictEqual(parsed[i].length, 2)
+        assert.isTrue(parsed[i][0] >= before - 5_000, `ms of ${ids[i]}`)
+        if (i > 0) {
+          const [ms0, seq0] = parsed[i - 1]
+          const [ms1, seq1] = parsed[i]
+          assert.isTrue(ms1 > ms0 || (ms1 === ms0 && seq1 > seq0), `${ids[i - 1]} < ${ids[i]}`)
+        }
+      }
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:auto")).map((e) => e.id),
+        ids
+      )
+    })
+  )
+
+  it.effect("streams: MAXLEN trimming, exact and approximate", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      const ids: Array<string> = []
+      for (let i = 1; i <= 20; i++) {
+        ids.push(yield* v.xadd("st:trim", { i: String(i) }, { id: `${i}-0`, maxLen: 5, approximate: false }))
+      }
+      assert.strictEqual(yield* v.xlen("st:trim"), 5)
+      assert.deepStrictEqual(
+        (yield* v.xrange("st:trim")).map((e) => e.fields.i),
+        ["16", "17", "18", "19", "20"]
+      )
+      // The id sequence survives trimming: an id below the last one is still refused.
+      assert.strictEqual((yield* expectError(v.xadd("st:trim", { i: "x" }, { id: "3-0" }))).reason, "Reply")
+
+      yield* v.pipeline(Array.from({ length: 300 }, (_, i) => Cmd.xadd("st:approx", { i: String(i) }, { maxLen: 10 })))
+      const length = yield* v.xlen("st:approx")
+      assert.isTrue(length >= 10 && length < 300, `approximate length ${length}`)
+      const last = yield* v.xrevrange("st:approx", "+", "-", 1)
+      assert.strictEqual(last[0].fields.i, "299")
+    })
+  )
+
+  it.effect("streams: XREAD without BLOCK over several keys, COUNT, $", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.xadd("rd:a", { n: "1" }, { id: "1-0" })
+      yield* v.xadd("rd:a", { n: "2" }, { id: "2-0" })
+      yield* v.xadd("rd:a", { n: "3" }, { id: "3-0" })
+      yield* v.xadd("rd:b", { n: "9" }, { id: "9-0" })
+      const read = yield* v.xread(
+        [
+          ["rd:a", "1-0"],
+          ["rd:b", "0"],
+          ["rd:none", "0"]
+        ],
+        { count: 1 }
+      )
+      assert.deepStrictEqual(read, [
+        { key: "rd:a", entries: [{ id: "2-0", fields: { n: "2" } }] },
+        { key: "rd:b", entries: [{ id: "9-0", fields: { n: "9" } }] }
+      ])
+      const rest = yield* v.xread([["rd:a", "1-0"]])
+      assert.deepStrictEqual(
+        rest[0].entries.map((e) => e.id),
+        ["2-0", "3-0"]
+      )
+      assert.deepStrictEqual(yield* v.xread([["rd:a", "$"]]), [])
+      assert.deepStrictEqual(yield* v.xread([["rd:a", "3-0"]]), [])
+    })
+  )
+
+  it.effect("streams: a blocked XREAD wakes on a later XADD and does not stall other commands", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.xadd("blk:a", { n: "old" })
+      const reader = yield* Effect.forkChild(
+        v.xread(
+          [
+            ["blk:a", "$"],
+            ["blk:b", "$"]
+          ],
+          { block: 5000 }
+        )
+      )
+      yield* Effect.sleep(100)
+      // Answered while the read blocks; were they on the same connection, this would wait out the 5 s BLOCK and
+      // the read would then time out empty, failing the assertions below.
+      yield* v.set("blk:flag", "1")
+      assert.strictEqual(yield* v.get("blk:flag"), "1")
+      const id = yield* v.xadd("blk:b", { n: "new" })
+      const read = yield* Fiber.join(reader)
+      assert.deepStrictEqual(read, [{ key: "blk:b", entries: [{ id, fields: { n: "new" } }] }])
+    })
+  )
+
+  it.effect("streams: XREAD BLOCK times out empty; BLOCK 0 waits until an entry arrives", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      assert.deepStrictEqual(yield* v.xread([["blk0:none", "$"]], { block: 150 }), [])
+      const forever = yield* Effect.forkChild(v.xread([["blk0:a", "$"]], { block: 0 }))
+      yield* Effect.sleep(100)
+      const id = yield* v.xadd("blk0:a", { n: "1" })
+      const read = yield* Fiber.join(forever)
+      assert.deepStrictEqual(
+        read[0].entries.map((e) => e.id),
+        [id]
+      )
+    })
+  )
+
+  it.effect("streams: interrupting a blocked XREAD leaves the service usable", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      const readers = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(v.xread([["int:a", "$"]], { block: 0 })))
+      yield* Effect.sleep(100)
+      yield* Effect.forEach(readers, Fiber.interrupt)
+      const again = yield* Effect.forkChild(v.xread([["int:a", "$"]], { block: 5000 }))
+      yield* Effect.sleep(100)
+      const id = yield* v.xadd("int:a", { n: "1" })
+      assert.deepStrictEqual(
+        (yield* Fiber.join(again))[0].entries.map((e) => e.id),
+        [id]
+      )
+    })
+  )
+
+  it.effect("pipeline: one call, results in order and typed", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      const [set, get, hset, hgetall, incr, xadd, xlen, sadd, smembers, pexpire, pttl] = yield* v.pipeline([
+        Cmd.set("p:a", "1"),
+        Cmd.get("p:a"),
+        Cmd.hset("p:h", { a: "1", b: "2" }),
+        Cmd.hgetall("p:h"),
+        Cmd.incr("p:n"),
+        Cmd.xadd("p:s", { f: "v" }, { id: "7-7" }),
+        Cmd.xlen("p:s"),
+        Cmd.sadd("p:set", "m1", "m2"),
+        Cmd.smembers("p:set"),
+        Cmd.pexpire("p:a", 10_000),
+        Cmd.pttl("p:a")
+      ])
+      assert.isTrue(set)
+      assert.strictEqual(get, "1")
+      assert.strictEqual(hset, 2)
+      assert.deepStrictEqual(hgetall, { a: "1", b: "2" })
+      assert.strictEqual(incr, 1)
+      assert.strictEqual(xadd, "7-7")
+      assert.strictEqual(xlen, 1)
+      assert.strictEqual(sadd, 2)
+      assert.deepStrictEqual(sorted(smembers), ["m1", "m2"])
+      assert.isTrue(pexpire)
+      assert.isTrue(pttl > 0 && pttl <= 10_000)
+      assert.deepStrictEqual(yield* v.pipeline([]), [])
+
+      // A batch of writes (a partition flush), then a batch of reads.
+      const writes = Array.from({ length: 200 }, (_, i) => Cmd.hset(`p:v:${i}`, { id: String(i), deg: String(i % 7) }))
+      const added = yield* v.pipeline(writes)
+      assert.strictEqual(added.length, 200)
+      assert.isTrue(added.every((n) => n === 2))
+      const reads = yield* v.pipeline(Array.from({ length: 200 }, (_, i) => Cmd.hget(`p:v:${i}`, "deg")))
+      assert.deepStrictEqual(
+        reads,
+        Array.from({ length: 200 }, (_, i) => String(i % 7))
+      )
+    })
+  )
+
+  it.effect("pipeline: a failing command fails the call with its index; the others still ran", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.xadd("pe:stream", { f: "v" })
+      const error = yield* expectError(
+        v.pipeline([Cmd.set("pe:a", "1"), Cmd.hget("pe:stream", "f"), Cmd.set("pe:b", "2")])
+      )
+      assert.strictEqual(error._tag, "ValkeyError")
+      assert.strictEqual(error.reason, "WrongType")
+      assert.strictEqual(error.command, "HGET")
+      assert.strictEqual(error.index, 1)
+      assert.deepStrictEqual(yield* v.mget("pe:a", "pe:b"), ["1", "2"])
+    })
+  )
+
+  it.effect("wrong type: typed ValkeyError on every kind of access", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.xadd("wt:stream", { f: "v" })
+      yield* v.hset("wt:hash", { f: "v" })
+      yield* v.set("wt:string", "v")
+      const hget = yield* expectError(v.hget("wt:stream", "f"))
+      assert.strictEqual(hget.reason, "WrongType")
+      assert.strictEqual(hget.command, "HGET")
+      assert.strictEqual((yield* expectError(v.get("wt:hash"))).reason, "WrongType")
+      assert.strictEqual((yield* expectError(v.sadd("wt:hash", "m"))).reason, "WrongType")
+      assert.strictEqual((yield* expectError(v.xadd("wt:string", { f: "v" }))).reason, "WrongType")
+      assert.strictEqual((yield* expectError(v.xrange("wt:hash"))).reason, "WrongType")
+      assert.strictEqual((yield* expectError(v.incr("wt:hash"))).reason, "WrongType")
+      const xread = yield* expectError(v.xread([["wt:string", "0"]]))
+      assert.strictEqual(xread.reason, "WrongType")
+      assert.strictEqual(xread.command, "XREAD")
+      // MGET answers null for keys that are not strings
+      assert.deepStrictEqual(yield* v.mget("wt:hash", "wt:string"), [null, "v"])
+    })
+  )
+
+  it.effect("keys by glob pattern", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.pipeline([
+        Cmd.set("scan:a:1", "x"),
+        Cmd.set("scan:a:2", "x"),
+        Cmd.set("scan:b:1", "x"),
+        Cmd.hset("scan:a:h", { f: "v" }),
+        Cmd.set("scan:gone", "x", { px: 1 })
+      ])
+      yield* Effect.sleep(20)
+      assert.deepStrictEqual(sorted(yield* v.keys("scan:a:*")), ["scan:a:1", "scan:a:2", "scan:a:h"])
+      assert.deepStrictEqual(sorted(yield* v.keys("scan:?:1")), ["scan:a:1", "scan:b:1"])
+      assert.deepStrictEqual(sorted(yield* v.keys("scan:[ab]:[^2h]")), ["scan:a:1", "scan:b:1"])
+      assert.deepStrictEqual(yield* v.keys("scan:gone"), [])
+      assert.deepStrictEqual(yield* v.keys("scan:none:*"), [])
+    })
+  )
+}
+
+describe("Valkey", () => {
+  layer(layerMemory, { excludeTestServices: true })("layerMemory", (it) => conformance(it))
+
+  layer(Layer.provideMerge(cleanup, layerIoredis({ url: REDIS_URL, keyPrefix: runPrefix })), {
+    excludeTestServices: true
+  })("layerIoredis (real Redis)", (it) => {
+    conformance(it)
+
+    it.effect("the key prefix isolates this run", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        yield* v.set("prefix:probe", "1")
+        assert.deepStrictEqual(yield* v.keys("prefix:*"), ["prefix:probe"])
+      }).pipe(
+        Effect.andThen(
+          Effect.gen(function* () {
+            const other = yield* Valkey
+            assert.isNull(yield* other.get("prefix:probe"))
+          }).pipe(Effect.provide(layerIoredis({ url: REDIS_URL, keyPrefix: `${runPrefix}other:` })))
+        )
+      )
+    )
+  })
+
+  describe("layerIoredis failures", () => {
+    it.live("a closed port gives a Connection error, within the retry bound", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const get = yield* Effect.flip(v.get("x"))
+        assert.strictEqual(get.reason, "Connection")
+        assert.include(get.message, "ECONNREFUSED")
+        const pipeline = yield* Effect.flip(v.pipeline([Cmd.set("x", "1"), Cmd.get("x")]))
+        assert.strictEqual(pipeline.reason, "Connection")
+        const read = yield* Effect.flip(v.xread([["x", "$"]], { block: 100 }))
+        assert.strictEqual(read.reason, "Connection")
+      }).pipe(
+        Effect.provide(layerIoredis({ url: "redis://127.0.0.1:1", keyPrefix: runPrefix })),
+        // A hang would fail here instead of running into the test timeout.
+        Effect.timeout("20 seconds")
+      )
+    )
+
+    it.live("a malformed URL fails the layer with InvalidUrl", () =>
+      Effect.gen(function* () {
+        const error = yield* Effect.flip(Layer.build(layerIoredis({ url: "http://example.com" })))
+        assert.strictEqual(error.reason, "InvalidUrl")
+        assert.strictEqual((yield* Effect.flip(Layer.build(layerIoredis({ url: "redis://h/x" })))).reason, "InvalidUrl")
+      })
+    )
+  })
+
+  describe("layerMemory with the test clock", () => {
+    it.effect("TTLs follow TestClock", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        yield* v.set("k", "v", { px: 1000 })
+        yield* TestClock.adjust(999)
+        assert.strictEqual(yield* v.get("k"), "v")
+        assert.strictEqual(yield* v.pttl("k"), 1)
+        yield* TestClock.adjust(1)
+        assert.isNull(yield* v.get("k"))
+      }).pipe(Effect.provide(layerMemory))
+    )
+
+    it.effect("XREAD BLOCK waits on TestClock time", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const reader = yield* Effect.forkChild(v.xread([["s", "$"]], { block: 1000 }))
+        yield* TestClock.adjust(1000)
+        assert.deepStrictEqual(yield* Fiber.join(reader), [])
+      }).pipe(Effect.provide(layerMemory))
+    )
+  })
+
+  describe("layerMemory lifecycle", () => {
+    it.live("the sweep timer is unref'd and stops when the scope closes", () =>
+      Effect.gen(function* () {
+        // Observe the timer through the globals the layer calls (restored right after the build).
+        const started: Array<ReturnType<typeof setInterval>> = []
+        const cleared: Array<unknown> = []
+        const { setInterval: realSet, clearInterval: realClear } = globalThis
+        const scope = yield* Scope.make()
+        globalThis.setInterval = ((f: () => void, ms: number) => {
+          const handle = realSet(f, ms)
+          started.push(handle)
+          return handle
+        }) as typeof setInterval
+        globalThis.clearInterval = ((handle: ReturnType<typeof setInterval>) => {
+          cleared.push(handle)
+          realClear(handle)
+        }) as typeof clearInterval
+        try {
+          yield* Layer.buildWithScope(layerMemory, scope)
+          assert.strictEqual(started.length, 1)
+          assert.isFalse(started[0].hasRef())
+          yield* Scope.close(scope, Exit.void)
+          assert.deepStrictEqual(cleared, [started[0]])
+        } finally {
+          globalThis.setInterval = realSet
+          globalThis.clearInterval = realClear
+        }
+      })
+    )
+  })
+})
+
+describe("MemoryStore", () => {
+  it("sweep deletes expired keys nobody reads", () => {
+    let now = 1_000
+    const store = new MemoryStore(() => now)
+    store.exec(Cmd.set("a", "1", { px: 10 }))
+    store.exec(Cmd.set("b", "1"))
+    store.exec(Cmd.hset("c", { f: "v" }))
+    store.exec(Cmd.pexpire("c", 20))
+    assert.strictEqual(store.size, 3)
+    now += 15
+    store.sweep()
+    assert.strictEqual(store.size, 2)
+    now += 10
+    store.sweep()
+    assert.strictEqual(store.size, 1)
+  })
+
+  it("trimming keeps ranges right across compaction", () => {
+    const store = new MemoryStore(() => 1)
+    for (let i = 1; i <= 5000; i++) store.exec(Cmd.xadd("s", { i: String(i) }, { id: `${i}-0`, maxLen: 100 }))
+    assert.strictEqual(store.exec(Cmd.xlen("s")), 100)
+    const range = store.exec(Cmd.xrange("s", "4950", "+"))
+    assert.deepStrictEqual(
+      range.map((e) => e.id),
+      Array.from({ length: 51 }, (_, i) => `${4950 + i}-0`)
+    )
+    assert.deepStrictEqual(
+      store.exec(Cmd.xrevrange("s", "+", "-", 2)).map((e) => e.id),
+      ["5000-0", "4999-0"]
+    )
+  })
+})
+
+describe("parseRedisUrl", () => {
+  it("reads host, port, auth, db and TLS", () => {
+    assert.deepStrictEqual(parseRedisUrl("redis://127.0.0.1:6379"), {
+      host: "127.0.0.1",
+      port: 6379,
+      username: undefined,
+      password: undefined,
+      db: 0,
+      tls: false
+    })
+    assert.deepStrictEqual(parseRedisUrl("rediss://user:p%40ss@cache.example.com/2"), {
+      host: "cache.example.com",
+      port: 6379,
+      username: "user",
+      password: "p@ss",
+      db: 2,
+      tls: true
+    })
+    assert.deepStrictEqual(parseRedisUrl("redis://:secret@[::1]:6380"), {
+      host: "::1",
+      port: 6380,
+      username: undefined,
+      password: "secret",
+      db: 0,
+      tls: false
+    })
+    assert.throws(() => parseRedisUrl("localhost:6379"))
+    assert.throws(() => parseRedisUrl("redis://host/abc"))
+  })
+})

@@ -1,0 +1,814 @@
+/**
+ * Valkey (Redis-compatible) access for Tessera's actors: TTL keys (dedup windows), hashes and sets (the hot tier
+ * of graph partitions), streams (market data) and one-round-trip pipelines.
+ *
+ * - `layerIoredis({ url })` talks to a server through ioredis (`redis://` or `rediss://` URLs).
+ * - `layerMemory` keeps everything in process with the same semantics: the embedded default and the test layer.
+ *
+ * Values: writes take a `string` or bytes (`Uint8Array` / `Buffer`); reads return strings (UTF-8), and the
+ * `...Buffer` variants (`getBuffer`, `hgetallBuffer`, ...) return the stored bytes. Stream fields are strings.
+ * Members of sets and field names are strings.
+ *
+ * @since 0.1.0
+ */
+import { Buffer } from "node:buffer"
+import { Clock, Context, Data, Effect, Layer, Option, type Scope } from "effect"
+import { type ChainableCommander, Redis, type RedisOptions } from "ioredis"
+import {
+  Cmd,
+  type Command,
+  type CommandResults,
+  type CommandTag,
+  commandName,
+  type PipelineResults,
+  pairsToRecord,
+  type ResultOf,
+  type SetOptions,
+  type StreamEntry,
+  type StreamRead,
+  type Value,
+  type XAddOptions,
+  type XReadOptions
+} from "./internal/valkeyCommand.ts"
+import { MemoryStore, ReplyError } from "./internal/valkeyMemoryStore.ts"
+
+export {
+  Cmd,
+  type Command,
+  type CommandResults,
+  type CommandTag,
+  type PipelineResults,
+  type ResultOf,
+  type SetOptions,
+  type StreamEntry,
+  type StreamRead,
+  type Value,
+  type XAddOptions,
+  type XReadOptions
+}
+
+/**
+ * A failed Valkey command. `reason`: `WrongType` (the key holds another kind of value), `Reply` (any other
+ * error reply, e.g. a bad stream id or a non-integer INCR), `Connection` (the server could not be reached in
+ * time, the connection closed, or a command timed out), `InvalidUrl` (the layer's URL).
+ */
+export class ValkeyError extends Data.TaggedError("ValkeyError")<{
+  /** The command, upper case (`HGET`, `XREAD`, `PIPELINE`, `CONNECT`). */
+  readonly command: string
+  readonly reason: "WrongType" | "Reply" | "Connection" | "InvalidUrl"
+  readonly message: string
+  /** The position of the failed command in a pipeline. */
+  readonly index?: number | undefined
+  readonly cause?: unknown
+}> {}
+
+/** Streams for XREAD: `[key, id]` pairs; the id is exclusive (`0` = from the start, `$` = only new entries). */
+export type XReadStreams = ReadonlyArray<readonly [key: string, id: string]>
+
+/**
+ * The Valkey subset Tessera needs. Multi-key and multi-member arguments are rest parameters, as in Redis.
+ * Every method fails with `ValkeyError`.
+ */
+export interface ValkeyService {
+  /** GET: the value as a string, or `null`. */
+  readonly get: (key: string) => Effect.Effect<string | null, ValkeyError>
+  readonly getBuffer: (key: string) => Effect.Effect<Buffer | null, ValkeyError>
+  /** SET with optional PX / NX / XX; `false` when NX or XX prevented the write. Clears an earlier TTL. */
+  readonly set: (key: string, value: Value, options?: SetOptions) => Effect.Effect<boolean, ValkeyError>
+  /** MGET: `null` for missing keys and keys that are not strings. */
+  readonly mget: (...keys: ReadonlyArray<string>) => Effect.Effect<Array<string | null>, ValkeyError>
+  readonly mgetBuffer: (...keys: ReadonlyArray<string>) => Effect.Effect<Array<Buffer | null>, ValkeyError>
+  /** DEL: how many of the keys existed. */
+  readonly del: (...keys: ReadonlyArray<string>) => Effect.Effect<number, ValkeyError>
+  /** EXISTS: how many of the keys exist (a key named twice counts twice). */
+  readonly exists: (...keys: ReadonlyArray<string>) => Effect.Effect<number, ValkeyError>
+  /** EXPIRE (whole seconds); `false` when the key does not exist; a TTL <= 0 deletes the key. */
+  readonly expire: (key: string, seconds: number) => Effect.Effect<boolean, ValkeyError>
+  /** PEXPIRE (milliseconds). */
+  readonly pexpire: (key: string, millis: number) => Effect.Effect<boolean, ValkeyError>
+  /** PTTL: milliseconds left, `-1` without a TTL, `-2` when the key does not exist. */
+  readonly pttl: (key: string) => Effect.Effect<number, ValkeyError>
+  /** INCR: the new value; a missing key counts as 0; keeps the TTL. */
+  readonly incr: (key: string) => Effect.Effect<number, ValkeyError>
+  readonly incrby: (key: string, by: number) => Effect.Effect<number, ValkeyError>
+  /** HSET of one or more fields: how many fields were new. */
+  readonly hset: (key: string, fields: Readonly<Record<string, Value>>) => Effect.Effect<number, ValkeyError>
+  readonly hget: (key: string, field: string) => Effect.Effect<string | null, ValkeyError>
+  readonly hgetBuffer: (key: string, field: string) => Effect.Effect<Buffer | null, ValkeyError>
+  readonly hmget: (key: string, ...fields: ReadonlyArray<string>) => Effect.Effect<Array<string | null>, ValkeyError>
+  readonly hmgetBuffer: (
+    key: string,
+    ...fields: ReadonlyArray<string>
+  ) => Effect.Effect<Array<Buffer | null>, ValkeyError>
+  /** HGETALL: `{}` for a missing key. */
+  readonly hgetall: (key: string) => Effect.Effect<Record<string, string>, ValkeyError>
+  readonly hgetallBuffer: (key: string) => Effect.Effect<Record<string, Buffer>, ValkeyError>
+  /** HDEL: how many fields were removed; a hash left empty is deleted. */
+  readonly hdel: (key: string, ...fields: ReadonlyArray<string>) => Effect.Effect<number, ValkeyError>
+  readonly hlen: (key: string) => Effect.Effect<number, ValkeyError>
+  /** SADD: how many members were new. */
+  readonly sadd: (key: string, ...members: ReadonlyArray<string>) => Effect.Effect<number, ValkeyError>
+  /** SREM: how many members were removed; a set left empty is deleted. */
+  readonly srem: (key: string, ...members: ReadonlyArray<string>) => Effect.Effect<number, ValkeyError>
+  /** SMEMBERS, in no particular order. */
+  readonly smembers: (key: string) => Effect.Effect<Array<string>, ValkeyError>
+  readonly sismember: (key: string, member: string) => Effect.Effect<boolean, ValkeyError>
+  readonly scard: (key: string) => Effect.Effect<number, ValkeyError>
+  /** XADD: the new entry's id. See `XAddOptions` for ids and MAXLEN trimming. */
+  readonly xadd: (
+    key: string,
+    fields: Readonly<Record<string, Value>>,
+    options?: XAddOptions
+  ) => Effect.Effect<string, ValkeyError>
+  /** XRANGE from `start` (default `-`) to `end` (default `+`), inclusive; `(id` is exclusive. */
+  readonly xrange: (
+    key: string,
+    start?: string,
+    end?: string,
+    count?: number
+  ) => Effect.Effect<Array<StreamEntry>, ValkeyError>
+  /** XREVRANGE from `end` (default `+`) down to `start` (default `-`). */
+  readonly xrevrange: (
+    key: string,
+    end?: string,
+    start?: string,
+    count?: number
+  ) => Effect.Effect<Array<StreamEntry>, ValkeyError>
+  readonly xlen: (key: string) => Effect.Effect<number, ValkeyError>
+  /**
+   * XREAD over several streams: the entries after each id, only for streams that have some. With `block`, waits
+   * until an entry arrives (an empty array on timeout); a blocked read never delays other commands, and
+   * interrupting it is safe.
+   */
+  readonly xread: (streams: XReadStreams, options?: XReadOptions) => Effect.Effect<Array<StreamRead>, ValkeyError>
+  /** Keys matching a glob pattern (SCAN, not KEYS: safe on a live server, but for tests and operations only). */
+  readonly keys: (pattern: string) => Effect.Effect<Array<string>, ValkeyError>
+  /**
+   * Sends the commands in ONE round trip (build them with `Cmd`) and returns their results in order. Commands
+   * are not atomic: if one fails the others still run, and the effect fails with the first error (its `index`).
+   */
+  readonly pipeline: <const Cs extends ReadonlyArray<Command>>(
+    commands: Cs
+  ) => Effect.Effect<PipelineResults<Cs>, ValkeyError>
+}
+
+/**
+ * The Valkey service.
+ *
+ * @since 0.1.0
+ */
+export class Valkey extends Context.Service<Valkey, ValkeyService>()("tessera/runtime/Valkey") {}
+
+/** The primitives an implementation provides; the rest of the service derives from them. */
+interface Primitives {
+  readonly exec: <C extends Command>(command: C) => Effect.Effect<ResultOf<C>, ValkeyError>
+  readonly pipeline: (commands: ReadonlyArray<Command>) => Effect.Effect<Array<unknown>, ValkeyError>
+  readonly xread: ValkeyService["xread"]
+  readonly keys: ValkeyService["keys"]
+}
+
+const fromPrimitives = ({ exec, keys, pipeline, xread }: Primitives): ValkeyService => ({
+  get: (key) => exec(Cmd.get(key)),
+  getBuffer: (key) => exec(Cmd.getBuffer(key)),
+  set: (key, value, options) => exec(Cmd.set(key, value, options)),
+  mget: (...keys) => exec(Cmd.mget(...keys)),
+  mgetBuffer: (...keys) => exec(Cmd.mgetBuffer(...keys)),
+  del: (...keys) => exec(Cmd.del(...keys)),
+  exists: (...keys) => exec(Cmd.exists(...keys)),
+  expire: (key, seconds) => exec(Cmd.expire(key, seconds)),
+  pexpire: (key, millis) => exec(Cmd.pexpire(key, millis)),
+  pttl: (key) => exec(Cmd.pttl(key)),
+  incr: (key) => exec(Cmd.incr(key)),
+  incrby: (key, by) => exec(Cmd.incrby(key, by)),
+  hset: (key, fields) => exec(Cmd.hset(key, fields)),
+  hget: (key, field) => exec(Cmd.hget(key, field)),
+  hgetBuffer: (key, field) => exec(Cmd.hgetBuffer(key, field)),
+  hmget: (key, ...fields) => exec(Cmd.hmget(key, ...fields)),
+  hmgetBuffer: (key, ...fields) => exec(Cmd.hmgetBuffer(key, ...fields)),
+  hgetall: (key) => exec(Cmd.hgetall(key)),
+  hgetallBuffer: (key) => exec(Cmd.hgetallBuffer(key)),
+  hdel: (key, ...fields) => exec(Cmd.hdel(key, ...fields)),
+  hlen: (key) => exec(Cmd.hlen(key)),
+  sadd: (key, ...members) => exec(Cmd.sadd(key, ...members)),
+  srem: (key, ...members) => exec(Cmd.srem(key, ...members)),
+  smembers: (key) => exec(Cmd.smembers(key)),
+  sismember: (key, member) => exec(Cmd.sismember(key, member)),
+  scard: (key) => exec(Cmd.scard(key)),
+  xadd: (key, fields, options) => exec(Cmd.xadd(key, fields, options)),
+  xrange: (key, start, end, count) => exec(Cmd.xrange(key, start, end, count)),
+  xrevrange: (key, end, start, count) => exec(Cmd.xrevrange(key, end, start, count)),
+  xlen: (key) => exec(Cmd.xlen(key)),
+  xread,
+  keys,
+  pipeline: pipeline as ValkeyService["pipeline"]
+})
+
+const replyReason = (message: string): "WrongType" | "Reply" =>
+  message.startsWith("WRONGTYPE") ? "WrongType" : "Reply"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------------------------
+
+/** How often the memory layer deletes expired keys that nobody reads (reads expire them on access anyway). */
+const SWEEP_INTERVAL_MS = 1000
+
+const memoryError = (command: string, error: ReplyError, index?: number) =>
+  new ValkeyError({ command, reason: replyReason(error.message), message: error.message, index })
+
+/**
+ * Builds the in-memory implementation. Time comes from the `Clock` in context when it is built, so under
+ * `TestClock` TTLs and generated stream ids follow the test clock. Expired keys are dropped on access and by a
+ * sweep every second on an unref'd timer that stops with the scope.
+ */
+export const makeMemory: Effect.Effect<ValkeyService, never, Scope.Scope> = Effect.gen(function* () {
+  const clock = yield* Clock.Clock
+  const store = new MemoryStore(() => clock.currentTimeMillisUnsafe())
+  yield* Effect.acquireRelease(
+    Effect.sync(() => startTimer(() => store.sweep(), SWEEP_INTERVAL_MS)),
+    (stop) => Effect.sync(stop)
+  )
+
+  const exec = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
+    Effect.suspend(() => {
+      try {
+        return Effect.succeed(store.exec(command))
+      } catch (error) {
+        if (error instanceof ReplyError) return Effect.fail(memoryError(commandName(command._tag), error))
+        return Effect.die(error)
+      }
+    })
+
+  const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> =>
+    Effect.suspend(() => {
+      const results: Array<unknown> = new Array(commands.length)
+      let failure: ValkeyError | undefined
+      for (let i = 0; i < commands.length; i++) {
+        try {
+          results[i] = store.exec(commands[i])
+        } catch (error) {
+          if (!(error instanceof ReplyError)) return Effect.die(error)
+          failure ??= memoryError(commandName(commands[i]._tag), error, i)
+        }
+      }
+      return failure === undefined ? Effect.succeed(results) : Effect.fail(failure)
+    })
+
+  const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> =>
+    Effect.suspend(() => {
+      const count = options?.count
+      const block = options?.block
+      let after: ReturnType<MemoryStore["resolveReadIds"]>
+      try {
+        after = store.resolveReadIds(streams)
+        if (block === undefined) return Effect.succeed(store.read(streams, after, count))
+      } catch (error) {
+        if (error instanceof ReplyError) return Effect.fail(memoryError("XREAD", error))
+        return Effect.die(error)
+      }
+      // Reads and registers in one synchronous step, so an XADD cannot slip in between.
+      const wait = Effect.callback<Array<StreamRead>, ValkeyError>((resume) => {
+        const attempt = (): boolean => {
+          try {
+            const found = store.read(streams, after, count)
+            if (found.length === 0) return false
+            resume(Effect.succeed(found))
+          } catch (error) {
+            resume(error instanceof ReplyError ? Effect.fail(memoryError("XREAD", error)) : Effect.die(error))
+          }
+          return true
+        }
+        if (attempt()) return
+        const unregister = store.onAdd(
+          streams.map(([key]) => key),
+          () => {
+            if (attempt()) unregister()
+          }
+        )
+        return Effect.sync(unregister)
+      })
+      if (block === 0) return wait
+      return Effect.map(
+        Effect.timeoutOption(wait, block),
+        Option.getOrElse((): Array<StreamRead> => [])
+      )
+    })
+
+  const keys = (pattern: string) => Effect.sync(() => store.keys(pattern))
+
+  return Valkey.of(fromPrimitives({ exec, pipeline, xread, keys }))
+})
+
+/**
+ * The in-memory Valkey: the embedded default (`npm start` without `REDIS_URL`) and the layer for tests of actors.
+ *
+ * @since 0.1.0
+ */
+export const layerMemory: Layer.Layer<Valkey> = Layer.effect(Valkey, makeMemory)
+
+/** An interval timer that never keeps the process alive (Node and Deno); returns its stop function. */
+const startTimer = (f: () => void, millis: number): (() => void) => {
+  const handle: unknown = setInterval(f, millis)
+  if (typeof handle === "object" && handle !== null && "unref" in handle && typeof handle.unref === "function") {
+    handle.unref()
+  } else if (typeof handle === "number") {
+    ;(globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno?.unrefTimer?.(handle)
+  }
+  return () => clearInterval(handle as ReturnType<typeof setInterval>)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ioredis
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Connection settings taken from a `redis://` / `rediss://` URL. */
+export interface RedisUrl {
+  readonly host: string
+  readonly port: number
+  readonly username: string | undefined
+  readonly password: string | undefined
+  readonly db: number
+  readonly tls: boolean
+}
+
+/**
+ * Parses `redis[s]://[[user]:password@]host[:port][/db]` (also `valkey[s]://`); `rediss` means TLS. Throws an
+ * `Error` naming the problem (the URL itself is not repeated, as it may hold a password).
+ */
+export const parseRedisUrl = (text: string): RedisUrl => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new Error("not a URL (expected redis://host:port or rediss://host:port)")
+  }
+  const scheme = url.protocol.slice(0, -1)
+  if (scheme !== "redis" && scheme !== "rediss" && scheme !== "valkey" && scheme !== "valkeys") {
+    throw new Error(`unsupported scheme "${scheme}:" (expected redis: or rediss:)`)
+  }
+  if (url.hostname === "") throw new Error("the URL has no host")
+  const path = url.pathname.replace(/^\/+/, "")
+  if (path !== "" && !/^\d+$/.test(path)) throw new Error(`the database "${path}" is not a number`)
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: url.port === "" ? 6379 : Number(url.port),
+    username: url.username === "" ? undefined : decodeURIComponent(url.username),
+    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    db: path === "" ? 0 : Number(path),
+    tls: scheme === "rediss" || scheme === "valkeys"
+  }
+}
+
+export interface IoredisOptions {
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS. */
+  readonly url: string
+  /** Prepended to every key (and removed from keys returned by `keys` and `xread`). */
+  readonly keyPrefix?: string | undefined
+  /** Milliseconds for one connection attempt. Default 3000. */
+  readonly connectTimeout?: number | undefined
+  /**
+   * Reconnection attempts a command waits through before it fails with a `Connection` error. Default 3: with
+   * the reconnection backoff (50, 100, 200, 400 ms, then up to 1 s) a command fails within about a second when
+   * the server refuses connections (a few seconds while it stays down), and within about
+   * `4 * (connectTimeout + 1 s)` when it does not answer at all.
+   */
+  readonly maxRetriesPerRequest?: number | undefined
+  /** Fail a (non-blocking) command with no reply after this many milliseconds. Default: no limit. */
+  readonly commandTimeout?: number | undefined
+  /**
+   * Send the commands issued in the same tick as one write (ioredis auto-pipelining). Default true: concurrent
+   * single reads (the graph proxy's pattern) then cost about as much as a pipeline.
+   */
+  readonly autoPipelining?: boolean | undefined
+}
+
+/** Longest BLOCK of one XREAD on the wire; `block: 0` (forever) repeats such reads. */
+const BLOCK_CHUNK_MS = 10_000
+/** Idle blocking connections kept for the next XREAD BLOCK. */
+const MAX_IDLE_BLOCKING = 4
+
+type Raw = unknown
+type Arg = string | Buffer | number
+
+const toArg = (value: Value): string | Buffer =>
+  typeof value === "string" || Buffer.isBuffer(value)
+    ? value
+    : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+
+const pushFields = (args: Array<Arg>, fields: Readonly<Record<string, Value>>): Array<Arg> => {
+  for (const name in fields) args.push(name, toArg(fields[name]))
+  return args
+}
+
+const isBufferReply = (tag: CommandTag): boolean => tag.endsWith("Buffer")
+
+/**
+ * Sends a command whose reply stays as bytes. Through the named `getBuffer`-style method, not `callBuffer`:
+ * ioredis 6 auto-pipelining drops the command name of `callBuffer`.
+ */
+const callBuffer = (target: Redis | ChainableCommander, name: string, args: Array<Arg>): Promise<unknown> =>
+  (target as unknown as Record<string, (args: Array<Arg>) => Promise<unknown>>)[`${name}Buffer`](args)
+
+/** The wire name and arguments of a command, keys prefixed. */
+const encode = (c: Command, k: (key: string) => string): [name: string, args: Array<Arg>] => {
+  switch (c._tag) {
+    case "get":
+    case "getBuffer":
+      return ["get", [k(c.key)]]
+    case "set": {
+      const args: Array<Arg> = [k(c.key), toArg(c.value)]
+      const o = c.options
+      if (o !== undefined) {
+        if (o.px !== undefined) args.push("PX", o.px)
+        if (o.nx) args.push("NX")
+        if (o.xx) args.push("XX")
+      }
+      return ["set", args]
+    }
+    case "mget":
+    case "mgetBuffer":
+      return ["mget", c.keys.map(k)]
+    case "del":
+      return ["del", c.keys.map(k)]
+    case "exists":
+      return ["exists", c.keys.map(k)]
+    case "expire":
+      return ["expire", [k(c.key), c.seconds]]
+    case "pexpire":
+      return ["pexpire", [k(c.key), c.millis]]
+    case "pttl":
+      return ["pttl", [k(c.key)]]
+    case "incr":
+      return ["incr", [k(c.key)]]
+    case "incrby":
+      return ["incrby", [k(c.key), c.by]]
+    case "hset":
+      return ["hset", pushFields([k(c.key)], c.fields)]
+    case "hget":
+    case "hgetBuffer":
+      return ["hget", [k(c.key), c.field]]
+    case "hmget":
+    case "hmgetBuffer":
+      return ["hmget", [k(c.key), ...c.fields]]
+    case "hgetall":
+    case "hgetallBuffer":
+      return ["hgetall", [k(c.key)]]
+    case "hdel":
+      return ["hdel", [k(c.key), ...c.fields]]
+    case "hlen":
+      return ["hlen", [k(c.key)]]
+    case "sadd":
+      return ["sadd", [k(c.key), ...c.members]]
+    case "srem":
+      return ["srem", [k(c.key), ...c.members]]
+    case "smembers":
+      return ["smembers", [k(c.key)]]
+    case "sismember":
+      return ["sismember", [k(c.key), c.member]]
+    case "scard":
+      return ["scard", [k(c.key)]]
+    case "xadd": {
+      const args: Array<Arg> = [k(c.key)]
+      const o = c.options
+      if (o?.maxLen !== undefined) {
+        if (o.approximate === false) args.push("MAXLEN", o.maxLen)
+        else args.push("MAXLEN", "~", o.maxLen)
+      }
+      args.push(o?.id ?? "*")
+      return ["xadd", pushFields(args, c.fields)]
+    }
+    case "xrange":
+      return [
+        "xrange",
+        c.count === undefined ? [k(c.key), c.start, c.end] : [k(c.key), c.start, c.end, "COUNT", c.count]
+      ]
+    case "xrevrange":
+      return [
+        "xrevrange",
+        c.count === undefined ? [k(c.key), c.end, c.start] : [k(c.key), c.end, c.start, "COUNT", c.count]
+      ]
+    case "xlen":
+      return ["xlen", [k(c.key)]]
+  }
+}
+
+const decodeEntries = (raw: Raw): Array<StreamEntry> => {
+  const list = raw as Array<[string, Array<string>]> | null
+  if (list === null) return []
+  const out: Array<StreamEntry> = new Array(list.length)
+  for (let i = 0; i < list.length; i++) out[i] = { id: list[i][0], fields: pairsToRecord(list[i][1] ?? [], String) }
+  return out
+}
+
+const decodeHash = <A>(raw: Raw, key: (a: A) => string): Record<string, A> =>
+  Array.isArray(raw) ? pairsToRecord(raw as Array<A>, key) : ((raw ?? {}) as Record<string, A>)
+
+/** Turns a server reply into the command's result type. */
+const decode = (tag: CommandTag, raw: Raw): unknown => {
+  switch (tag) {
+    case "set":
+      return raw !== null
+    case "expire":
+    case "pexpire":
+    case "sismember":
+      return raw === 1
+    case "hgetall":
+      return decodeHash(raw, String)
+    case "hgetallBuffer":
+      return decodeHash<Buffer>(raw, (b) => b.toString("utf8"))
+    case "xadd":
+      return String(raw)
+    case "xrange":
+    case "xrevrange":
+      return decodeEntries(raw)
+    default:
+      return raw
+  }
+}
+
+const errorMessage = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const isReplyError = (error: unknown): boolean => error instanceof Error && error.name === "ReplyError"
+
+/**
+ * Builds the ioredis implementation: one connection for ordinary commands and pipelines (connected on first
+ * use, reconnecting with backoff), plus a small pool of connections for XREAD BLOCK so that a blocked read
+ * never stalls other commands. Everything is closed with the scope (QUIT, then disconnect).
+ */
+export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyService, ValkeyError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const url = yield* Effect.try({
+      try: () => parseRedisUrl(options.url),
+      catch: (error) =>
+        new ValkeyError({ command: "CONNECT", reason: "InvalidUrl", message: `REDIS_URL: ${errorMessage(error)}` })
+    })
+    const prefix = options.keyPrefix ?? ""
+    const k = prefix === "" ? (key: string) => key : (key: string) => prefix + key
+    const unprefix = prefix === "" ? (key: string) => key : (key: string) => key.slice(prefix.length)
+    let lastConnectionError: string | undefined
+
+    const redisOptions: RedisOptions = {
+      host: url.host,
+      port: url.port,
+      username: url.username,
+      password: url.password,
+      db: url.db,
+      ...(url.tls ? { tls: { servername: url.host } } : {}),
+      lazyConnect: true,
+      // RESP2: plain array replies, the same shape from every server version.
+      protocol: 2,
+      connectTimeout: options.connectTimeout ?? 3000,
+      maxRetriesPerRequest: options.maxRetriesPerRequest ?? 3,
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000),
+      enableAutoPipelining: options.autoPipelining ?? true,
+      commandTimeout: options.commandTimeout,
+      connectionName: "tessera"
+    }
+
+    const connect = (extra: RedisOptions): Redis => {
+      const redis = new Redis({ ...redisOptions, ...extra })
+      // Without a listener ioredis prints every failed attempt; the commands report the failure instead.
+      redis.on("error", (error: unknown) => {
+        lastConnectionError = errorMessage(error)
+      })
+      return redis
+    }
+
+    const toError = (command: string, error: unknown, index?: number): ValkeyError => {
+      if (error instanceof ValkeyError) return error
+      const message = errorMessage(error)
+      if (isReplyError(error))
+        return new ValkeyError({ command, reason: replyReason(message), message, index, cause: error })
+      const detail =
+        lastConnectionError !== undefined && !message.includes(lastConnectionError)
+          ? `${message} (last connection error: ${lastConnectionError})`
+          : message
+      return new ValkeyError({ command, reason: "Connection", message: detail, index, cause: error })
+    }
+
+    const main = yield* Effect.acquireRelease(
+      Effect.sync(() => connect({})),
+      (redis) => Effect.promise(() => close(redis))
+    )
+
+    // Blocking connections: one per concurrent XREAD BLOCK, a few kept idle for reuse.
+    const idle: Array<Redis> = []
+    const blocking = new Set<Redis>()
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closed = true
+        idle.length = 0
+        const all = Array.from(blocking)
+        blocking.clear()
+        return Promise.all(all.map(close))
+      })
+    )
+    const takeBlocking = (): Redis => {
+      const reused = idle.pop()
+      if (reused !== undefined) return reused
+      const redis = connect({
+        enableAutoPipelining: false,
+        connectionName: "tessera-xread",
+        // Client-side guard: a BLOCK n read fails if no reply came after n + 1 s (a dead socket).
+        blockingTimeout: BLOCK_CHUNK_MS + 5000,
+        blockingTimeoutGrace: 1000
+      })
+      blocking.add(redis)
+      return redis
+    }
+    const giveBack = (redis: Redis): void => {
+      if (!closed && idle.length < MAX_IDLE_BLOCKING && redis.status === "ready") idle.push(redis)
+      else discard(redis)
+    }
+    const discard = (redis: Redis): void => {
+      blocking.delete(redis)
+      redis.disconnect()
+    }
+
+    const exec = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
+      Effect.tryPromise({
+        try: () => {
+          const [name, args] = encode(command, k)
+          const reply = isBufferReply(command._tag) ? callBuffer(main, name, args) : main.call(name, args)
+          return reply.then((raw) => decode(command._tag, raw) as ResultOf<C>)
+        },
+        catch: (error) => toError(commandName(command._tag), error)
+      })
+
+    const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
+      if (commands.length === 0) return Effect.succeed([])
+      return Effect.tryPromise({
+        try: () => {
+          const batch = main.pipeline()
+          for (const command of commands) {
+            const [name, args] = encode(command, k)
+            if (isBufferReply(command._tag)) callBuffer(batch, name, args)
+            else batch.call(name, args)
+          }
+          return batch.exec().then((replies) => {
+            if (replies === null) throw new Error("the pipeline was discarded")
+            const results: Array<unknown> = new Array(commands.length)
+            let failure: ValkeyError | undefined
+            for (let i = 0; i < commands.length; i++) {
+              const [error, raw] = replies[i]
+              if (error) failure ??= toError(commandName(commands[i]._tag), error, i)
+              else results[i] = decode(commands[i]._tag, raw)
+            }
+            if (failure !== undefined) throw failure
+            return results
+          })
+        },
+        catch: (error) => toError("PIPELINE", error)
+      })
+    }
+
+    const decodeRead = (raw: Raw): Array<StreamRead> => {
+      const list = raw as Array<[string, Raw]> | null
+      if (list === null) return []
+      const out: Array<StreamRead> = new Array(list.length)
+      for (let i = 0; i < list.length; i++) out[i] = { key: unprefix(list[i][0]), entries: decodeEntries(list[i][1]) }
+      return out
+    }
+
+    const readArgs = (streams: XReadStreams, count: number | undefined, block: number | undefined): Array<Arg> => {
+      const args: Array<Arg> = []
+      if (count !== undefined) args.push("COUNT", count)
+      if (block !== undefined) args.push("BLOCK", block)
+      args.push("STREAMS")
+      for (const [key] of streams) args.push(k(key))
+      for (const [, id] of streams) args.push(id)
+      return args
+    }
+
+    const blockingRead = (
+      streams: XReadStreams,
+      count: number | undefined,
+      block: number
+    ): Effect.Effect<Array<StreamRead>, ValkeyError> =>
+      Effect.callback<Array<StreamRead>, ValkeyError>((resume) => {
+        if (closed) {
+          resume(Effect.fail(toError("XREAD", new Error("Connection is closed."))))
+          return
+        }
+        const redis = takeBlocking()
+        let settled = false
+        redis.call("xread", readArgs(streams, count, block)).then(
+          (raw) => {
+            settled = true
+            giveBack(redis)
+            try {
+              resume(Effect.succeed(decodeRead(raw)))
+            } catch (error) {
+              resume(Effect.fail(toError("XREAD", error)))
+            }
+          },
+          (error: unknown) => {
+            settled = true
+            if (isReplyError(error)) giveBack(redis)
+            else discard(redis)
+            resume(Effect.fail(toError("XREAD", error)))
+          }
+        )
+        // Interrupted while the server still blocks: that connection is busy until the timeout, so drop it.
+        return Effect.sync(() => {
+          if (!settled) discard(redis)
+        })
+      })
+
+    /** `$` resolved to each stream's current last id, so that repeated BLOCK reads miss nothing. */
+    const resolveLast = (streams: XReadStreams): Effect.Effect<XReadStreams, ValkeyError> => {
+      const dollars = streams.filter(([, id]) => id === "$")
+      if (dollars.length === 0) return Effect.succeed(streams)
+      return Effect.map(pipeline(dollars.map(([key]) => Cmd.xrevrange(key, "+", "-", 1))), (lasts) => {
+        let j = 0
+        return streams.map(([key, id]): readonly [string, string] => {
+          if (id !== "$") return [key, id]
+          const last = (lasts[j++] as Array<StreamEntry>)[0]
+          return [key, last === undefined ? "0-0" : last.id]
+        })
+      })
+    }
+
+    const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> => {
+      const count = options?.count
+      const block = options?.block
+      if (block === undefined) {
+        return Effect.tryPromise({
+          try: () => main.call("xread", readArgs(streams, count, undefined)).then(decodeRead),
+          catch: (error) => toError("XREAD", error)
+        })
+      }
+      if (block > 0 && block <= BLOCK_CHUNK_MS) return blockingRead(streams, count, block)
+      return Effect.flatMap(resolveLast(streams), (resolved) => {
+        const deadline = block === 0 ? Infinity : Date.now() + block
+        const loop: Effect.Effect<Array<StreamRead>, ValkeyError> = Effect.suspend(() => {
+          const left = deadline - Date.now()
+          if (left <= 0) return Effect.succeed([])
+          return Effect.flatMap(blockingRead(resolved, count, Math.min(BLOCK_CHUNK_MS, Math.ceil(left))), (found) =>
+            found.length > 0 ? Effect.succeed(found) : loop
+          )
+        })
+        return loop
+      })
+    }
+
+    const escapedPrefix = prefix.replace(/[*?[\]\\]/g, "\\$&")
+    const keys = (pattern: string): Effect.Effect<Array<string>, ValkeyError> =>
+      Effect.tryPromise({
+        try: async () => {
+          const found = new Set<string>()
+          let cursor = "0"
+          do {
+            const [next, batch] = (await main.call("scan", [
+              cursor,
+              "MATCH",
+              escapedPrefix + pattern,
+              "COUNT",
+              1000
+            ])) as [string, Array<string>]
+            for (const key of batch) found.add(unprefix(key))
+            cursor = next
+          } while (cursor !== "0")
+          return Array.from(found)
+        },
+        catch: (error) => toError("SCAN", error)
+      })
+
+    return Valkey.of(fromPrimitives({ exec, pipeline, xread, keys }))
+  })
+
+/** QUIT when connected (bounded to 2 s), otherwise just disconnect; never rejects. */
+const close = async (redis: Redis): Promise<void> => {
+  if (redis.status === "ready") {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      redis.quit().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 2000)
+      })
+    ])
+    clearTimeout(timer)
+  }
+  redis.disconnect()
+}
+
+/**
+ * Valkey over ioredis. Connects on first use; a server that cannot be reached makes commands fail with a
+ * `Connection` error (bounded by `maxRetriesPerRequest`), not hang.
+ *
+ * @since 0.1.0
+ */
+export const layerIoredis = (options: IoredisOptions): Layer.Layer<Valkey, ValkeyError> =>
+  Layer.effect(Valkey, makeIoredis(options))
+
+/**
+ * `layerIoredis` when a URL is given (`REDIS_URL`), otherwise `layerMemory`: the choice the composition roots
+ * make.
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: Omit<IoredisOptions, "url"> & { readonly url: string | undefined }
+): Layer.Layer<Valkey, ValkeyError> =>
+  options.url === undefined || options.url === "" ? layerMemory : layerIoredis({ ...options, url: options.url })
