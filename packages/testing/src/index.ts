@@ -1,0 +1,1 @@
+export * as TesseraTest from "./TesseraTest.ts"
