@@ -82,6 +82,7 @@ const conformance = (it: Vitest.MethodsNonLive<Valkey>) => {
       assert.isTrue(yield* v.set("ttl:w", "1", { px: 100, nx: true }))
 
       assert.isFalse(yield* v.expire("ttl:missing", 10))
+      assert.strictEqual((yield* expectError(v.expire("ttl:missing", 1.5))).reason, "Reply")
       yield* v.set("ttl:b", "x")
       assert.strictEqual(yield* v.pttl("ttl:b"), -1)
       assert.isTrue(yield* v.expire("ttl:b", 100))
@@ -320,6 +321,7 @@ const conformance = (it: Vitest.MethodsNonLive<Valkey>) => {
     Effect.gen(function* () {
       const v = yield* Valkey
       assert.deepStrictEqual(yield* v.xread([["blk0:none", "$"]], { block: 150 }), [])
+      assert.strictEqual((yield* expectError(v.xread([["blk0:none", "$"]], { block: -1 }))).reason, "Reply")
       const forever = yield* Effect.forkChild(v.xread([["blk0:a", "$"]], { block: 0 }))
       yield* Effect.sleep(100)
       const id = yield* v.xadd("blk0:a", { n: "1" })

@@ -203,6 +203,16 @@ const fromPrimitives = ({ exec, keys, pipeline, xread }: Primitives): ValkeyServ
   pipeline: pipeline as ValkeyService["pipeline"]
 })
 
+/** The server's answer to a negative or fractional BLOCK, given by both implementations before sending. */
+const checkBlock = (block: number | undefined): ValkeyError | undefined =>
+  block === undefined || (Number.isInteger(block) && block >= 0)
+    ? undefined
+    : new ValkeyError({
+        command: "XREAD",
+        reason: "Reply",
+        message: block < 0 ? "ERR timeout is negative" : "ERR timeout is not an integer or out of range"
+      })
+
 const replyReason = (message: string): "WrongType" | "Reply" =>
   message.startsWith("WRONGTYPE") ? "WrongType" : "Reply"
 
@@ -258,6 +268,8 @@ export const makeMemory: Effect.Effect<ValkeyService, never, Scope.Scope> = Effe
     Effect.suspend(() => {
       const count = options?.count
       const block = options?.block
+      const invalid = checkBlock(block)
+      if (invalid !== undefined) return Effect.fail(invalid)
       let after: ReturnType<MemoryStore["resolveReadIds"]>
       try {
         after = store.resolveReadIds(streams)
@@ -733,6 +745,8 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
     const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> => {
       const count = options?.count
       const block = options?.block
+      const invalid = checkBlock(block)
+      if (invalid !== undefined) return Effect.fail(invalid)
       if (block === undefined) {
         return Effect.tryPromise({
           try: () => main.call("xread", readArgs(streams, count, undefined)).then(decodeRead),

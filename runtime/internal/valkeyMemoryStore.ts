@@ -180,6 +180,7 @@ export class MemoryStore {
       case "exists":
         return this.exists(c.keys)
       case "expire":
+        if (!Number.isInteger(c.seconds)) throw new ReplyError(NOT_INTEGER)
         return this.pexpire(c.key, c.seconds * 1000)
       case "pexpire":
         return this.pexpire(c.key, c.millis)
