@@ -1,0 +1,145 @@
+/**
+ * ElastiCache Valkey: market-data streams, hot graph partitions, dedup windows. Serverless for small stages;
+ * a provisioned cluster-mode replication group (a replica per shard, multi-AZ, shard auto scaling) when the stage
+ * asks for it. Both speak TLS only and require a user and password (RBAC user group); the password reaches the
+ * runners inside `REDIS_URL`, an ECS secret. Both endpoints are cluster-mode endpoints: clients use cluster mode.
+ */
+import * as aws from "@pulumi/aws"
+import * as pulumi from "@pulumi/pulumi"
+import * as random from "@pulumi/random"
+import type { Network } from "./network.ts"
+import { ports, type StageConfig } from "./stage.ts"
+
+export const engine = "valkey"
+export const majorVersion = "8"
+const username = "tessera"
+
+export interface Cache {
+  /** Where clients connect: the serverless endpoint or the cluster configuration endpoint. */
+  readonly host: pulumi.Output<string>
+  readonly port: pulumi.Output<number>
+  /** JSON `{ username, password, host, port, url }`; tasks read `url` as `REDIS_URL`. */
+  readonly secret: aws.secretsmanager.Secret
+}
+
+export const cache = (config: StageConfig, net: Network): Cache => {
+  const { stage } = config
+  const tags = { "tessera:stage": stage }
+  const password = new random.RandomPassword("CachePassword", { length: 40, special: false })
+  // A user group must hold a user named "default": here it exists only to be switched off.
+  const disabledDefault = new aws.elasticache.User("CacheDefaultUser", {
+    userId: `tessera-${stage}-default`,
+    userName: "default",
+    engine,
+    accessString: "off -@all",
+    authenticationMode: {
+      type: "password",
+      passwords: [new random.RandomPassword("CacheDefaultPassword", { length: 40, special: false }).result]
+    },
+    tags
+  })
+  const appUser = new aws.elasticache.User("CacheUser", {
+    userId: `tessera-${stage}-app`,
+    userName: username,
+    engine,
+    accessString: "on ~* &* +@all",
+    authenticationMode: { type: "password", passwords: [password.result] },
+    tags
+  })
+  const users = new aws.elasticache.UserGroup("CacheUsers", {
+    userGroupId: `tessera-${stage}`,
+    engine,
+    userIds: [disabledDefault.userId, appUser.userId],
+    tags
+  })
+  const subnetIds = net.privateSubnets.map((subnet) => subnet.id)
+  const securityGroupIds = [net.securityGroups.cache.id]
+
+  let host: pulumi.Output<string>
+  let port: pulumi.Output<number>
+  const shape = config.cache
+  if (shape.mode === "serverless") {
+    const serverless = new aws.elasticache.ServerlessCache("Cache", {
+      engine,
+      majorEngineVersion: majorVersion,
+      name: `tessera-${stage}`,
+      description: `Tessera ${stage}`,
+      subnetIds,
+      securityGroupIds,
+      userGroupId: users.userGroupId,
+      cacheUsageLimits: {
+        dataStorage: { maximum: shape.maxDataGb, unit: "GB" },
+        ecpuPerSeconds: [{ maximum: shape.maxEcpuPerSecond }]
+      },
+      tags
+    })
+    host = serverless.endpoints.apply((endpoints) => endpoints[0].address)
+    port = serverless.endpoints.apply((endpoints) => endpoints[0].port)
+  } else {
+    const cacheSubnets = new aws.elasticache.SubnetGroup("CacheSubnets", { subnetIds, tags })
+    const group = new aws.elasticache.ReplicationGroup(
+      "Cache",
+      {
+        description: `Tessera ${stage}`,
+        engine,
+        engineVersion: `${majorVersion}.0`,
+        nodeType: shape.nodeType,
+        clusterMode: "enabled",
+        parameterGroupName: `default.valkey${majorVersion}.cluster.on`,
+        numNodeGroups: shape.minShards,
+        replicasPerNodeGroup: shape.replicasPerShard,
+        automaticFailoverEnabled: true,
+        multiAzEnabled: true,
+        port: ports.valkey,
+        subnetGroupName: cacheSubnets.name,
+        securityGroupIds,
+        transitEncryptionEnabled: true,
+        transitEncryptionMode: "required",
+        atRestEncryptionEnabled: true,
+        userGroupIds: [users.userGroupId],
+        snapshotRetentionLimit: 1,
+        tags
+      },
+      // Shard count belongs to auto scaling once the group exists.
+      { ignoreChanges: ["numNodeGroups"] }
+    )
+    const shards = new aws.appautoscaling.Target("CacheShards", {
+      serviceNamespace: "elasticache",
+      resourceId: pulumi.interpolate`replication-group/${group.id}`,
+      scalableDimension: "elasticache:replication-group:NodeGroups",
+      minCapacity: shape.minShards,
+      maxCapacity: shape.maxShards
+    })
+    new aws.appautoscaling.Policy("CacheShardsOnCpu", {
+      policyType: "TargetTrackingScaling",
+      serviceNamespace: shards.serviceNamespace,
+      resourceId: shards.resourceId,
+      scalableDimension: shards.scalableDimension,
+      targetTrackingScalingPolicyConfiguration: {
+        predefinedMetricSpecification: { predefinedMetricType: "ElastiCachePrimaryEngineCPUUtilization" },
+        targetValue: 60,
+        // Resharding moves slots for minutes: scale in slowly.
+        scaleInCooldown: 1800,
+        scaleOutCooldown: 600
+      }
+    })
+    host = group.configurationEndpointAddress
+    port = group.port.apply((p) => p ?? ports.valkey)
+  }
+
+  const secret = new aws.secretsmanager.Secret("CacheCredentials", {
+    description: `Tessera ${stage}: Valkey credentials and REDIS_URL`,
+    recoveryWindowInDays: 0,
+    tags
+  })
+  new aws.secretsmanager.SecretVersion("CacheCredentialsValue", {
+    secretId: secret.id,
+    secretString: pulumi
+      .all([host, port, password.result])
+      .apply(([h, p, pass]) =>
+        JSON.stringify({ username, password: pass, host: h, port: p, url: `rediss://${username}:${pass}@${h}:${p}` })
+      )
+  })
+
+  return { host, port, secret }
+}

@@ -1,0 +1,94 @@
+/**
+ * Aurora PostgreSQL Serverless v2: cluster storage and actor tables. The master password is generated, kept in
+ * Secrets Manager with a ready `DATABASE_URL`, and reaches the runners as an ECS secret, never as plain
+ * environment. TLS is enforced (`rds.force_ssl`).
+ */
+import * as aws from "@pulumi/aws"
+import * as pulumi from "@pulumi/pulumi"
+import * as random from "@pulumi/random"
+import type { Network } from "./network.ts"
+import { ports, type StageConfig } from "./stage.ts"
+
+export const engineVersion = "16.6"
+export const databaseName = "tessera"
+const username = "tessera"
+
+export interface Database {
+  readonly cluster: aws.rds.Cluster
+  /** JSON `{ username, password, host, port, dbname, url }`; tasks read `url` as `DATABASE_URL`. */
+  readonly secret: aws.secretsmanager.Secret
+}
+
+export const database = (config: StageConfig, net: Network): Database => {
+  const { stage } = config
+  const db = config.database
+  const subnets = new aws.rds.SubnetGroup("DatabaseSubnets", {
+    subnetIds: net.privateSubnets.map((subnet) => subnet.id),
+    tags: { "tessera:stage": stage }
+  })
+  const parameters = new aws.rds.ClusterParameterGroup("DatabaseParameters", {
+    family: `aurora-postgresql${engineVersion.split(".")[0]}`,
+    description: "Tessera: TLS only",
+    parameters: [{ name: "rds.force_ssl", value: "1" }]
+  })
+  const password = new random.RandomPassword("DatabasePassword", { length: 40, special: false })
+
+  const cluster = new aws.rds.Cluster("Database", {
+    engine: "aurora-postgresql",
+    engineMode: "provisioned",
+    engineVersion,
+    databaseName,
+    masterUsername: username,
+    masterPassword: password.result,
+    dbSubnetGroupName: subnets.name,
+    dbClusterParameterGroupName: parameters.name,
+    vpcSecurityGroupIds: [net.securityGroups.database.id],
+    storageEncrypted: true,
+    port: ports.postgres,
+    serverlessv2ScalingConfiguration: {
+      minCapacity: db.minAcu,
+      maxCapacity: db.maxAcu,
+      secondsUntilAutoPause: db.autoPauseSeconds
+    },
+    backupRetentionPeriod: db.backupRetentionDays,
+    deletionProtection: db.deletionProtection,
+    skipFinalSnapshot: !db.finalSnapshot,
+    finalSnapshotIdentifier: db.finalSnapshot ? `tessera-${stage}-final` : undefined,
+    copyTagsToSnapshot: true,
+    tags: { "tessera:stage": stage }
+  })
+
+  // The first instance is the writer; the others are readers that Aurora places in other AZs and fails over to.
+  for (let i = 0; i < db.instances; i++) {
+    new aws.rds.ClusterInstance(`DatabaseInstance${i + 1}`, {
+      clusterIdentifier: cluster.id,
+      instanceClass: "db.serverless",
+      engine: "aurora-postgresql",
+      engineVersion,
+      publiclyAccessible: false,
+      promotionTier: i,
+      tags: { "tessera:stage": stage }
+    })
+  }
+
+  const secret = new aws.secretsmanager.Secret("DatabaseCredentials", {
+    description: `Tessera ${stage}: Aurora credentials and DATABASE_URL`,
+    recoveryWindowInDays: db.deletionProtection ? 30 : 0,
+    tags: { "tessera:stage": stage }
+  })
+  new aws.secretsmanager.SecretVersion("DatabaseCredentialsValue", {
+    secretId: secret.id,
+    secretString: pulumi.all([cluster.endpoint, cluster.port, password.result]).apply(([host, port, pass]) =>
+      JSON.stringify({
+        username,
+        password: pass,
+        host,
+        port,
+        dbname: databaseName,
+        url: `postgres://${username}:${pass}@${host}:${port}/${databaseName}?sslmode=require`
+      })
+    )
+  })
+
+  return { cluster, secret }
+}

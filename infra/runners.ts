@@ -1,0 +1,357 @@
+/**
+ * The runners: one EC2 task definition and one ECS service per architecture, the gateway behind an application
+ * load balancer, and service auto scaling on CPU and on queue depth.
+ *
+ * Configuration reaches the container as `runtime/config.ts` reads it: plain values in `environment`, and every
+ * credential (`DATABASE_URL`, `REDIS_URL`, `TESSERA_TOKEN`) as an ECS secret resolved from Secrets Manager when
+ * the task starts. `TESSERA_RUNNER_HOST` and `TESSERA_ZONE` differ per task, so the image's entry point
+ * (`docker/ecs-metadata.ts`) fills them from the ECS task metadata endpoint.
+ */
+import * as aws from "@pulumi/aws"
+import * as pulumi from "@pulumi/pulumi"
+import * as random from "@pulumi/random"
+import type { Cache } from "./cache.ts"
+import { type Capacity, fleetKey } from "./capacity.ts"
+import type { Database } from "./database.ts"
+import type { Network } from "./network.ts"
+import { type Architecture, ports, type RunnerService, type StageConfig } from "./stage.ts"
+import type { Storage } from "./storage.ts"
+
+/** Inputs that come from the deploying environment rather than the stage shape. */
+export interface DeployInputs {
+  /** Tag of the runner image in the stage's ECR repository (a multi-arch manifest). */
+  readonly imageTag: string
+  /** ACM certificate for HTTPS on the load balancer; without one the gateway is served on HTTP only. */
+  readonly certificateArn?: string | undefined
+}
+
+/** The CloudWatch metric the runners publish (embedded metric format on stdout) and the services scale on. */
+export const queueDepthMetric = { namespace: "Tessera", name: "QueueDepth" } as const
+export const containerName = "runner"
+
+export interface Runners {
+  readonly repository: aws.ecr.Repository
+  readonly loadBalancer: aws.lb.LoadBalancer
+  readonly url: pulumi.Output<string>
+  readonly taskDefinitions: ReadonlyMap<Architecture, aws.ecs.TaskDefinition>
+  readonly services: ReadonlyMap<Architecture, aws.ecs.Service>
+  readonly tokenSecret: aws.secretsmanager.Secret
+}
+
+export interface RunnerDependencies {
+  readonly network: Network
+  readonly database: Database
+  readonly cache: Cache
+  readonly storage: Storage
+  readonly capacity: Capacity
+}
+
+const archName = (architecture: Architecture) => (architecture === "arm64" ? "Arm64" : "X86")
+
+export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: DeployInputs): Runners => {
+  const { stage } = config
+  const tags = { "tessera:stage": stage }
+  const { network: net, capacity } = deps
+
+  const repository = new aws.ecr.Repository("RunnerImages", {
+    imageScanningConfiguration: { scanOnPush: true },
+    imageTagMutability: "MUTABLE",
+    forceDelete: !config.database.deletionProtection,
+    tags
+  })
+  new aws.ecr.LifecyclePolicy("RunnerImagesLifecycle", {
+    repository: repository.name,
+    policy: JSON.stringify({
+      rules: [
+        {
+          rulePriority: 1,
+          description: "keep the last 30 images",
+          selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 30 },
+          action: { type: "expire" }
+        }
+      ]
+    })
+  })
+  const logs = new aws.cloudwatch.LogGroup("RunnerLogs", {
+    name: `/tessera/${stage}/runner`,
+    retentionInDays: config.logRetentionDays,
+    tags
+  })
+
+  const token = new random.RandomPassword("GatewayToken", { length: 48, special: false })
+  const tokenSecret = new aws.secretsmanager.Secret("GatewayTokenSecret", {
+    description: `Tessera ${stage}: gateway bearer token (TESSERA_TOKEN)`,
+    recoveryWindowInDays: 0,
+    tags
+  })
+  new aws.secretsmanager.SecretVersion("GatewayTokenValue", { secretId: tokenSecret.id, secretString: token.result })
+
+  // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these three only.
+  const executionRole = new aws.iam.Role("RunnerExecutionRole", {
+    assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ecs-tasks.amazonaws.com" }),
+    tags
+  })
+  new aws.iam.RolePolicyAttachment("RunnerExecutionPolicy", {
+    role: executionRole.name,
+    policyArn: "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+  })
+  new aws.iam.RolePolicy("RunnerExecutionSecrets", {
+    role: executionRole.id,
+    policy: pulumi.jsonStringify({
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Effect: "Allow",
+          Action: ["secretsmanager:GetSecretValue"],
+          Resource: [deps.database.secret.arn, deps.cache.secret.arn, tokenSecret.arn]
+        }
+      ]
+    })
+  })
+  // The task role is what the runner itself may do: the cold-tier bucket, nothing else.
+  const taskRole = new aws.iam.Role("RunnerTaskRole", {
+    assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ecs-tasks.amazonaws.com" }),
+    tags
+  })
+  new aws.iam.RolePolicy("RunnerTaskSnapshots", {
+    role: taskRole.id,
+    policy: pulumi.jsonStringify({
+      Version: "2012-10-17",
+      Statement: [
+        { Effect: "Allow", Action: ["s3:ListBucket"], Resource: [deps.storage.snapshots.arn] },
+        {
+          Effect: "Allow",
+          Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+          Resource: [pulumi.interpolate`${deps.storage.snapshots.arn}/*`]
+        }
+      ]
+    })
+  })
+
+  const loadBalancer = new aws.lb.LoadBalancer("LoadBalancer", {
+    loadBalancerType: "application",
+    internal: false,
+    securityGroups: [net.securityGroups.loadBalancer.id],
+    subnets: net.publicSubnets.map((subnet) => subnet.id),
+    // WebSocket clients of the gateway stay connected; the ALB would cut idle ones after 60 s.
+    idleTimeout: 3600,
+    dropInvalidHeaderFields: true,
+    tags
+  })
+  const targets = new aws.lb.TargetGroup("GatewayTargets", {
+    port: ports.gateway,
+    protocol: "HTTP",
+    targetType: "ip",
+    vpcId: net.vpc.id,
+    deregistrationDelay: 30,
+    healthCheck: {
+      path: "/ready",
+      matcher: "200",
+      interval: 10,
+      timeout: 5,
+      healthyThreshold: 2,
+      unhealthyThreshold: 3
+    },
+    tags
+  })
+  const forward = [{ type: "forward", targetGroupArn: targets.arn }]
+  const listeners: Array<aws.lb.Listener> = []
+  if (inputs.certificateArn !== undefined) {
+    listeners.push(
+      new aws.lb.Listener("HttpsListener", {
+        loadBalancerArn: loadBalancer.arn,
+        port: 443,
+        protocol: "HTTPS",
+        sslPolicy: "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        certificateArn: inputs.certificateArn,
+        defaultActions: forward
+      }),
+      new aws.lb.Listener("HttpListener", {
+        loadBalancerArn: loadBalancer.arn,
+        port: 80,
+        protocol: "HTTP",
+        defaultActions: [{ type: "redirect", redirect: { port: "443", protocol: "HTTPS", statusCode: "HTTP_301" } }]
+      })
+    )
+  } else {
+    listeners.push(
+      new aws.lb.Listener("HttpListener", {
+        loadBalancerArn: loadBalancer.arn,
+        port: 80,
+        protocol: "HTTP",
+        defaultActions: forward
+      })
+    )
+  }
+  const url = pulumi.interpolate`${inputs.certificateArn !== undefined ? "https" : "http"}://${loadBalancer.dnsName}`
+
+  const image = pulumi.interpolate`${repository.repositoryUrl}:${inputs.imageTag}`
+  const taskDefinitions = new Map<Architecture, aws.ecs.TaskDefinition>()
+  const services = new Map<Architecture, aws.ecs.Service>()
+  for (const service of config.services) {
+    const name = `Runner${archName(service.architecture)}`
+    const taskDefinition = new aws.ecs.TaskDefinition(`${name}Task`, {
+      family: `tessera-${stage}-runner-${service.architecture}`,
+      requiresCompatibilities: ["EC2"],
+      networkMode: "awsvpc",
+      cpu: String(config.task.cpu),
+      memory: String(config.task.memoryMiB),
+      runtimePlatform: {
+        cpuArchitecture: service.architecture === "arm64" ? "ARM64" : "X86_64",
+        operatingSystemFamily: "LINUX"
+      },
+      placementConstraints: [
+        { type: "memberOf", expression: `attribute:ecs.cpu-architecture == ${service.architecture}` }
+      ],
+      executionRoleArn: executionRole.arn,
+      taskRoleArn: taskRole.arn,
+      containerDefinitions: pulumi.jsonStringify([
+        {
+          name: containerName,
+          image,
+          essential: true,
+          portMappings: [
+            { name: "gateway", containerPort: ports.gateway, protocol: "tcp" },
+            { name: "cluster", containerPort: ports.clusterTransport, protocol: "tcp" }
+          ],
+          environment: [
+            { name: "NODE_ENV", value: "production" },
+            { name: "TESSERA_HOST", value: "0.0.0.0" },
+            { name: "TESSERA_PORT", value: String(ports.gateway) },
+            { name: "TESSERA_RUNNER_PORT", value: String(ports.clusterTransport) },
+            { name: "TESSERA_STAGE", value: stage },
+            { name: "TESSERA_COLD_BUCKET", value: deps.storage.snapshots.bucket }
+          ],
+          secrets: [
+            { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
+            { name: "REDIS_URL", valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:url::` },
+            { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn }
+          ],
+          // Liveness only: a runner that is alive but not ready (joining, rebalancing) must not be killed;
+          // readiness (`/ready`) gates load balancer traffic through the target group's health check.
+          healthCheck: {
+            command: [
+              "CMD",
+              "node",
+              "-e",
+              `fetch("http://127.0.0.1:${ports.gateway}/health").then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))`
+            ],
+            interval: 10,
+            timeout: 5,
+            retries: 3,
+            startPeriod: 30
+          },
+          stopTimeout: 60,
+          ulimits: [{ name: "nofile", softLimit: 65536, hardLimit: 65536 }],
+          logConfiguration: {
+            logDriver: "awslogs",
+            options: {
+              "awslogs-group": logs.name,
+              "awslogs-region": aws.getRegionOutput().region,
+              "awslogs-stream-prefix": "runner"
+            }
+          }
+        }
+      ]),
+      tags
+    })
+    taskDefinitions.set(service.architecture, taskDefinition)
+
+    const ecsService = new aws.ecs.Service(
+      name,
+      {
+        cluster: capacity.cluster.arn,
+        taskDefinition: taskDefinition.arn,
+        desiredCount: service.minTasks,
+        capacityProviderStrategies: strategy(service, capacity),
+        networkConfiguration: {
+          subnets: net.privateSubnets.map((subnet) => subnet.id),
+          securityGroups: [net.securityGroups.runner.id],
+          assignPublicIp: false
+        },
+        loadBalancers: [{ targetGroupArn: targets.arn, containerName, containerPort: ports.gateway }],
+        healthCheckGracePeriodSeconds: 60,
+        // Replace runners one batch at a time without dropping below the wanted count: shards move, never vanish.
+        deploymentMinimumHealthyPercent: 100,
+        deploymentMaximumPercent: 200,
+        deploymentCircuitBreaker: { enable: true, rollback: true },
+        orderedPlacementStrategies: [
+          { type: "spread", field: "attribute:ecs.availability-zone" },
+          { type: "binpack", field: "memory" }
+        ],
+        propagateTags: "SERVICE",
+        enableEcsManagedTags: true,
+        waitForSteadyState: false,
+        tags
+      },
+      // Auto scaling owns the task count once the service exists.
+      { ignoreChanges: ["desiredCount"], dependsOn: [capacity.clusterProviders, ...listeners] }
+    )
+    services.set(service.architecture, ecsService)
+    autoscale(name, config, service, capacity, ecsService)
+  }
+
+  return { repository, loadBalancer, url, taskDefinitions, services, tokenSecret }
+}
+
+/** On-demand base and weight, then spot weight, over the service architecture's capacity providers. */
+const strategy = (service: RunnerService, capacity: Capacity) => {
+  const entries: Array<{ capacityProvider: pulumi.Output<string>; base?: number; weight: number }> = []
+  const onDemand = capacity.providers.get(fleetKey(service.architecture, "on-demand"))
+  const spot = capacity.providers.get(fleetKey(service.architecture, "spot"))
+  if (onDemand !== undefined && (service.onDemandBase > 0 || service.onDemandWeight > 0)) {
+    entries.push({ capacityProvider: onDemand.name, base: service.onDemandBase, weight: service.onDemandWeight })
+  }
+  if (spot !== undefined && service.spotWeight > 0) {
+    entries.push({ capacityProvider: spot.name, weight: service.spotWeight })
+  }
+  if (entries.length === 0) {
+    throw new Error(`runner service ${service.architecture}: no capacity provider matches its strategy`)
+  }
+  return entries
+}
+
+const autoscale = (
+  name: string,
+  config: StageConfig,
+  service: RunnerService,
+  capacity: Capacity,
+  ecsService: aws.ecs.Service
+) => {
+  const target = new aws.appautoscaling.Target(`${name}Scaling`, {
+    serviceNamespace: "ecs",
+    scalableDimension: "ecs:service:DesiredCount",
+    resourceId: pulumi.interpolate`service/${capacity.cluster.name}/${ecsService.name}`,
+    minCapacity: service.minTasks,
+    maxCapacity: service.maxTasks
+  })
+  const on = { serviceNamespace: target.serviceNamespace, resourceId: target.resourceId }
+  new aws.appautoscaling.Policy(`${name}ScaleOnCpu`, {
+    policyType: "TargetTrackingScaling",
+    ...on,
+    scalableDimension: target.scalableDimension,
+    targetTrackingScalingPolicyConfiguration: {
+      predefinedMetricSpecification: { predefinedMetricType: "ECSServiceAverageCPUUtilization" },
+      targetValue: config.autoscaling.cpuTargetPercent,
+      scaleInCooldown: 300,
+      scaleOutCooldown: 60
+    }
+  })
+  new aws.appautoscaling.Policy(`${name}ScaleOnQueueDepth`, {
+    policyType: "TargetTrackingScaling",
+    ...on,
+    scalableDimension: target.scalableDimension,
+    targetTrackingScalingPolicyConfiguration: {
+      // Pending messages per runner, averaged over the stage's runners: more runners, lower average.
+      customizedMetricSpecification: {
+        namespace: queueDepthMetric.namespace,
+        metricName: queueDepthMetric.name,
+        statistic: "Average",
+        dimensions: [{ name: "Stage", value: config.stage }]
+      },
+      targetValue: config.autoscaling.queueDepthTarget,
+      scaleInCooldown: 300,
+      scaleOutCooldown: 60
+    }
+  })
+}

@@ -1,0 +1,22 @@
+// Tessera's AWS home. `npx sst deploy --stage production` (see docs/deploy.md); every other stage name gets the
+// cheap dev shape. Types: `.sst/platform/config.d.ts` after `sst install`, `infra/sst-globals.d.ts` for offline checks.
+export default $config({
+  app(input) {
+    const production = input?.stage === "production"
+    return {
+      name: "tessera",
+      home: "aws",
+      removal: production ? "retain" : "remove",
+      protect: production,
+      providers: { aws: { version: "7.48.0" }, random: "4.16.6" }
+    }
+  },
+  async run() {
+    const { stageConfig } = await import("./infra/stage.ts")
+    const { tessera } = await import("./infra/index.ts")
+    return tessera(stageConfig($app.stage), {
+      imageTag: process.env.TESSERA_IMAGE_TAG ?? "latest",
+      certificateArn: process.env.TESSERA_CERTIFICATE_ARN
+    })
+  }
+})
