@@ -169,7 +169,7 @@ export class OrderBook {
   eventQty: Float64Array
   /** RejectReason for `rejected`, DoneReason for `done`. */
   eventReason: Uint8Array
-  /** Trade id (1, 2, ... over the book's life) for trades. */
+  /** Trade id (1, 2, ... over the book's life) for trades; 0 for other events. */
   eventTradeId: Float64Array
   /** Id of the last command (the id a `rejected` event refers to). */
   rejectedId = ""
@@ -595,6 +595,7 @@ export class OrderBook {
     this.eventPrice[n] = price
     this.eventQty[n] = qty
     this.eventReason[n] = reason
+    this.eventTradeId[n] = 0
     this.eventCount = n + 1
   }
 
