@@ -242,6 +242,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             startPeriod: 30
           },
           stopTimeout: 60,
+          // An init process as PID 1 forwards SIGTERM to node and reaps children.
+          linuxParameters: { initProcessEnabled: true },
           ulimits: [{ name: "nofile", softLimit: 65536, hardLimit: 65536 }],
           logConfiguration: {
             logDriver: "awslogs",
