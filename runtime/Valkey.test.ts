@@ -490,6 +490,19 @@ describe("Valkey", () => {
       )
     )
 
+    it.live("wrong credentials give a typed error that does not carry the password", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const error = yield* Effect.flip(v.get("x"))
+        assert.strictEqual(error.reason, "Reply")
+        assert.include(error.message, "WRONGPASS")
+        assert.notInclude(JSON.stringify(error), "s3cret-pw")
+      }).pipe(
+        Effect.provide(layerIoredis({ url: "redis://nobody:s3cret-pw@127.0.0.1:6379", keyPrefix: runPrefix })),
+        Effect.timeout("20 seconds")
+      )
+    )
+
     it.live("a malformed URL fails the layer with InvalidUrl", () =>
       Effect.gen(function* () {
         const error = yield* Effect.flip(Layer.build(layerIoredis({ url: "http://example.com" })))

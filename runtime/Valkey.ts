@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import { Buffer } from "node:buffer"
+import { isIP } from "node:net"
 import { Clock, Context, Data, Effect, Layer, Option, type Scope } from "effect"
 import { type ChainableCommander, Redis, type RedisOptions } from "ioredis"
 import {
@@ -565,7 +566,8 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       username: url.username,
       password: url.password,
       db: url.db,
-      ...(url.tls ? { tls: { servername: url.host } } : {}),
+      // SNI only for names: an IP address as servername is refused by RFC 6066 (and Node warns).
+      ...(url.tls ? { tls: isIP(url.host) === 0 ? { servername: url.host } : {} } : {}),
       lazyConnect: true,
       // RESP2: plain array replies, the same shape from every server version.
       protocol: 2,
@@ -589,8 +591,12 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
     const toError = (command: string, error: unknown, index?: number): ValkeyError => {
       if (error instanceof ValkeyError) return error
       const message = errorMessage(error)
-      if (isReplyError(error))
-        return new ValkeyError({ command, reason: replyReason(message), message, index, cause: error })
+      if (isReplyError(error)) {
+        // ioredis attaches the failed command with its arguments: never keep those of AUTH / HELLO (the password).
+        const failed = (error as { command?: { name?: unknown } }).command?.name
+        const cause = failed === "auth" || failed === "hello" ? undefined : error
+        return new ValkeyError({ command, reason: replyReason(message), message, index, cause })
+      }
       const detail =
         lastConnectionError !== undefined && !message.includes(lastConnectionError)
           ? `${message} (last connection error: ${lastConnectionError})`
