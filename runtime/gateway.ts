@@ -14,9 +14,14 @@ import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
 import { Probe } from "../actors/probe/protocol.ts"
+import { SymbolShard } from "../actors/symbol-shard/protocol.ts"
+import { layerGraphRpcs } from "../actors/proxy-partition/entity.ts"
+import { ProxyPartition } from "../actors/proxy-partition/protocol.ts"
 import { ControlRpcs, TesseraApi } from "../packages/client/src/Api.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import * as Metrics from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
+import * as StatusPage from "./statusPage.ts"
 
 type Handler = Effect.Effect<
   HttpServerResponse.HttpServerResponse,
@@ -83,7 +88,10 @@ export const layerHandlers = Layer.mergeAll(
       return ControlRpcs.of({ Status: () => status.cluster })
     })
   ),
-  EntityProxyServer.layerRpcHandlers(Probe)
+  EntityProxyServer.layerRpcHandlers(Probe),
+  EntityProxyServer.layerRpcHandlers(SymbolShard),
+  EntityProxyServer.layerRpcHandlers(ProxyPartition),
+  layerGraphRpcs
 )
 
 const routes = Layer.effectDiscard(
@@ -94,10 +102,12 @@ const routes = Layer.effectDiscard(
     const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
 
     const rpcHttp = yield* RpcServer.toHttpEffect(TesseraApi, { spanPrefix: "gateway" }).pipe(
-      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+      Metrics.instrumentRpcHandlers(TesseraApi)
     )
     const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(TesseraApi, { spanPrefix: "gateway" }).pipe(
-      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+      Metrics.instrumentRpcHandlers(TesseraApi)
     )
     yield* router.add("POST", "/rpc", guard(rpcHttp))
     yield* router.add("GET", "/rpc", guard(rpcSocket))
@@ -117,6 +127,9 @@ const routes = Layer.effectDiscard(
         )
       )
     )
+    yield* router.add("GET", "/metrics", authorize(config.token)(yield* Metrics.makeHandler))
+    yield* router.add("GET", "/", StatusPage.page)
+    yield* router.add("GET", "/status/live", authorize(config.token)(yield* StatusPage.makeLive))
     yield* router.add(
       "GET",
       "/status",

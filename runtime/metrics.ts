@@ -1,0 +1,239 @@
+/**
+ * Metrics: one Prometheus registry per process, served at `GET /metrics` by every gateway.
+ *
+ * A scrape joins three sources: Effect's own metrics (`effect_cluster_*`: entities per type, shards,
+ * runners, mailbox sizes), Tessera's registry (gateway RPCs and whatever actors declare with `counter`,
+ * `gauge`, `histogram` below) and process figures read at scrape time (CPU, memory, event-loop delay,
+ * Postgres and Valkey reachability). Updates on hot paths are plain synchronous calls on a kept series.
+ *
+ * Actors declare their metrics once at module level:
+ *
+ *   const ordersPlaced = Metrics.counter("tessera_orders_placed_total", "Orders accepted", ["symbol"])
+ *   const placeLatency = Metrics.histogram("tessera_order_place_seconds", "Order placement latency")
+ *   ordersPlaced.labels({ symbol }).inc()          // keep the labelled series when the label is fixed
+ *   placeLatency.observe(seconds)
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks"
+import { Cause, Context, Duration, Effect, type Exit } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import type { Rpc, RpcGroup } from "effect/rpc"
+import { SqlClient } from "effect/sql"
+import * as Prometheus from "./internal/prometheus.ts"
+import { NodeStatus } from "./NodeStatus.ts"
+import { Valkey } from "./Valkey.ts"
+
+export type { Counter, Gauge, Histogram, Labels, Scalar, Series } from "./internal/prometheus.ts"
+export { latencyBuckets, quantile, sizeBuckets } from "./internal/prometheus.ts"
+
+/** The process-wide registry every Tessera metric lives in. */
+export const registry = new Prometheus.Registry()
+
+const checkName = (name: string) => {
+  if (!name.startsWith("tessera_")) throw new TypeError(`Tessera metric names start with tessera_: ${name}`)
+}
+
+/** A counter (`tessera_<what>_total`): things that happened. */
+export const counter = (name: string, help: string, labelNames: ReadonlyArray<string> = []): Prometheus.Counter => {
+  checkName(name)
+  return registry.counter(name, help, labelNames)
+}
+
+/** A gauge (`tessera_<what>`, base units): a level that goes up and down (depth, lag, count held). */
+export const gauge = (name: string, help: string, labelNames: ReadonlyArray<string> = []): Prometheus.Gauge => {
+  checkName(name)
+  return registry.gauge(name, help, labelNames)
+}
+
+/**
+ * A histogram. Durations are observed in seconds and named `tessera_<what>_seconds` (default buckets
+ * 100 µs - 10 s); sizes use `buckets: sizeBuckets` and a unit suffix such as `_items` or `_bytes`.
+ */
+export const histogram = (
+  name: string,
+  help: string,
+  options: { readonly labelNames?: ReadonlyArray<string>; readonly buckets?: ReadonlyArray<number> } = {}
+): Prometheus.Histogram => {
+  checkName(name)
+  return registry.histogram(name, help, options)
+}
+
+/** Seconds since `startMs` (a `performance.now()` reading): what `_seconds` histograms observe. */
+export const secondsSince = (startMs: number): number => (performance.now() - startMs) / 1000
+
+// --- gateway RPCs --------------------------------------------------------------------------------------
+
+export const rpcRequests = counter(
+  "tessera_gateway_requests_total",
+  "Gateway RPC requests answered, by RPC tag, entity type and outcome (ok, error, defect, interrupted)",
+  ["rpc", "entity", "outcome"]
+)
+export const rpcDuration = histogram(
+  "tessera_gateway_request_duration_seconds",
+  "Gateway RPC latency from handler start to reply, by RPC tag",
+  { labelNames: ["rpc", "entity"] }
+)
+export const rpcInFlight = gauge("tessera_gateway_requests_in_flight", "Gateway RPC requests being handled now")
+
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>) =>
+  exit._tag === "Success"
+    ? "ok"
+    : Cause.hasFails(exit.cause)
+      ? "error"
+      : Cause.hasDies(exit.cause)
+        ? "defect"
+        : "interrupted"
+
+interface RpcSeries {
+  readonly duration: Prometheus.Series
+  readonly ok: Prometheus.Scalar
+  readonly error: Prometheus.Scalar
+  readonly defect: Prometheus.Scalar
+  readonly interrupted: Prometheus.Scalar
+}
+
+const seriesFor = (tag: string): RpcSeries => {
+  const dot = tag.indexOf(".")
+  const entity = dot > 0 ? tag.slice(0, dot) : "control"
+  const labels = { rpc: tag, entity }
+  return {
+    duration: rpcDuration.labels(labels),
+    ok: rpcRequests.labels({ ...labels, outcome: "ok" }),
+    error: rpcRequests.labels({ ...labels, outcome: "error" }),
+    defect: rpcRequests.labels({ ...labels, outcome: "defect" }),
+    interrupted: rpcRequests.labels({ ...labels, outcome: "interrupted" })
+  }
+}
+
+const instrumentHandler = (tag: string, entry: Rpc.Handler<string>): Rpc.Handler<string> => {
+  const series = seriesFor(tag)
+  const record = (start: number) => (exit: Exit.Exit<unknown, unknown>) =>
+    Effect.sync(() => {
+      rpcInFlight.dec()
+      series.duration.observe(secondsSince(start))
+      series[outcomeOf(exit)].inc()
+    })
+  return {
+    ...entry,
+    handler: (request, options) => {
+      const result = entry.handler(request, options)
+      // streams and fork/uninterruptible wrappers pass through untimed
+      if (!Effect.isEffect(result)) return result
+      rpcInFlight.inc()
+      return Effect.onExit(result, record(performance.now()))
+    }
+  }
+}
+
+/**
+ * Wraps every handler of `group` found in the context of `self` with request counting and latency timing.
+ * Apply it to `RpcServer.toHttpEffect(group, ...)`, which reads its handlers from the context once.
+ */
+export const instrumentRpcHandlers =
+  (group: RpcGroup.Any) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.updateContext(self, (context: Context.Context<R>) => {
+      const map = new Map(context.mapUnsafe)
+      for (const rpc of (group as RpcGroup.RpcGroup<Rpc.Any>).requests.values()) {
+        const entry = map.get(rpc.key) as Rpc.Handler<string> | undefined
+        if (entry !== undefined) map.set(rpc.key, instrumentHandler(rpc._tag, entry))
+      }
+      return Context.makeUnsafe(map) as Context.Context<R>
+    })
+
+// --- process and node figures read at scrape time -------------------------------------------------------
+
+const shardsHeld = gauge("tessera_shards_held", "Shards this runner holds now")
+const postgresUp = gauge("tessera_storage_up", "1 when the storage answered a probe at the last scrape", ["store"])
+const storagePing = gauge("tessera_storage_ping_seconds", "Round trip of the storage probe at the last scrape", [
+  "store"
+])
+const sqlUp = postgresUp.labels({ store: "sql" })
+const valkeyUp = postgresUp.labels({ store: "valkey" })
+const sqlPing = storagePing.labels({ store: "sql" })
+const valkeyPing = storagePing.labels({ store: "valkey" })
+
+let loopDelay: ReturnType<typeof monitorEventLoopDelay> | undefined
+const startedAt = Date.now() / 1000
+
+const processLines = (out: Array<string>) => {
+  const cpu = process.cpuUsage()
+  const memory = process.memoryUsage()
+  const push = (name: string, type: string, help: string, value: number) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`)
+  }
+  push("process_cpu_seconds_total", "counter", "User and system CPU time", (cpu.user + cpu.system) / 1e6)
+  push("process_resident_memory_bytes", "gauge", "Resident set size", memory.rss)
+  push("process_start_time_seconds", "gauge", "Process start, seconds since the epoch", startedAt)
+  push("nodejs_heap_used_bytes", "gauge", "V8 heap in use", memory.heapUsed)
+  push("nodejs_heap_total_bytes", "gauge", "V8 heap reserved", memory.heapTotal)
+  push("nodejs_external_memory_bytes", "gauge", "Memory of C++ objects bound to JS (buffers)", memory.external)
+  if (loopDelay !== undefined) {
+    push(
+      "nodejs_eventloop_delay_p50_seconds",
+      "gauge",
+      "Event-loop delay median since last scrape",
+      loopDelay.percentile(50) / 1e9
+    )
+    push(
+      "nodejs_eventloop_delay_p99_seconds",
+      "gauge",
+      "Event-loop delay p99 since last scrape",
+      loopDelay.percentile(99) / 1e9
+    )
+    push("nodejs_eventloop_delay_max_seconds", "gauge", "Event-loop delay max since last scrape", loopDelay.max / 1e9)
+    loopDelay.reset()
+  }
+}
+
+const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Prometheus.Scalar, ping: Prometheus.Scalar) =>
+  Effect.suspend(() => {
+    const start = performance.now()
+    return check.pipe(
+      Effect.timeout(Duration.seconds(1)),
+      Effect.matchCause({
+        onFailure: () => {
+          up.set(0)
+          ping.set(Number.NaN)
+        },
+        onSuccess: () => {
+          up.set(1)
+          ping.set(secondsSince(start))
+        }
+      })
+    )
+  })
+
+/** Renders the whole exposition text: Effect's metrics, Tessera's registry and process figures. */
+export const render = Effect.gen(function* () {
+  const effectText = yield* PrometheusMetrics.format()
+  const lines = registry.render([])
+  processLines(lines)
+  return `${effectText}${lines.join("\n")}\n`
+})
+
+/**
+ * The `/metrics` handler, with this node's services captured: probes storage, samples shards held, then
+ * renders. Starts the event-loop delay monitor.
+ */
+export const makeHandler = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const valkey = yield* Valkey
+  const status = yield* NodeStatus
+  if (loopDelay === undefined) {
+    loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay.enable()
+  }
+  return Effect.gen(function* () {
+    shardsHeld.set(yield* status.shardsHeld)
+    yield* Effect.all(
+      [probe(sql`SELECT 1`, sqlUp, sqlPing), probe(valkey.exists("tessera:health"), valkeyUp, valkeyPing)],
+      {
+        concurrency: 2,
+        discard: true
+      }
+    )
+    const body = yield* render
+    return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+  })
+})
