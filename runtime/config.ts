@@ -45,6 +45,27 @@ export interface TesseraConfigShape {
   readonly messagePoll: Duration.Duration
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
+  /** Market-data venue WebSocket URL for the gatherers (`TESSERA_VENUE_URL`). None: no gatherer fleet runs. */
+  readonly venueUrl: Option.Option<string>
+  /** Gatherer replicas, each collecting every market (`TESSERA_GATHER_REPLICAS`, default 3). */
+  readonly gatherReplicas: number
+  /** Venue connections per replica, each with a slice of the markets (`TESSERA_GATHER_CONNECTIONS`, default 1). */
+  readonly gatherConnections: number
+  /** Deduplicator entities; each market belongs to one (`TESSERA_DEDUP_SHARDS`, default 16). */
+  readonly dedupShards: number
+  /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
+  readonly graphPartitions: number
+  /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
+  readonly graphKeyPrefix: string
+  /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
+  readonly graphIdle: Duration.Duration
+  /**
+   * Cold tier of graph partitions (`TESSERA_GRAPH_COLD`): `s3://bucket/prefix` for S3, a folder path otherwise.
+   * None: the folder `graph-cold` under `dataDir`.
+   */
+  readonly graphCold: Option.Option<string>
+  /** S3 endpoint for an S3-compatible store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
+  readonly s3Endpoint: Option.Option<string>
 }
 
 export class TesseraConfig extends Context.Service<TesseraConfig, TesseraConfigShape>()("tessera/runtime/Config") {}
@@ -66,7 +87,16 @@ export const defaults: TesseraConfigShape = {
   assignmentRefresh: Duration.millis(500),
   healthCheck: Duration.seconds(2),
   messagePoll: Duration.seconds(1),
-  entityMaxIdle: Duration.minutes(5)
+  entityMaxIdle: Duration.minutes(5),
+  venueUrl: Option.none(),
+  gatherReplicas: 3,
+  gatherConnections: 1,
+  dedupShards: 16,
+  graphPartitions: 64,
+  graphKeyPrefix: "g",
+  graphIdle: Duration.minutes(10),
+  graphCold: Option.none(),
+  s3Endpoint: Option.none()
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -138,7 +168,16 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   assignmentRefresh: duration("TESSERA_ASSIGNMENT_REFRESH", defaults.assignmentRefresh),
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
-  entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle)
+  entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
+  venueUrl: Config.String("TESSERA_VENUE_URL").pipe(Config.option),
+  gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
+  gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
+  dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
+  graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
+  graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
+  graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
+  graphCold: Config.String("TESSERA_GRAPH_COLD").pipe(Config.option),
+  s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
 })
 
 /** Reads and validates a configuration from an environment record (tests pass their own). */
@@ -186,5 +225,14 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_ASSIGNMENT_REFRESH", "shard assignment refresh (500 millis)"],
   ["TESSERA_HEALTH_CHECK", "runner health check interval (2 seconds)"],
   ["TESSERA_MESSAGE_POLL", "persisted message poll interval (1 second)"],
-  ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"]
+  ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
+  ["TESSERA_VENUE_URL", "market-data venue ws:// URL for the gatherer fleet; unset: no gatherers"],
+  ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
+  ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
+  ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (16)"],
+  ["TESSERA_GRAPH_PARTITIONS", "graph partitions in the cluster, equal on all runners (64)"],
+  ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
+  ["TESSERA_GRAPH_IDLE", "idle time before a graph partition is demoted to the cold tier (10 minutes)"],
+  ["TESSERA_GRAPH_COLD", "graph cold tier: s3://bucket/prefix or a folder (TESSERA_DATA/graph-cold)"],
+  ["TESSERA_S3_ENDPOINT", "S3 endpoint for an S3-compatible store (AWS)"]
 ]

@@ -5,6 +5,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
 import { ProbeEntityLayer } from "../actors/probe/entity.ts"
+import * as ProxyPartition from "../actors/proxy-partition/entity.ts"
 import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
@@ -12,7 +13,7 @@ import * as NodeStatus from "./NodeStatus.ts"
 import { layerSql, layerValkey } from "./storage.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
-export const layerEntities = Layer.mergeAll(ProbeEntityLayer)
+export const layerEntities = Layer.mergeAll(ProbeEntityLayer, ProxyPartition.layer)
 
 const build = (mode: NodeStatus.NodeMode) =>
   Gateway.announceReady.pipe(

@@ -1,0 +1,327 @@
+/**
+ * One graph partition at run time: the hot tier in Valkey, the cold tier in an `ObjectStore`, metadata in SQL
+ * (`graph_partitions`). The entity (`entity.ts`) owns one of these per active partition and calls `ensureHot`
+ * before serving; tier changes hold the partition's gate exclusively, ordinary requests share it.
+ *
+ * Demotion: snapshot the hot keys, put the snapshot object (a new key per version), then swap the pointer (the
+ * metadata row: tier `cold`, location, version), then evict the keys and delete the previous snapshot. A crash
+ * before the pointer swap leaves the partition hot and the previous snapshot untouched; a crash after it leaves a
+ * cold pointer whose restore overwrites whatever keys were left.
+ */
+import { Effect, Semaphore } from "effect"
+import { SqlClient } from "effect/sql"
+import { Cmd, type Command, type ValkeyService } from "../../runtime/Valkey.ts"
+import {
+  decodeSnapshot,
+  edgeMember,
+  encodeSnapshot,
+  nextTemperature,
+  type PartitionKeys,
+  parseEdgeMember,
+  partitionKeys,
+  type Snapshot,
+  snapshotKey
+} from "./core.ts"
+import type { ObjectStoreShape } from "./ObjectStore.ts"
+import { GraphStorageError, type Neighbor, type Tier } from "./protocol.ts"
+
+/** Migrations of the graph-proxy actor, recorded in `proxy_partition_migrations`. */
+export const migrations = {
+  "1_graph_partitions": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS graph_partitions (
+      partition INTEGER PRIMARY KEY,
+      tier TEXT NOT NULL,
+      location TEXT,
+      version INTEGER NOT NULL,
+      last_access BIGINT NOT NULL,
+      temperature DOUBLE PRECISION NOT NULL
+    )`
+  })
+}
+export const migrationsTable = "proxy_partition_migrations"
+
+export interface MetaRow {
+  readonly partition: number
+  readonly tier: Tier
+  readonly location: string | null
+  readonly version: number
+  readonly lastAccess: number
+  readonly temperature: number
+}
+
+const toRow = (r: Record<string, unknown>): MetaRow => ({
+  partition: Number(r.partition),
+  tier: r.tier === "cold" ? "cold" : "hot",
+  location: r.location === null || r.location === undefined ? null : String(r.location),
+  version: Number(r.version),
+  lastAccess: Number(r.last_access),
+  temperature: Number(r.temperature)
+})
+
+export const readMeta = (sql: SqlClient.SqlClient, partition: number) =>
+  Effect.map(
+    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature
+      FROM graph_partitions WHERE partition = ${partition}`,
+    (rows) => (rows.length === 0 ? undefined : toRow(rows[0]))
+  )
+
+export const readAllMeta = (sql: SqlClient.SqlClient) =>
+  Effect.map(
+    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature
+      FROM graph_partitions ORDER BY partition`,
+    (rows) => rows.map(toRow)
+  )
+
+export const writeMeta = (sql: SqlClient.SqlClient, row: MetaRow) =>
+  sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature)
+    VALUES (${row.partition}, ${row.tier}, ${row.location}, ${row.version}, ${row.lastAccess}, ${row.temperature})
+    ON CONFLICT (partition) DO UPDATE SET tier = excluded.tier, location = excluded.location,
+      version = excluded.version, last_access = excluded.last_access, temperature = excluded.temperature`
+
+export const touchMeta = (sql: SqlClient.SqlClient, partition: number, lastAccess: number, temperature: number) =>
+  sql`UPDATE graph_partitions SET last_access = ${lastAccess}, temperature = ${temperature}
+    WHERE partition = ${partition}`
+
+const storageError = (error: { readonly message: string }) => new GraphStorageError({ message: error.message })
+
+/** Keys deleted per DEL during eviction. */
+const EVICT_CHUNK = 1000
+/** Commands per pipeline during restore. */
+const RESTORE_CHUNK = 20_000
+
+/** The hot-tier operations of one partition (no tier checks: the caller ensures the partition is hot). */
+export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
+  const fail = Effect.mapError(storageError)
+  return {
+    /** `created`: the id was new. */
+    put: (id: string, json: string) =>
+      Effect.map(fail(valkey.pipeline([Cmd.set(keys.vertex(id), json), Cmd.sadd(keys.ids, id)])), (r) => r[1] === 1),
+    get: (id: string) => fail(valkey.get(keys.vertex(id))),
+    getMany: (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.succeed([]) : fail(valkey.mget(...ids.map(keys.vertex))),
+    exists: (id: string) => Effect.map(fail(valkey.exists(keys.vertex(id))), (n) => n > 0),
+    delete: (id: string) =>
+      Effect.map(
+        fail(valkey.pipeline([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)])),
+        (r) => r[1] === 1
+      ),
+    addEdge: (src: string, label: string, dst: string) =>
+      Effect.map(fail(valkey.sadd(keys.out(src), edgeMember(label, dst))), (n) => n === 1),
+    removeEdge: (src: string, label: string, dst: string) =>
+      Effect.map(fail(valkey.srem(keys.out(src), edgeMember(label, dst))), (n) => n === 1),
+    /** `undefined` when the vertex does not exist. */
+    neighbors: (id: string, label: string | undefined) =>
+      Effect.map(
+        fail(valkey.pipeline([Cmd.exists(keys.vertex(id)), Cmd.smembers(keys.out(id))])),
+        ([exists, members]): Array<Neighbor> | undefined => {
+          if (exists === 0) return undefined
+          const out: Array<Neighbor> = []
+          for (const member of members) {
+            const edge = parseEdgeMember(member)
+            if (label === undefined || edge.label === label) out.push(edge)
+          }
+          return out
+        }
+      ),
+    neighborsMany: (ids: ReadonlyArray<string>, label: string | undefined) =>
+      ids.length === 0
+        ? Effect.succeed([] as Array<Array<string>>)
+        : Effect.map(fail(valkey.pipeline(ids.map((id) => Cmd.smembers(keys.out(id))))), (sets) =>
+            (sets as Array<Array<string>>).map((members) => {
+              const out: Array<string> = []
+              for (const member of members) {
+                const edge = parseEdgeMember(member)
+                if (label === undefined || edge.label === label) out.push(edge.id)
+              }
+              return out
+            })
+          ),
+    count: fail(valkey.scard(keys.ids)),
+    /** Reads every vertex and its edges. */
+    snapshot: (partition: number, version: number): Effect.Effect<Snapshot, GraphStorageError> =>
+      Effect.gen(function* () {
+        const ids = yield* fail(valkey.smembers(keys.ids))
+        const commands: Array<Command> = new Array(ids.length * 2)
+        for (let i = 0; i < ids.length; i++) {
+          commands[2 * i] = Cmd.get(keys.vertex(ids[i]))
+          commands[2 * i + 1] = Cmd.smembers(keys.out(ids[i]))
+        }
+        const replies = ids.length === 0 ? [] : yield* fail(valkey.pipeline(commands))
+        const vertices: Snapshot["vertices"] = []
+        for (let i = 0; i < ids.length; i++) {
+          const properties = replies[2 * i] as string | null
+          if (properties === null) continue
+          vertices.push([ids[i], properties, replies[2 * i + 1] as Array<string>])
+        }
+        return { format: 1, partition, version, vertices }
+      }),
+    /** Deletes every key of the partition. */
+    evict: Effect.gen(function* () {
+      const ids = yield* fail(valkey.smembers(keys.ids))
+      const commands: Array<Command> = []
+      for (let i = 0; i < ids.length; i += EVICT_CHUNK) {
+        const chunk: Array<string> = []
+        for (const id of ids.slice(i, i + EVICT_CHUNK)) chunk.push(keys.vertex(id), keys.out(id))
+        commands.push(Cmd.del(...chunk))
+      }
+      commands.push(Cmd.del(keys.ids))
+      yield* fail(valkey.pipeline(commands))
+      return ids.length
+    }),
+    /** Writes a snapshot's vertices and edges (after evicting leftovers), in large pipelines. */
+    restore: (snapshot: Snapshot) =>
+      Effect.gen(function* () {
+        let commands: Array<Command> = []
+        const flush = Effect.suspend(() => {
+          const batch = commands
+          commands = []
+          return batch.length === 0 ? Effect.void : Effect.asVoid(fail(valkey.pipeline(batch)))
+        })
+        let ids: Array<string> = []
+        for (const [id, properties, edges] of snapshot.vertices) {
+          commands.push(Cmd.set(keys.vertex(id), properties))
+          if (edges.length > 0) commands.push(Cmd.sadd(keys.out(id), ...edges))
+          ids.push(id)
+          if (ids.length >= EVICT_CHUNK) {
+            commands.push(Cmd.sadd(keys.ids, ...ids))
+            ids = []
+          }
+          if (commands.length >= RESTORE_CHUNK) yield* flush
+        }
+        if (ids.length > 0) commands.push(Cmd.sadd(keys.ids, ...ids))
+        yield* flush
+      })
+  }
+}
+
+export type HotTier = ReturnType<typeof hotTier>
+
+export interface PartitionOptions {
+  readonly partition: number
+  readonly keyPrefix: string
+  readonly valkey: ValkeyService
+  readonly sql: SqlClient.SqlClient
+  readonly cold: ObjectStoreShape
+}
+
+/** Most concurrent requests per partition; a tier change takes all of them. */
+const GATE = 1 << 20
+
+/**
+ * A partition's tier state machine. `run(effect)` runs a request once the partition is hot (promoting it first
+ * when cold); `demote` snapshots and evicts it. Writes also hold a one-permit lock so that read-modify-write
+ * sequences (edge on an existing vertex) do not interleave with deletes.
+ */
+export const makePartition = (options: PartitionOptions) =>
+  Effect.gen(function* () {
+    const { partition, sql, cold } = options
+    const hot = hotTier(options.valkey, partitionKeys(options.keyPrefix, partition))
+    const gate = yield* Semaphore.make(GATE)
+    const writeLock = yield* Semaphore.make(1)
+    const failSql = Effect.mapError(storageError)
+
+    let meta: MetaRow = yield* failSql(readMeta(sql, partition)).pipe(
+      Effect.flatMap((row) => {
+        if (row !== undefined) return Effect.succeed(row)
+        const fresh: MetaRow = {
+          partition,
+          tier: "hot",
+          location: null,
+          version: 0,
+          lastAccess: Date.now(),
+          temperature: 0
+        }
+        return Effect.as(failSql(writeMeta(sql, fresh)), fresh)
+      })
+    )
+    let requests = 0
+    let windowStart = Date.now()
+    let lastAccess = Date.now()
+
+    const promoteLocked = Effect.gen(function* () {
+      if (meta.tier === "hot") return 0
+      const started = performance.now()
+      const location = meta.location
+      if (location !== null) {
+        const bytes = yield* Effect.mapError(cold.get(location), storageError)
+        if (bytes === null) return yield* new GraphStorageError({ message: `snapshot ${location} is missing` })
+        const snapshot = yield* Effect.try({
+          try: () => decodeSnapshot(bytes),
+          catch: (error) => new GraphStorageError({ message: `snapshot ${location}: ${String(error)}` })
+        })
+        yield* hot.evict
+        yield* hot.restore(snapshot)
+      }
+      const next: MetaRow = { ...meta, tier: "hot", lastAccess: Date.now() }
+      yield* failSql(writeMeta(sql, next))
+      meta = next
+      return performance.now() - started
+    })
+
+    /** Writes the snapshot object only (step one of demotion); exposed for crash tests. */
+    const writeSnapshot = Effect.gen(function* () {
+      const version = meta.version + 1
+      const snapshot = yield* hot.snapshot(partition, version)
+      const key = snapshotKey(partition, version)
+      yield* Effect.mapError(cold.put(key, encodeSnapshot(snapshot)), storageError)
+      return { key, version, vertices: snapshot.vertices.length }
+    })
+
+    const demoteLocked = Effect.gen(function* () {
+      if (meta.tier === "cold") return { version: meta.version, vertices: 0, millis: 0 }
+      const started = performance.now()
+      const written = yield* writeSnapshot
+      const previous = meta.location
+      const next: MetaRow = {
+        ...meta,
+        tier: "cold",
+        location: written.key,
+        version: written.version,
+        lastAccess
+      }
+      yield* failSql(writeMeta(sql, next))
+      meta = next
+      yield* hot.evict
+      if (previous !== null && previous !== written.key) yield* Effect.ignore(cold.delete(previous))
+      return { version: written.version, vertices: written.vertices, millis: performance.now() - started }
+    })
+
+    const exclusive = gate.withPermits(GATE)
+    const promote = exclusive(promoteLocked)
+    const demote = exclusive(demoteLocked)
+
+    const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError, R> => {
+      requests++
+      lastAccess = Date.now()
+      return meta.tier === "hot"
+        ? gate.withPermits(1)(effect)
+        : Effect.flatMap(promote, () => gate.withPermits(1)(effect))
+    }
+    const write = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(writeLock.withPermits(1)(effect))
+
+    /** Flushes last access and temperature to the metadata row. */
+    const report = Effect.suspend(() => {
+      const now = Date.now()
+      const temperature = nextTemperature(meta.temperature, requests, now - windowStart)
+      requests = 0
+      windowStart = now
+      meta = { ...meta, lastAccess, temperature }
+      return failSql(touchMeta(sql, partition, lastAccess, temperature))
+    })
+
+    return {
+      partition,
+      hot,
+      run,
+      write,
+      promote,
+      demote,
+      writeSnapshot,
+      report,
+      meta: () => meta,
+      idleMillis: () => Date.now() - lastAccess
+    }
+  })
+
+export type PartitionRuntime = Effect.Success<ReturnType<typeof makePartition>>

@@ -1,0 +1,102 @@
+import { assert, describe, it } from "@effect/vitest"
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  groupByPartition,
+  labelProblem,
+  parseEdgeMember,
+  partitionKeys,
+  partitionOf,
+  utf8Length,
+  vertexIdProblem
+} from "./core.ts"
+
+/** Reference FNV-1a over TextEncoder bytes, to check the allocation-free UTF-8 walk. */
+const reference = (id: string, partitions: number) => {
+  let hash = 0x811c9dc5
+  for (const byte of new TextEncoder().encode(id)) hash = Math.imul(hash ^ byte, 0x01000193)
+  return (hash >>> 0) % partitions
+}
+
+describe("partitionOf", () => {
+  it("is FNV-1a 32 over UTF-8: fixed vectors never change", () => {
+    // FNV-1a("") = 0x811c9dc5, FNV-1a("a") = 0xe40c292c, FNV-1a("foobar") = 0xbf9cf968
+    assert.strictEqual(partitionOf("", 2 ** 32), 0x811c9dc5)
+    assert.strictEqual(partitionOf("a", 2 ** 32), 0xe40c292c)
+    assert.strictEqual(partitionOf("foobar", 2 ** 32), 0xbf9cf968)
+    assert.strictEqual(partitionOf("foobar", 64), 0xbf9cf968 % 64)
+  })
+
+  it("agrees with a TextEncoder reference on ASCII, 2/3/4-byte and lone-surrogate ids", () => {
+    const samples = ["alice", "bob-42", "é", "ünïcødé", "日本語", "emoji-😀-x", "\ud800lone", "x\udc00", "a😀"]
+    for (let i = 0; i < 500; i++) {
+      let s = ""
+      for (let j = 0; j < 1 + (i % 12); j++) s += String.fromCharCode((i * 7919 + j * 104729) % 0xffff)
+      samples.push(s)
+    }
+    for (const id of samples) {
+      for (const partitions of [1, 7, 64, 1024])
+        assert.strictEqual(partitionOf(id, partitions), reference(id, partitions), id)
+    }
+  })
+
+  it("spreads ids over partitions", () => {
+    const counts = new Array(64).fill(0)
+    for (let i = 0; i < 64_000; i++) counts[partitionOf(`v${i}`, 64)]++
+    assert.isTrue(Math.min(...counts) > 800 && Math.max(...counts) < 1200, counts.join(","))
+  })
+
+  it("groups ids by partition keeping input positions", () => {
+    const ids = ["a", "b", "c", "d", "e", "a"]
+    const groups = groupByPartition(ids, 4)
+    const seen: Array<number> = []
+    for (const [p, group] of groups) {
+      group.ids.forEach((id, k) => {
+        assert.strictEqual(partitionOf(id, 4), p)
+        assert.strictEqual(ids[group.positions[k]], id)
+        seen.push(group.positions[k])
+      })
+    }
+    assert.deepStrictEqual(
+      seen.sort((x, y) => x - y),
+      [0, 1, 2, 3, 4, 5]
+    )
+  })
+})
+
+describe("validation and layout", () => {
+  it("refuses empty, long and control-character ids and bad labels", () => {
+    assert.isUndefined(vertexIdProblem("alice|x"))
+    assert.isDefined(vertexIdProblem(""))
+    assert.isDefined(vertexIdProblem("x".repeat(257)))
+    assert.isDefined(vertexIdProblem("a\nb"))
+    assert.isUndefined(labelProblem("knows"))
+    assert.isDefined(labelProblem("a|b"))
+    assert.isDefined(labelProblem(""))
+  })
+
+  it("measures UTF-8 like TextEncoder", () => {
+    for (const s of ["", "abc", "é", "日本", "😀", "\ud800", "a\udc00b"]) {
+      assert.strictEqual(utf8Length(s), new TextEncoder().encode(s).length, s)
+    }
+  })
+
+  it("keeps a partition's keys under one hash tag and splits edge members at the first bar", () => {
+    const keys = partitionKeys("g", 12)
+    assert.strictEqual(keys.vertex("a"), "g:{12}:v:a")
+    assert.strictEqual(keys.out("a"), "g:{12}:o:a")
+    assert.strictEqual(keys.ids, "g:{12}:ids")
+    assert.deepStrictEqual(parseEdgeMember("knows|x|y"), { label: "knows", id: "x|y" })
+  })
+
+  it("round-trips snapshots and rejects other bytes", () => {
+    const snapshot = {
+      format: 1 as const,
+      partition: 3,
+      version: 2,
+      vertices: [["a", '{"n":1}', ["k|b"]]] as Array<[string, string, Array<string>]>
+    }
+    assert.deepStrictEqual(decodeSnapshot(encodeSnapshot(snapshot)), snapshot)
+    assert.throws(() => decodeSnapshot(new TextEncoder().encode('{"format":2}')))
+  })
+})

@@ -1,0 +1,178 @@
+/**
+ * The pure core of graph-proxy partitions: which partition a vertex id belongs to, the Valkey key layout of a
+ * partition, input limits, and the snapshot format. No Effect imports: the client, the gateway and the
+ * runtime all call the same `partitionOf`.
+ */
+
+/** Default number of partitions (`TESSERA_GRAPH_PARTITIONS`). */
+export const DEFAULT_PARTITIONS = 64
+/** Longest vertex id, in UTF-16 code units. */
+export const MAX_VERTEX_ID_LENGTH = 256
+/** Longest edge label. */
+export const MAX_LABEL_LENGTH = 64
+/** Largest properties object, as UTF-8 JSON bytes. */
+export const MAX_PROPERTIES_BYTES = 16 * 1024
+/** Most ids in one BatchGet / GetMany / NeighborsMany. */
+export const MAX_BATCH = 1000
+/** Deepest KHop. */
+export const MAX_HOPS = 3
+/** Default and largest KHop result size. */
+export const DEFAULT_KHOP_LIMIT = 1000
+export const MAX_KHOP_LIMIT = 10_000
+
+/**
+ * FNV-1a (32 bit) over the UTF-8 bytes of `vertexId`, then modulo `partitions`. Stable across processes,
+ * runtimes and versions: changing it would move every vertex.
+ */
+export const partitionOf = (vertexId: string, partitions: number): number => {
+  let hash = 0x811c9dc5
+  const n = vertexId.length
+  for (let i = 0; i < n; i++) {
+    let code = vertexId.charCodeAt(i)
+    if (code < 0x80) {
+      hash = Math.imul(hash ^ code, 0x01000193)
+      continue
+    }
+    if (code < 0x800) {
+      hash = Math.imul(hash ^ (0xc0 | (code >> 6)), 0x01000193)
+      hash = Math.imul(hash ^ (0x80 | (code & 0x3f)), 0x01000193)
+      continue
+    }
+    if (code >= 0xd800 && code < 0xdc00 && i + 1 < n) {
+      const low = vertexId.charCodeAt(i + 1)
+      if (low >= 0xdc00 && low < 0xe000) {
+        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00)
+        i++
+        hash = Math.imul(hash ^ (0xf0 | (code >> 18)), 0x01000193)
+        hash = Math.imul(hash ^ (0x80 | ((code >> 12) & 0x3f)), 0x01000193)
+        hash = Math.imul(hash ^ (0x80 | ((code >> 6) & 0x3f)), 0x01000193)
+        hash = Math.imul(hash ^ (0x80 | (code & 0x3f)), 0x01000193)
+        continue
+      }
+    }
+    // Lone surrogates are encoded as U+FFFD, as TextEncoder does.
+    if (code >= 0xd800 && code < 0xe000) code = 0xfffd
+    hash = Math.imul(hash ^ (0xe0 | (code >> 12)), 0x01000193)
+    hash = Math.imul(hash ^ (0x80 | ((code >> 6) & 0x3f)), 0x01000193)
+    hash = Math.imul(hash ^ (0x80 | (code & 0x3f)), 0x01000193)
+  }
+  return (hash >>> 0) % partitions
+}
+
+/** Groups ids by partition, keeping each id's position in the input (`positions[k]` for `ids[k]`). */
+export const groupByPartition = (
+  ids: ReadonlyArray<string>,
+  partitions: number
+): Map<number, { ids: Array<string>; positions: Array<number> }> => {
+  const groups = new Map<number, { ids: Array<string>; positions: Array<number> }>()
+  for (let i = 0; i < ids.length; i++) {
+    const p = partitionOf(ids[i], partitions)
+    let group = groups.get(p)
+    if (group === undefined) {
+      group = { ids: [], positions: [] }
+      groups.set(p, group)
+    }
+    group.ids.push(ids[i])
+    group.positions.push(i)
+  }
+  return groups
+}
+
+/** Why a vertex id is refused, or `undefined` when it is fine. */
+export const vertexIdProblem = (id: string): string | undefined => {
+  if (id.length === 0) return "empty"
+  if (id.length > MAX_VERTEX_ID_LENGTH) return `longer than ${MAX_VERTEX_ID_LENGTH} characters`
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return "contains a control character"
+  }
+  return undefined
+}
+
+/** Why an edge label is refused (labels are stored as `label|dst`, so no `|`). */
+export const labelProblem = (label: string): string | undefined => {
+  if (label.length === 0) return "empty"
+  if (label.length > MAX_LABEL_LENGTH) return `longer than ${MAX_LABEL_LENGTH} characters`
+  if (label.includes("|")) return "contains '|'"
+  for (let i = 0; i < label.length; i++) {
+    const c = label.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return "contains a control character"
+  }
+  return undefined
+}
+
+/** UTF-8 length of a string without allocating. */
+export const utf8Length = (s: string): number => {
+  let bytes = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) bytes += 1
+    else if (c < 0x800) bytes += 2
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+      const low = s.charCodeAt(i + 1)
+      if (low >= 0xdc00 && low < 0xe000) {
+        bytes += 4
+        i++
+      } else bytes += 3
+    } else bytes += 3
+  }
+  return bytes
+}
+
+/**
+ * Valkey keys of one partition. The `{p}` hash tag keeps a partition's keys in one Valkey Cluster slot.
+ * - `<prefix>:{p}:v:<id>`: the vertex's properties (a JSON string)
+ * - `<prefix>:{p}:o:<id>`: its out-edges, a set of `label|dst`
+ * - `<prefix>:{p}:ids`: every vertex id of the partition (for snapshots and eviction)
+ */
+export interface PartitionKeys {
+  readonly vertex: (id: string) => string
+  readonly out: (id: string) => string
+  readonly ids: string
+}
+
+export const partitionKeys = (prefix: string, partition: number): PartitionKeys => {
+  const base = `${prefix}:{${partition}}:`
+  return {
+    vertex: (id) => `${base}v:${id}`,
+    out: (id) => `${base}o:${id}`,
+    ids: `${base}ids`
+  }
+}
+
+export const edgeMember = (label: string, dst: string): string => `${label}|${dst}`
+
+/** Splits `label|dst` (labels never contain `|`, ids may). */
+export const parseEdgeMember = (member: string): { label: string; id: string } => {
+  const bar = member.indexOf("|")
+  return { label: member.slice(0, bar), id: member.slice(bar + 1) }
+}
+
+/** A partition snapshot as stored in the cold tier. `vertices`: `[id, propertiesJson, edgeMembers]`. */
+export interface Snapshot {
+  readonly format: 1
+  readonly partition: number
+  readonly version: number
+  readonly vertices: Array<[id: string, properties: string, edges: Array<string>]>
+}
+
+export const encodeSnapshot = (snapshot: Snapshot): Uint8Array => new TextEncoder().encode(JSON.stringify(snapshot))
+
+export const decodeSnapshot = (bytes: Uint8Array): Snapshot => {
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Snapshot
+  if (parsed === null || parsed.format !== 1 || !Array.isArray(parsed.vertices)) {
+    throw new Error("not a partition snapshot (format 1)")
+  }
+  return parsed
+}
+
+/** Object-store key of a snapshot; versions never overwrite each other. */
+export const snapshotKey = (partition: number, version: number): string =>
+  `graph/partitions/${partition}/snapshot-${String(version).padStart(10, "0")}.json`
+
+/**
+ * Temperature: requests per second, an exponentially weighted moving average updated once per window.
+ * `alpha` weighs the newest window.
+ */
+export const nextTemperature = (previous: number, requests: number, windowMs: number, alpha = 0.5): number =>
+  windowMs <= 0 ? previous : alpha * ((requests * 1000) / windowMs) + (1 - alpha) * previous

@@ -1,0 +1,326 @@
+/**
+ * The `ProxyPartition` entity (thin handlers over `Partition.ts`), the gateway-level fan-out RPCs (`GraphRpcs`:
+ * BatchGet, KHop, Stats), and the cold-tier layer chosen from config.
+ */
+import { join } from "node:path"
+import { Duration, Effect, Layer, Option } from "effect"
+import { Entity } from "effect/cluster"
+import { SqlClient } from "effect/sql"
+import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
+import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
+import { Valkey } from "../../runtime/Valkey.ts"
+import {
+  DEFAULT_KHOP_LIMIT,
+  groupByPartition,
+  labelProblem,
+  MAX_BATCH,
+  MAX_HOPS,
+  MAX_KHOP_LIMIT,
+  MAX_PROPERTIES_BYTES,
+  partitionOf,
+  utf8Length,
+  vertexIdProblem
+} from "./core.ts"
+import * as ObjectStore from "./ObjectStore.ts"
+import { makePartition, migrations, migrationsTable, readAllMeta } from "./Partition.ts"
+import {
+  GraphRpcs,
+  GraphStorageError,
+  InvalidLabel,
+  InvalidPartition,
+  InvalidVertexId,
+  KHopTooDeep,
+  type Properties,
+  PropertiesTooLarge,
+  ProxyPartition,
+  TooManyIds,
+  VertexNotFound,
+  WrongPartition
+} from "./protocol.ts"
+
+/** How often an active partition writes last access / temperature and checks for idleness. */
+const REPORT_INTERVAL = Duration.seconds(5)
+
+const checkId = (id: string, partition: number, partitions: number) => {
+  const problem = vertexIdProblem(id)
+  if (problem !== undefined) return new InvalidVertexId({ id, reason: problem })
+  const expected = partitionOf(id, partitions)
+  if (expected !== partition) return new WrongPartition({ id, partition, expected, partitions })
+  return undefined
+}
+
+const checkIds = (ids: ReadonlyArray<string>, partition: number, partitions: number) => {
+  if (ids.length > MAX_BATCH) return new TooManyIds({ count: ids.length, limit: MAX_BATCH })
+  for (const id of ids) {
+    const error = checkId(id, partition, partitions)
+    if (error !== undefined) return error
+  }
+  return undefined
+}
+
+const checkLabel = (label: string | undefined) => {
+  if (label === undefined) return undefined
+  const problem = labelProblem(label)
+  return problem === undefined ? undefined : new InvalidLabel({ label, reason: problem })
+}
+
+const parseProperties = (json: string): Properties => JSON.parse(json) as Properties
+
+export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
+  Effect.gen(function* () {
+    const config = yield* TesseraConfig
+    const valkey = yield* Valkey
+    const sql = yield* SqlClient.SqlClient
+    const cold = yield* ObjectStore.ObjectStore
+    const address = yield* Entity.CurrentAddress
+    const runner = yield* Entity.CurrentRunnerAddress
+    const runnerName = `${runner.host}:${runner.port}`
+    const partitions = config.graphPartitions
+    const partition = /^\d+$/.test(address.entityId) ? Number(address.entityId) : -1
+
+    if (partition < 0 || partition >= partitions) {
+      const invalid = Effect.fail(new InvalidPartition({ entityId: address.entityId, partitions }))
+      return ProxyPartition.of({
+        PutVertex: () => invalid,
+        GetVertex: () => invalid,
+        GetMany: () => invalid,
+        DeleteVertex: () => invalid,
+        AddEdge: () => invalid,
+        RemoveEdge: () => invalid,
+        Neighbors: () => invalid,
+        NeighborsMany: () => invalid,
+        Demote: () => invalid,
+        Info: () => invalid
+      })
+    }
+
+    // Without its metadata the partition cannot serve: the entity fails to start and the next request retries.
+    const p = yield* Effect.orDie(makePartition({ partition, keyPrefix: config.graphKeyPrefix, valkey, sql, cold }))
+    const idleMillis = Duration.toMillis(config.graphIdle)
+    yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        yield* Effect.ignore(p.report)
+        if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) yield* Effect.ignore(p.demote)
+      }).pipe(Effect.delay(REPORT_INTERVAL), Effect.forever)
+    )
+    yield* Effect.addFinalizer(() => Effect.ignore(p.report))
+
+    return ProxyPartition.of({
+      PutVertex: ({ payload }) => {
+        const bad = checkId(payload.id, partition, partitions)
+        if (bad !== undefined) return Effect.fail(bad)
+        const json = JSON.stringify(payload.properties)
+        const bytes = utf8Length(json)
+        if (bytes > MAX_PROPERTIES_BYTES) {
+          return Effect.fail(new PropertiesTooLarge({ id: payload.id, bytes, limit: MAX_PROPERTIES_BYTES }))
+        }
+        return p.write(Effect.map(p.hot.put(payload.id, json), (created) => ({ created })))
+      },
+      GetVertex: ({ payload }) => {
+        const bad = checkId(payload.id, partition, partitions)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.run(
+          Effect.flatMap(p.hot.get(payload.id), (json) =>
+            json === null
+              ? Effect.fail(new VertexNotFound({ id: payload.id }))
+              : Effect.succeed({ id: payload.id, properties: parseProperties(json) })
+          )
+        )
+      },
+      GetMany: ({ payload }) => {
+        const bad = checkIds(payload.ids, partition, partitions)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.run(
+          Effect.map(p.hot.getMany(payload.ids), (values) =>
+            values.map((json) => (json === null ? null : parseProperties(json)))
+          )
+        )
+      },
+      DeleteVertex: ({ payload }) => {
+        const bad = checkId(payload.id, partition, partitions)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.write(
+          Effect.flatMap(p.hot.delete(payload.id), (deleted) =>
+            deleted ? Effect.succeed({ deleted }) : Effect.fail(new VertexNotFound({ id: payload.id }))
+          )
+        )
+      },
+      AddEdge: ({ payload }) => {
+        const bad =
+          checkId(payload.src, partition, partitions) ??
+          checkLabel(payload.label) ??
+          (vertexIdProblem(payload.dst) === undefined
+            ? undefined
+            : new InvalidVertexId({ id: payload.dst, reason: vertexIdProblem(payload.dst) ?? "" }))
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.write(
+          Effect.gen(function* () {
+            if (!(yield* p.hot.exists(payload.src))) return yield* new VertexNotFound({ id: payload.src })
+            return { added: yield* p.hot.addEdge(payload.src, payload.label, payload.dst) }
+          })
+        )
+      },
+      RemoveEdge: ({ payload }) => {
+        const bad = checkId(payload.src, partition, partitions) ?? checkLabel(payload.label)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.write(
+          Effect.map(p.hot.removeEdge(payload.src, payload.label, payload.dst), (removed) => ({ removed }))
+        )
+      },
+      Neighbors: ({ payload }) => {
+        const bad = checkId(payload.id, partition, partitions) ?? checkLabel(payload.label)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.run(
+          Effect.flatMap(p.hot.neighbors(payload.id, payload.label), (found) =>
+            found === undefined ? Effect.fail(new VertexNotFound({ id: payload.id })) : Effect.succeed(found)
+          )
+        )
+      },
+      NeighborsMany: ({ payload }) => {
+        const bad = checkIds(payload.ids, partition, partitions) ?? checkLabel(payload.label)
+        if (bad !== undefined) return Effect.fail(bad)
+        return p.run(p.hot.neighborsMany(payload.ids, payload.label))
+      },
+      Demote: () => p.demote,
+      Info: () =>
+        p.run(
+          Effect.map(p.hot.count, (vertices) => ({
+            partition,
+            tier: p.meta().tier,
+            vertices,
+            version: p.meta().version,
+            runner: runnerName
+          }))
+        )
+    })
+  }),
+  { concurrency: "unbounded" }
+)
+
+/** The cold tier from config: S3 for `TESSERA_GRAPH_COLD=s3://...`, otherwise a local folder. */
+export const layerColdTier: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.ObjectStoreError, TesseraConfig> =
+  Layer.unwrap(
+    Effect.map(TesseraConfig, (config: TesseraConfigShape) => {
+      const target = Option.getOrElse(config.graphCold, () => join(config.dataDir, "graph-cold"))
+      const s3 = ObjectStore.parseS3Url(target)
+      if (s3 === undefined) return ObjectStore.layerLocal({ root: target })
+      return ObjectStore.layerS3({
+        bucket: s3.bucket,
+        prefix: s3.prefix,
+        endpoint: Option.getOrUndefined(config.s3Endpoint)
+      })
+    })
+  )
+
+/** The graph tables (own migrations table). */
+export const layerMigrations = SqlMigrator.layer({ migrations, table: migrationsTable })
+
+/** The entity with its cold tier and tables; needs Sharding, Valkey, SqlClient and TesseraConfig. */
+export const layer = ProxyPartitionEntityLayer.pipe(Layer.provide(layerColdTier), Layer.provide(layerMigrations))
+
+/** Gateway handlers of `GraphRpcs`: fan out over partitions and gather. */
+export const layerGraphRpcs = GraphRpcs.toLayer(
+  Effect.gen(function* () {
+    const config = yield* TesseraConfig
+    const sql = yield* SqlClient.SqlClient
+    const makeClient = yield* ProxyPartition.client
+    const partitions = config.graphPartitions
+    // Cluster failures (mailbox full, runner unavailable, ...) reach clients as a retryable storage error.
+    const wireTags = new Set(["InvalidVertexId", "TooManyIds", "WrongPartition", "InvalidPartition", "InvalidLabel"])
+    const toWire = <E extends { readonly _tag: string }>(error: E) =>
+      wireTags.has(error._tag) || error instanceof GraphStorageError
+        ? (error as unknown as
+            | InvalidVertexId
+            | TooManyIds
+            | GraphStorageError
+            | WrongPartition
+            | InvalidPartition
+            | InvalidLabel)
+        : new GraphStorageError({ message: `partition unreachable: ${error._tag}` })
+
+    const getMany = (partition: number, ids: ReadonlyArray<string>) =>
+      Effect.mapError(makeClient(String(partition)).GetMany({ ids }), toWire)
+
+    const neighborsMany = (partition: number, ids: ReadonlyArray<string>, label: string | undefined) =>
+      Effect.mapError(makeClient(String(partition)).NeighborsMany({ ids, label }), toWire)
+
+    return GraphRpcs.of({
+      "Graph.BatchGet": ({ ids }) =>
+        Effect.gen(function* () {
+          if (ids.length > MAX_BATCH) return yield* new TooManyIds({ count: ids.length, limit: MAX_BATCH })
+          for (const id of ids) {
+            const problem = vertexIdProblem(id)
+            if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+          }
+          const out: Array<Properties | null> = new Array(ids.length).fill(null)
+          const groups = groupByPartition(ids, partitions)
+          yield* Effect.forEach(
+            groups,
+            ([partition, group]) =>
+              Effect.map(getMany(partition, group.ids), (values) => {
+                for (let i = 0; i < values.length; i++) out[group.positions[i]] = values[i]
+              }),
+            { concurrency: "unbounded", discard: true }
+          )
+          return out
+        }),
+      "Graph.KHop": ({ id, k, label, limit }) =>
+        Effect.gen(function* () {
+          if (k < 1 || k > MAX_HOPS) return yield* new KHopTooDeep({ k, max: MAX_HOPS })
+          const problem = vertexIdProblem(id)
+          if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+          const bad = checkLabel(label)
+          if (bad !== undefined) return yield* bad
+          const max = Math.max(1, Math.min(limit ?? DEFAULT_KHOP_LIMIT, MAX_KHOP_LIMIT))
+          const start = partitionOf(id, partitions)
+          const exists = yield* getMany(start, [id])
+          if (exists[0] === null) return yield* new VertexNotFound({ id })
+          const seen = new Set<string>([id])
+          const found: Array<string> = []
+          let frontier = [id]
+          let truncated = false
+          for (let hop = 0; hop < k && frontier.length > 0 && !truncated; hop++) {
+            const next: Array<string> = []
+            const groups = groupByPartition(frontier, partitions)
+            const lists: Array<ReadonlyArray<ReadonlyArray<string>>> = []
+            yield* Effect.forEach(
+              groups,
+              ([partition, group]) =>
+                Effect.gen(function* () {
+                  for (let i = 0; i < group.ids.length; i += MAX_BATCH) {
+                    lists.push(yield* neighborsMany(partition, group.ids.slice(i, i + MAX_BATCH), label))
+                  }
+                }),
+              { concurrency: "unbounded", discard: true }
+            )
+            outer: for (const list of lists) {
+              for (const neighbors of list) {
+                for (const neighbor of neighbors) {
+                  if (seen.has(neighbor) || vertexIdProblem(neighbor) !== undefined) continue
+                  if (found.length >= max) {
+                    truncated = true
+                    break outer
+                  }
+                  seen.add(neighbor)
+                  found.push(neighbor)
+                  next.push(neighbor)
+                }
+              }
+            }
+            frontier = next
+          }
+          return { vertices: found, truncated }
+        }),
+      "Graph.Stats": () =>
+        Effect.map(
+          Effect.mapError(readAllMeta(sql), (e) => new GraphStorageError({ message: e.message })),
+          (rows) => ({
+            partitions,
+            hot: rows.filter((r) => r.tier === "hot").length,
+            cold: rows.filter((r) => r.tier === "cold").length,
+            rows
+          })
+        )
+    })
+  })
+)

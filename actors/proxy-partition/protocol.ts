@@ -1,0 +1,244 @@
+/**
+ * Graph-proxy partitions: the wire protocol. Vertex ids hash to partitions (`partitionOf`, shared by client and
+ * runtime); each partition is a `ProxyPartition` entity whose id is the partition number. `GraphRpcs` are
+ * gateway-level RPCs that fan out over partitions (BatchGet, KHop) or read partition metadata (Stats).
+ *
+ * Wire calls: `{"tag":"ProxyPartition.GetVertex","payload":{"entityId":"17","payload":{"id":"alice"}}}` and
+ * `{"tag":"Graph.BatchGet","payload":{"ids":["alice","bob"]}}`.
+ */
+import { Schema } from "effect"
+import { Entity } from "effect/cluster"
+import { Rpc, RpcGroup } from "effect/rpc"
+
+export {
+  DEFAULT_PARTITIONS,
+  groupByPartition,
+  MAX_BATCH,
+  MAX_HOPS,
+  MAX_KHOP_LIMIT,
+  MAX_PROPERTIES_BYTES,
+  partitionOf
+} from "./core.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------------
+
+export class VertexNotFound extends Schema.TaggedError<VertexNotFound>()("VertexNotFound", {
+  id: Schema.String
+}) {}
+
+export class InvalidVertexId extends Schema.TaggedError<InvalidVertexId>()("InvalidVertexId", {
+  id: Schema.String,
+  reason: Schema.String
+}) {}
+
+export class InvalidLabel extends Schema.TaggedError<InvalidLabel>()("InvalidLabel", {
+  label: Schema.String,
+  reason: Schema.String
+}) {}
+
+export class PropertiesTooLarge extends Schema.TaggedError<PropertiesTooLarge>()("PropertiesTooLarge", {
+  id: Schema.String,
+  bytes: Schema.Int,
+  limit: Schema.Int
+}) {}
+
+/** The id does not hash to the partition it was sent to (a client with another partition count). */
+export class WrongPartition extends Schema.TaggedError<WrongPartition>()("WrongPartition", {
+  id: Schema.String,
+  partition: Schema.Int,
+  expected: Schema.Int,
+  partitions: Schema.Int
+}) {}
+
+/** The entity id is not a partition number in `[0, partitions)`. */
+export class InvalidPartition extends Schema.TaggedError<InvalidPartition>()("InvalidPartition", {
+  entityId: Schema.String,
+  partitions: Schema.Int
+}) {}
+
+export class TooManyIds extends Schema.TaggedError<TooManyIds>()("TooManyIds", {
+  count: Schema.Int,
+  limit: Schema.Int
+}) {}
+
+export class KHopTooDeep extends Schema.TaggedError<KHopTooDeep>()("KHopTooDeep", {
+  k: Schema.Int,
+  max: Schema.Int
+}) {}
+
+/** Valkey, SQL or the object store failed; the request may be retried. */
+export class GraphStorageError extends Schema.TaggedError<GraphStorageError>()("GraphStorageError", {
+  message: Schema.String
+}) {}
+
+const Common = [InvalidPartition, WrongPartition, InvalidVertexId, GraphStorageError] as const
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------------------------------
+
+export const VertexId = Schema.String
+export const Label = Schema.String
+export const Properties = Schema.Record(Schema.String, Schema.Json)
+export type Properties = typeof Properties.Type
+
+export const Vertex = Schema.Struct({ id: Schema.String, properties: Properties })
+export type Vertex = typeof Vertex.Type
+
+export const Neighbor = Schema.Struct({ label: Schema.String, id: Schema.String })
+export type Neighbor = typeof Neighbor.Type
+
+export const Tier = Schema.Literals(["hot", "cold"])
+export type Tier = typeof Tier.Type
+
+export const PartitionInfo = Schema.Struct({
+  partition: Schema.Int,
+  tier: Tier,
+  vertices: Schema.Int,
+  version: Schema.Int,
+  runner: Schema.String
+})
+export type PartitionInfo = typeof PartitionInfo.Type
+
+// ---------------------------------------------------------------------------------------------------------------
+// Partition entity
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Creates or replaces a vertex's properties; `created` is false when it replaced one. */
+export const PutVertex = Rpc.make("PutVertex", {
+  payload: { id: VertexId, properties: Properties },
+  success: Schema.Struct({ created: Schema.Boolean }),
+  error: Schema.Union([...Common, PropertiesTooLarge])
+})
+
+export const GetVertex = Rpc.make("GetVertex", {
+  payload: { id: VertexId },
+  success: Vertex,
+  error: Schema.Union([...Common, VertexNotFound])
+})
+
+/** Several ids of this partition; `null` for unknown ids, in input order. */
+export const GetMany = Rpc.make("GetMany", {
+  payload: { ids: Schema.Array(VertexId) },
+  success: Schema.Array(Schema.NullOr(Properties)),
+  error: Schema.Union([...Common, TooManyIds])
+})
+
+/** Deletes a vertex and its out-edges (in-edges from other vertices are left; Neighbors may name it). */
+export const DeleteVertex = Rpc.make("DeleteVertex", {
+  payload: { id: VertexId },
+  success: Schema.Struct({ deleted: Schema.Boolean }),
+  error: Schema.Union([...Common, VertexNotFound])
+})
+
+/** A directed, labelled edge `src -label-> dst`, stored with `src` (whose partition this is). */
+export const AddEdge = Rpc.make("AddEdge", {
+  payload: { src: VertexId, label: Label, dst: VertexId },
+  success: Schema.Struct({ added: Schema.Boolean }),
+  error: Schema.Union([...Common, InvalidLabel, VertexNotFound])
+})
+
+export const RemoveEdge = Rpc.make("RemoveEdge", {
+  payload: { src: VertexId, label: Label, dst: VertexId },
+  success: Schema.Struct({ removed: Schema.Boolean }),
+  error: Schema.Union([...Common, InvalidLabel])
+})
+
+/** Out-neighbours of a vertex (1 hop), optionally only one label. */
+export const Neighbors = Rpc.make("Neighbors", {
+  payload: { id: VertexId, label: Schema.optional(Label) },
+  success: Schema.Array(Neighbor),
+  error: Schema.Union([...Common, InvalidLabel, VertexNotFound])
+})
+
+/** Out-neighbour ids of several vertices of this partition (unknown ids have none), for KHop. */
+export const NeighborsMany = Rpc.make("NeighborsMany", {
+  payload: { ids: Schema.Array(VertexId), label: Schema.optional(Label) },
+  success: Schema.Array(Schema.Array(Schema.String)),
+  error: Schema.Union([...Common, InvalidLabel, TooManyIds])
+})
+
+/** Snapshots the partition to the cold tier and evicts it from Valkey; the next request promotes it. */
+export const Demote = Rpc.make("Demote", {
+  success: Schema.Struct({ version: Schema.Int, vertices: Schema.Int, millis: Schema.Number }),
+  error: Schema.Union([InvalidPartition, GraphStorageError])
+})
+
+/** Tier, size and host of the partition (promotes a cold partition, like any request). */
+export const Info = Rpc.make("Info", {
+  success: PartitionInfo,
+  error: Schema.Union([InvalidPartition, GraphStorageError])
+})
+
+export const ProxyPartition = Entity.make("ProxyPartition", [
+  PutVertex,
+  GetVertex,
+  GetMany,
+  DeleteVertex,
+  AddEdge,
+  RemoveEdge,
+  Neighbors,
+  NeighborsMany,
+  Demote,
+  Info
+])
+
+// ---------------------------------------------------------------------------------------------------------------
+// Gateway-level RPCs
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Many ids of any partitions: grouped by partition, fetched in parallel, gathered in input order. */
+export const BatchGet = Rpc.make("Graph.BatchGet", {
+  payload: { ids: Schema.Array(VertexId) },
+  success: Schema.Array(Schema.NullOr(Properties)),
+  error: Schema.Union([InvalidVertexId, TooManyIds, GraphStorageError, WrongPartition, InvalidPartition, InvalidLabel])
+})
+
+/**
+ * Vertices reachable in 1..k hops along out-edges (optionally one label), breadth first, at most `limit`
+ * (default 1000, at most 10000). `truncated` when the limit cut the search short.
+ */
+export const KHop = Rpc.make("Graph.KHop", {
+  payload: {
+    id: VertexId,
+    k: Schema.Int,
+    label: Schema.optional(Label),
+    limit: Schema.optional(Schema.Int)
+  },
+  success: Schema.Struct({ vertices: Schema.Array(Schema.String), truncated: Schema.Boolean }),
+  error: Schema.Union([
+    KHopTooDeep,
+    InvalidVertexId,
+    InvalidLabel,
+    VertexNotFound,
+    TooManyIds,
+    GraphStorageError,
+    WrongPartition,
+    InvalidPartition
+  ])
+})
+
+export const PartitionMeta = Schema.Struct({
+  partition: Schema.Int,
+  tier: Tier,
+  location: Schema.NullOr(Schema.String),
+  version: Schema.Int,
+  lastAccess: Schema.Number,
+  temperature: Schema.Number
+})
+export type PartitionMeta = typeof PartitionMeta.Type
+
+/** Partition metadata from `graph_partitions` (partitions never touched have no row). */
+export const Stats = Rpc.make("Graph.Stats", {
+  success: Schema.Struct({
+    partitions: Schema.Int,
+    hot: Schema.Int,
+    cold: Schema.Int,
+    rows: Schema.Array(PartitionMeta)
+  }),
+  error: GraphStorageError
+})
+
+export const GraphRpcs = RpcGroup.make(BatchGet, KHop, Stats)
