@@ -9,6 +9,14 @@
  * `...Buffer` variants (`getBuffer`, `hgetallBuffer`, ...) return the stored bytes. Stream fields are strings.
  * Members of sets and field names are strings.
  *
+ * ```ts
+ * const valkey = yield* Valkey
+ * yield* valkey.xadd(`md:${symbol}:trades`, { price: "100.5", qty: "2" }, { maxLen: 100_000 })
+ * const fresh = yield* valkey.set(`dedup:${market}:${seq}`, "1", { px: 60_000, nx: true })
+ * const [vertex, edges] = yield* valkey.pipeline([Cmd.hgetall(`g:v:${id}`), Cmd.smembers(`g:e:${id}`)])
+ * const news = yield* valkey.xread([[`md:${symbol}:trades`, lastId]], { block: 5_000, count: 500 })
+ * ```
+ *
  * @since 0.1.0
  */
 import { Buffer } from "node:buffer"

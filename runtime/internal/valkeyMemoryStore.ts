@@ -60,7 +60,9 @@ type EntryOf<T extends EntryType> = Extract<Entry, { readonly type: T }>
 
 const toStored = (value: Value): Stored => (typeof value === "string" ? value : Buffer.from(value))
 const storedToString = (value: Stored): string => (typeof value === "string" ? value : value.toString("utf8"))
-const storedToBuffer = (value: Stored): Buffer => (typeof value === "string" ? Buffer.from(value, "utf8") : value)
+// A copy, as a server reply would be: a caller mutating it must not change the store.
+const storedToBuffer = (value: Stored): Buffer =>
+  typeof value === "string" ? Buffer.from(value, "utf8") : Buffer.from(value)
 
 /** A parsed stream id; `Infinity` stands for the largest id (`+`). */
 interface Id {
