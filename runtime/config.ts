@@ -45,6 +45,12 @@ export interface TesseraConfigShape {
   readonly messagePoll: Duration.Duration
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
+  /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`). None: no trace export, no cost. */
+  readonly otlpEndpoint: Option.Option<string>
+  /** Service name on exported traces (`OTEL_SERVICE_NAME`, default `tessera`). */
+  readonly otelServiceName: string
+  /** Share of root traces kept (`OTEL_TRACES_SAMPLER_ARG`, 0..1, default 1); children follow their parent. */
+  readonly traceSampleRatio: number
   /** Market-data venue WebSocket URL for the gatherers (`TESSERA_VENUE_URL`). None: no gatherer fleet runs. */
   readonly venueUrl: Option.Option<string>
   /** Gatherer replicas, each collecting every market (`TESSERA_GATHER_REPLICAS`, default 3). */
@@ -88,6 +94,9 @@ export const defaults: TesseraConfigShape = {
   healthCheck: Duration.seconds(2),
   messagePoll: Duration.seconds(1),
   entityMaxIdle: Duration.minutes(5),
+  otlpEndpoint: Option.none(),
+  otelServiceName: "tessera",
+  traceSampleRatio: 1,
   venueUrl: Option.none(),
   gatherReplicas: 3,
   gatherConnections: 1,
@@ -169,6 +178,31 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
+  otlpEndpoint: Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
+    Config.mapEffect((value) =>
+      /^https?:\/\//.test(value)
+        ? Effect.succeed(value)
+        : Effect.fail(
+            new Config.ConfigError(
+              new ConfigProvider.SourceError({ message: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL" })
+            )
+          )
+    ),
+    Config.option
+  ),
+  otelServiceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault(defaults.otelServiceName)),
+  traceSampleRatio: Config.Number("OTEL_TRACES_SAMPLER_ARG").pipe(
+    Config.mapEffect((ratio) =>
+      ratio >= 0 && ratio <= 1
+        ? Effect.succeed(ratio)
+        : Effect.fail(
+            new Config.ConfigError(
+              new ConfigProvider.SourceError({ message: `OTEL_TRACES_SAMPLER_ARG must be within 0..1, got ${ratio}` })
+            )
+          )
+    ),
+    Config.withDefault(defaults.traceSampleRatio)
+  ),
   venueUrl: Config.String("TESSERA_VENUE_URL").pipe(Config.option),
   gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
   gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
@@ -226,6 +260,9 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_HEALTH_CHECK", "runner health check interval (2 seconds)"],
   ["TESSERA_MESSAGE_POLL", "persisted message poll interval (1 second)"],
   ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
+  ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector URL for traces (none: no export)"],
+  ["OTEL_SERVICE_NAME", "service name on exported traces (tessera)"],
+  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"],
   ["TESSERA_VENUE_URL", "market-data venue ws:// URL for the gatherer fleet; unset: no gatherers"],
   ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
   ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],

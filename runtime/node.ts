@@ -10,6 +10,7 @@ import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as NodeStatus from "./NodeStatus.ts"
+import * as Telemetry from "./telemetry.ts"
 import { layerSql, layerValkey } from "./storage.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
@@ -21,7 +22,8 @@ const build = (mode: NodeStatus.NodeMode) =>
     Layer.provide(NodeStatus.layer(mode)),
     Layer.provideMerge(mode === "runner" ? layerRunner : layerSingle),
     Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey)
+    Layer.provideMerge(layerValkey),
+    Layer.provideMerge(Telemetry.layer)
   )
 
 /**
