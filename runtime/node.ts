@@ -5,6 +5,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
 import { ProbeEntityLayer } from "../actors/probe/entity.ts"
+import { SymbolShardEntityLayer } from "../actors/symbol-shard/entity.ts"
 import * as ProxyPartition from "../actors/proxy-partition/entity.ts"
 import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
@@ -14,7 +15,7 @@ import * as Telemetry from "./telemetry.ts"
 import { layerSql, layerValkey } from "./storage.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
-export const layerEntities = Layer.mergeAll(ProbeEntityLayer, ProxyPartition.layer)
+export const layerEntities = Layer.mergeAll(ProbeEntityLayer, SymbolShardEntityLayer, ProxyPartition.layer)
 
 const build = (mode: NodeStatus.NodeMode) =>
   Gateway.announceReady.pipe(

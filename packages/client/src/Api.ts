@@ -6,6 +6,7 @@ import { Schema } from "effect"
 import { EntityProxy } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
 import { Probe } from "../../../actors/probe/protocol.ts"
+import { SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
 import { GraphRpcs, ProxyPartition } from "../../../actors/proxy-partition/protocol.ts"
 
 export const RunnerStatus = Schema.Struct({
@@ -41,6 +42,7 @@ export const Status = Rpc.make("Status", { success: ClusterStatus, error: Status
 export const ControlRpcs = RpcGroup.make(Status)
 
 export const TesseraApi = ControlRpcs.merge(EntityProxy.toRpcGroup(Probe))
+  .merge(EntityProxy.toRpcGroup(SymbolShard))
   .merge(EntityProxy.toRpcGroup(ProxyPartition))
   .merge(GraphRpcs)
 export type TesseraApi = typeof TesseraApi

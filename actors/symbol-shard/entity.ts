@@ -1,0 +1,193 @@
+/**
+ * The SymbolShard entity: the book for one symbol, with group commit.
+ *
+ * Handlers apply a command to the in-memory book at once (messages are taken in arrival order; the engine is
+ * synchronous) and then wait for the batch the command joined to become durable. One flusher per shard writes a
+ * batch while the next one fills, so batches grow with load (group commit) and an idle shard flushes a lone order
+ * immediately. If a write fails the in-memory book is ahead of the database: every waiting request dies, and the
+ * entity is rebuilt (snapshot + journal replay), so nothing unacknowledged ever looks acknowledged.
+ *
+ * Reads (GetOrder, Depth) see the in-memory book, which may include commands whose batch is still being written.
+ */
+import { type Cause, Deferred, Effect, Exit, Layer } from "effect"
+import { Entity } from "effect/cluster"
+import { Valkey } from "../../runtime/Valkey.ts"
+import * as Journal from "./journal.ts"
+import * as MarketData from "./marketData.ts"
+import { InvalidOrder, SymbolShard, UnknownOrder, UnknownSymbol } from "./protocol.ts"
+import { type PendingBatch, ShardCore } from "./ShardCore.ts"
+
+/** Commands between two book snapshots (a snapshot bounds the journal replayed on activation). */
+export const snapshotEvery = 100_000
+
+/** A one-waiter wake-up: `wait` resumes when `notify` is called or `ready()` already holds. */
+class Signal {
+  private resume: (() => void) | undefined = undefined
+  private readonly ready: () => boolean
+  constructor(ready: () => boolean) {
+    this.ready = ready
+  }
+  notify(): void {
+    const resume = this.resume
+    if (resume !== undefined) {
+      this.resume = undefined
+      resume()
+    }
+  }
+  readonly wait = Effect.callback<void>((resume) => {
+    if (this.ready()) resume(Effect.void)
+    else this.resume = () => resume(Effect.void)
+  })
+}
+
+const tokenOf = (batch: PendingBatch): Deferred.Deferred<void> => {
+  if (batch.token === undefined) batch.token = Deferred.makeUnsafe<void>()
+  return batch.token as Deferred.Deferred<void>
+}
+
+const unknownSymbol = (symbol: string) =>
+  Effect.fail(new UnknownSymbol({ symbol, message: `no symbol ${JSON.stringify(symbol)} is configured` }))
+
+const unknownHandlers = (symbol: string) =>
+  SymbolShard.of({
+    Place: () => unknownSymbol(symbol),
+    PlaceBatch: () => unknownSymbol(symbol),
+    Cancel: () => unknownSymbol(symbol),
+    Move: () => unknownSymbol(symbol),
+    GetOrder: () => unknownSymbol(symbol),
+    Depth: () => unknownSymbol(symbol)
+  })
+
+const rejection = (reason: InvalidOrder["reason"], what: string) => {
+  if (reason === "unknown_order") return new UnknownOrder({ orderId: what, message: `no open order ${what}` })
+  return new InvalidOrder({ reason, message: `${what}: ${reason.replace("_", " ")}` })
+}
+
+const build = Effect.gen(function* () {
+  const address = yield* Entity.CurrentAddress
+  const symbol = address.entityId
+  const journal = yield* Journal.make
+  const valkey = yield* Valkey
+  const config = yield* Effect.orDie(journal.loadSymbol(symbol))
+  if (config === undefined) return unknownHandlers(symbol)
+
+  const stored = yield* Effect.orDie(journal.load(symbol))
+  const core = stored.snapshot === undefined ? new ShardCore(config) : ShardCore.restore(config, stored.snapshot.json)
+  for (const row of stored.journal) core.replay(row.seq, row.commands)
+
+  let broken: Cause.Cause<unknown> | undefined
+  let flushing = false
+  const work = new Signal(() => core.pendingCount > 0)
+
+  // Market data leaves after the commit, in batch order, off the acknowledgement path.
+  const published: Array<MarketData.MarketDataBatch> = []
+  const mdWork = new Signal(() => published.length > 0)
+  const publisher = Effect.forever(
+    Effect.andThen(
+      mdWork.wait,
+      Effect.suspend(() => {
+        const batches = published.splice(0, published.length)
+        return Effect.forEach(batches, (md) => MarketData.publish(valkey, md), { discard: true }).pipe(
+          Effect.catchCause((cause) => Effect.logWarning(`market data for ${symbol} not published`, cause))
+        )
+      })
+    )
+  )
+
+  const flushOnce = Effect.suspend(() => {
+    flushing = true
+    const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
+    const depth = core.book.depth(MarketData.depthLevels)
+    const token = tokenOf(sealed.batch)
+    return Effect.flatMap(Effect.exit(journal.write(sealed)), (exit) => {
+      flushing = false
+      if (Exit.isFailure(exit)) {
+        broken = exit.cause
+        const defect = Effect.die(new Error(`journal write for ${symbol}#${sealed.seq} failed; shard restarts`))
+        Deferred.doneUnsafe(token, defect)
+        Deferred.doneUnsafe(tokenOf(core.pending), defect)
+        return Effect.andThen(Effect.logError(`journal write for ${symbol} failed`, exit.cause), defect)
+      }
+      ShardCore.markDurable(sealed.batch)
+      Deferred.doneUnsafe(token, Effect.void)
+      published.push({ symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
+      mdWork.notify()
+      return Effect.void
+    })
+  })
+
+  yield* Effect.forkScoped(Effect.forever(Effect.andThen(work.wait, flushOnce)))
+  yield* Effect.forkScoped(publisher)
+  // On passivation or handover, let the last batch reach the database before the shard is released.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function* () {
+      const deadline = Date.now() + 5_000
+      while ((flushing || core.pendingCount > 0) && broken === undefined && Date.now() < deadline) {
+        yield* Effect.sleep("2 millis")
+      }
+    })
+  )
+
+  const durable = <A>(value: A, batch: PendingBatch | undefined): Effect.Effect<A> => {
+    if (batch === undefined) return Effect.succeed(value)
+    work.notify()
+    return Effect.as(Deferred.await(tokenOf(batch)), value)
+  }
+  const whenHealthy = <A, E>(f: () => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => (broken === undefined ? f() : Effect.die(new Error(`shard ${symbol} is restarting`))))
+
+  return SymbolShard.of({
+    Place: ({ payload }) =>
+      whenHealthy(() => {
+        const out = core.place(payload)
+        if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.clientOrderId) as InvalidOrder)
+        return durable(out.ok, out.batch)
+      }),
+    PlaceBatch: ({ payload }) =>
+      whenHealthy(() => {
+        const orders = payload.orders
+        const results = new Array(orders.length)
+        let wait: PendingBatch | undefined
+        for (let i = 0; i < orders.length; i++) {
+          const out = core.place(orders[i])
+          if ("rejected" in out) {
+            results[i] = { clientOrderId: orders[i].clientOrderId, rejected: out.rejected }
+          } else {
+            results[i] = out.ok
+            // Batches become durable in order, so waiting for the newest one covers the others.
+            if (out.batch !== undefined && (wait === undefined || out.batch === core.pending)) wait = out.batch
+          }
+        }
+        return durable(results, wait)
+      }),
+    Cancel: ({ payload }) =>
+      whenHealthy(() => {
+        const out = core.cancel(payload.orderId)
+        if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
+        return durable(out.ok, out.batch)
+      }),
+    Move: ({ payload }) =>
+      whenHealthy(() => {
+        const out = core.move(payload.orderId, payload.price, payload.qty)
+        if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
+        return durable(out.ok, out.batch)
+      }),
+    GetOrder: ({ payload }) =>
+      Effect.suspend(() => {
+        const view = core.order(payload.orderId)
+        return view === undefined
+          ? Effect.fail(new UnknownOrder({ orderId: payload.orderId, message: `no order ${payload.orderId}` }))
+          : Effect.succeed(view)
+      }),
+    Depth: ({ payload }) =>
+      Effect.sync(() => {
+        const depth = core.book.depth(payload.depth ?? 20)
+        return { symbol, bids: depth.bids, asks: depth.asks }
+      })
+  })
+})
+
+/** The SymbolShard entity, with its tables migrated first. Handlers run concurrently: group commit needs it. */
+export const SymbolShardEntityLayer = SymbolShard.toLayer(build, { concurrency: "unbounded" }).pipe(
+  Layer.provide(Journal.layerMigrations)
+)

@@ -1,0 +1,164 @@
+/**
+ * The shard's storage: symbol configs, the group-commit journal, the `orders` and `trades` tables and book
+ * snapshots. Portable SQL (PostgreSQL and the embedded SQLite): multi-row INSERTs, `ON CONFLICT` upserts.
+ *
+ * One journal row per flushed batch: `(symbol, seq)` is its primary key, so two writers for one symbol (a
+ * stale owner during a handover) cannot both commit the same sequence number: the second transaction fails
+ * and its requests are never acknowledged.
+ */
+import { Effect } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
+import type { SealedBatch, SymbolConfig } from "./ShardCore.ts"
+
+/** The default symbols seeded by the migrations: 8 spot pairs. */
+export const defaultSymbols: ReadonlyArray<SymbolConfig> = [
+  { symbol: "BTC-USDT", tick: "0.01", lot: "0.0001", minQty: "0.0001", maxQty: "1000" },
+  { symbol: "ETH-USDT", tick: "0.01", lot: "0.001", minQty: "0.001", maxQty: "10000" },
+  { symbol: "SOL-USDT", tick: "0.001", lot: "0.01", minQty: "0.01", maxQty: "100000" },
+  { symbol: "DOGE-USDT", tick: "0.00001", lot: "1", minQty: "1", maxQty: "100000000" },
+  { symbol: "XRP-USDT", tick: "0.0001", lot: "0.1", minQty: "0.1", maxQty: "10000000" },
+  { symbol: "ADA-USDT", tick: "0.0001", lot: "0.1", minQty: "0.1", maxQty: "10000000" },
+  { symbol: "BNB-USDT", tick: "0.01", lot: "0.001", minQty: "0.001", maxQty: "10000" },
+  { symbol: "LTC-USDT", tick: "0.01", lot: "0.001", minQty: "0.001", maxQty: "100000" }
+]
+
+export const migrations: SqlMigrator.Migrations = {
+  "1_symbol_shard": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS symbols (
+      symbol TEXT PRIMARY KEY,
+      tick TEXT NOT NULL,
+      lot TEXT NOT NULL,
+      min_qty TEXT,
+      max_qty TEXT
+    )`
+    yield* sql`CREATE TABLE IF NOT EXISTS symbol_journal (
+      symbol TEXT NOT NULL,
+      seq BIGINT NOT NULL,
+      commands TEXT NOT NULL,
+      PRIMARY KEY (symbol, seq)
+    )`
+    yield* sql`CREATE TABLE IF NOT EXISTS symbol_snapshots (
+      symbol TEXT NOT NULL,
+      seq BIGINT NOT NULL,
+      snapshot TEXT NOT NULL,
+      PRIMARY KEY (symbol, seq)
+    )`
+    yield* sql`CREATE TABLE IF NOT EXISTS orders (
+      symbol TEXT NOT NULL,
+      order_id BIGINT NOT NULL,
+      account TEXT NOT NULL,
+      client_order_id TEXT NOT NULL,
+      side TEXT NOT NULL,
+      type TEXT NOT NULL,
+      tif TEXT NOT NULL,
+      post_only INTEGER NOT NULL,
+      price TEXT,
+      qty TEXT NOT NULL,
+      filled_qty TEXT NOT NULL,
+      status TEXT NOT NULL,
+      PRIMARY KEY (symbol, order_id)
+    )`
+    yield* sql`CREATE UNIQUE INDEX IF NOT EXISTS orders_client_key ON orders (symbol, account, client_order_id)`
+    yield* sql`CREATE TABLE IF NOT EXISTS trades (
+      symbol TEXT NOT NULL,
+      trade_id BIGINT NOT NULL,
+      maker_order_id BIGINT NOT NULL,
+      taker_order_id BIGINT NOT NULL,
+      taker_side TEXT NOT NULL,
+      price TEXT NOT NULL,
+      qty TEXT NOT NULL,
+      PRIMARY KEY (symbol, trade_id)
+    )`
+    const rows = defaultSymbols.map((s) => ({
+      symbol: s.symbol,
+      tick: s.tick,
+      lot: s.lot,
+      min_qty: s.minQty ?? null,
+      max_qty: s.maxQty ?? null
+    }))
+    yield* sql`INSERT INTO symbols ${sql.insert(rows as never)} ON CONFLICT (symbol) DO NOTHING`
+  })
+}
+
+/** Runs the shard's migrations (own table, so other actors' migration ids never collide). */
+export const layerMigrations = SqlMigrator.layer({ migrations, table: "symbol_shard_migrations" })
+
+// Rows per INSERT statement: keeps bound parameters under SQLite's 32766 and Postgres' 65535.
+const CHUNK = 2000
+
+const chunks = <A>(rows: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
+  if (rows.length <= CHUNK) return [rows]
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < rows.length; i += CHUNK) out.push(rows.slice(i, i + CHUNK))
+  return out
+}
+
+export interface StoredState {
+  readonly snapshot: { readonly seq: number; readonly json: string } | undefined
+  readonly journal: ReadonlyArray<{ readonly seq: number; readonly commands: string }>
+}
+
+export const make = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+
+  const loadSymbol = (symbol: string): Effect.Effect<SymbolConfig | undefined, SqlError.SqlError> =>
+    Effect.map(
+      sql<{
+        symbol: string
+        tick: string
+        lot: string
+        min_qty: string | null
+        max_qty: string | null
+      }>`SELECT symbol, tick, lot, min_qty, max_qty FROM symbols WHERE symbol = ${symbol}`,
+      (rows) =>
+        rows.length === 0
+          ? undefined
+          : {
+              symbol: rows[0].symbol,
+              tick: rows[0].tick,
+              lot: rows[0].lot,
+              minQty: rows[0].min_qty ?? undefined,
+              maxQty: rows[0].max_qty ?? undefined
+            }
+    )
+
+  const load = (symbol: string): Effect.Effect<StoredState, SqlError.SqlError> =>
+    Effect.gen(function* () {
+      const snaps = yield* sql<{ seq: number | string; snapshot: string }>`
+        SELECT seq, snapshot FROM symbol_snapshots WHERE symbol = ${symbol} ORDER BY seq DESC LIMIT 1`
+      const snapshot = snaps.length === 0 ? undefined : { seq: Number(snaps[0].seq), json: snaps[0].snapshot }
+      const after = snapshot?.seq ?? 0
+      const rows = yield* sql<{ seq: number | string; commands: string }>`
+        SELECT seq, commands FROM symbol_journal WHERE symbol = ${symbol} AND seq > ${after} ORDER BY seq`
+      return { snapshot, journal: rows.map((r) => ({ seq: Number(r.seq), commands: r.commands })) }
+    })
+
+  /** Writes one sealed batch in one transaction: journal row, order upserts, new trades, optional snapshot. */
+  const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+    sql.withTransaction(
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})`
+        if (batch.orders.length > 0) {
+          for (const rows of chunks(batch.orders)) {
+            yield* sql`INSERT INTO orders ${sql.insert(rows as never)}
+              ON CONFLICT (symbol, order_id) DO UPDATE SET price = excluded.price, qty = excluded.qty,
+              filled_qty = excluded.filled_qty, status = excluded.status`
+          }
+        }
+        if (batch.trades.length > 0) {
+          for (const rows of chunks(batch.trades)) yield* sql`INSERT INTO trades ${sql.insert(rows as never)}`
+        }
+        if (batch.snapshot !== undefined) {
+          yield* sql`INSERT INTO symbol_snapshots (symbol, seq, snapshot) VALUES (${batch.symbol}, ${batch.seq}, ${batch.snapshot})`
+          // Older snapshots are superseded; the journal before this one is kept (audit trail).
+          yield* sql`DELETE FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${batch.seq}`
+        }
+      })
+    )
+
+  return { loadSymbol, load, write } as const
+})
+
+export type Journal = Effect.Success<typeof make>

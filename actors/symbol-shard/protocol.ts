@@ -1,0 +1,159 @@
+/**
+ * SymbolShard: one order book per trading symbol (entity id = symbol, e.g. `BTC-USDT`), sharded over the
+ * runners. Every accepted command is acknowledged only once it is durable (the shard's group-commit journal),
+ * so the RPCs themselves are volatile cluster messages: a retry after a timeout or a failover is safe because
+ * places are idempotent on `(account, clientOrderId)`.
+ *
+ * Prices and quantities are decimal strings, checked against the symbol's tick and lot size.
+ */
+import { Schema } from "effect"
+import { Entity } from "effect/cluster"
+import { Rpc } from "effect/rpc"
+
+/** A symbol such as `BTC-USDT`: upper-case base and quote joined by a dash. */
+export const SymbolId = Schema.String.check(Schema.isPattern(/^[A-Z0-9]{1,16}-[A-Z0-9]{1,16}$/)).pipe(
+  Schema.brand("SymbolId")
+)
+export type SymbolId = typeof SymbolId.Type
+
+/** A plain positive decimal string (`"100.25"`); tick/lot multiples are checked by the shard. */
+export const DecimalString = Schema.String.check(Schema.isPattern(/^\d{1,20}(\.\d{1,18})?$/))
+
+const Key = Schema.String.check(Schema.isBetweenLength(1, 64))
+/** Order ids are assigned by the shard: decimal digits, unique per symbol. */
+export const OrderId = Schema.String.check(Schema.isPattern(/^\d{1,16}$/))
+
+export const Side = Schema.Literals(["buy", "sell"])
+export const OrderStatus = Schema.Literals(["open", "filled", "canceled", "expired", "killed"])
+export const RejectReason = Schema.Literals([
+  "invalid_price",
+  "invalid_qty",
+  "duplicate_id",
+  "unknown_order",
+  "would_cross",
+  "missing_price"
+])
+export type RejectReason = typeof RejectReason.Type
+
+export const PlaceOrder = Schema.Struct({
+  account: Key,
+  /** Idempotency key within the account: a retried place returns the first result. */
+  clientOrderId: Key,
+  side: Side,
+  type: Schema.optional(Schema.Literals(["limit", "market"])),
+  /** Required for limit orders. */
+  price: Schema.optional(DecimalString),
+  qty: DecimalString,
+  tif: Schema.optional(Schema.Literals(["GTC", "IOC", "FOK"])),
+  postOnly: Schema.optional(Schema.Boolean)
+})
+export type PlaceOrder = typeof PlaceOrder.Type
+
+export const Fill = Schema.Struct({
+  tradeId: Schema.Int,
+  makerOrderId: Schema.String,
+  price: Schema.String,
+  qty: Schema.String
+})
+
+export const PlaceResult = Schema.Struct({
+  orderId: Schema.String,
+  clientOrderId: Schema.String,
+  status: OrderStatus,
+  filledQty: Schema.String,
+  openQty: Schema.String,
+  trades: Schema.Array(Fill)
+})
+export type PlaceResult = typeof PlaceResult.Type
+
+export const OrderView = Schema.Struct({
+  orderId: Schema.String,
+  account: Schema.optional(Schema.String),
+  clientOrderId: Schema.optional(Schema.String),
+  side: Schema.optional(Side),
+  price: Schema.optional(Schema.NullOr(Schema.String)),
+  status: OrderStatus,
+  filledQty: Schema.String,
+  openQty: Schema.String
+})
+export type OrderView = typeof OrderView.Type
+
+export const MoveResult = Schema.Struct({
+  orderId: Schema.String,
+  status: OrderStatus,
+  filledQty: Schema.String,
+  openQty: Schema.String,
+  trades: Schema.Array(Fill)
+})
+
+/** One answer of a PlaceBatch: the place result, or the reason the order was rejected. */
+export const BatchRejected = Schema.Struct({ clientOrderId: Schema.String, rejected: RejectReason })
+export const BatchItem = Schema.Union([PlaceResult, BatchRejected])
+export type BatchItem = typeof BatchItem.Type
+
+export const DepthLevel = Schema.Tuple([Schema.String, Schema.String])
+export const DepthView = Schema.Struct({
+  symbol: Schema.String,
+  bids: Schema.Array(DepthLevel),
+  asks: Schema.Array(DepthLevel)
+})
+export type DepthView = typeof DepthView.Type
+
+// ---- wire errors ---------------------------------------------------------------------------------
+
+export class UnknownSymbol extends Schema.TaggedError<UnknownSymbol>()("UnknownSymbol", {
+  symbol: Schema.String,
+  message: Schema.String
+}) {}
+
+export class InvalidOrder extends Schema.TaggedError<InvalidOrder>()("InvalidOrder", {
+  reason: RejectReason,
+  message: Schema.String
+}) {}
+
+export class UnknownOrder extends Schema.TaggedError<UnknownOrder>()("UnknownOrder", {
+  orderId: Schema.String,
+  message: Schema.String
+}) {}
+
+export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder])
+export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder])
+
+// ---- RPCs ----------------------------------------------------------------------------------------
+
+/** Largest PlaceBatch; the gateway's body limit (1 MiB default) caps it too. */
+export const maxBatch = 5000
+
+export const Place = Rpc.make("Place", { payload: PlaceOrder, success: PlaceResult, error: ShardError })
+
+export const PlaceBatch = Rpc.make("PlaceBatch", {
+  payload: { orders: Schema.Array(PlaceOrder).check(Schema.isMaxLength(maxBatch)) },
+  success: Schema.Array(BatchItem),
+  error: UnknownSymbol
+})
+
+export const Cancel = Rpc.make("Cancel", { payload: { orderId: OrderId }, success: OrderView, error: OrderError })
+
+export const Move = Rpc.make("Move", {
+  payload: { orderId: OrderId, price: Schema.optional(DecimalString), qty: Schema.optional(DecimalString) },
+  success: MoveResult,
+  error: OrderError
+})
+
+export const GetOrder = Rpc.make("GetOrder", {
+  payload: { orderId: OrderId },
+  success: OrderView,
+  error: Schema.Union([UnknownSymbol, UnknownOrder])
+})
+
+export const Depth = Rpc.make("Depth", {
+  payload: { depth: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))) },
+  success: DepthView,
+  error: UnknownSymbol
+})
+
+export const SymbolShard = Entity.make("SymbolShard", [Place, PlaceBatch, Cancel, Move, GetOrder, Depth])
+
+/** The market-data stream keys of a symbol (Valkey Streams). */
+export const tradesStream = (symbol: string) => `md:${symbol}:trades`
+export const depthStream = (symbol: string) => `md:${symbol}:depth`
