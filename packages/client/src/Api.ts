@@ -6,8 +6,8 @@ import { Schema } from "effect"
 import { EntityProxy } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
 import { Probe } from "../../../actors/probe/protocol.ts"
-import { SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
 import { GraphRpcs, ProxyPartition } from "../../../actors/proxy-partition/protocol.ts"
+import { SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
 
 export const RunnerStatus = Schema.Struct({
   /** Cluster address `host:port` (or `embedded:<port>` for a single node). */
