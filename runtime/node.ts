@@ -4,18 +4,17 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
+import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { ProbeEntityLayer } from "../actors/probe/entity.ts"
 import * as ProxyPartition from "../actors/proxy-partition/entity.ts"
-import { SymbolShardEntityLayer } from "../actors/symbol-shard/entity.ts"
 import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as NodeStatus from "./NodeStatus.ts"
-import * as Telemetry from "./telemetry.ts"
 import { layerSql, layerValkey } from "./storage.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
-export const layerEntities = Layer.mergeAll(ProbeEntityLayer, SymbolShardEntityLayer, ProxyPartition.layer)
+export const layerEntities = Layer.mergeAll(ProbeEntityLayer, ProxyPartition.layer, GathererEntity.layer)
 
 const build = (mode: NodeStatus.NodeMode) =>
   Gateway.announceReady.pipe(
@@ -23,8 +22,7 @@ const build = (mode: NodeStatus.NodeMode) =>
     Layer.provide(NodeStatus.layer(mode)),
     Layer.provideMerge(mode === "runner" ? layerRunner : layerSingle),
     Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey),
-    Layer.provideMerge(Telemetry.layer)
+    Layer.provideMerge(layerValkey)
   )
 
 /**

@@ -1,0 +1,426 @@
+/**
+ * Gatherer and Deduplicator entities and the supervisor singleton that keeps the fleet running.
+ * The pure parts live in `dedup.ts` (window) and `feed.ts` (frame parsing); this file is the wiring.
+ */
+import { Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Entity, type Sharding, Singleton } from "effect/cluster"
+import type { SqlClient } from "effect/sql"
+import WebSocket from "ws"
+import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
+import { Cmd, type Command, Valkey } from "../../runtime/Valkey.ts"
+import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
+import { feedCounters, parseFrame } from "./feed.ts"
+import {
+  bookStream,
+  Deduplicator,
+  type DeduplicatorStatus,
+  dedupEntityId,
+  dedupShardOf,
+  Gatherer,
+  type GathererStatus,
+  gathererEntityId,
+  parseGathererId
+} from "./protocol.ts"
+import { insertChunk, insertDeltas, lastWrittenSeqs, layerMigrations } from "./store.ts"
+
+/** `ws://host:port/path?faults` → `http://host:port` (markets and snapshots are served over HTTP). */
+export const venueHttpBase = (venueUrl: string): string => {
+  const url = new URL(venueUrl)
+  url.protocol = url.protocol === "wss:" ? "https:" : "http:"
+  return `${url.protocol}//${url.host}`
+}
+
+const runnerName = (runner: { host: string; port: number }) => `${runner.host}:${runner.port}`
+
+const percentile = (sorted: Float64Array, p: number) =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+
+/** How long a gatherer keeps its connection without hearing from the supervisor. */
+const gathererLeaseMs = 15_000
+const flushEveryMs = 20
+const writeEveryMs = 10
+const gapCheckEveryMs = 50
+const lagSamples = 8192
+
+export const DeduplicatorLayer = Deduplicator.toLayer(
+  Effect.gen(function* () {
+    const address = yield* Entity.CurrentAddress
+    const runner = runnerName(yield* Entity.CurrentRunnerAddress)
+    const config = yield* TesseraConfig
+    const valkey = yield* Valkey
+    const venueHttp = Option.map(config.venueUrl, venueHttpBase)
+    const window = new DedupWindow()
+    let pending = emptyColumns()
+    let writing = emptyColumns()
+    let copies = 0
+    let written = 0
+    let writeFailures = 0
+    const lags = new Float64Array(lagSamples)
+    let lagCount = 0
+
+    const publish = (rows: DeltaColumns) => {
+      const byMarket = new Map<string, Array<string>>()
+      for (let i = 0; i < rows.seq.length; i++) {
+        const market = rows.market[i]
+        let list = byMarket.get(market)
+        if (list === undefined) byMarket.set(market, (list = []))
+        list.push(`[${rows.seq[i]},${rows.ts[i]},${rows.side[i]},${rows.price[i]},${rows.qty[i]}]`)
+      }
+      const commands: Array<Command> = []
+      for (const [market, list] of byMarket) {
+        commands.push(Cmd.xadd(bookStream(market), { d: `[${list.join(",")}]` }, { maxLen: 1000 }))
+      }
+      return valkey.pipeline(commands)
+    }
+
+    const writeOnce = Effect.gen(function* () {
+      if (pending.seq.length === 0) return
+      const rows = pending
+      pending = writing
+      writing = rows
+      const writtenAt = Date.now()
+      for (let from = 0; from < rows.seq.length; from += insertChunk) {
+        const to = Math.min(rows.seq.length, from + insertChunk)
+        // Retried until it lands: ON CONFLICT makes a repeat harmless, and the window already moved on.
+        yield* insertDeltas(rows, from, to, writtenAt).pipe(
+          Effect.tapError((error) =>
+            Effect.sync(() => {
+              writeFailures++
+            }).pipe(Effect.andThen(Effect.logWarning("orderbook_deltas insert failed; retrying", error)))
+          ),
+          Effect.retry(Schedule.spaced(Duration.millis(200)))
+        )
+      }
+      const now = Date.now()
+      for (let i = 0; i < rows.ts.length; i++) lags[lagCount++ % lagSamples] = now - rows.ts[i]
+      written += rows.seq.length
+      yield* publish(rows).pipe(Effect.catch((error) => Effect.logWarning("md:book publish failed", error)))
+      clearColumns(rows)
+    })
+
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(writeEveryMs)), writeOnce), { disableYield: true })
+    )
+
+    const fetchSnapshot = (base: string, request: SnapshotRequest) =>
+      Effect.tryPromise(async () => {
+        const response = await fetch(
+          `${base}/snapshot?market=${encodeURIComponent(request.market)}&from=${request.fromSeq}`
+        )
+        if (!response.ok) throw new Error(`snapshot ${request.market}: HTTP ${response.status}`)
+        return (await response.json()) as {
+          firstSeq: number
+          d: Array<[string, number, number, number, number, number]>
+        }
+      }).pipe(
+        Effect.tap((snapshot) => {
+          const deltas = emptyColumns()
+          for (const d of snapshot.d) {
+            deltas.market.push(d[0])
+            deltas.seq.push(d[1])
+            deltas.ts.push(d[2])
+            deltas.side.push(d[3])
+            deltas.price.push(d[4])
+            deltas.qty.push(d[5])
+          }
+          window.applySnapshot(pending, Date.now(), request.market, snapshot.firstSeq, deltas)
+          return Effect.void
+        }),
+        // A failed snapshot is asked for again after the window's retry delay.
+        Effect.catch((error) => Effect.logWarning("snapshot failed", error))
+      )
+
+    if (Option.isSome(venueHttp)) {
+      const requests: Array<SnapshotRequest> = []
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            yield* Effect.sleep(Duration.millis(gapCheckEveryMs))
+            requests.length = 0
+            window.due(Date.now(), requests)
+            if (requests.length === 0) return
+            yield* Effect.forEach(requests.slice(), (request) => fetchSnapshot(venueHttp.value, request), {
+              concurrency: 8,
+              discard: true
+            })
+          }),
+          { disableYield: true }
+        )
+      )
+    }
+
+    const status = (): DeduplicatorStatus => {
+      const n = Math.min(lagCount, lagSamples)
+      const sorted = lags.slice(0, n).sort()
+      const c = window.counters
+      return {
+        id: address.entityId,
+        runner,
+        markets: window.marketCount,
+        copies,
+        accepted: c.accepted,
+        written,
+        duplicates: c.duplicates,
+        overflow: c.overflow,
+        gaps: c.gaps,
+        snapshots: c.snapshotsApplied,
+        healed: c.healed,
+        skipped: c.skipped,
+        openHoles: window.openHoles,
+        pendingWrites: pending.seq.length + writing.seq.length,
+        writeFailures,
+        lagP50Ms: percentile(sorted, 0.5),
+        lagP99Ms: percentile(sorted, 0.99)
+      }
+    }
+
+    return Deduplicator.of({
+      Ingest: ({ payload: { batch } }) =>
+        Effect.gen(function* () {
+          let unknown: Array<string> | undefined
+          for (let i = 0; i < batch.market.length; i++) {
+            const market = batch.market[i]
+            if (!window.has(market)) {
+              unknown ??= []
+              if (!unknown.includes(market)) unknown.push(market)
+            }
+          }
+          // Resume after what is already in the table (a failover or restart), not from the first copy seen.
+          if (unknown !== undefined) {
+            const last = yield* lastWrittenSeqs(unknown).pipe(Effect.orDie)
+            for (const market of unknown) window.init(market, last.get(market))
+          }
+          const before = window.counters.duplicates
+          const now = Date.now()
+          let accepted = 0
+          for (let i = 0; i < batch.seq.length; i++) {
+            if (
+              window.offer(
+                pending,
+                now,
+                batch.market[i],
+                batch.seq[i],
+                batch.ts[i],
+                batch.side[i],
+                batch.price[i],
+                batch.qty[i]
+              )
+            ) {
+              accepted++
+            }
+          }
+          copies += batch.seq.length
+          return { accepted, duplicates: window.counters.duplicates - before }
+        }),
+      Status: () => Effect.sync(status)
+    })
+  })
+)
+
+export const GathererLayer = Gatherer.toLayer(
+  Effect.gen(function* () {
+    const address = yield* Entity.CurrentAddress
+    const runner = runnerName(yield* Entity.CurrentRunnerAddress)
+    const config = yield* TesseraConfig
+    const dedupClient = yield* Deduplicator.client
+    const slot = parseGathererId(address.entityId)
+    const shards = config.dedupShards
+    let batches: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
+    let sending: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
+    const counters = feedCounters()
+    let shardOf: Map<string, number> | undefined
+    let markets: Array<string> = []
+    let socket: WebSocket | undefined
+    let connected = false
+    let opening = false
+    let stopped = false
+    let leaseUntil = 0
+    let reconnects = 0
+    let backoffMs = 100
+    let forwarded = 0
+    let sendFailures = 0
+    let rateWindowStart = Date.now()
+    let rateWindowReceived = 0
+    let msgsPerSec = 0
+    let loggedGarbage = 0
+
+    const venueUrl = (base: string) => {
+      const url = new URL(base)
+      if (slot !== undefined && !url.searchParams.has("seed")) {
+        url.searchParams.set("seed", String(slot.replica * 1000 + slot.connection + 1))
+      }
+      return url.toString()
+    }
+
+    const leased = () => !stopped && Date.now() < leaseUntil
+
+    const scheduleReconnect = () => {
+      if (!leased()) return
+      reconnects++
+      const delay = backoffMs * (0.5 + Math.random())
+      backoffMs = Math.min(backoffMs * 2, 5000)
+      setTimeout(open, delay)
+    }
+
+    const open = () => {
+      if (!leased() || socket !== undefined || opening || Option.isNone(config.venueUrl) || slot === undefined) {
+        return
+      }
+      opening = true
+      const base = config.venueUrl.value
+      const ready =
+        shardOf !== undefined
+          ? Promise.resolve()
+          : fetch(`${venueHttpBase(base)}/markets`)
+              .then((response) => response.json() as Promise<Array<string>>)
+              .then((all) => {
+                markets = all.filter((_, i) => i % config.gatherConnections === slot.connection)
+                shardOf = new Map(markets.map((market) => [market, dedupShardOf(market, shards)]))
+              })
+      ready.then(
+        () => {
+          opening = false
+          if (!leased()) return
+          const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false })
+          socket = ws
+          ws.on("open", () => {
+            connected = true
+            backoffMs = 100
+            ws.send(JSON.stringify({ op: "subscribe", markets }))
+          })
+          ws.on("message", (data) => {
+            parseFrame(String(data), shardOf!, batches, counters)
+          })
+          ws.on("close", () => {
+            connected = false
+            if (socket === ws) socket = undefined
+            scheduleReconnect()
+          })
+          ws.on("error", () => {
+            // `close` follows and reconnects.
+          })
+        },
+        () => {
+          opening = false
+          scheduleReconnect()
+        }
+      )
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopped = true
+        socket?.terminate()
+      })
+    )
+
+    const flush = Effect.gen(function* () {
+      const now = Date.now()
+      if (socket !== undefined && now >= leaseUntil) {
+        // Nobody renewed the lease (replica removed or supervisor gone): stop collecting.
+        socket.terminate()
+      }
+      if (now - rateWindowStart >= 1000) {
+        msgsPerSec = ((counters.received - rateWindowReceived) * 1000) / (now - rateWindowStart)
+        rateWindowReceived = counters.received
+        rateWindowStart = now
+        if (counters.garbage > loggedGarbage) {
+          yield* Effect.logWarning(
+            `gatherer ${address.entityId}: ${counters.garbage - loggedGarbage} garbage frames/deltas from the venue, last: ${counters.lastGarbage}`
+          )
+          loggedGarbage = counters.garbage
+        }
+      }
+      const full = batches
+      batches = sending
+      sending = full
+      yield* Effect.forEach(
+        full,
+        (batch, shard) => {
+          const n = batch.seq.length
+          if (n === 0) return Effect.void
+          return dedupClient(dedupEntityId(shard))
+            .Ingest({ batch })
+            .pipe(
+              Effect.matchEffect({
+                onSuccess: () =>
+                  Effect.sync(() => {
+                    forwarded += n
+                  }),
+                // Other replicas carry the same deltas, and the deduplicator heals what nobody delivered.
+                onFailure: () =>
+                  Effect.sync(() => {
+                    sendFailures++
+                  })
+              })
+            )
+        },
+        { concurrency: "unbounded", discard: true }
+      )
+      for (const batch of full) clearColumns(batch)
+    })
+
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(flushEveryMs)), flush), { disableYield: true })
+    )
+
+    const status = (): GathererStatus => ({
+      id: address.entityId,
+      runner,
+      connected,
+      markets: markets.length,
+      received: counters.received,
+      forwarded,
+      garbage: counters.garbage,
+      reconnects,
+      sendFailures,
+      msgsPerSec
+    })
+
+    return Gatherer.of({
+      Ensure: () =>
+        Effect.sync(() => {
+          leaseUntil = Date.now() + gathererLeaseMs
+          open()
+          return status()
+        }),
+      Status: () => Effect.sync(status)
+    })
+  }),
+  { maxIdleTime: Duration.minutes(1) }
+)
+
+/** How often the supervisor renews every gatherer's lease (and so restarts any that moved or stopped). */
+const superviseEveryMs = 2000
+
+/** The cluster singleton that keeps `replicas × connections` gatherers running while a venue is configured. */
+export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sharding.Sharding> = Layer.unwrap(
+  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    Option.isNone(config.venueUrl)
+      ? Layer.empty
+      : Singleton.make(
+          "GatherSupervisor",
+          Effect.gen(function* () {
+            const gatherer = yield* Gatherer.client
+            const ids: Array<string> = []
+            for (let r = 0; r < config.gatherReplicas; r++) {
+              for (let c = 0; c < config.gatherConnections; c++) ids.push(gathererEntityId(r, c))
+            }
+            yield* Effect.forever(
+              Effect.andThen(
+                Effect.forEach(ids, (id) => Effect.ignore(gatherer(id).Ensure()), {
+                  concurrency: "unbounded",
+                  discard: true
+                }),
+                Effect.sleep(Duration.millis(superviseEveryMs))
+              ),
+              { disableYield: true }
+            )
+          })
+        )
+  )
+)
+
+/** Both entities, the supervisor and the `orderbook_deltas` migration. */
+export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
+  Layer.mergeAll(DeduplicatorLayer, GathererLayer, GatherSupervisorLayer).pipe(Layer.provideMerge(layerMigrations))

@@ -1,0 +1,91 @@
+/**
+ * Gatherers and deduplicators (DESIGN §3.2). `Gatherer` (id `replica/connection`) holds one venue connection
+ * with a slice of the markets and forwards every copy it receives, batched per deduplicator. `Deduplicator`
+ * (id `d<k>`, each market hashed to one k) keeps the first copy of each `(market, seq)`, heals gaps from venue
+ * snapshots and writes `orderbook_deltas` plus the Valkey stream `md:book:{market}`.
+ */
+import { Schema } from "effect"
+import { Entity } from "effect/cluster"
+import { Rpc } from "effect/rpc"
+
+/** A batch of delta copies as parallel arrays (one message per deduplicator per flush, not per delta). */
+export const DeltaBatch = Schema.Struct({
+  market: Schema.Array(Schema.String),
+  seq: Schema.Array(Schema.Number),
+  ts: Schema.Array(Schema.Number),
+  side: Schema.Array(Schema.Number),
+  price: Schema.Array(Schema.Number),
+  qty: Schema.Array(Schema.Number)
+})
+export type DeltaBatch = typeof DeltaBatch.Type
+
+export const GathererStatus = Schema.Struct({
+  id: Schema.String,
+  runner: Schema.String,
+  connected: Schema.Boolean,
+  markets: Schema.Int,
+  received: Schema.Number,
+  forwarded: Schema.Number,
+  garbage: Schema.Number,
+  reconnects: Schema.Number,
+  sendFailures: Schema.Number,
+  msgsPerSec: Schema.Number
+})
+export type GathererStatus = typeof GathererStatus.Type
+
+export const DeduplicatorStatus = Schema.Struct({
+  id: Schema.String,
+  runner: Schema.String,
+  markets: Schema.Int,
+  copies: Schema.Number,
+  accepted: Schema.Number,
+  written: Schema.Number,
+  duplicates: Schema.Number,
+  overflow: Schema.Number,
+  gaps: Schema.Number,
+  snapshots: Schema.Number,
+  healed: Schema.Number,
+  skipped: Schema.Number,
+  openHoles: Schema.Int,
+  pendingWrites: Schema.Int,
+  writeFailures: Schema.Number,
+  lagP50Ms: Schema.Number,
+  lagP99Ms: Schema.Number
+})
+export type DeduplicatorStatus = typeof DeduplicatorStatus.Type
+
+/** Activates the gatherer (starting its connection) and renews its lease; the supervisor sends it periodically. */
+export const Ensure = Rpc.make("Ensure", { success: GathererStatus })
+export const GatherStatus = Rpc.make("Status", { success: GathererStatus })
+
+export const Gatherer = Entity.make("Gatherer", [Ensure, GatherStatus])
+
+export const Ingest = Rpc.make("Ingest", {
+  payload: { batch: DeltaBatch },
+  success: Schema.Struct({ accepted: Schema.Int, duplicates: Schema.Int })
+})
+export const DedupStatus = Rpc.make("Status", { success: DeduplicatorStatus })
+
+export const Deduplicator = Entity.make("Deduplicator", [Ingest, DedupStatus])
+
+/** Which deduplicator owns `market` (FNV-1a over the name). Every node must use the same `shards`. */
+export const dedupShardOf = (market: string, shards: number): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < market.length; i++) {
+    h ^= market.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) % shards
+}
+
+export const dedupEntityId = (shard: number): string => `d${shard}`
+
+export const gathererEntityId = (replica: number, connection: number): string => `${replica}/${connection}`
+
+export const parseGathererId = (id: string): { replica: number; connection: number } | undefined => {
+  const match = /^(\d+)\/(\d+)$/.exec(id)
+  return match === null ? undefined : { replica: Number(match[1]), connection: Number(match[2]) }
+}
+
+/** The Valkey stream a market's deltas are published to. */
+export const bookStream = (market: string): string => `md:book:${market}`
