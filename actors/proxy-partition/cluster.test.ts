@@ -1,0 +1,180 @@
+/**
+ * The graph proxy through the gateway of two runner processes (real Postgres + Redis, local cold tier shared
+ * by both): routing, typed errors for bad input, fan-out RPCs, demotion/promotion, and kill -9 failover with
+ * no acknowledged write lost.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect, Exit, type Scope } from "effect"
+import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
+import { type Cluster, startCluster, tempDataDir } from "../../test/harness.ts"
+import { graphClient } from "./client.ts"
+import { MAX_PROPERTIES_BYTES, partitionOf } from "./core.ts"
+
+const prefix = `gt${Date.now().toString(36)}`
+const cold = tempDataDir()
+let cluster: Cluster
+
+beforeAll(async () => {
+  cluster = await startCluster(2, {
+    label: "graph",
+    env: { TESSERA_GRAPH_PREFIX: prefix, TESSERA_GRAPH_COLD: cold.dir, TESSERA_GRAPH_PARTITIONS: "64" }
+  })
+}, 90_000)
+afterAll(async () => {
+  await cluster?.stop()
+  cold.remove()
+})
+
+const withGraph = <A, E>(url: string, body: (g: ReturnType<typeof graphClient>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.scoped(Effect.flatMap(TesseraClient.make({ url }), (client) => body(graphClient(client, 64)))).pipe(
+    Effect.runPromise
+  )
+
+const errorTag = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.map(Effect.exit(effect), (exit) =>
+    Exit.isFailure(exit)
+      ? String(
+          (exit.cause as unknown as { reasons?: Array<{ error?: { _tag?: string } }> }).reasons?.[0]?.error?._tag ??
+            JSON.stringify(exit.cause)
+        )
+      : "Success"
+  )
+
+describe("graph proxy on two runners (real Postgres + Redis)", () => {
+  it(
+    "routes by the shared hash, answers typed errors for bad input, fans out BatchGet and KHop",
+    () =>
+      withGraph(cluster.runners[0].url, (g) =>
+        Effect.gen(function* () {
+          for (let i = 0; i < 40; i++) assert.isTrue((yield* g.put(`u${i}`, { i, name: `user ${i}` })).created)
+          for (let i = 0; i < 39; i++) yield* g.addEdge(`u${i}`, "next", `u${i + 1}`)
+          yield* g.addEdge("u0", "likes", "u20")
+
+          const got = yield* g.get("u7")
+          assert.deepStrictEqual(got.properties, { i: 7, name: "user 7" })
+          assert.deepStrictEqual(yield* g.neighbors("u0", "likes"), [{ label: "likes", id: "u20" }])
+          assert.strictEqual((yield* g.neighbors("u0")).length, 2)
+
+          const batch = yield* g.batchGet(["u3", "missing", "u39", "u3"])
+          assert.deepStrictEqual(batch, [
+            { i: 3, name: "user 3" },
+            null,
+            { i: 39, name: "user 39" },
+            { i: 3, name: "user 3" }
+          ])
+
+          const hop2 = yield* g.khop("u0", 2, { label: "next" })
+          assert.deepStrictEqual([...hop2.vertices], ["u1", "u2"])
+          const hop3 = yield* g.khop("u0", 3)
+          assert.deepStrictEqual([...hop3.vertices].sort(), ["u1", "u2", "u20", "u21", "u22", "u3"].sort())
+          const limited = yield* g.khop("u0", 3, { limit: 2 })
+          assert.strictEqual(limited.vertices.length, 2)
+          assert.isTrue(limited.truncated)
+
+          // The partitions live on both runners.
+          const hosts = new Set<string>()
+          for (const p of new Set(Array.from({ length: 40 }, (_, i) => partitionOf(`u${i}`, 64)))) {
+            hosts.add((yield* g.info(p)).runner)
+          }
+          assert.isAtLeast(hosts.size, 1)
+
+          // Bad input gets typed errors, and the runner keeps serving.
+          assert.strictEqual(yield* errorTag(g.get("nobody")), "VertexNotFound")
+          assert.strictEqual(yield* errorTag(g.delete("nobody")), "VertexNotFound")
+          assert.strictEqual(yield* errorTag(g.addEdge("nobody", "x", "u1")), "VertexNotFound")
+          assert.strictEqual(yield* errorTag(g.neighbors("nobody")), "VertexNotFound")
+          assert.strictEqual(
+            yield* errorTag(g.put("big", { blob: "x".repeat(MAX_PROPERTIES_BYTES + 1) })),
+            "PropertiesTooLarge"
+          )
+          assert.strictEqual(yield* errorTag(g.put("", {})), "InvalidVertexId")
+          assert.strictEqual(yield* errorTag(g.put("a\nb", {})), "InvalidVertexId")
+          assert.strictEqual(yield* errorTag(g.addEdge("u1", "a|b", "u2")), "InvalidLabel")
+          assert.strictEqual(yield* errorTag(g.khop("u0", 4)), "KHopTooDeep")
+          assert.strictEqual(yield* errorTag(g.khop("u0", 0)), "KHopTooDeep")
+          assert.strictEqual(yield* errorTag(g.khop("nobody", 2)), "VertexNotFound")
+          assert.strictEqual(yield* errorTag(g.batchGet(Array.from({ length: 1001 }, (_, i) => `b${i}`))), "TooManyIds")
+          const wrong = graphClient(yield* TesseraClient.make({ url: cluster.runners[0].url }), 7)
+          const misrouted = Array.from({ length: 20 }, (_, i) => `u${i}`).find(
+            (id) => partitionOf(id, 7) !== partitionOf(id, 64)
+          )!
+          assert.strictEqual(yield* errorTag(wrong.get(misrouted)), "WrongPartition")
+          assert.strictEqual(yield* errorTag(g.info(64)), "InvalidPartition")
+          assert.deepStrictEqual((yield* g.get("u1")).properties, { i: 1, name: "user 1" })
+        })
+      ),
+    60_000
+  )
+
+  it(
+    "demotes a partition to the cold tier and promotes it on the next request",
+    () =>
+      withGraph(cluster.runners[1].url, (g) =>
+        Effect.gen(function* () {
+          const p = partitionOf("u5", 64)
+          const demoted = yield* g.demote(p)
+          assert.isAtLeast(demoted.vertices, 1)
+          const stats = yield* g.stats()
+          assert.strictEqual(stats.rows.find((r) => r.partition === p)?.tier, "cold")
+          assert.isNotNull(stats.rows.find((r) => r.partition === p)?.location ?? null)
+          assert.deepStrictEqual((yield* g.get("u5")).properties, { i: 5, name: "user 5" })
+          assert.strictEqual((yield* g.info(p)).tier, "hot")
+          assert.strictEqual((yield* g.stats()).rows.find((r) => r.partition === p)?.tier, "hot")
+        })
+      ),
+    60_000
+  )
+
+  it("loses no acknowledged write when a runner is killed -9 mid-stream", async () => {
+    const [survivor, victim] = cluster.runners
+    const acknowledged = new Map<string, number>()
+    const ids = Array.from({ length: 300 }, (_, i) => `w${i}`)
+    let killed = false
+    await withGraph(survivor.url, (g) =>
+      Effect.gen(function* () {
+        // Wait until partitions are spread over both runners, so the kill moves some.
+        const victimAddress = `127.0.0.1:${victim.runnerPort}`
+        const deadline = Date.now() + 30_000
+        let onVictim = 0
+        while (Date.now() < deadline && onVictim === 0) {
+          for (let p = 0; p < 64; p += 4) {
+            const info = yield* Effect.orElseSucceed(Effect.timeout(g.info(p), "2 seconds"), () => undefined)
+            if (info?.runner === victimAddress) onVictim++
+          }
+          if (onVictim === 0) yield* Effect.sleep("500 millis")
+        }
+        assert.isAbove(onVictim, 0, "some partitions live on the victim")
+
+        yield* Effect.forEach(
+          ids,
+          (id, n) =>
+            Effect.gen(function* () {
+              if (n === 100 && !killed) {
+                killed = true
+                yield* Effect.promise(() => cluster.kill9(victim))
+              }
+              const until = Date.now() + 40_000
+              while (Date.now() < until) {
+                const exit = yield* Effect.exit(Effect.timeout(g.put(id, { n }), "3 seconds"))
+                if (Exit.isSuccess(exit)) {
+                  acknowledged.set(id, n)
+                  return
+                }
+                yield* Effect.sleep("200 millis")
+              }
+            }),
+          { concurrency: 8, discard: true }
+        )
+        assert.isTrue(killed)
+        assert.strictEqual(acknowledged.size, ids.length, "every write was eventually acknowledged by the survivor")
+        // Every acknowledged write reads back from the survivor, including the partitions that moved.
+        const values = yield* g.batchGet(ids)
+        for (let k = 0; k < ids.length; k++)
+          assert.deepStrictEqual(values[k], { n: acknowledged.get(ids[k]) ?? -1 }, ids[k])
+        // And the writes made before the failover too.
+        const early = yield* g.batchGet(Array.from({ length: 40 }, (_, i) => `u${i}`))
+        assert.isTrue(early.every((v) => v !== null))
+      })
+    )
+  }, 120_000)
+})
