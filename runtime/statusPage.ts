@@ -125,7 +125,7 @@ const html = `<!doctype html>
   .tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 10px; margin-bottom: 16px; }
   .tile { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
   .tile .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-  .tile .value { font-size: 24px; font-variant-numeric: tabular-nums; }
+  .tile .value { font-size: 22px; font-variant-numeric: tabular-nums; white-space: nowrap; }
   section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; margin-bottom: 14px; }
   h2 { font-size: 14px; margin: 0 0 8px; }
   table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
