@@ -48,10 +48,15 @@ const computed = (type: string, name: string, inputs: Record<string, unknown>): 
   }
 }
 
-/** Registers the stage's stack against mocks and returns every resource it declared. */
-export const evaluate = async (
-  config: StageConfig,
-  inputs: DeployInputs = { imageTag: "test" }
+const settle = (value: unknown, done: (value: unknown) => void) => {
+  const output: pulumi.Output<unknown> = pulumi.output(value)
+  output.apply(done)
+}
+
+/** Runs a Pulumi program (anything that declares resources and returns outputs) against mocks as `stack`. */
+export const evaluateProgram = async (
+  stack: string,
+  program: () => Promise<Record<string, unknown> | void> | Record<string, unknown>
 ): Promise<ReadonlyArray<Recorded>> => {
   const resources: Array<Recorded> = []
   await pulumi.runtime.setMocks(
@@ -73,15 +78,21 @@ export const evaluate = async (
       }
     },
     "tessera",
-    config.stage,
+    stack,
     false
   )
-  const outputs = tessera(config, inputs)
-  await Promise.all(Object.values(outputs).map((output) => new Promise((resolve) => output.apply(resolve))))
+  const outputs = (await program()) ?? {}
+  await Promise.all(Object.values(outputs).map((output) => new Promise((resolve) => settle(output, resolve))))
   // Waits for every outstanding registration, including those that waited on other resources' outputs.
   await pulumi.runtime.disconnect()
   return resources
 }
+
+/** Registers the stage's stack against mocks and returns every resource it declared. */
+export const evaluate = (
+  config: StageConfig,
+  inputs: DeployInputs = { imageTag: "test" }
+): Promise<ReadonlyArray<Recorded>> => evaluateProgram(config.stage, () => tessera(config, inputs))
 
 export const ofType = (resources: ReadonlyArray<Recorded>, type: string) => resources.filter((r) => r.type === type)
 

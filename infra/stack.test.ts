@@ -3,7 +3,7 @@
  */
 import { assert, beforeAll, describe, it } from "vitest"
 import { amiParameter } from "./capacity.ts"
-import { evaluate, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
+import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
 import { privateCidr, publicCidr, vpcCidr } from "./network.ts"
 import { dev, ports, production, type StageConfig, stageConfig } from "./stage.ts"
 
@@ -366,5 +366,35 @@ describe("stage selection", () => {
       assert.deepStrictEqual(config.nat, { mode: "instance", instanceType: "t4g.nano" })
       assert.isTrue(config.fleets.every((f) => f.purchase === "spot"))
     }
+  })
+})
+
+describe("sst.config.ts", () => {
+  // The two SST globals it uses; `$config` is the identity in SST too (platform/src/config.ts).
+  const globals = globalThis as { $config?: unknown; $app?: unknown }
+  const load = async (stage: string) => {
+    globals.$config = (input: unknown) => input
+    globals.$app = { name: "tessera", stage, removal: "remove", protect: false, providers: {} }
+    const { default: config } = await import("../sst.config.ts")
+    return config
+  }
+
+  it("protects and retains production only, and pins the providers", async () => {
+    const config = await load("production")
+    const production = await config.app({ stage: "production" })
+    assert.isTrue(production.protect)
+    assert.strictEqual(production.removal, "retain")
+    assert.deepStrictEqual(production.providers, { aws: { version: "7.48.0" }, random: "4.16.6" })
+    const dev = await config.app({ stage: "dev" })
+    assert.isFalse(dev.protect)
+    assert.strictEqual(dev.removal, "remove")
+  })
+
+  it("deploys the production shape for $app.stage production", async () => {
+    const config = await load("production")
+    const resources = await evaluateProgram("production", () => config.run())
+    assert.lengthOf(ofType(resources, T.natGateway), 3)
+    assert.lengthOf(ofType(resources, T.replicationGroup), 1)
+    assert.lengthOf(ofType(resources, T.capacityProvider), 4)
   })
 })
