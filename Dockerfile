@@ -19,6 +19,10 @@ ENV NODE_ENV=production \
     TESSERA_PORT=7400 \
     TESSERA_RUNNER_PORT=34431 \
     TESSERA_DATA=/data
+# Aurora's certificates chain to the Amazon RDS CAs, which are not in Node's bundled store; DATABASE_URL asks for
+# sslmode=verify-full.
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/rds-global-bundle.pem
 WORKDIR /app
 COPY --from=deps /app/node_modules node_modules/
 COPY package.json ./

@@ -85,7 +85,7 @@ export const database = (config: StageConfig, net: Network): Database => {
         host,
         port,
         dbname: databaseName,
-        url: `postgres://${username}:${pass}@${host}:${port}/${databaseName}?sslmode=require`
+        url: `postgres://${username}:${pass}@${host}:${port}/${databaseName}?sslmode=verify-full`
       })
     )
   })

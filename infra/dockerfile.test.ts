@@ -98,6 +98,16 @@ describe("Dockerfile", () => {
     assert.include(final.instructions.find((i) => i.op === "EXPOSE")?.args.split(/\s+/) ?? [], "7400")
   })
 
+  it("trusts the Amazon RDS certificate authorities for Aurora's TLS", () => {
+    const bundle = final.instructions.find((i) => i.op === "ADD" && i.args.includes("truststore.pki.rds.amazonaws.com"))
+    assert.isDefined(bundle)
+    const file = bundle.args.split(/\s+/).at(-1)
+    assert.isTrue(
+      final.instructions.some((i) => i.op === "ENV" && i.args.includes(`NODE_EXTRA_CA_CERTS=${file}`)),
+      "NODE_EXTRA_CA_CERTS points at the bundle"
+    )
+  })
+
   it("copies only paths that exist and that .dockerignore lets through", () => {
     const ignore = readFileSync(path.join(root, ".dockerignore"), "utf8")
       .split("\n")

@@ -329,7 +329,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
     assert.notStrictEqual(reveal(dbSecret), dbSecret, "stored as a Pulumi secret")
     assert.match(
       JSON.parse(reveal(dbSecret) as string).url,
-      /^postgres:\/\/tessera:.+@.+:5432\/tessera\?sslmode=require$/
+      /^postgres:\/\/tessera:.+@.+:5432\/tessera\?sslmode=verify-full$/
     )
     const cacheSecret = named(resources, "CacheCredentialsValue").inputs.secretString
     assert.match(JSON.parse(reveal(cacheSecret) as string).url, /^rediss:\/\/tessera:.+@.+:6379$/)
