@@ -13,6 +13,7 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
+import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { Probe } from "../actors/probe/protocol.ts"
 import { layerGraphRpcs } from "../actors/proxy-partition/entity.ts"
 import { ProxyPartition } from "../actors/proxy-partition/protocol.ts"
@@ -91,7 +92,8 @@ export const layerHandlers = Layer.mergeAll(
   EntityProxyServer.layerRpcHandlers(Probe),
   EntityProxyServer.layerRpcHandlers(SymbolShard),
   EntityProxyServer.layerRpcHandlers(ProxyPartition),
-  layerGraphRpcs
+  layerGraphRpcs,
+  GathererEntity.layerGatherRpcs
 )
 
 const routes = Layer.effectDiscard(

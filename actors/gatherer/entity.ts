@@ -18,6 +18,7 @@ import {
   dedupShardOf,
   Gatherer,
   type GathererStatus,
+  GatherRpcs,
   gathererEntityId,
   parseGathererId
 } from "./protocol.ts"
@@ -424,3 +425,52 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sh
 /** Both entities, the supervisor and the `orderbook_deltas` migration. */
 export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
   Layer.mergeAll(DeduplicatorLayer, GathererLayer, GatherSupervisorLayer).pipe(Layer.provideMerge(layerMigrations))
+
+/** Gateway handler of `Gather.Status`: asks every gatherer and deduplicator, each with a short timeout. */
+export const layerGatherRpcs = GatherRpcs.toLayer(
+  Effect.gen(function* () {
+    const config = yield* TesseraConfig
+    const gatherer = yield* Gatherer.client
+    const dedup = yield* Deduplicator.client
+    return GatherRpcs.of({
+      "Gather.Status": () =>
+        Effect.gen(function* () {
+          const unreachable: Array<string> = []
+          const ask = <A, E, R>(id: string, effect: Effect.Effect<A, E, R>) =>
+            effect.pipe(
+              Effect.timeout(Duration.seconds(2)),
+              Effect.map(Option.some),
+              Effect.catchCause(() =>
+                Effect.sync(() => {
+                  unreachable.push(id)
+                  return Option.none<A>()
+                })
+              )
+            )
+          // Status does not activate gatherers the supervisor has not started: only the configured fleet is asked.
+          const gathererIds: Array<string> = []
+          if (Option.isSome(config.venueUrl)) {
+            for (let r = 0; r < config.gatherReplicas; r++) {
+              for (let c = 0; c < config.gatherConnections; c++) gathererIds.push(gathererEntityId(r, c))
+            }
+          }
+          const gatherers = yield* Effect.forEach(gathererIds, (id) => ask(id, gatherer(id).Status()), {
+            concurrency: "unbounded"
+          })
+          const dedupIds = Array.from({ length: config.dedupShards }, (_, k) => dedupEntityId(k))
+          const dedups = yield* Effect.forEach(dedupIds, (id) => ask(id, dedup(id).Status()), {
+            concurrency: "unbounded"
+          })
+          return {
+            venueUrl: Option.getOrNull(config.venueUrl),
+            replicas: config.gatherReplicas,
+            connections: config.gatherConnections,
+            dedupShards: config.dedupShards,
+            gatherers: gatherers.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),
+            deduplicators: dedups.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),
+            unreachable
+          }
+        })
+    })
+  })
+)

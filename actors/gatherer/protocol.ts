@@ -6,7 +6,7 @@
  */
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
-import { Rpc } from "effect/rpc"
+import { Rpc, RpcGroup } from "effect/rpc"
 
 /** A batch of delta copies as parallel arrays (one message per deduplicator per flush, not per delta). */
 export const DeltaBatch = Schema.Struct({
@@ -89,3 +89,21 @@ export const parseGathererId = (id: string): { replica: number; connection: numb
 
 /** The Valkey stream a market's deltas are published to. */
 export const bookStream = (market: string): string => `md:book:${market}`
+
+/** The fleet as seen from one gateway: every gatherer and deduplicator that answered in time. */
+export const FleetStatus = Schema.Struct({
+  venueUrl: Schema.NullOr(Schema.String),
+  replicas: Schema.Int,
+  connections: Schema.Int,
+  dedupShards: Schema.Int,
+  gatherers: Schema.Array(GathererStatus),
+  deduplicators: Schema.Array(DeduplicatorStatus),
+  /** Entity ids that did not answer within the timeout. */
+  unreachable: Schema.Array(Schema.String)
+})
+export type FleetStatus = typeof FleetStatus.Type
+
+export const GatherFleetStatus = Rpc.make("Gather.Status", { success: FleetStatus })
+
+/** Gateway-level RPCs that fan out over the fleet (merged into `TesseraApi`). */
+export const GatherRpcs = RpcGroup.make(GatherFleetStatus)

@@ -5,6 +5,7 @@
 import { Schema } from "effect"
 import { EntityProxy } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
+import { GatherRpcs } from "../../../actors/gatherer/protocol.ts"
 import { Probe } from "../../../actors/probe/protocol.ts"
 import { GraphRpcs, ProxyPartition } from "../../../actors/proxy-partition/protocol.ts"
 import { SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
@@ -45,4 +46,5 @@ export const TesseraApi = ControlRpcs.merge(EntityProxy.toRpcGroup(Probe))
   .merge(EntityProxy.toRpcGroup(SymbolShard))
   .merge(EntityProxy.toRpcGroup(ProxyPartition))
   .merge(GraphRpcs)
+  .merge(GatherRpcs)
 export type TesseraApi = typeof TesseraApi
