@@ -4,7 +4,6 @@
  */
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit, Option } from "effect"
-import { GraphUsage, graphCall, graphOptions, graphUsage } from "../../../actors/proxy-partition/cli.ts"
 import * as TesseraClient from "./TesseraClient.ts"
 
 export interface Io {
@@ -116,21 +115,6 @@ export const commands: Record<string, Command> = {
       const { values, positionals } = parse(argv, connectionOptions, true)
       if (positionals.length !== 1 || positionals[0] !== "status") throw new UsageError("usage: tessera gather status")
       return callGateway(values, io, (client) => client["Gather.Status"]())
-    }
-  },
-  graph: {
-    summary: "graph proxy: put, get, delete, edge, neighbors, khop, stats, demote, info (JSON)",
-    usage: `${graphUsage}\n${connectionHelp}`,
-    run: async (argv, io) => {
-      const { values, positionals } = parse(argv, { ...connectionOptions, ...graphOptions }, true)
-      let call: ReturnType<typeof graphCall>
-      try {
-        call = graphCall(positionals, values, io.env)
-      } catch (error) {
-        if (error instanceof GraphUsage) throw new UsageError(error.message)
-        throw error
-      }
-      return callGateway(values, io, call)
     }
   },
   replay: {
