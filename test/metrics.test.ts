@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { type RunnerProcess, rawRpc, rpcRequest, startProcess } from "./harness.ts"
+import { ClusterMetrics } from "effect/cluster"
+import { type RunnerProcess, rawRpc, repoRoot, rpcRequest, startProcess } from "./harness.ts"
 import { families, parse, value } from "./promText.ts"
 
 let node: RunnerProcess
@@ -66,5 +67,77 @@ describe("/metrics on a node's gateway", () => {
     assert.strictEqual(lines[0]?.exit?._tag, "Success", JSON.stringify(lines))
     const after = parse(await (await fetch(`${node.url}/metrics`)).text())
     assert.strictEqual(value(after, "tessera_gateway_requests_total", status), count + 1)
+  })
+})
+
+/** Metric names a PromQL expression reads (label matchers, grouping clauses, ranges and functions removed). */
+const promqlKeywords = new Set([
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "and",
+  "or",
+  "unless",
+  "offset",
+  "bool"
+])
+const metricsIn = (expr: string): Array<string> => {
+  const stripped = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, "")
+    .replace(/\[[^\]]*\]/g, "")
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "")
+    .replace(/label_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*\w+\s*\)/g, "$1")
+  const names: Array<string> = []
+  for (const match of stripped.matchAll(/(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
+    const name = match[0]
+    const isCall = /^\s*\(/.test(stripped.slice((match.index ?? 0) + name.length))
+    if (isCall || promqlKeywords.has(name)) continue
+    names.push(name)
+  }
+  return names
+}
+
+describe("Grafana dashboard ops/grafana/tessera.json", () => {
+  it("is valid JSON whose every panel query names metrics the runtime exports", async () => {
+    const text = await (await fetch(`${node.url}/metrics`)).text()
+    const exported = new Set(families(text).keys())
+    for (const metric of Object.values(ClusterMetrics)) exported.add((metric as { readonly id: string }).id)
+    const known = (name: string) =>
+      exported.has(name) ||
+      ["_bucket", "_sum", "_count"].some((s) => name.endsWith(s) && exported.has(name.slice(0, -s.length)))
+
+    const dashboard = JSON.parse(readFileSync(join(repoRoot, "ops", "grafana", "tessera.json"), "utf8"))
+    const panels = (dashboard.panels as Array<any>).filter((panel) => panel.type !== "row")
+    assert.isAtLeast(panels.length, 10)
+    const titles = panels.map((panel) => panel.title).join(" | ")
+    for (const view of ["TPS", "Latency", "Error", "Queue", "Shards", "Runners", "Valkey", "Postgres"]) {
+      assert.include(titles.toLowerCase(), view.toLowerCase(), `a panel about ${view}`)
+    }
+    const queries: Array<[string, string]> = []
+    for (const panel of panels) {
+      assert.isAtLeast(panel.targets?.length ?? 0, 1, `panel ${panel.title} has a query`)
+      for (const target of panel.targets) queries.push([panel.title, target.expr])
+    }
+    for (const variable of dashboard.templating.list)
+      if (variable.type === "query") queries.push([variable.name, variable.query])
+    for (const [where, expr] of queries) {
+      const names = metricsIn(expr)
+      assert.isAtLeast(names.length, 1, `${where}: no metric in ${expr}`)
+      for (const name of names) assert.isTrue(known(name), `${where}: ${name} is not exported (${expr})`)
+    }
+  })
+
+  it("the PromQL name extraction sees through functions, matchers and grouping", () => {
+    assert.deepStrictEqual(
+      metricsIn(
+        'histogram_quantile(0.99, sum by (le, rpc) (rate(x_seconds_bucket{a="b(c)"}[5m]))) / clamp_min(y_total, 1e-9)'
+      ),
+      ["x_seconds_bucket", "y_total"]
+    )
+    assert.deepStrictEqual(metricsIn("label_values(tessera_shards_held, instance)"), ["tessera_shards_held"])
   })
 })

@@ -34,7 +34,7 @@ afterAll(async () => {
   await cluster?.stop()
 })
 
-const text = (selector: string) => page.locator(selector).innerText()
+const text = async (selector: string) => (await page.locator(selector).textContent()) ?? ""
 
 describe("status page in headless Chromium", () => {
   it("shows runners, shards, entities, live request rate, and a runner that disappears", async () => {
@@ -46,7 +46,7 @@ describe("status page in headless Chromium", () => {
     await page.waitForFunction(() => document.querySelectorAll("#runners tbody tr td.ok").length === 2, null, {
       timeout: 20_000
     })
-    const rows = await page.locator("#runners tbody tr").allInnerTexts()
+    const rows = await page.locator("#runners tbody tr").allTextContents()
     assert.strictEqual(rows.length, 2)
     assert.isTrue(rows.some((row) => row.includes(`127.0.0.1:${second.runnerPort}`)))
     await page.waitForFunction(() => document.getElementById("shards-total")?.textContent === "300 / 300", null, {
