@@ -186,6 +186,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
   const url = pulumi.interpolate`${inputs.certificateArn !== undefined ? "https" : "http"}://${loadBalancer.dnsName}`
 
   const image = pulumi.interpolate`${repository.repositoryUrl}:${inputs.imageTag}`
+  const region = aws.getRegionOutput().region
   const taskDefinitions = new Map<Architecture, aws.ecs.TaskDefinition>()
   const services = new Map<Architecture, aws.ecs.Service>()
   for (const service of config.services) {
@@ -219,8 +220,10 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             { name: "TESSERA_HOST", value: "0.0.0.0" },
             { name: "TESSERA_PORT", value: String(ports.gateway) },
             { name: "TESSERA_RUNNER_PORT", value: String(ports.clusterTransport) },
+            // The dimension value of the queue-depth metric the runners publish.
             { name: "TESSERA_STAGE", value: stage },
-            { name: "TESSERA_COLD_BUCKET", value: deps.storage.snapshots.bucket }
+            { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },
+            { name: "AWS_REGION", value: region }
           ],
           secrets: [
             { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
@@ -249,7 +252,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             logDriver: "awslogs",
             options: {
               "awslogs-group": logs.name,
-              "awslogs-region": aws.getRegionOutput().region,
+              "awslogs-region": region,
               "awslogs-stream-prefix": "runner"
             }
           }
