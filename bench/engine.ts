@@ -71,7 +71,7 @@ const TARGET_RESTING = 1000
  * The exchange-core shape. The generator drives a reference book to know which orders are live,
  * so every cancel and move names an order that rests at that point of the stream.
  */
-const exchangeCore = (n: number, seed = 1): Commands => {
+export const exchangeCore = (n: number, seed = 1): Commands => {
   const rand = rng(seed)
   const ri = (k: number) => Math.floor(rand() * k)
   const maxIds = TARGET_RESTING + Math.ceil(n * 0.2) + 1000
@@ -209,7 +209,7 @@ const exchangeCore = (n: number, seed = 1): Commands => {
 }
 
 /** GTC orders on both sides that never cross: the insert path. */
-const placeOnly = (n: number, seed = 2): Commands => {
+export const placeOnly = (n: number, seed = 2): Commands => {
   const rand = rng(seed)
   const c = makeCommands("place-only", n, n, 1000)
   for (let k = 0; k < n; k++) {
@@ -226,7 +226,7 @@ const placeOnly = (n: number, seed = 2): Commands => {
 }
 
 /** A deep ask side (untimed setup), then market buys that each take ~10 orders over a few levels. */
-const marketSweep = (n: number, seed = 3): Commands => {
+export const marketSweep = (n: number, seed = 3): Commands => {
   const rand = rng(seed)
   const resting = Math.max(1000, Math.min(500_000, n))
   const sweeps = Math.floor(resting / 12)

@@ -26,48 +26,53 @@ const tick = new DecimalUnit(CONFIG.tick)
 const lot = new DecimalUnit(CONFIG.lot)
 
 const idArb = fc.integer({ min: 0, max: 29 }).map((i) => `o${i}`)
-const priceArb = fc.oneof(
-  { weight: 30, arbitrary: fc.integer({ min: 1994, max: 2006 }).map((t) => tick.format(t)) },
-  { weight: 1, arbitrary: fc.constantFrom("100.01", "0", "-1", "x", "100.0500") }
-)
+const pricesIn = (min: number, max: number) =>
+  fc.oneof(
+    { weight: 30, arbitrary: fc.integer({ min, max }).map((t) => tick.format(t)) },
+    { weight: 1, arbitrary: fc.constantFrom("100.01", "0", "-1", "x", "100.0500") }
+  )
+const priceArb = pricesIn(1994, 2006)
 const qtyArb = fc.oneof(
   { weight: 30, arbitrary: fc.integer({ min: 1, max: 16 }).map((l) => lot.format(l)) },
   { weight: 1, arbitrary: fc.constantFrom("0", "0.25", "20.5", "40") }
 )
-const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      op: fc.constant("place" as const),
-      id: idArb,
-      side: fc.constantFrom("buy" as const, "sell" as const),
-      type: fc.oneof(
-        { weight: 6, arbitrary: fc.constant("limit" as const) },
-        { weight: 1, arbitrary: fc.constant("market" as const) }
-      ),
-      price: priceArb,
-      qty: qtyArb,
-      tif: fc.oneof(
-        { weight: 4, arbitrary: fc.constant("GTC" as const) },
-        { weight: 1, arbitrary: fc.constant("IOC" as const) },
-        { weight: 1, arbitrary: fc.constant("FOK" as const) }
-      ),
-      postOnly: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
-    })
-  },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("cancel" as const), id: idArb }) },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      op: fc.constant("move" as const),
-      id: idArb,
-      price: fc.option(priceArb, { nil: undefined, freq: 3 }),
-      qty: fc.option(qtyArb, { nil: undefined })
-    })
-  }
-)
+const commands = (priceArb: fc.Arbitrary<string>): fc.Arbitrary<Cmd> =>
+  fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        op: fc.constant("place" as const),
+        id: idArb,
+        side: fc.constantFrom("buy" as const, "sell" as const),
+        type: fc.oneof(
+          { weight: 6, arbitrary: fc.constant("limit" as const) },
+          { weight: 1, arbitrary: fc.constant("market" as const) }
+        ),
+        price: priceArb,
+        qty: qtyArb,
+        tif: fc.oneof(
+          { weight: 4, arbitrary: fc.constant("GTC" as const) },
+          { weight: 1, arbitrary: fc.constant("IOC" as const) },
+          { weight: 1, arbitrary: fc.constant("FOK" as const) }
+        ),
+        postOnly: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
+      })
+    },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant("cancel" as const), id: idArb }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        op: fc.constant("move" as const),
+        id: idArb,
+        price: fc.option(priceArb, { nil: undefined, freq: 3 }),
+        qty: fc.option(qtyArb, { nil: undefined })
+      })
+    }
+  )
 // size "max": lengths spread up to maxLength (the default size keeps arrays to about ten elements).
-const streamArb = fc.array(cmdArb, { minLength: 1, maxLength: 300, size: "max" })
+const streamArb = fc.array(commands(priceArb), { minLength: 1, maxLength: 300, size: "max" })
+// Prices over 400 ticks against a 64-tick price window: exercises the search and re-centre paths.
+const wideStreamArb = fc.array(commands(pricesIn(1800, 2200)), { minLength: 1, maxLength: 300, size: "max" })
 
 const apply = (book: OrderBook, c: Cmd): number => {
   switch (c.op) {
@@ -201,6 +206,23 @@ const plain = (book: OrderBook) =>
   })
 
 describe("OrderBook properties", () => {
+  const matchesReference = (cmds: ReadonlyArray<Cmd>, priceWindow?: number) => {
+    const book = new OrderBook(CONFIG, 16, priceWindow)
+    const ref = new RefBook()
+    for (const c of cmds) {
+      apply(book, c)
+      assert.deepStrictEqual(plain(book), ref.run(c), JSON.stringify(c))
+      assert.deepStrictEqual(book.depth(), { bids: ref.depth(0), asks: ref.depth(1) })
+    }
+  }
+
+  it("matches the reference book on wide prices with a small price window", () => {
+    fc.assert(
+      fc.property(wideStreamArb, (cmds) => matchesReference(cmds, 64)),
+      { numRuns: 150 }
+    )
+  })
+
   it("matches the reference book event for event, and the depth after every command", () => {
     fc.assert(
       fc.property(streamArb, (cmds) => {

@@ -216,6 +216,12 @@ export class OrderBook {
   private sideLen: Int32Array
   // Non-empty levels per side (sideLen counts the empty ones kept in place too).
   private sideLive: Int32Array
+  // Price -> level for prices within [winBase, winBase + window): finds an existing level without a
+  // search. A price has at most one level entry at a time (the book never crosses and an emptied
+  // level is dropped when it surfaces at the top), so one table serves both sides.
+  private winLevels: Int32Array
+  private winBase = -1
+  private winMisses = 0
 
   // Resting orders: id -> slot. Kept apart from the (ever growing) finished ids so that the lookups
   // of cancels and moves hit a small, cache-resident table.
@@ -223,7 +229,12 @@ export class OrderBook {
   // Finished orders: id -> filled lots * 8 + DoneReason. Their ids can never be used again.
   private finished = new Map<string, number>()
 
-  constructor(config: BookConfig, initialOrders = 1024) {
+  /**
+   * `initialOrders` presizes the order arrays (they grow by doubling). `priceWindow` is the number of
+   * ticks around the market for which levels are found by direct indexing (4 bytes per tick); prices
+   * outside it are found by binary search.
+   */
+  constructor(config: BookConfig, initialOrders = 1024, priceWindow = 8192) {
     this.priceUnit = new DecimalUnit(config.tick)
     this.qtyUnit = new DecimalUnit(config.lot)
     const minLots = config.minQty === undefined ? 1 : this.qtyUnit.toUnits(config.minQty)
@@ -266,6 +277,7 @@ export class OrderBook {
     this.sideLvls = [new Int32Array(lc), new Int32Array(lc)]
     this.sideLen = new Int32Array(2)
     this.sideLive = new Int32Array(2)
+    this.winLevels = new Int32Array(Math.max(64, priceWindow | 0)).fill(-1)
 
     const ec = 64
     this.evCap = ec
@@ -747,6 +759,14 @@ export class OrderBook {
 
   /** Index of the level at `price` on `side`, created (and inserted in order) if missing. */
   private levelAt(side: number, price: number): number {
+    const win = this.winLevels
+    const w = price - this.winBase
+    if (w >= 0 && w < win.length) {
+      const hit = win[w]
+      if (hit !== -1) return hit
+    } else if (++this.winMisses > win.length >> 3) {
+      this.recenter(price)
+    }
     const key = side === BUY ? price : -price
     let keys = this.sideKeys[side]
     let lvls = this.sideLvls[side]
@@ -783,7 +803,29 @@ export class OrderBook {
     keys[lo] = key
     lvls[lo] = lvl
     this.sideLen[side] = len + 1
+    if (this.winBase === -1) this.winBase = Math.max(0, price - (win.length >> 1))
+    const wi = price - this.winBase
+    if (wi >= 0 && wi < win.length) win[wi] = lvl
     return lvl
+  }
+
+  /** Moves the price window to centre on the market (or `price` when a side is empty) and refills it. */
+  private recenter(price: number): void {
+    const win = this.winLevels
+    const bid = this.bestPrice(0)
+    const ask = this.bestPrice(1)
+    const center = bid !== 0 && ask !== 0 ? Math.floor((bid + ask) / 2) : bid !== 0 ? bid : ask !== 0 ? ask : price
+    this.winBase = Math.max(0, center - (win.length >> 1))
+    this.winMisses = 0
+    win.fill(-1)
+    for (let side = 0; side < 2; side++) {
+      const lvls = this.sideLvls[side]
+      for (let i = this.sideLen[side] - 1; i >= 0; i--) {
+        const lvl = lvls[i]
+        const wi = this.lvlPrice[lvl] - this.winBase
+        if (wi >= 0 && wi < win.length) win[wi] = lvl
+      }
+    }
   }
 
   /** A level lost its last order outside matching: drop it if on top, else leave it empty in place. */
@@ -834,6 +876,8 @@ export class OrderBook {
   }
 
   private freeLevel(lvl: number): void {
+    const w = this.lvlPrice[lvl] - this.winBase
+    if (w >= 0 && w < this.winLevels.length) this.winLevels[w] = -1
     this.lvlFree[this.lvlFreeCount++] = lvl
   }
 
