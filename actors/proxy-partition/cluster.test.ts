@@ -3,8 +3,11 @@
  * by both): routing, typed errors for bad input, fan-out RPCs, demotion/promotion, and kill -9 failover with
  * no acknowledged write lost.
  */
+
+import { PassThrough } from "node:stream"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, type Scope } from "effect"
+import { main } from "../../packages/client/src/cli.ts"
 import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import { type Cluster, startCluster, tempDataDir } from "../../test/harness.ts"
 import { graphClient } from "./client.ts"
@@ -124,6 +127,38 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
       ),
     60_000
   )
+
+  it("serves the tessera graph CLI", async () => {
+    const run = async (...argv: Array<string>) => {
+      let out = ""
+      let err = ""
+      const stdout = new PassThrough().on("data", (c: Buffer) => (out += c))
+      const stderr = new PassThrough().on("data", (c: Buffer) => (err += c))
+      const code = await main(["graph", ...argv, "--url", cluster.runners[0].url], {
+        stdin: new PassThrough(),
+        stdout,
+        stderr,
+        env: {}
+      })
+      return { code, out: code === 0 ? JSON.parse(out) : undefined, err }
+    }
+    assert.deepStrictEqual((await run("put", "cli-a", "--props", '{"x":1}')).out, { created: true })
+    await run("put", "cli-b")
+    assert.deepStrictEqual((await run("edge", "cli-a", "knows", "cli-b")).out, { added: true })
+    assert.deepStrictEqual((await run("neighbors", "cli-a")).out, [{ label: "knows", id: "cli-b" }])
+    assert.deepStrictEqual((await run("get", "cli-a")).out, { id: "cli-a", properties: { x: 1 } })
+    assert.deepStrictEqual((await run("get", "cli-a", "cli-none")).out, [
+      { id: "cli-a", properties: { x: 1 } },
+      { id: "cli-none", properties: null }
+    ])
+    assert.deepStrictEqual((await run("khop", "cli-a", "--k", "2")).out, { vertices: ["cli-b"], truncated: false })
+    assert.strictEqual((await run("stats")).out.partitions, 64)
+    const deep = await run("khop", "cli-a", "--k", "4")
+    assert.strictEqual(deep.code, 1)
+    assert.include(deep.err, "KHopTooDeep")
+    assert.strictEqual((await run("put", "x", "--props", "[1]")).code, 2)
+    assert.strictEqual((await run("frobnicate")).code, 2)
+  }, 30_000)
 
   it("loses no acknowledged write when a runner is killed -9 mid-stream", async () => {
     const [survivor, victim] = cluster.runners

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit, Option } from "effect"
+import { GraphUsage, graphCall, graphOptions, graphUsage } from "../../../actors/proxy-partition/cli.ts"
 import * as TesseraClient from "./TesseraClient.ts"
 
 export interface Io {
@@ -62,7 +63,7 @@ export const describeFailure = (cause: Cause.Cause<unknown>, url: string): strin
   }
   if (error && typeof error === "object" && "_tag" in error) {
     const { _tag, ...rest } = error
-    const detail = error.message ?? JSON.stringify(rest)
+    const detail = error.message || JSON.stringify(rest)
     return `${_tag}: ${detail}`
   }
   return String(error?.message ?? error)
@@ -115,6 +116,21 @@ export const commands: Record<string, Command> = {
       const { values, positionals } = parse(argv, connectionOptions, true)
       if (positionals.length !== 1 || positionals[0] !== "status") throw new UsageError("usage: tessera gather status")
       return callGateway(values, io, (client) => client["Gather.Status"]())
+    }
+  },
+  graph: {
+    summary: "graph proxy: put, get, delete, edge, neighbors, khop, stats, demote, info (JSON)",
+    usage: `${graphUsage}\n${connectionHelp}`,
+    run: async (argv, io) => {
+      const { values, positionals } = parse(argv, { ...connectionOptions, ...graphOptions }, true)
+      let call: ReturnType<typeof graphCall>
+      try {
+        call = graphCall(positionals, values, io.env)
+      } catch (error) {
+        if (error instanceof GraphUsage) throw new UsageError(error.message)
+        throw error
+      }
+      return callGateway(values, io, call)
     }
   },
   replay: {
