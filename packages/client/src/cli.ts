@@ -59,7 +59,12 @@ export const describeFailure = (cause: Cause.Cause<unknown>, url: string): strin
     const status = reason?.response?.status ?? reason?.cause?.response?.status
     if (status === 401) return `unauthorized: the gateway at ${url} needs a valid --token (or TESSERA_TOKEN)`
     if (status !== undefined) return `the gateway at ${url} answered HTTP ${status}`
-    return `cannot reach the gateway at ${url}: ${reason?.message || reason?._tag || String(error)}`
+    const details: Array<string> = []
+    for (let c = reason?.cause; c !== undefined && c !== null && details.length < 4; c = c.cause) {
+      const text = c.code ?? c.message
+      if (typeof text === "string" && text.length > 0) details.push(text)
+    }
+    return `cannot reach the gateway at ${url}: ${details.join(": ") || reason?.message || reason?._tag || String(error)}`
   }
   if (error && typeof error === "object" && "_tag" in error) {
     const { _tag, ...rest } = error
