@@ -5,7 +5,15 @@ import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
-import { freePort, type RunnerProcess, startProcess } from "./harness.ts"
+import {
+  type Cluster,
+  freePort,
+  type RunnerProcess,
+  rawRpc,
+  rpcRequest,
+  startCluster,
+  startProcess
+} from "./harness.ts"
 
 interface OtlpSpan {
   readonly traceId: string
@@ -15,13 +23,16 @@ interface OtlpSpan {
 }
 
 /** A local OTLP/HTTP receiver: collects every span POSTed to /v1/traces as JSON, with its service name. */
-const spans: Array<OtlpSpan & { readonly service: string }> = []
+const spans: Array<OtlpSpan & { readonly service: string; readonly runnerPort: number }> = []
 let receiver: Server
 let node: RunnerProcess
 let dataDir: string
+let cluster: Cluster
+let receiverPort: number
 
 beforeAll(async () => {
   const port = await freePort()
+  receiverPort = port
   receiver = createServer((request, response) => {
     let body = ""
     request.on("data", (chunk: Buffer) => {
@@ -34,8 +45,12 @@ beforeAll(async () => {
           const service =
             resource.resource?.attributes?.find((a: { key: string }) => a.key === "service.name")?.value?.stringValue ??
             "?"
+          const runnerPort = Number(
+            resource.resource?.attributes?.find((a: { key: string }) => a.key === "tessera.runner.port")?.value
+              ?.intValue ?? 0
+          )
           for (const scope of resource.scopeSpans ?? [])
-            for (const span of scope.spans ?? []) spans.push({ ...span, service })
+            for (const span of scope.spans ?? []) spans.push({ ...span, service, runnerPort })
         }
       }
       response.writeHead(200, { "content-type": "application/json" }).end("{}")
@@ -55,6 +70,7 @@ beforeAll(async () => {
 afterAll(async () => {
   node?.child.kill("SIGKILL")
   await node?.exited
+  await cluster?.stop()
   receiver?.close()
   rmSync(dataDir, { recursive: true, force: true })
 })
@@ -64,8 +80,7 @@ const waitFor = async <A>(find: () => A | undefined, what: string, timeoutMs = 2
   for (;;) {
     const found = find()
     if (found !== undefined) return found
-    if (Date.now() > deadline)
-      throw new Error(`${what} not exported; spans seen: ${spans.map((s) => s.name).join(", ")}`)
+    if (Date.now() > deadline) throw new Error(`${what} not exported`)
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
 }
@@ -100,5 +115,45 @@ describe("traces over OTLP/HTTP", () => {
       1,
       `only the gateway span may point outside (at the client): ${JSON.stringify(orphans)}`
     )
+  })
+})
+
+describe("traces across runner processes", () => {
+  it("follows a call from one runner's gateway over the cluster hop to the entity on the other runner", async () => {
+    cluster = await startCluster(2, {
+      label: "tracing",
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiverPort}`, OTEL_SERVICE_NAME: "tessera-cluster" }
+    })
+    const [first, second] = cluster.runners
+    // find an entity the second runner hosts, calling through the first runner's gateway
+    let remoteId: string | undefined
+    for (let i = 0; i < 200 && remoteId === undefined; i++) {
+      const { lines } = await rawRpc(
+        first.url,
+        rpcRequest(String(i), "Probe.Where", { entityId: `x${i}`, payload: {} })
+      )
+      if (lines[0]?.exit?.value?.runner === `127.0.0.1:${second.runnerPort}`) remoteId = `x${i}`
+    }
+    assert.isDefined(remoteId, "some entity lives on the second runner")
+
+    const entity = await waitFor(
+      () =>
+        spans.find(
+          (span) =>
+            span.name === "Probe.Where" && span.service === "tessera-cluster" && span.runnerPort === second.runnerPort
+        ),
+      "entity span from the second runner"
+    )
+    const gateway = await waitFor(
+      () =>
+        spans.find(
+          (span) =>
+            span.name === "gateway.Probe.Where" &&
+            span.traceId === entity.traceId &&
+            span.runnerPort === first.runnerPort
+        ),
+      "gateway span from the first runner in the same trace"
+    )
+    assert.strictEqual(gateway.traceId, entity.traceId)
   })
 })
