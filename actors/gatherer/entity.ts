@@ -38,8 +38,8 @@ const percentile = (sorted: Float64Array, p: number) =>
 
 /** How long a gatherer keeps its connection without hearing from the supervisor. */
 const gathererLeaseMs = 15_000
-const flushEveryMs = 20
-const writeEveryMs = 10
+const flushEveryMs = 25
+const writeEveryMs = 20
 const gapCheckEveryMs = 50
 const lagSamples = 8192
 
@@ -188,7 +188,11 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
           }
           // Resume after what is already in the table (a failover or restart), not from the first copy seen.
           if (unknown !== undefined) {
-            const last = yield* lastWrittenSeqs(unknown).pipe(Effect.orDie)
+            const last = yield* lastWrittenSeqs(unknown).pipe(
+              Effect.tapError((error) => Effect.logWarning("reading last written seqs failed; retrying", error)),
+              Effect.retry(Schedule.spaced(Duration.millis(200))),
+              Effect.orDie
+            )
             for (const market of unknown) window.init(market, last.get(market))
           }
           const before = window.counters.duplicates
