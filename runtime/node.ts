@@ -12,6 +12,7 @@ import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as NodeStatus from "./NodeStatus.ts"
 import { layerSql, layerValkey } from "./storage.ts"
+import * as Telemetry from "./telemetry.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
 export const layerEntities = Layer.mergeAll(ProbeEntityLayer, ProxyPartition.layer, GathererEntity.layer)
@@ -22,7 +23,8 @@ const build = (mode: NodeStatus.NodeMode) =>
     Layer.provide(NodeStatus.layer(mode)),
     Layer.provideMerge(mode === "runner" ? layerRunner : layerSingle),
     Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey)
+    Layer.provideMerge(layerValkey),
+    Layer.provideMerge(Telemetry.layer)
   )
 
 /**
