@@ -195,3 +195,59 @@ export const rawRpc = async (url: string, body: string, headers: Record<string, 
 
 export const rpcRequest = (id: string, tag: string, payload: unknown) =>
   `${JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] })}\n`
+
+/**
+ * A TCP proxy in front of a server (e.g. Postgres) whose traffic can be frozen: while paused, bytes are held
+ * (connections stay open, queries hang) — the "storage hangs" fault that timeouts must handle.
+ */
+export const pausableProxy = async (target: { readonly host: string; readonly port: number }) => {
+  const { createConnection, createServer: createTcpServer } = await import("node:net")
+  let paused = false
+  const flushers = new Set<() => void>()
+  const sockets = new Set<import("node:net").Socket>()
+  const server = createTcpServer((client) => {
+    const upstream = createConnection(target)
+    sockets.add(client)
+    sockets.add(upstream)
+    const held: Array<[import("node:net").Socket, Buffer]> = []
+    const forward = (to: import("node:net").Socket) => (chunk: Buffer) => {
+      if (paused) held.push([to, chunk])
+      else to.write(chunk)
+    }
+    const flush = () => {
+      for (const [to, chunk] of held.splice(0)) to.write(chunk)
+    }
+    flushers.add(flush)
+    client.on("data", forward(upstream))
+    upstream.on("data", forward(client))
+    const close = () => {
+      flushers.delete(flush)
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on("close", close)
+    upstream.on("close", close)
+    client.on("error", close)
+    upstream.on("error", close)
+  })
+  await new Promise<void>((resolveListen) => server.listen(0, "127.0.0.1", resolveListen))
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : 0
+  return {
+    port,
+    pause: () => {
+      paused = true
+    },
+    resume: () => {
+      paused = false
+      for (const flush of flushers) flush()
+    },
+    close: () =>
+      new Promise<void>((resolveClose) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolveClose())
+      })
+  }
+}
