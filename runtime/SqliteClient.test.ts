@@ -292,7 +292,7 @@ describe("SqliteClient", () => {
       const useDb = <A, E>(effect: Effect.Effect<A, E, SqliteClient.SqliteClient | SqlClient.SqlClient>) =>
         Effect.provide(effect, SqliteClient.layer({ filename }))
 
-      yield* useDb(
+      const firstDatabase = yield* useDb(
         Effect.gen(function* () {
           const sql = yield* SqlClient.SqlClient
           const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
@@ -303,8 +303,11 @@ describe("SqliteClient", () => {
           assert.strictEqual(sync.synchronous, 1) // NORMAL
           yield* sql`CREATE TABLE kept (k TEXT PRIMARY KEY, v BLOB)`
           yield* sql.withTransaction(sql`INSERT INTO kept VALUES ('a', ${new Uint8Array([7, 8])})`)
+          return yield* (yield* SqliteClient.SqliteClient).withDatabase((database) => database)
         })
       )
+      // Closing the layer's scope closed the database.
+      assert.isFalse(firstDatabase.isOpen)
       const rows = yield* useDb(
         Effect.gen(function* () {
           const client = yield* SqliteClient.SqliteClient
