@@ -7,7 +7,7 @@
 // 2. Loads a generated power-law graph straight into Valkey in the partitions' key layout (bulk pipelines; the
 //    entities find it hot), and 10K vertices into one partition that the read mix never touches.
 // 3. Runs a read-heavy mix over one WebSocket RPC connection with C requests in flight: 45% Graph.BatchGet of
-//    B ids, 45% Neighbors, 10% PutVertex. reads/s counts vertices read (B per BatchGet, 1 per Neighbors);
+//    B ids, 45% Graph.Neighbors, 10% PutVertex (entity). Gateway reads of hot partitions go straight to Valkey. reads/s counts vertices read (B per BatchGet, 1 per Neighbors);
 //    p50/p99 are per-request latencies of every request, reads and writes.
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
@@ -206,7 +206,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
           call = Effect.map(client["Graph.BatchGet"]({ ids: batchIds }), (found) => found.length)
         } else if (roll < 0.9) {
           const id = pick()
-          call = Effect.as(client["ProxyPartition.Neighbors"]({ entityId: entity(id), payload: { id } }), 1)
+          call = Effect.as(client["Graph.Neighbors"]({ id }), 1)
         } else {
           const id = pick()
           call = Effect.as(

@@ -94,6 +94,13 @@ const RESTORE_CHUNK = 20_000
 export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
   const fail = Effect.mapError(storageError)
   return {
+    /** Marks the partition hot for gateways' direct reads (or clears the mark before a demotion). */
+    markHot: (hot: boolean) =>
+      hot ? Effect.asVoid(fail(valkey.set(keys.hot, "1"))) : Effect.asVoid(fail(valkey.del(keys.hot))),
+    /** Takes the gateways' direct-read count since the last call. */
+    takeDirectReads: Effect.map(fail(valkey.pipeline([Cmd.get(keys.reads), Cmd.del(keys.reads)])), ([n]) =>
+      n === null ? 0 : Number(n)
+    ),
     /** `created`: the id was new. */
     put: (id: string, json: string) =>
       Effect.map(fail(valkey.pipeline([Cmd.set(keys.vertex(id), json), Cmd.sadd(keys.ids, id)])), (r) => r[1] === 1),
@@ -256,6 +263,7 @@ export const makePartition = (options: PartitionOptions) =>
       const next: MetaRow = { ...meta, tier: "hot", lastAccess: Date.now() }
       yield* failSql(writeMeta(sql, next))
       meta = next
+      yield* hot.markHot(true)
       return performance.now() - started
     })
 
@@ -271,7 +279,9 @@ export const makePartition = (options: PartitionOptions) =>
     const demoteLocked = Effect.gen(function* () {
       if (meta.tier === "cold") return { version: meta.version, vertices: 0, millis: 0 }
       const started = performance.now()
-      const written = yield* writeSnapshot
+      // Gateways stop reading directly first; a read that saw the mark and then misses evicted keys asks us.
+      yield* hot.markHot(false)
+      const written = yield* Effect.onError(writeSnapshot, () => Effect.ignore(hot.markHot(true)))
       const previous = meta.location
       const next: MetaRow = {
         ...meta,
@@ -290,6 +300,7 @@ export const makePartition = (options: PartitionOptions) =>
     const exclusive = gate.withPermits(GATE)
     const promote = exclusive(promoteLocked)
     const demote = exclusive(demoteLocked)
+    if (meta.tier === "hot") yield* hot.markHot(true)
 
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError, R> => {
       requests++
@@ -301,7 +312,11 @@ export const makePartition = (options: PartitionOptions) =>
     const write = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(writeLock.withPermits(1)(effect))
 
     /** Flushes last access and temperature to the metadata row. */
-    const report = Effect.suspend(() => {
+    const report = Effect.flatMap(hot.takeDirectReads, (direct) => {
+      if (direct > 0) {
+        requests += direct
+        lastAccess = Date.now()
+      }
       const now = Date.now()
       const temperature = nextTemperature(meta.temperature, requests, now - windowStart)
       requests = 0

@@ -18,7 +18,9 @@ export const graphClient = (client: Client, partitions: number = DEFAULT_PARTITI
       client["ProxyPartition.AddEdge"]({ entityId: at(src), payload: { src, label, dst } }),
     removeEdge: (src: string, label: string, dst: string) =>
       client["ProxyPartition.RemoveEdge"]({ entityId: at(src), payload: { src, label, dst } }),
-    neighbors: (id: string, label?: string) =>
+    neighbors: (id: string, label?: string) => client["Graph.Neighbors"]({ id, label }),
+    /** Neighbours asked of the partition entity itself (no gateway fast path). */
+    entityNeighbors: (id: string, label?: string) =>
       client["ProxyPartition.Neighbors"]({ entityId: at(id), payload: { id, label } }),
     demote: (partition: number) => client["ProxyPartition.Demote"]({ entityId: String(partition), payload: undefined }),
     info: (partition: number) => client["ProxyPartition.Info"]({ entityId: String(partition), payload: undefined }),

@@ -57,6 +57,11 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
           assert.deepStrictEqual(got.properties, { i: 7, name: "user 7" })
           assert.deepStrictEqual(yield* g.neighbors("u0", "likes"), [{ label: "likes", id: "u20" }])
           assert.strictEqual((yield* g.neighbors("u0")).length, 2)
+          // The gateway's direct hot-tier read agrees with the entity.
+          assert.deepStrictEqual(
+            [...(yield* g.neighbors("u0"))].sort((x, y) => x.id.localeCompare(y.id)),
+            [...(yield* g.entityNeighbors("u0"))].sort((x, y) => x.id.localeCompare(y.id))
+          )
 
           const batch = yield* g.batchGet(["u3", "missing", "u39", "u3"])
           assert.deepStrictEqual(batch, [
@@ -120,7 +125,13 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
           const stats = yield* g.stats()
           assert.strictEqual(stats.rows.find((r) => r.partition === p)?.tier, "cold")
           assert.isNotNull(stats.rows.find((r) => r.partition === p)?.location ?? null)
+          // BatchGet finds no hot mark, asks the entity, which promotes the partition.
+          assert.deepStrictEqual(yield* g.batchGet(["u5", "nobody"]), [{ i: 5, name: "user 5" }, null])
+          assert.strictEqual((yield* g.stats()).rows.find((r) => r.partition === p)?.tier, "hot")
           assert.deepStrictEqual((yield* g.get("u5")).properties, { i: 5, name: "user 5" })
+          // Again with Graph.Neighbors as the first request after a demotion.
+          yield* g.demote(p)
+          assert.deepStrictEqual(yield* g.neighbors("u5", "next"), [{ label: "next", id: "u6" }])
           assert.strictEqual((yield* g.info(p)).tier, "hot")
           assert.strictEqual((yield* g.stats()).rows.find((r) => r.partition === p)?.tier, "hot")
         })

@@ -8,7 +8,7 @@ import { Entity } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
 import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
-import { Valkey } from "../../runtime/Valkey.ts"
+import { Cmd, type Command, Valkey } from "../../runtime/Valkey.ts"
 import {
   DEFAULT_KHOP_LIMIT,
   groupByPartition,
@@ -17,6 +17,8 @@ import {
   MAX_HOPS,
   MAX_KHOP_LIMIT,
   MAX_PROPERTIES_BYTES,
+  parseEdgeMember,
+  partitionKeys,
   partitionOf,
   utf8Length,
   vertexIdProblem
@@ -30,6 +32,7 @@ import {
   InvalidPartition,
   InvalidVertexId,
   KHopTooDeep,
+  type Neighbor,
   type Properties,
   PropertiesTooLarge,
   ProxyPartition,
@@ -223,8 +226,11 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
   Effect.gen(function* () {
     const config = yield* TesseraConfig
     const sql = yield* SqlClient.SqlClient
+    const valkey = yield* Valkey
     const makeClient = yield* ProxyPartition.client
     const partitions = config.graphPartitions
+    const keysOf = Array.from({ length: partitions }, (_, p) => partitionKeys(config.graphKeyPrefix, p))
+    const direct = Effect.mapError((e: { readonly message: string }) => new GraphStorageError({ message: e.message }))
     // Cluster failures (mailbox full, runner unavailable, ...) reach clients as a retryable storage error.
     const wireTags = new Set(["InvalidVertexId", "TooManyIds", "WrongPartition", "InvalidPartition", "InvalidLabel"])
     const toWire = <E extends { readonly _tag: string }>(error: E) =>
@@ -253,16 +259,75 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
           }
           const out: Array<Properties | null> = new Array(ids.length).fill(null)
-          const groups = groupByPartition(ids, partitions)
+          const groups = Array.from(groupByPartition(ids, partitions))
+          // One pipeline: per partition its hot mark, the values, and the read count for its temperature.
+          const commands: Array<Command> = []
+          for (const [partition, group] of groups) {
+            const keys = keysOf[partition]
+            commands.push(
+              Cmd.get(keys.hot),
+              Cmd.mget(...group.ids.map(keys.vertex)),
+              Cmd.incrby(keys.reads, group.ids.length)
+            )
+          }
+          const replies = yield* direct(valkey.pipeline(commands))
+          const asked: Array<[number, Array<string>, Array<number>]> = []
+          for (let g = 0; g < groups.length; g++) {
+            const [partition, group] = groups[g]
+            const hot = replies[3 * g] === "1"
+            const values = replies[3 * g + 1] as Array<string | null>
+            let missIds: Array<string> | undefined
+            let missPositions: Array<number> | undefined
+            for (let i = 0; i < group.ids.length; i++) {
+              const value = hot ? values[i] : null
+              if (value !== null) out[group.positions[i]] = JSON.parse(value) as Properties
+              else {
+                missIds ??= []
+                missPositions ??= []
+                missIds.push(group.ids[i])
+                missPositions.push(group.positions[i])
+              }
+            }
+            if (missIds !== undefined && missPositions !== undefined) asked.push([partition, missIds, missPositions])
+          }
+          // Cold partitions, partitions being demoted, and ids not found: the owning entity answers (and promotes).
           yield* Effect.forEach(
-            groups,
-            ([partition, group]) =>
-              Effect.map(getMany(partition, group.ids), (values) => {
-                for (let i = 0; i < values.length; i++) out[group.positions[i]] = values[i]
+            asked,
+            ([partition, missIds, positions]) =>
+              Effect.map(getMany(partition, missIds), (values) => {
+                for (let i = 0; i < values.length; i++) out[positions[i]] = values[i]
               }),
             { concurrency: "unbounded", discard: true }
           )
           return out
+        }),
+      "Graph.Neighbors": ({ id, label }) =>
+        Effect.gen(function* () {
+          const problem = vertexIdProblem(id)
+          if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+          const bad = checkLabel(label)
+          if (bad !== undefined) return yield* bad
+          const partition = partitionOf(id, partitions)
+          const keys = keysOf[partition]
+          const [hot, exists, members] = yield* direct(
+            valkey.pipeline([
+              Cmd.get(keys.hot),
+              Cmd.exists(keys.vertex(id)),
+              Cmd.smembers(keys.out(id)),
+              Cmd.incr(keys.reads)
+            ])
+          )
+          if (hot === "1" && exists === 1) {
+            const found: Array<Neighbor> = []
+            for (const member of members) {
+              const edge = parseEdgeMember(member)
+              if (label === undefined || edge.label === label) found.push(edge)
+            }
+            return found
+          }
+          return yield* Effect.mapError(makeClient(String(partition)).Neighbors({ id, label }), (error) =>
+            error._tag === "VertexNotFound" ? error : toWire(error)
+          )
         }),
       "Graph.KHop": ({ id, k, label, limit }) =>
         Effect.gen(function* () {

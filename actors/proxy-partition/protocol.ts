@@ -189,11 +189,32 @@ export const ProxyPartition = Entity.make("ProxyPartition", [
 // Gateway-level RPCs
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Many ids of any partitions: grouped by partition, fetched in parallel, gathered in input order. */
+/**
+ * Many ids of any partitions, grouped by partition and gathered in input order. Partitions marked hot are read
+ * directly from Valkey in one pipeline; the others (and ids missing there) are asked of their entities.
+ */
 export const BatchGet = Rpc.make("Graph.BatchGet", {
   payload: { ids: Schema.Array(VertexId) },
   success: Schema.Array(Schema.NullOr(Properties)),
   error: Schema.Union([InvalidVertexId, TooManyIds, GraphStorageError, WrongPartition, InvalidPartition, InvalidLabel])
+})
+
+/**
+ * Out-neighbours of a vertex (1 hop), served by the gateway: read directly from the hot tier while the
+ * partition is marked hot, otherwise (or when the vertex is not found there) by the partition entity.
+ */
+export const GraphNeighbors = Rpc.make("Graph.Neighbors", {
+  payload: { id: VertexId, label: Schema.optional(Label) },
+  success: Schema.Array(Neighbor),
+  error: Schema.Union([
+    InvalidVertexId,
+    InvalidLabel,
+    VertexNotFound,
+    GraphStorageError,
+    WrongPartition,
+    InvalidPartition,
+    TooManyIds
+  ])
 })
 
 /**
@@ -241,4 +262,4 @@ export const Stats = Rpc.make("Graph.Stats", {
   error: GraphStorageError
 })
 
-export const GraphRpcs = RpcGroup.make(BatchGet, KHop, Stats)
+export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats)
