@@ -43,6 +43,19 @@ const writeEveryMs = 20
 const gapCheckEveryMs = 50
 const lagSamples = 8192
 
+/** Runs `effect` at most every `everyMs`: a cycle that took longer starts the next one at once. */
+const paced = <A, E, R>(everyMs: number, effect: Effect.Effect<A, E, R>) =>
+  Effect.suspend(() => {
+    const started = Date.now()
+    return Effect.andThen(
+      effect,
+      Effect.suspend(() => {
+        const left = everyMs - (Date.now() - started)
+        return left > 0 ? Effect.sleep(Duration.millis(left)) : Effect.yieldNow
+      })
+    )
+  })
+
 export const DeduplicatorLayer = Deduplicator.toLayer(
   Effect.gen(function* () {
     const address = yield* Entity.CurrentAddress
@@ -95,13 +108,15 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       const now = Date.now()
       for (let i = 0; i < rows.ts.length; i++) lags[lagCount++ % lagSamples] = now - rows.ts[i]
       written += rows.seq.length
-      yield* publish(rows).pipe(Effect.catch((error) => Effect.logWarning("md:book publish failed", error)))
+      // The commands are built now (the buffer is reused); sending them does not hold up the next insert, and
+      // one connection keeps successive pipelines in order.
+      yield* Effect.forkScoped(
+        publish(rows).pipe(Effect.catch((error) => Effect.logWarning("md:book publish failed", error)))
+      )
       clearColumns(rows)
     })
 
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(writeEveryMs)), writeOnce), { disableYield: true })
-    )
+    yield* Effect.forkScoped(Effect.forever(paced(writeEveryMs, writeOnce), { disableYield: true }))
 
     const fetchSnapshot = (base: string, request: SnapshotRequest) =>
       Effect.tryPromise(async () => {
@@ -365,9 +380,7 @@ export const GathererLayer = Gatherer.toLayer(
       for (const batch of full) clearColumns(batch)
     })
 
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.andThen(Effect.sleep(Duration.millis(flushEveryMs)), flush), { disableYield: true })
-    )
+    yield* Effect.forkScoped(Effect.forever(paced(flushEveryMs, flush), { disableYield: true }))
 
     const status = (): GathererStatus => ({
       id: address.entityId,
