@@ -8,6 +8,7 @@
 //   market-sweep   market orders each sweeping ~10 resting orders over a few levels
 // Commands are generated before timing from a seeded RNG. Throughput (median of R runs) and latency
 // (one performance.now() per command) are separate passes so the timer does not slow the ops/s pass.
+import * as os from "node:os"
 import { OrderBook as PeerBook } from "nodejs-order-book"
 import { OrderBook } from "../actors/symbol-shard/engine/OrderBook.ts"
 
@@ -263,6 +264,10 @@ interface Driver {
   readonly name: string
   reset(): void
   exec(c: Commands, i: number): number
+  /** Executes commands [from, to); each driver has its own loop so that call sites stay monomorphic. */
+  runRange(c: Commands, from: number, to: number): number
+  /** Like runRange, writing each command's latency (µs) into `out`. */
+  timeRange(c: Commands, from: number, to: number, out: Float64Array): void
   /** Resting (price, qty) per side, best first, to check both books end the same. */
   depth(): { bids: Array<[number, number]>; asks: Array<[number, number]> }
   trades(): number
@@ -308,7 +313,21 @@ const ownDriver = (): Driver => {
       }
       return { bids: read(0), asks: read(1) }
     },
-    trades: () => book.tradeSeq - trades
+    trades: () => book.tradeSeq - trades,
+    runRange(c, from, to) {
+      let sink = 0
+      for (let i = from; i < to; i++) sink += this.exec(c, i)
+      return sink
+    },
+    timeRange(c, from, to, out) {
+      let t = performance.now()
+      for (let i = from; i < to; i++) {
+        this.exec(c, i)
+        const t1 = performance.now()
+        out[i - from] = (t1 - t) * 1000
+        t = t1
+      }
+    }
   }
 }
 
@@ -356,7 +375,21 @@ const peerDriver = (): Driver => {
       const sortBy = (a: Array<[number, number]>, dir: number) => [...a].sort((x, y) => dir * (x[0] - y[0]))
       return { bids: sortBy(bids, -1), asks: sortBy(asks, 1) }
     },
-    trades: () => trades
+    trades: () => trades,
+    runRange(c, from, to) {
+      let sink = 0
+      for (let i = from; i < to; i++) sink += this.exec(c, i)
+      return sink
+    },
+    timeRange(c, from, to, out) {
+      let t = performance.now()
+      for (let i = from; i < to; i++) {
+        this.exec(c, i)
+        const t1 = performance.now()
+        out[i - from] = (t1 - t) * 1000
+        t = t1
+      }
+    }
   }
 }
 
@@ -367,30 +400,27 @@ const setupBook = (d: Driver, c: Commands) => {
   for (let i = 0; i < c.setup; i++) d.exec(c, i)
 }
 
-/** One timed pass over the stream; returns ops/s. */
-const throughput = (d: Driver, c: Commands): number => {
+/**
+ * One timed pass over the stream; returns ops/s by wall clock and by this process's CPU time (the
+ * latter is what to read when other work shares the machine).
+ */
+const throughput = (d: Driver, c: Commands): { wall: number; cpu: number } => {
   setupBook(d, c)
-  let sink = 0
-  const end = c.count
+  const n = c.count - c.setup
+  const u0 = process.cpuUsage()
   const t0 = performance.now()
-  for (let i = c.setup; i < end; i++) sink += d.exec(c, i)
+  const sink = d.runRange(c, c.setup, c.count)
   const ms = performance.now() - t0
+  const u = process.cpuUsage(u0)
   if (sink < 0) console.log(sink)
-  return ((end - c.setup) / ms) * 1000
+  return { wall: (n / ms) * 1000, cpu: n / ((u.user + u.system) / 1e6) }
 }
 
 /** One pass with a clock read around every command; returns latencies in microseconds, sorted. */
 const latencies = (d: Driver, c: Commands): Float64Array => {
   setupBook(d, c)
-  const n = c.count - c.setup
-  const out = new Float64Array(n)
-  let t = performance.now()
-  for (let k = 0; k < n; k++) {
-    d.exec(c, c.setup + k)
-    const t1 = performance.now()
-    out[k] = (t1 - t) * 1000
-    t = t1
-  }
+  const out = new Float64Array(c.count - c.setup)
+  d.timeRange(c, c.setup, c.count, out)
   return out.sort()
 }
 
@@ -416,6 +446,7 @@ interface ScenarioResult {
   readonly scenario: string
   readonly commands: number
   readonly ops_per_s: number
+  readonly cpu_ops_per_s: number
   readonly runs_ops_per_s: Array<number>
   readonly p50_us: number
   readonly p99_us: number
@@ -423,10 +454,12 @@ interface ScenarioResult {
   readonly max_us: number
   readonly trades: number
   readonly peer_ops_per_s?: number
+  readonly peer_cpu_ops_per_s?: number
   readonly peer_p50_us?: number
   readonly peer_p99_us?: number
   readonly peer_p999_us?: number
   readonly ratio?: number
+  readonly cpu_ratio?: number
   readonly books_agree?: boolean
   readonly notes: Record<string, number | string>
 }
@@ -436,40 +469,50 @@ const sameDepth = (a: ReturnType<Driver["depth"]>, b: ReturnType<Driver["depth"]
 
 const runScenario = (c: Commands, runs: number, peerRuns: number, log: (s: string) => void): ScenarioResult => {
   const own = ownDriver()
+  const peer = peerDriver()
   const measured = c.count - c.setup
   log(`  ${c.name}: ${measured.toLocaleString("en-US")} commands (+${c.setup.toLocaleString("en-US")} setup)`)
-  const ownRuns: Array<number> = []
-  for (let r = 0; r < runs; r++) ownRuns.push(throughput(own, c))
+  // Own and peer runs alternate so that both see the same machine conditions.
+  const ownRuns: Array<{ wall: number; cpu: number }> = []
+  const peerRuns_: Array<{ wall: number; cpu: number }> = []
+  for (let r = 0; r < Math.max(runs, peerRuns); r++) {
+    if (r < runs) ownRuns.push(throughput(own, c))
+    if (r < peerRuns) peerRuns_.push(throughput(peer, c))
+  }
   const trades = own.trades()
   const ownDepth = own.depth()
   const lat = latencies(own, c)
-  let peer: Partial<ScenarioResult> = {}
+  const ownWall = median(ownRuns.map((x) => x.wall))
+  const ownCpu = median(ownRuns.map((x) => x.cpu))
+  let peerFields: Partial<ScenarioResult> = {}
   if (peerRuns > 0) {
-    const p = peerDriver()
-    const peerOps: Array<number> = []
-    for (let r = 0; r < peerRuns; r++) peerOps.push(throughput(p, c))
-    const agree = sameDepth(ownDepth, p.depth())
-    const plat = latencies(p, c)
-    peer = {
-      peer_ops_per_s: Math.round(median(peerOps)),
+    const agree = sameDepth(ownDepth, peer.depth())
+    const plat = latencies(peer, c)
+    const peerWall = median(peerRuns_.map((x) => x.wall))
+    const peerCpu = median(peerRuns_.map((x) => x.cpu))
+    peerFields = {
+      peer_ops_per_s: Math.round(peerWall),
+      peer_cpu_ops_per_s: Math.round(peerCpu),
       peer_p50_us: round(pct(plat, 0.5), 3),
       peer_p99_us: round(pct(plat, 0.99), 3),
       peer_p999_us: round(pct(plat, 0.999), 3),
-      ratio: round(median(ownRuns) / median(peerOps)),
+      ratio: round(ownWall / peerWall),
+      cpu_ratio: round(ownCpu / peerCpu),
       books_agree: agree
     }
   }
   return {
     scenario: c.name,
     commands: measured,
-    ops_per_s: Math.round(median(ownRuns)),
-    runs_ops_per_s: ownRuns.map((x) => Math.round(x)),
+    ops_per_s: Math.round(ownWall),
+    cpu_ops_per_s: Math.round(ownCpu),
+    runs_ops_per_s: ownRuns.map((x) => Math.round(x.wall)),
     p50_us: round(pct(lat, 0.5), 3),
     p99_us: round(pct(lat, 0.99), 3),
     p999_us: round(pct(lat, 0.999), 3),
     max_us: round(lat[lat.length - 1], 1),
     trades,
-    ...peer,
+    ...peerFields,
     notes: c.notes
   }
 }
@@ -506,11 +549,23 @@ export async function run(args: ReadonlyArray<string>): Promise<void> {
   }
   const timer = round(timerCost(), 3)
 
-  const cols = ["scenario", "commands", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "peer ops/s", "ratio", "agree"]
+  const cols = [
+    "scenario",
+    "commands",
+    "ops/s",
+    "cpu ops/s",
+    "p50 µs",
+    "p99 µs",
+    "p99.9 µs",
+    "peer ops/s",
+    "ratio",
+    "agree"
+  ]
   const rows = results.map((r) => [
     r.scenario,
     r.commands.toLocaleString("en-US"),
     r.ops_per_s.toLocaleString("en-US"),
+    r.cpu_ops_per_s.toLocaleString("en-US"),
     String(r.p50_us),
     String(r.p99_us),
     String(r.p999_us),
@@ -534,6 +589,9 @@ export async function run(args: ReadonlyArray<string>): Promise<void> {
       `${r.scenario}: trades=${r.trades.toLocaleString("en-US")}; runs ops/s ${r.runs_ops_per_s.join(", ")}${notes === "" ? "" : `; ${notes}`}`
     )
   }
+  log(
+    `ops/s is wall clock; cpu ops/s divides by this process's CPU time (read it when the machine is shared: load ${round(os.loadavg()[0])})`
+  )
   log(`latency: one performance.now() per command in a separate pass; a clock read alone costs ~${timer} µs (p50)`)
   if (results.some((r) => r.books_agree === false)) log("WARNING: final books differ between engines")
 
@@ -544,12 +602,15 @@ export async function run(args: ReadonlyArray<string>): Promise<void> {
       scenario: main.scenario,
       commands: main.commands,
       ops_per_s: main.ops_per_s,
+      cpu_ops_per_s: main.cpu_ops_per_s,
       p50_us: main.p50_us,
       p99_us: main.p99_us,
       p999_us: main.p999_us,
       peer: "nodejs-order-book",
       peer_ops_per_s: main.peer_ops_per_s ?? null,
       ratio: main.ratio ?? null,
+      cpu_ratio: main.cpu_ratio ?? null,
+      loadavg_1m: round(os.loadavg()[0]),
       node: process.version,
       runs,
       timer_us: timer,
