@@ -62,6 +62,12 @@ describe("SqliteClient", () => {
         const big = 9007199254740993n // 2^53 + 1: not representable as a number
         yield* sql`INSERT INTO params VALUES (${"héllo 'quoted'"}, ${1.5}, ${-42}, ${big}, ${null}, ${bytes}, ${true})`
         yield* sql`INSERT INTO params (s, flag) VALUES (${"second"}, ${false})`
+        // Dates bind as ISO-8601 text, undefined as null.
+        yield* sql`INSERT INTO params (s, absent) VALUES (${new Date(0)}, ${undefined})`
+        const [dated] = yield* sql<{
+          absent: unknown
+        }>`SELECT absent FROM params WHERE s = ${"1970-01-01T00:00:00.000Z"}`
+        assert.strictEqual(dated.absent, null)
         const [row] = yield* sql<any>`SELECT * FROM params WHERE s = ${"héllo 'quoted'"}`.pipe(
           Effect.provideService(SqlClient.SafeIntegers, true)
         )
