@@ -1,4 +1,5 @@
-// `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--batch B]`
+// `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--connections K]
+//   [--batch B]`
 //
 // Graph-proxy reads and writes through the gateway of one runner process (real Postgres + Redis), against the
 // raw GET rate of the same Redis at the same concurrency, plus the promotion time of a cold 10K-vertex partition.
@@ -148,6 +149,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       edges: { type: "string" },
       seconds: { type: "string" },
       concurrency: { type: "string" },
+      connections: { type: "string" },
       batch: { type: "string" }
     },
     strict: true
@@ -156,6 +158,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const edges = Number(values.edges ?? 1_000_000)
   const seconds = Number(values.seconds ?? 15)
   const concurrency = Number(values.concurrency ?? 64)
+  const connections = Math.max(1, Number(values.connections ?? 1))
   const batch = Number(values.batch ?? 32)
 
   const prefix = `bench-proxy-${Date.now().toString(36)}`
@@ -178,13 +181,25 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         REDIS_URL: redisUrl,
         TESSERA_GRAPH_PREFIX: prefix,
         TESSERA_GRAPH_COLD: cold.dir,
-        TESSERA_GRAPH_PARTITIONS: String(PARTITIONS)
+        TESSERA_GRAPH_PARTITIONS: String(PARTITIONS),
+        // e.g. BENCH_NODE_OPTIONS=--cpu-prof to profile the runner (written on its clean stop)
+        ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {})
       }
     })
     const wsUrl = `${node.url.replace(/^http/, "ws")}/rpc`
 
     const result = await Effect.gen(function* () {
-      const client = yield* RpcClient.make(TesseraApi)
+      const protocol = () =>
+        RpcClient.layerProtocolSocket().pipe(
+          Layer.provide(Socket.layerWebSocket(wsUrl)),
+          Layer.provide(Socket.layerWebSocketConstructorGlobal),
+          Layer.provide(RpcSerialization.layerNdjson)
+        )
+      // One WebSocket per connection (each its own protocol layer); workers take them round-robin.
+      const clients = yield* Effect.forEach(Array.from({ length: connections }), () =>
+        Effect.flatMap(Layer.build(protocol()), (services) => Effect.provide(RpcClient.make(TesseraApi), services))
+      )
+      const client = clients[0]
       const random = rng(7)
       const pick = () => ids[Math.floor(random() * ids.length)]
       const entity = (id: string) => String(partitionOf(id, PARTITIONS))
@@ -197,51 +212,55 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       let measuring = false
       let deadline = 0
 
-      const one = Effect.suspend(() => {
-        const roll = random()
-        const t0 = performance.now()
-        let call: Effect.Effect<number, unknown>
-        if (roll < 0.45) {
-          const batchIds = Array.from({ length: batch }, pick)
-          call = Effect.map(client["Graph.BatchGet"]({ ids: batchIds }), (found) => found.length)
-        } else if (roll < 0.9) {
-          const id = pick()
-          call = Effect.as(client["Graph.Neighbors"]({ id }), 1)
-        } else {
-          const id = pick()
-          call = Effect.as(
-            client["ProxyPartition.PutVertex"]({
-              entityId: entity(id),
-              payload: { id, properties: { n: 0, name: id, updated: Date.now() } }
-            }),
-            -1
-          )
-        }
-        return Effect.match(call, {
-          onFailure: () => {
-            if (measuring) failures++
-          },
-          onSuccess: (n) => {
-            if (!measuring) return
-            if (samples < latencies.length) latencies[samples++] = performance.now() - t0
-            if (n < 0) writes++
-            else reads += n
+      const one = (client: (typeof clients)[number]) =>
+        Effect.suspend(() => {
+          const roll = random()
+          const t0 = performance.now()
+          let call: Effect.Effect<number, unknown>
+          if (roll < 0.45) {
+            const batchIds = Array.from({ length: batch }, pick)
+            call = Effect.map(client["Graph.BatchGet"]({ ids: batchIds }), (found) => found.length)
+          } else if (roll < 0.9) {
+            const id = pick()
+            call = Effect.as(client["Graph.Neighbors"]({ id }), 1)
+          } else {
+            const id = pick()
+            call = Effect.as(
+              client["ProxyPartition.PutVertex"]({
+                entityId: entity(id),
+                payload: { id, properties: { n: 0, name: id, updated: Date.now() } }
+              }),
+              -1
+            )
           }
+          return Effect.match(call, {
+            onFailure: () => {
+              if (measuring) failures++
+            },
+            onSuccess: (n) => {
+              if (!measuring) return
+              if (samples < latencies.length) latencies[samples++] = performance.now() - t0
+              if (n < 0) writes++
+              else reads += n
+            }
+          })
         })
-      })
-      const worker = Effect.whileLoop({ while: () => performance.now() < deadline, body: () => one, step: () => {} })
+      const worker = (w: number) => {
+        const c = clients[w % clients.length]
+        return Effect.whileLoop({ while: () => performance.now() < deadline, body: () => one(c), step: () => {} })
+      }
 
       // Warm-up (activates every partition, JIT), then the measured window.
       deadline = performance.now() + 3000
       yield* Effect.all(
-        Array.from({ length: concurrency }, () => worker),
+        Array.from({ length: concurrency }, (_, w) => worker(w)),
         { concurrency: "unbounded" }
       )
       measuring = true
       const t0 = performance.now()
       deadline = t0 + seconds * 1000
       yield* Effect.all(
-        Array.from({ length: concurrency }, () => worker),
+        Array.from({ length: concurrency }, (_, w) => worker(w)),
         { concurrency: "unbounded" }
       )
       const elapsed = (performance.now() - t0) / 1000
@@ -274,17 +293,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         promoteMs,
         warmMs
       }
-    }).pipe(
-      Effect.scoped,
-      Effect.provide(
-        RpcClient.layerProtocolSocket().pipe(
-          Layer.provide(Socket.layerWebSocket(wsUrl)),
-          Layer.provide(Socket.layerWebSocketConstructorGlobal),
-          Layer.provide(RpcSerialization.layerNdjson)
-        )
-      ),
-      Effect.runPromise
-    )
+    }).pipe(Effect.scoped, Effect.runPromise)
 
     started = performance.now()
     const raw = await rawGetRate(concurrency)
@@ -306,13 +315,17 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       vertices,
       edges,
       concurrency,
+      connections,
       batch,
       seconds,
       redis_get_tool: raw.tool
     }
     const rows: Array<[string, string]> = [
       ["graph", `${vertices} vertices, ${edges} edges (power law), ${PARTITIONS} partitions, 1 runner`],
-      ["mix", `45% BatchGet(${batch}) / 45% Neighbors / 10% PutVertex, ${concurrency} in flight, ${seconds} s`],
+      [
+        "mix",
+        `45% Graph.BatchGet(${batch}) / 45% Graph.Neighbors / 10% PutVertex, ${concurrency} in flight over ${connections} WebSocket(s), ${seconds} s`
+      ],
       ["reads/s (vertices)", `${summary.reads_per_s}`],
       ["requests/s", `${summary.requests_per_s} (writes/s ${summary.writes_per_s}, failures ${summary.failures})`],
       ["latency p50/p99/p99.9", `${summary.p50_ms} / ${summary.p99_ms} / ${summary.p999_ms} ms`],
@@ -324,8 +337,13 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
     for (const [name, value] of rows) process.stdout.write(`${name.padEnd(24)} ${value}\n`)
     if (values.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`)
   } finally {
-    node?.child.kill("SIGKILL")
-    if (node !== undefined) await node.exited
+    if (node !== undefined) {
+      const stopping = node
+      stopping.child.kill("SIGTERM")
+      const timer = setTimeout(() => stopping.child.kill("SIGKILL"), 5000)
+      await stopping.exited
+      clearTimeout(timer)
+    }
     await deletePrefix(redis, prefix).catch(() => undefined)
     redis.disconnect()
     database.drop()
