@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- gatherer [--json] [--rates 5000,10000,20000] [--step 12] [--markets 10000] [--runners 1]`
+ * `npm run bench -- gatherer [--json] [--rates 5000,10000,20000,22500,25000] [--step 10] [--markets 10000] [--runners 1]`
  *
  * Venue simulator (in this process) → R=3 gatherer replicas (2 connections each for 10K markets) →
  * deduplicators → Postgres, all on this machine, with 1% drops and 1% duplicates injected per connection.
@@ -93,8 +93,8 @@ export const run = async (args: ReadonlyArray<string>) => {
     args: [...args],
     options: {
       json: { type: "boolean", default: false },
-      rates: { type: "string", default: "5000,10000,20000,25000" },
-      step: { type: "string", default: "12" },
+      rates: { type: "string", default: "5000,10000,20000,22500,25000" },
+      step: { type: "string", default: "10" },
       markets: { type: "string", default: "10000" },
       runners: { type: "string", default: "1" },
       shards: { type: "string", default: "16" }

@@ -7,12 +7,13 @@ import { layerSql, layerValkey } from "../../runtime/storage.ts"
 import { freshDatabase, redisUrl } from "../../test/harness.ts"
 import * as GathererEntity from "./entity.ts"
 import { Deduplicator, dedupEntityId, Gatherer, gathererEntityId } from "./protocol.ts"
+import { setFleetReplicas } from "./store.ts"
 import { startVenue, type Venue } from "./venue.ts"
 
 const replicas = 3
 const shards = 4
 
-const nodeLayer = (databaseUrl: string, venueUrl: string) =>
+const nodeLayer = (databaseUrl: string, venueUrl: string, replicas = 3) =>
   GathererEntity.layer.pipe(
     Layer.provideMerge(layerSingle),
     Layer.provideMerge(layerSql),
@@ -136,6 +137,43 @@ describe("gatherers and deduplicators (real Postgres + Redis, in-process venue)"
           // Data kept flowing after the garbage on the reconnected connections.
           during.gatherers.forEach((g, i) => assert.isAbove(g.received, beforeGarbage.gatherers[i].received))
         }).pipe(Effect.provide(nodeLayer(database.url, venueUrl)))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "replicas are added and removed at run time: a new replica connects, a removed one lets its lease lapse",
+    () =>
+      Effect.gen(function* () {
+        const database = yield* Effect.acquireRelease(
+          Effect.sync(() => freshDatabase("gatherrep")),
+          (db) => Effect.sync(() => db.drop())
+        )
+        const venue = yield* Effect.acquireRelease(
+          Effect.promise(() => startVenue({ markets: 10, rate: 200, seed: 3 })),
+          (v) => Effect.promise(() => v.close())
+        )
+        yield* Effect.gen(function* () {
+          const gatherer = yield* Gatherer.client
+          const waitFor = (id: string, connected: boolean, withinMs: number) =>
+            Effect.gen(function* () {
+              const until = Date.now() + withinMs
+              while (Date.now() < until) {
+                const status = yield* gatherer(id).Status()
+                if (status.connected === connected && (!connected || status.received > 0)) return status
+                yield* Effect.sleep("250 millis")
+              }
+              return yield* Effect.die(new Error(`${id} not ${connected ? "connected" : "disconnected"} in time`))
+            })
+          yield* waitFor(gathererEntityId(0, 0), true, 10_000)
+          assert.isFalse((yield* gatherer(gathererEntityId(1, 0)).Status()).connected)
+          // Add a second replica (the seed's "add a 4th gatherer"), then take it away again.
+          yield* setFleetReplicas(2)
+          yield* waitFor(gathererEntityId(1, 0), true, 10_000)
+          yield* setFleetReplicas(1)
+          yield* waitFor(gathererEntityId(1, 0), false, 20_000)
+          assert.isTrue((yield* gatherer(gathererEntityId(0, 0)).Status()).connected)
+        }).pipe(Effect.provide(nodeLayer(database.url, venue.url, 1)))
       }).pipe(Effect.scoped),
     60_000
   )

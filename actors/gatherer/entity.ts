@@ -22,7 +22,14 @@ import {
   gathererEntityId,
   parseGathererId
 } from "./protocol.ts"
-import { insertChunk, insertDeltas, lastWrittenSeqs, layerMigrations } from "./store.ts"
+import {
+  fleetReplicas,
+  insertChunk,
+  insertDeltas,
+  lastWrittenSeqs,
+  layerMigrations,
+  setFleetReplicas
+} from "./store.ts"
 
 /** `ws://host:port/path?faults` → `http://host:port` (markets and snapshots are served over HTTP). */
 export const venueHttpBase = (venueUrl: string): string => {
@@ -36,8 +43,8 @@ const runnerName = (runner: { host: string; port: number }) => `${runner.host}:$
 const percentile = (sorted: Float64Array, p: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 
-/** How long a gatherer keeps its connection without hearing from the supervisor. */
-const gathererLeaseMs = 15_000
+/** How long a gatherer keeps its connection without hearing from the supervisor (five supervisor rounds). */
+const gathererLeaseMs = 10_000
 const flushEveryMs = 25
 const writeEveryMs = 20
 const gapCheckEveryMs = 50
@@ -411,33 +418,49 @@ export const GathererLayer = Gatherer.toLayer(
 /** How often the supervisor renews every gatherer's lease (and so restarts any that moved or stopped). */
 const superviseEveryMs = 2000
 
-/** The cluster singleton that keeps `replicas × connections` gatherers running while a venue is configured. */
-export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sharding.Sharding> = Layer.unwrap(
-  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-    Option.isNone(config.venueUrl)
-      ? Layer.empty
-      : Singleton.make(
-          "GatherSupervisor",
-          Effect.gen(function* () {
-            const gatherer = yield* Gatherer.client
-            const ids: Array<string> = []
-            for (let r = 0; r < config.gatherReplicas; r++) {
-              for (let c = 0; c < config.gatherConnections; c++) ids.push(gathererEntityId(r, c))
-            }
-            yield* Effect.forever(
-              Effect.andThen(
-                Effect.forEach(ids, (id) => Effect.ignore(gatherer(id).Ensure()), {
-                  concurrency: "unbounded",
-                  discard: true
-                }),
-                Effect.sleep(Duration.millis(superviseEveryMs))
-              ),
-              { disableYield: true }
-            )
-          })
-        )
+const fleetIds = (replicas: number, connections: number) => {
+  const ids: Array<string> = []
+  for (let r = 0; r < replicas; r++) {
+    for (let c = 0; c < connections; c++) ids.push(gathererEntityId(r, c))
+  }
+  return ids
+}
+
+/** The replica count set at run time, else the configured one. */
+const currentReplicas = (config: TesseraConfigShape) =>
+  fleetReplicas.pipe(
+    Effect.map((replicas) => replicas ?? config.gatherReplicas),
+    Effect.orElseSucceed(() => config.gatherReplicas)
   )
-)
+
+/** The cluster singleton that keeps `replicas × connections` gatherers running while a venue is configured. */
+export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sharding.Sharding | SqlClient.SqlClient> =
+  Layer.unwrap(
+    Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+      Option.isNone(config.venueUrl)
+        ? Layer.empty
+        : Singleton.make(
+            "GatherSupervisor",
+            Effect.gen(function* () {
+              const gatherer = yield* Gatherer.client
+              yield* Effect.forever(
+                Effect.gen(function* () {
+                  // Re-read every round: `tessera gather replicas N` adds or removes replicas at run time. A
+                  // removed replica's lease runs out and it disconnects by itself.
+                  const replicas = yield* currentReplicas(config)
+                  yield* Effect.forEach(
+                    fleetIds(replicas, config.gatherConnections),
+                    (id) => Effect.ignore(gatherer(id).Ensure()),
+                    { concurrency: "unbounded", discard: true }
+                  )
+                  yield* Effect.sleep(Duration.millis(superviseEveryMs))
+                }),
+                { disableYield: true }
+              )
+            })
+          )
+    )
+  )
 
 /** Both entities, the supervisor and the `orderbook_deltas` migration. */
 export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
@@ -464,13 +487,9 @@ export const layerGatherRpcs = GatherRpcs.toLayer(
                 })
               )
             )
-          // Status does not activate gatherers the supervisor has not started: only the configured fleet is asked.
-          const gathererIds: Array<string> = []
-          if (Option.isSome(config.venueUrl)) {
-            for (let r = 0; r < config.gatherReplicas; r++) {
-              for (let c = 0; c < config.gatherConnections; c++) gathererIds.push(gathererEntityId(r, c))
-            }
-          }
+          // Only the current fleet is asked, so Status does not wake gatherers nobody runs.
+          const replicas = yield* currentReplicas(config)
+          const gathererIds = Option.isSome(config.venueUrl) ? fleetIds(replicas, config.gatherConnections) : []
           const gatherers = yield* Effect.forEach(gathererIds, (id) => ask(id, gatherer(id).Status()), {
             concurrency: "unbounded"
           })
@@ -480,14 +499,15 @@ export const layerGatherRpcs = GatherRpcs.toLayer(
           })
           return {
             venueUrl: Option.getOrNull(config.venueUrl),
-            replicas: config.gatherReplicas,
+            replicas,
             connections: config.gatherConnections,
             dedupShards: config.dedupShards,
             gatherers: gatherers.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),
             deduplicators: dedups.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),
             unreachable
           }
-        })
+        }),
+      "Gather.SetReplicas": ({ replicas }) => setFleetReplicas(replicas).pipe(Effect.orDie, Effect.as({ replicas }))
     })
   })
 )

@@ -106,4 +106,9 @@ export type FleetStatus = typeof FleetStatus.Type
 export const GatherFleetStatus = Rpc.make("Gather.Status", { success: FleetStatus })
 
 /** Gateway-level RPCs that fan out over the fleet (merged into `TesseraApi`). */
-export const GatherRpcs = RpcGroup.make(GatherFleetStatus)
+export const GatherSetReplicas = Rpc.make("Gather.SetReplicas", {
+  payload: { replicas: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 64 })) },
+  success: Schema.Struct({ replicas: Schema.Int })
+})
+
+export const GatherRpcs = RpcGroup.make(GatherFleetStatus, GatherSetReplicas)

@@ -21,6 +21,11 @@ export const migrations: SqlMigrator.Migrations = {
       written_at BIGINT NOT NULL,
       PRIMARY KEY (market, seq)
     )`
+  }),
+  "2_gatherer_fleet": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // The replica count set at run time (`tessera gather replicas N`); no row: the configured count.
+    yield* sql`CREATE TABLE IF NOT EXISTS gatherer_fleet (id INTEGER PRIMARY KEY, replicas INTEGER NOT NULL)`
   })
 }
 
@@ -79,4 +84,18 @@ export const lastWrittenSeqs = (markets: ReadonlyArray<string>) =>
     const last = new Map<string, number>()
     for (const row of rows) last.set(row.market, Number(row.seq))
     return last
+  })
+
+/** The replica count set at run time, if any. */
+export const fleetReplicas = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ replicas: number | string }>`SELECT replicas FROM gatherer_fleet WHERE id = 1`
+  return rows.length === 0 ? undefined : Number(rows[0].replicas)
+})
+
+export const setFleetReplicas = (replicas: number) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`INSERT INTO gatherer_fleet (id, replicas) VALUES (1, ${replicas})
+      ON CONFLICT (id) DO UPDATE SET replicas = excluded.replicas`
   })

@@ -115,12 +115,21 @@ export const commands: Record<string, Command> = {
     }
   },
   gather: {
-    summary: "market-data gatherers and deduplicators: msgs/s, duplicates, gaps, snapshots, lag (JSON)",
-    usage: `tessera gather status [--url URL] [--token TOKEN]\n\n${connectionHelp}`,
+    summary: "market-data gatherers and deduplicators: status (msgs/s, duplicates, gaps, lag) or replicas N",
+    usage: `tessera gather status [--url URL] [--token TOKEN]
+tessera gather replicas N [--url URL] [--token TOKEN]   (add or remove gatherer replicas at run time)
+
+${connectionHelp}`,
     run: async (argv, io) => {
       const { values, positionals } = parse(argv, connectionOptions, true)
-      if (positionals.length !== 1 || positionals[0] !== "status") throw new UsageError("usage: tessera gather status")
-      return callGateway(values, io, (client) => client["Gather.Status"]())
+      if (positionals.length === 1 && positionals[0] === "status") {
+        return callGateway(values, io, (client) => client["Gather.Status"]())
+      }
+      if (positionals.length === 2 && positionals[0] === "replicas" && /^\d+$/.test(positionals[1])) {
+        const replicas = Number(positionals[1])
+        return callGateway(values, io, (client) => client["Gather.SetReplicas"]({ replicas }))
+      }
+      throw new UsageError("usage: tessera gather status | tessera gather replicas N")
     }
   },
   graph: {
