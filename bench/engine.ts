@@ -238,7 +238,8 @@ export const marketSweep = (n: number, seed = 3): Commands => {
     c.side[k] = 1
     c.order[k] = k
     c.account[k] = Math.floor(rand() * 1000)
-    c.price[k] = MID + 1 + Math.floor(k / 4) // four orders per level
+    // Four orders per level, worst level first: each new level lands on top of the side.
+    c.price[k] = MID + 1 + Math.floor((resting - 1 - k) / 4)
     c.qty[k] = 1 + Math.floor(rand() * 10)
     total += c.qty[k]
   }

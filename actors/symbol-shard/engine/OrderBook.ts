@@ -555,21 +555,33 @@ export class OrderBook {
   }
 
   /** Rebuilds a book from `snapshot()`; later commands produce the same events as on the original. */
-  static restore(snap: BookSnapshot): OrderBook {
+  static restore(snap: BookSnapshot, priceWindow?: number): OrderBook {
     if (snap.version !== 1) throw new Error(`unsupported snapshot version ${String(snap.version)}`)
-    const book = new OrderBook(snap.config, Math.max(1024, snap.orders.length * 2))
+    const orders = snap.orders
+    const book = new OrderBook(snap.config, Math.max(1024, orders.length * 2), priceWindow)
     book.tradeSeq = snap.tradeSeq
-    for (const [id, account, side, price, open, filled, postOnly] of snap.orders) {
-      const slot = book.allocSlot()
-      book.ordPrice[slot] = price
-      book.ordOpen[slot] = open
-      book.ordFilled[slot] = filled
-      book.ordSide[slot] = side
-      book.ordPostOnly[slot] = postOnly
-      book.ordId[slot] = id
-      book.ordAccount[slot] = account
-      book.live.set(id, slot)
-      book.rest(slot, side, price)
+    // Levels are listed best first; re-create them worst first so that each new level goes on top
+    // (an append) instead of below all the others. Orders within a level keep their FIFO order.
+    let end = orders.length
+    while (end > 0) {
+      let start = end - 1
+      while (start > 0 && orders[start - 1][2] === orders[end - 1][2] && orders[start - 1][3] === orders[end - 1][3]) {
+        start--
+      }
+      for (let i = start; i < end; i++) {
+        const [id, account, side, price, open, filled, postOnly] = orders[i]
+        const slot = book.allocSlot()
+        book.ordPrice[slot] = price
+        book.ordOpen[slot] = open
+        book.ordFilled[slot] = filled
+        book.ordSide[slot] = side
+        book.ordPostOnly[slot] = postOnly
+        book.ordId[slot] = id
+        book.ordAccount[slot] = account
+        book.live.set(id, slot)
+        book.rest(slot, side, price)
+      }
+      end = start
     }
     const ids = snap.finishedIds
     const codes = snap.finishedCodes
