@@ -1,6 +1,7 @@
 // `tessera replay`: commands as JSON lines on stdin, events as JSON lines on stdout (DESIGN.md §3.1).
 // One symbol, no cluster, no storage. Malformed lines are reported on stderr as `line N: <reason>`
 // and skipped; the run goes on.
+import { DecimalUnit } from "./engine/Decimal.ts"
 import { bookLine, eventLines } from "./engine/events.ts"
 import { OrderBook } from "./engine/OrderBook.ts"
 
@@ -57,6 +58,14 @@ export async function replayCommand(argv: ReadonlyArray<string>, io: ReplayIo): 
       return 2
     }
     opts[name] = value
+  }
+  for (const name of ["tick", "lot"]) {
+    try {
+      new DecimalUnit(opts[name]!)
+    } catch (e) {
+      io.stderr.write(`tessera replay: --${name}: ${(e as Error).message}\n`)
+      return 2
+    }
   }
   let book: OrderBook
   try {
