@@ -223,7 +223,7 @@ describe("OrderBook properties", () => {
     )
   })
 
-  it("matches the reference book event for event, and the depth after every command", () => {
+  it("matches the reference book event for event (price-time priority, FIFO within a level, maker price) and its depth", () => {
     fc.assert(
       fc.property(streamArb, (cmds) => {
         const book = new OrderBook(CONFIG)
