@@ -94,7 +94,7 @@ layer(TesseraTest.layerWith(SymbolShardEntityLayer), { excludeTestServices: true
     it.effect("PlaceBatch answers each order, rejected ones in place", () =>
       Effect.gen(function* () {
         const sol = (yield* SymbolShard.client)("SOL-USDT")
-        const results = yield* sol.PlaceBatch({
+        const { results } = yield* sol.PlaceBatch({
           orders: [
             { account: "b", clientOrderId: "1", side: "sell", price: "150.000", qty: "2" },
             { account: "b", clientOrderId: "2", side: "buy", price: "150.0001", qty: "1" },

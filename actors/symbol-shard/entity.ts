@@ -14,7 +14,7 @@ import { Entity } from "effect/cluster"
 import { Valkey } from "../../runtime/Valkey.ts"
 import * as Journal from "./journal.ts"
 import * as MarketData from "./marketData.ts"
-import { InvalidOrder, SymbolShard, UnknownOrder, UnknownSymbol } from "./protocol.ts"
+import { type BatchItem, InvalidOrder, SymbolShard, UnknownOrder, UnknownSymbol } from "./protocol.ts"
 import { type PendingBatch, ShardCore } from "./ShardCore.ts"
 
 /** Commands between two book snapshots (a snapshot bounds the journal replayed on activation). */
@@ -146,19 +146,19 @@ const build = Effect.gen(function* () {
     PlaceBatch: ({ payload }) =>
       whenHealthy(() => {
         const orders = payload.orders
-        const results = new Array(orders.length)
+        const results: Array<BatchItem> = []
         let wait: PendingBatch | undefined
         for (let i = 0; i < orders.length; i++) {
           const out = core.place(orders[i])
           if ("rejected" in out) {
-            results[i] = { clientOrderId: orders[i].clientOrderId, rejected: out.rejected }
+            results.push({ clientOrderId: orders[i].clientOrderId, rejected: out.rejected })
           } else {
-            results[i] = out.ok
+            results.push(out.ok)
             // Batches become durable in order, so waiting for the newest one covers the others.
             if (out.batch !== undefined && (wait === undefined || out.batch === core.pending)) wait = out.batch
           }
         }
-        return durable(results, wait)
+        return durable({ results }, wait)
       }),
     Cancel: ({ payload }) =>
       whenHealthy(() => {

@@ -86,9 +86,20 @@ export const MoveResult = Schema.Struct({
   trades: Schema.Array(Fill)
 })
 
-/** One answer of a PlaceBatch: the place result, or the reason the order was rejected. */
-export const BatchRejected = Schema.Struct({ clientOrderId: Schema.String, rejected: RejectReason })
-export const BatchItem = Schema.Union([PlaceResult, BatchRejected])
+/**
+ * One answer of a PlaceBatch: the place result, or `rejected` with the reason (then only `clientOrderId` is set).
+ * One struct with optional fields rather than a union: the cluster's binary serialization did not answer
+ * replies holding a union of structs (Effect 4.1).
+ */
+export const BatchItem = Schema.Struct({
+  clientOrderId: Schema.String,
+  orderId: Schema.optional(Schema.String),
+  status: Schema.optional(OrderStatus),
+  filledQty: Schema.optional(Schema.String),
+  openQty: Schema.optional(Schema.String),
+  trades: Schema.optional(Schema.Array(Fill)),
+  rejected: Schema.optional(RejectReason)
+})
 export type BatchItem = typeof BatchItem.Type
 
 export const DepthLevel = Schema.Tuple([Schema.String, Schema.String])
@@ -128,7 +139,7 @@ export const Place = Rpc.make("Place", { payload: PlaceOrder, success: PlaceResu
 
 export const PlaceBatch = Rpc.make("PlaceBatch", {
   payload: { orders: Schema.Array(PlaceOrder).check(Schema.isMaxLength(maxBatch)) },
-  success: Schema.Array(BatchItem),
+  success: Schema.Struct({ results: Schema.Array(BatchItem) }),
   error: UnknownSymbol
 })
 

@@ -1,0 +1,109 @@
+// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000] [--seconds 10] [--runners 2]`
+// Runners as separate processes on the real Postgres (fresh database) and Redis; an open-loop order load over the
+// 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
+// the scheduled send time per step; and, as the limit to compare with, raw batched INSERT rows/s of the same
+// Postgres measured in the same run.
+import { parseArgs } from "node:util"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Redacted, Scope } from "effect"
+import { SqlClient } from "effect/sql"
+import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
+import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
+import { startCluster } from "../test/harness.ts"
+import { percentile, runLoad } from "./orderLoad.ts"
+
+export const makeClients = async (urls: ReadonlyArray<string>) => {
+  const scope = await Effect.runPromise(Scope.make())
+  const clients = await Promise.all(
+    urls.map((url) => Effect.runPromise(Effect.provideService(TesseraClient.make({ url }), Scope.Scope, scope)))
+  )
+  return { clients, close: () => Effect.runPromise(Scope.close(scope, Effect.void as never)) }
+}
+
+/** Raw batched INSERT rows/s into a table shaped like `orders`, 1000 rows per statement, one connection. */
+const pgRowsPerSecond = (url: string, seconds: number) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS bench_rows (symbol TEXT NOT NULL, order_id BIGINT NOT NULL, account TEXT NOT NULL,
+      client_order_id TEXT NOT NULL, side TEXT NOT NULL, price TEXT, qty TEXT NOT NULL, status TEXT NOT NULL,
+      PRIMARY KEY (symbol, order_id))`
+    let id = 0
+    const start = performance.now()
+    while (performance.now() - start < seconds * 1000) {
+      const rows = Array.from({ length: 1000 }, () => {
+        id++
+        return {
+          symbol: "BENCH",
+          order_id: id,
+          account: `a${id % 97}`,
+          client_order_id: `c${id}`,
+          side: "buy",
+          price: "100.00",
+          qty: "1",
+          status: "open"
+        }
+      })
+      yield* sql.withTransaction(sql`INSERT INTO bench_rows ${sql.insert(rows as never)}`)
+    }
+    return id / ((performance.now() - start) / 1000)
+  }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url) })), Effect.scoped)
+
+export const run = async (args: ReadonlyArray<string>) => {
+  const { values } = parseArgs({
+    args: [...args],
+    options: {
+      json: { type: "boolean" },
+      rates: { type: "string" },
+      seconds: { type: "string" },
+      runners: { type: "string" }
+    }
+  })
+  const rates = (values.rates ?? "1000,5000,10000,20000").split(",").map(Number)
+  const seconds = Number(values.seconds ?? "10")
+  const symbols = defaultSymbols.map((s) => s.symbol)
+  const log = (line: string) => (values.json ? process.stderr : process.stdout).write(`${line}\n`)
+
+  const cluster = await startCluster(Number(values.runners ?? "2"), { label: "bench_tps" })
+  try {
+    const { clients, close } = await makeClients(cluster.runners.map((r) => r.url))
+    try {
+      // Warm up: activate every shard and let the runners settle their shard assignments.
+      await runLoad({ clients, symbols, rate: 500, seconds: 4, tag: "warm" })
+      const pgRows = await Effect.runPromise(pgRowsPerSecond(cluster.database.url, 3))
+      log(`raw batched INSERT (1000 rows/statement, 1 connection): ${Math.round(pgRows)} rows/s`)
+      log("offered/s  acked/s   p50 ms   p99 ms   p99.9 ms")
+      const steps: Array<Record<string, number>> = []
+      for (const rate of rates) {
+        const r = await runLoad({ clients, symbols, rate, seconds, tag: `s${rate}`, drainSeconds: 20 })
+        const step = {
+          offered_per_s: rate,
+          acked_per_s: Math.round(r.acked / r.seconds),
+          acked: r.acked,
+          offered: r.offered,
+          p50_ms: +percentile(r.latenciesMs, 50).toFixed(2),
+          p99_ms: +percentile(r.latenciesMs, 99).toFixed(2),
+          p999_ms: +percentile(r.latenciesMs, 99.9).toFixed(2)
+        }
+        steps.push(step)
+        log(
+          `${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)}`
+        )
+      }
+      const at5k = steps.find((s) => s.offered_per_s === 5000)
+      const summary = {
+        bench: "tps",
+        max_tps: Math.max(...steps.map((s) => s.acked_per_s)),
+        p99_ms_at_5k: at5k?.p99_ms ?? null,
+        pg_rows_per_s: Math.round(pgRows),
+        runners: cluster.runners.length,
+        symbols: symbols.length,
+        steps
+      }
+      if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`)
+    } finally {
+      await close()
+    }
+  } finally {
+    await cluster.stop()
+  }
+}
