@@ -59,6 +59,11 @@ export interface TesseraConfigShape {
   readonly gatherConnections: number
   /** Deduplicator entities; each market belongs to one (`TESSERA_DEDUP_SHARDS`, default 16). */
   readonly dedupShards: number
+  /**
+   * In-process demo venue for a single node (`TESSERA_DEMO_VENUE`: `on` = 200 markets at 500 deltas/s, or
+   * `<markets>x<rate>`), used when `TESSERA_VENUE_URL` is unset. None (default): no demo feed.
+   */
+  readonly demoVenue: Option.Option<{ readonly markets: number; readonly rate: number }>
   /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
   readonly graphPartitions: number
   /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
@@ -101,6 +106,7 @@ export const defaults: TesseraConfigShape = {
   gatherReplicas: 3,
   gatherConnections: 1,
   dedupShards: 16,
+  demoVenue: Option.none(),
   graphPartitions: 64,
   graphKeyPrefix: "g",
   graphIdle: Duration.minutes(10),
@@ -207,6 +213,22 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
   gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
   dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
+  demoVenue: Config.String("TESSERA_DEMO_VENUE").pipe(
+    Config.mapEffect((value) => {
+      if (value === "on") return Effect.succeed({ markets: 200, rate: 500 })
+      const match = /^(\d+)x(\d+)$/.exec(value)
+      return match !== null && Number(match[1]) > 0
+        ? Effect.succeed({ markets: Number(match[1]), rate: Number(match[2]) })
+        : Effect.fail(
+            new Config.ConfigError(
+              new ConfigProvider.SourceError({
+                message: "TESSERA_DEMO_VENUE must be on or <markets>x<rate>, e.g. 200x500"
+              })
+            )
+          )
+    }),
+    Config.option
+  ),
   graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
   graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
   graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
@@ -267,6 +289,7 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
   ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
   ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (16)"],
+  ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
   ["TESSERA_GRAPH_PARTITIONS", "graph partitions in the cluster, equal on all runners (64)"],
   ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
   ["TESSERA_GRAPH_IDLE", "idle time before a graph partition is demoted to the cold tier (10 minutes)"],

@@ -57,6 +57,8 @@ interface MarketState {
   next: number
   /** Copies ahead of `next`, by seq: [ts, side, price, qty]. */
   readonly ahead: Map<number, readonly [number, number, number, number]>
+  /** Highest seq seen, held or not: a copy dropped for the window still proves a hole at `next`. */
+  maxSeen: number
   /** When the current hole at `next` was first seen (ms); 0 when there is no hole. */
   gapSince: number
   /** When a snapshot was requested for this market (ms); 0 when none is in flight. */
@@ -122,6 +124,7 @@ export class DedupWindow {
     this.markets.set(market, {
       next: lastWritten === undefined ? 0 : lastWritten + 1,
       ahead: new Map(),
+      maxSeen: 0,
       gapSince: 0,
       snapshotAt: 0
     })
@@ -153,7 +156,7 @@ export class DedupWindow {
   ): boolean {
     let state = this.markets.get(market)
     if (state === undefined) {
-      state = { next: seq, ahead: new Map(), gapSince: 0, snapshotAt: 0 }
+      state = { next: seq, ahead: new Map(), maxSeen: 0, gapSince: 0, snapshotAt: 0 }
       this.markets.set(market, state)
     } else if (state.next === 0) {
       state.next = seq
@@ -168,7 +171,7 @@ export class DedupWindow {
   applySnapshot(out: DeltaColumns, now: number, market: string, firstSeq: number, deltas: DeltaColumns): void {
     let state = this.markets.get(market)
     if (state === undefined) {
-      state = { next: firstSeq, ahead: new Map(), gapSince: 0, snapshotAt: 0 }
+      state = { next: firstSeq, ahead: new Map(), maxSeen: 0, gapSince: 0, snapshotAt: 0 }
       this.markets.set(market, state)
     }
     this.counters.snapshotsApplied++
@@ -193,7 +196,7 @@ export class DedupWindow {
         true
       )
     }
-    if (state.ahead.size === 0) {
+    if (state.ahead.size === 0 && state.maxSeen < state.next) {
       this.holes.delete(market)
       state.gapSince = 0
     } else {
@@ -235,6 +238,7 @@ export class DedupWindow {
       if (!fromSnapshot) this.counters.duplicates++
       return false
     }
+    if (seq > state.maxSeen) state.maxSeen = seq
     if (seq === state.next) {
       pushDelta(out, market, seq, ts, side, price, qty)
       this.counters.accepted++
@@ -245,11 +249,9 @@ export class DedupWindow {
     }
     if (seq - state.next >= this.options.window) {
       this.counters.overflow++
-      // Too far ahead to hold: the hole is due now.
-      if (state.gapSince === 0 || !this.holes.has(market)) {
-        this.holes.add(market)
-        state.gapSince = now - this.options.gapDeadlineMs
-      }
+      // Too far ahead to hold (`maxSeen` remembers it): the hole is due now.
+      this.holes.add(market)
+      state.gapSince = now - this.options.gapDeadlineMs
       return false
     }
     state.ahead.set(seq, [ts, side, price, qty])
@@ -272,12 +274,9 @@ export class DedupWindow {
       state.next++
       held = ahead.get(state.next)
     }
-    if (ahead.size === 0) {
-      // A copy beyond the window may still be outstanding; only a snapshot in flight keeps the hole open.
-      if (state.snapshotAt === 0 || moved) {
-        this.holes.delete(market)
-        state.gapSince = 0
-      }
+    if (ahead.size === 0 && state.maxSeen < state.next) {
+      this.holes.delete(market)
+      state.gapSince = 0
     } else if (moved) {
       state.gapSince = now
     }

@@ -30,6 +30,7 @@ import {
   layerMigrations,
   setFleetReplicas
 } from "./store.ts"
+import { startVenue } from "./venue.ts"
 
 /** `ws://host:port/path?faults` → `http://host:port` (markets and snapshots are served over HTTP). */
 export const venueHttpBase = (venueUrl: string): string => {
@@ -462,9 +463,28 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sh
     )
   )
 
-/** Both entities, the supervisor and the `orderbook_deltas` migration. */
+const layerFleet = Layer.mergeAll(DeduplicatorLayer, GathererLayer, GatherSupervisorLayer)
+
+/**
+ * Both entities, the supervisor and the tables. With `TESSERA_DEMO_VENUE` (and no `TESSERA_VENUE_URL`) an
+ * in-process venue simulator feeds the fleet: the demo of `npm start`.
+ */
 export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
-  Layer.mergeAll(DeduplicatorLayer, GathererLayer, GatherSupervisorLayer).pipe(Layer.provideMerge(layerMigrations))
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const config = yield* TesseraConfig
+      if (Option.isNone(config.demoVenue) || Option.isSome(config.venueUrl)) return layerFleet
+      const { markets, rate } = config.demoVenue.value
+      const venue = yield* Effect.acquireRelease(
+        Effect.promise(() => startVenue({ markets, rate })),
+        (v) => Effect.promise(() => v.close())
+      )
+      yield* Effect.logInfo(`demo venue: ${markets} markets at ${rate} deltas/s on ${venue.url}`)
+      return layerFleet.pipe(
+        Layer.provide(Layer.succeed(TesseraConfig)({ ...config, venueUrl: Option.some(venue.url) }))
+      )
+    })
+  ).pipe(Layer.provideMerge(layerMigrations))
 
 /** Gateway handler of `Gather.Status`: asks every gatherer and deduplicator, each with a short timeout. */
 export const layerGatherRpcs = GatherRpcs.toLayer(
@@ -489,7 +509,8 @@ export const layerGatherRpcs = GatherRpcs.toLayer(
             )
           // Only the current fleet is asked, so Status does not wake gatherers nobody runs.
           const replicas = yield* currentReplicas(config)
-          const gathererIds = Option.isSome(config.venueUrl) ? fleetIds(replicas, config.gatherConnections) : []
+          const fed = Option.isSome(config.venueUrl) || Option.isSome(config.demoVenue)
+          const gathererIds = fed ? fleetIds(replicas, config.gatherConnections) : []
           const gatherers = yield* Effect.forEach(gathererIds, (id) => ask(id, gatherer(id).Status()), {
             concurrency: "unbounded"
           })
