@@ -1,3 +1,4 @@
+import { get as httpGet } from "node:http"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
@@ -49,6 +50,35 @@ describe("gateway (one runner process on real Postgres)", () => {
       const where = yield* client["Probe.Where"]({ entityId: "typed", payload: { note: "hi" } })
       assert.strictEqual(where.entityId, "typed")
     }).pipe(Effect.scoped, Effect.runPromise))
+
+  it("serves the typed client over one WebSocket, token in the query; refuses the socket without it", async () => {
+    const replies = await Effect.gen(function* () {
+      const client = yield* TesseraClient.make({ url, token, transport: "websocket" })
+      return yield* Effect.forEach(
+        ["w1", "w2", "w3", "w1"],
+        (entityId) => client["Probe.Where"]({ entityId, payload: {} }),
+        { concurrency: "unbounded" }
+      )
+    }).pipe(Effect.scoped, Effect.runPromise)
+    assert.deepStrictEqual(
+      replies.map((reply) => reply.entityId),
+      ["w1", "w2", "w3", "w1"]
+    )
+    const refused = await new Promise<number>((resolveStatus, reject) => {
+      const request = httpGet(`${url}/rpc`, {
+        headers: {
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="
+        }
+      })
+      request.on("response", (response) => resolveStatus(response.statusCode ?? 0))
+      request.on("upgrade", () => resolveStatus(101))
+      request.on("error", reject)
+    })
+    assert.strictEqual(refused, 401)
+  })
 
   it("answers invalid JSON with a decode error and keeps serving", async () => {
     const { status, lines } = await rawRpc(url, "{not json\n", auth)
