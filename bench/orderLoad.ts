@@ -66,6 +66,8 @@ export const runLoad = async (options: {
   readonly drainSeconds?: number
   readonly timeoutMs?: number
   readonly keepIds?: boolean
+  /** Called with the symbol index, the wall-clock time of each acknowledged batch and when it was first sent. */
+  readonly onAck?: (symbol: number, at: number, sentAt: number) => void
 }): Promise<LoadResult> => {
   const { clients, symbols, rate, seconds, tag } = options
   const maxInFlight = options.maxInFlight ?? 4
@@ -84,6 +86,7 @@ export const runLoad = async (options: {
     const batch = queues[s].splice(0, 2000)
     inFlight[s]++
     outstanding++
+    const sentAt = Date.now()
     const attempt = (): void => {
       const call = clients[s % clients.length]
         ["SymbolShard.PlaceBatch"]({
@@ -105,6 +108,7 @@ export const runLoad = async (options: {
           if (options.keepIds) ackedIds.push(`${symbols[s]} ${results[i].orderId}`)
         }
         lastAckAt.set(symbols[s], Date.now())
+        options.onAck?.(s, Date.now(), sentAt)
         inFlight[s]--
         outstanding--
         if (queues[s].length > 0 && inFlight[s] < maxInFlight) send(s)
