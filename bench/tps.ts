@@ -1,4 +1,5 @@
-// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000] [--seconds 10] [--runners 2]`
+// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000] [--seconds 10] [--runners 2] [--inflight 1]`
+// (--inflight: PlaceBatch messages in flight per symbol; orders arriving meanwhile join the next batch)
 // Runners as separate processes on the real Postgres (fresh database) and Redis; an open-loop order load over the
 // 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
 // the scheduled send time per step; and, as the limit to compare with, raw batched INSERT rows/s of the same
@@ -55,7 +56,8 @@ export const run = async (args: ReadonlyArray<string>) => {
       json: { type: "boolean" },
       rates: { type: "string" },
       seconds: { type: "string" },
-      runners: { type: "string" }
+      runners: { type: "string" },
+      inflight: { type: "string" }
     }
   })
   const rates = (values.rates ?? "1000,5000,10000,20000").split(",").map(Number)
@@ -74,7 +76,15 @@ export const run = async (args: ReadonlyArray<string>) => {
       log("offered/s  acked/s   p50 ms   p99 ms   p99.9 ms")
       const steps: Array<Record<string, number>> = []
       for (const rate of rates) {
-        const r = await runLoad({ clients, symbols, rate, seconds, tag: `s${rate}`, drainSeconds: 20 })
+        const r = await runLoad({
+          clients,
+          symbols,
+          rate,
+          seconds,
+          tag: `s${rate}`,
+          drainSeconds: 20,
+          maxInFlight: Number(values.inflight ?? "1")
+        })
         const step = {
           offered_per_s: rate,
           acked_per_s: Math.round(r.acked / r.seconds),
