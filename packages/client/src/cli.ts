@@ -147,6 +147,21 @@ ${connectionHelp}`,
       return callGateway(values, io, call)
     }
   },
+  order: {
+    summary: "place, cancel, move or get an order on a symbol shard",
+    usage: "tessera order place|cancel|move|get --symbol S ... (tessera order --help)",
+    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).orderCommand(argv, io)
+  },
+  book: {
+    summary: "aggregated depth of a symbol's book",
+    usage: "tessera book --symbol S [--depth N] [--url URL] [--token TOKEN]",
+    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).bookCommand(argv, io)
+  },
+  md: {
+    summary: "follow a symbol's market data (trades and depth streams)",
+    usage: "tessera md tail --symbol S [--redis URL] [--count N]",
+    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).mdCommand(argv, io)
+  },
   replay: {
     summary: "run matching-engine commands (JSON lines on stdin) and print events (no cluster)",
     usage: "tessera replay [--tick 0.01] [--lot 1]   (see DESIGN.md §3.1 for the format)",

@@ -1,0 +1,134 @@
+// `tessera order place|cancel|move|get`, `tessera book`, `tessera md tail`: the symbol shard's CLI commands
+// (loaded lazily by packages/client/src/cli.ts).
+import { parseArgs } from "node:util"
+import { Redis } from "ioredis"
+import { callGateway, type Io, UsageError } from "../../packages/client/src/cli.ts"
+import { depthStream, tradesStream } from "./protocol.ts"
+
+type Options = Record<string, { type: "string" | "boolean" }>
+
+const parse = (argv: ReadonlyArray<string>, options: Options) => {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true })
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+}
+
+const common = { url: { type: "string" }, token: { type: "string" }, symbol: { type: "string" } } as const
+
+export const orderUsage = `tessera order place --symbol S --account A --client-id C --side buy|sell [--type limit|market]
+                    [--price P] --qty Q [--tif GTC|IOC|FOK] [--post-only]
+tessera order cancel --symbol S --id ORDER_ID
+tessera order move --symbol S --id ORDER_ID [--price P] [--qty Q]
+tessera order get --symbol S --id ORDER_ID
+  --url URL --token TOKEN as for every command`
+
+export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const [action, ...rest] = argv
+  const { values } = parse(rest, {
+    ...common,
+    id: { type: "string" },
+    account: { type: "string" },
+    "client-id": { type: "string" },
+    side: { type: "string" },
+    type: { type: "string" },
+    price: { type: "string" },
+    qty: { type: "string" },
+    tif: { type: "string" },
+    "post-only": { type: "boolean" }
+  })
+  const v = values as Record<string, string | boolean | undefined>
+  const str = (name: string) => (typeof v[name] === "string" ? (v[name] as string) : undefined)
+  const need = (name: string) => {
+    const value = str(name)
+    if (value === undefined) throw new UsageError(`order ${action} needs --${name}`)
+    return value
+  }
+  const entityId = need("symbol")
+  const conn = { url: str("url"), token: str("token") }
+  switch (action) {
+    case "place":
+      return callGateway(conn, io, (client) =>
+        client["SymbolShard.Place"]({
+          entityId,
+          payload: {
+            account: need("account"),
+            clientOrderId: need("client-id"),
+            side: need("side") as "buy" | "sell",
+            type: str("type") as "limit" | "market" | undefined,
+            price: str("price"),
+            qty: need("qty"),
+            tif: str("tif") as "GTC" | "IOC" | "FOK" | undefined,
+            postOnly: v["post-only"] === true ? true : undefined
+          }
+        })
+      )
+    case "cancel":
+      return callGateway(conn, io, (client) =>
+        client["SymbolShard.Cancel"]({ entityId, payload: { orderId: need("id") } })
+      )
+    case "move":
+      return callGateway(conn, io, (client) =>
+        client["SymbolShard.Move"]({ entityId, payload: { orderId: need("id"), price: str("price"), qty: str("qty") } })
+      )
+    case "get":
+      return callGateway(conn, io, (client) =>
+        client["SymbolShard.GetOrder"]({ entityId, payload: { orderId: need("id") } })
+      )
+    default:
+      throw new UsageError(`unknown order action ${JSON.stringify(action)} (place, cancel, move, get)`)
+  }
+}
+
+export const bookUsage = "tessera book --symbol S [--depth N] [--url URL] [--token TOKEN]"
+
+export const bookCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const { values } = parse(argv, { ...common, depth: { type: "string" } })
+  const v = values as Record<string, string | undefined>
+  if (v.symbol === undefined) throw new UsageError("book needs --symbol")
+  const depth = v.depth === undefined ? 10 : Number(v.depth)
+  if (!Number.isInteger(depth) || depth < 1) throw new UsageError("--depth must be a positive integer")
+  return callGateway({ url: v.url, token: v.token }, io, (client) =>
+    client["SymbolShard.Depth"]({ entityId: v.symbol as string, payload: { depth } })
+  )
+}
+
+export const mdUsage = `tessera md tail --symbol S [--redis URL] [--count N]
+  follows md:{S}:trades and md:{S}:depth (XREAD BLOCK) and prints one JSON line per entry;
+  --redis defaults to $REDIS_URL or redis://127.0.0.1:6379; --count stops after N entries`
+
+export const mdCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const [action, ...rest] = argv
+  if (action !== "tail") throw new UsageError("md supports: tail")
+  const { values } = parse(rest, { symbol: { type: "string" }, redis: { type: "string" }, count: { type: "string" } })
+  const v = values as Record<string, string | undefined>
+  if (v.symbol === undefined) throw new UsageError("md tail needs --symbol")
+  const limit = v.count === undefined ? Number.POSITIVE_INFINITY : Number(v.count)
+  const redis = new Redis(v.redis ?? io.env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true })
+  await redis.connect()
+  const keys = [tradesStream(v.symbol), depthStream(v.symbol)]
+  const ids = ["$", "$"]
+  let printed = 0
+  try {
+    while (printed < limit) {
+      const reply = (await redis.xread("COUNT", 100, "BLOCK", 1000, "STREAMS", ...keys, ...ids)) as Array<
+        [string, Array<[string, Array<string>]>]
+      > | null
+      if (reply === null) continue
+      for (const [key, entries] of reply) {
+        const k = keys.indexOf(key)
+        for (const [id, flat] of entries) {
+          ids[k] = id
+          const fields: Record<string, string> = {}
+          for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = flat[i + 1]
+          io.stdout.write(`${JSON.stringify({ stream: key, id, ...fields })}\n`)
+          if (++printed >= limit) break
+        }
+      }
+    }
+  } finally {
+    redis.disconnect()
+  }
+  return 0
+}
