@@ -7,6 +7,7 @@ import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
 import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
+import * as Metrics from "../../runtime/metrics.ts"
 import { Cmd, type Command, Valkey } from "../../runtime/Valkey.ts"
 import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
 import { feedCounters, parseFrame } from "./feed.ts"
@@ -51,6 +52,20 @@ const writeEveryMs = 20
 const gapCheckEveryMs = 50
 const lagSamples = 8192
 
+const metrics = {
+  received: Metrics.counter("tessera_gatherer_deltas_received_total", "Delta copies taken from the venue", [
+    "gatherer"
+  ]),
+  garbage: Metrics.counter("tessera_gatherer_garbage_total", "Venue frames or deltas rejected", ["gatherer"]),
+  reconnects: Metrics.counter("tessera_gatherer_reconnects_total", "Venue reconnect attempts", ["gatherer"]),
+  copies: Metrics.counter("tessera_dedup_copies_total", "Delta copies offered to deduplicators", ["dedup"]),
+  duplicates: Metrics.counter("tessera_dedup_duplicates_total", "Copies dropped as duplicates", ["dedup"]),
+  written: Metrics.counter("tessera_dedup_written_total", "Deltas written to orderbook_deltas", ["dedup"]),
+  gaps: Metrics.counter("tessera_dedup_gaps_total", "Holes that outlived the gap deadline", ["dedup"]),
+  healed: Metrics.counter("tessera_dedup_healed_total", "Deltas only a venue snapshot supplied", ["dedup"]),
+  lag: Metrics.histogram("tessera_dedup_sync_lag_seconds", "Venue timestamp to row written")
+}
+
 /** Runs `effect` at most every `everyMs`: a cycle that took longer starts the next one at once. */
 const paced = <A, E, R>(everyMs: number, effect: Effect.Effect<A, E, R>) =>
   Effect.suspend(() => {
@@ -72,6 +87,12 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     const valkey = yield* Valkey
     const venueHttp = Option.map(config.venueUrl, venueHttpBase)
     const window = new DedupWindow()
+    const dedupLabel = { dedup: address.entityId }
+    const writtenMetric = metrics.written.labels(dedupLabel)
+    const copiesMetric = metrics.copies.labels(dedupLabel)
+    const duplicatesMetric = metrics.duplicates.labels(dedupLabel)
+    let reportedGaps = 0
+    let reportedHealed = 0
     let pending = emptyColumns()
     let writing = emptyColumns()
     let copies = 0
@@ -114,8 +135,13 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
         )
       }
       const now = Date.now()
-      for (let i = 0; i < rows.ts.length; i++) lags[lagCount++ % lagSamples] = now - rows.ts[i]
+      for (let i = 0; i < rows.ts.length; i++) {
+        const lag = now - rows.ts[i]
+        lags[lagCount++ % lagSamples] = lag
+        metrics.lag.observe(lag / 1000)
+      }
       written += rows.seq.length
+      writtenMetric.inc(rows.seq.length)
       // The commands are built now (the buffer is reused); sending them does not hold up the next insert, and
       // one connection keeps successive pipelines in order.
       yield* Effect.forkScoped(
@@ -162,6 +188,11 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
             yield* Effect.sleep(Duration.millis(gapCheckEveryMs))
             requests.length = 0
             window.due(Date.now(), requests)
+            const { gaps, healed } = window.counters
+            if (gaps > reportedGaps) metrics.gaps.labels(dedupLabel).inc(gaps - reportedGaps)
+            if (healed > reportedHealed) metrics.healed.labels(dedupLabel).inc(healed - reportedHealed)
+            reportedGaps = gaps
+            reportedHealed = healed
             if (requests.length === 0) return
             yield* Effect.forEach(requests.slice(), (request) => fetchSnapshot(venueHttp.value, request), {
               concurrency: 8,
@@ -238,6 +269,8 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
             }
           }
           copies += batch.seq.length
+          copiesMetric.inc(batch.seq.length)
+          duplicatesMetric.inc(window.counters.duplicates - before)
           return { accepted, duplicates: window.counters.duplicates - before }
         }),
       Status: () => Effect.sync(status)
@@ -271,6 +304,7 @@ export const GathererLayer = Gatherer.toLayer(
     let rateWindowReceived = 0
     let msgsPerSec = 0
     let loggedGarbage = 0
+    let reportedReconnects = 0
 
     const venueUrl = (base: string) => {
       const url = new URL(base)
@@ -349,6 +383,13 @@ export const GathererLayer = Gatherer.toLayer(
         socket.terminate()
       }
       if (now - rateWindowStart >= 1000) {
+        const gathererLabel = { gatherer: address.entityId }
+        metrics.received.labels(gathererLabel).inc(counters.received - rateWindowReceived)
+        if (reconnects > reportedReconnects)
+          metrics.reconnects.labels(gathererLabel).inc(reconnects - reportedReconnects)
+        reportedReconnects = reconnects
+        if (counters.garbage > loggedGarbage)
+          metrics.garbage.labels(gathererLabel).inc(counters.garbage - loggedGarbage)
         msgsPerSec = ((counters.received - rateWindowReceived) * 1000) / (now - rateWindowStart)
         rateWindowReceived = counters.received
         rateWindowStart = now
