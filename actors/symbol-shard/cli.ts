@@ -48,34 +48,31 @@ export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise
   const entityId = need("symbol")
   const conn = { url: str("url"), token: str("token") }
   switch (action) {
-    case "place":
-      return callGateway(conn, io, (client) =>
-        client["SymbolShard.Place"]({
-          entityId,
-          payload: {
-            account: need("account"),
-            clientOrderId: need("client-id"),
-            side: need("side") as "buy" | "sell",
-            type: str("type") as "limit" | "market" | undefined,
-            price: str("price"),
-            qty: need("qty"),
-            tif: str("tif") as "GTC" | "IOC" | "FOK" | undefined,
-            postOnly: v["post-only"] === true ? true : undefined
-          }
-        })
-      )
-    case "cancel":
-      return callGateway(conn, io, (client) =>
-        client["SymbolShard.Cancel"]({ entityId, payload: { orderId: need("id") } })
-      )
-    case "move":
-      return callGateway(conn, io, (client) =>
-        client["SymbolShard.Move"]({ entityId, payload: { orderId: need("id"), price: str("price"), qty: str("qty") } })
-      )
-    case "get":
-      return callGateway(conn, io, (client) =>
-        client["SymbolShard.GetOrder"]({ entityId, payload: { orderId: need("id") } })
-      )
+    case "place": {
+      const payload = {
+        account: need("account"),
+        clientOrderId: need("client-id"),
+        side: need("side") as "buy" | "sell",
+        type: str("type") as "limit" | "market" | undefined,
+        price: str("price"),
+        qty: need("qty"),
+        tif: str("tif") as "GTC" | "IOC" | "FOK" | undefined,
+        postOnly: v["post-only"] === true ? true : undefined
+      }
+      return callGateway(conn, io, (client) => client["SymbolShard.Place"]({ entityId, payload }))
+    }
+    case "cancel": {
+      const orderId = need("id")
+      return callGateway(conn, io, (client) => client["SymbolShard.Cancel"]({ entityId, payload: { orderId } }))
+    }
+    case "move": {
+      const payload = { orderId: need("id"), price: str("price"), qty: str("qty") }
+      return callGateway(conn, io, (client) => client["SymbolShard.Move"]({ entityId, payload }))
+    }
+    case "get": {
+      const orderId = need("id")
+      return callGateway(conn, io, (client) => client["SymbolShard.GetOrder"]({ entityId, payload: { orderId } }))
+    }
     default:
       throw new UsageError(`unknown order action ${JSON.stringify(action)} (place, cancel, move, get)`)
   }
