@@ -86,8 +86,8 @@ describe("gatherers and deduplicators (real Postgres + Redis, in-process venue)"
           Effect.promise(() => startVenue({ markets: 40, rate: 1500, seed: 11 })),
           (v) => Effect.promise(() => v.close())
         )
-        // 5% drops, 5% duplicates and reordering on every connection: gaps all replicas missed must be healed.
-        const venueUrl = `${venue.url}/?drop=0.05&dup=0.05&reorder=6`
+        // 5% drops, 5% duplicates, reordering and short stalls on every connection: gaps all replicas missed must be healed.
+        const venueUrl = `${venue.url}/?drop=0.05&dup=0.05&reorder=6&stall=0.002&stallMs=150`
         yield* Effect.gen(function* () {
           yield* Effect.sleep("2500 millis")
           venue.disconnectAll()

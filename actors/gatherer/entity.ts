@@ -151,6 +151,21 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     })
 
     yield* Effect.forkScoped(Effect.forever(paced(writeEveryMs, writeOnce), { disableYield: true }))
+    // On passivation or a shard moving away, write what was accepted (a hand-over, not a failure, so nothing
+    // has to be healed from snapshots). Bounded: the next owner heals whatever this misses.
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(
+        [writing, pending],
+        (rows) =>
+          rows.seq.length === 0
+            ? Effect.void
+            : insertDeltas(rows, 0, rows.seq.length, Date.now()).pipe(
+                Effect.timeout(Duration.seconds(5)),
+                Effect.ignore
+              ),
+        { discard: true }
+      )
+    )
 
     const fetchSnapshot = (base: string, request: SnapshotRequest) =>
       Effect.tryPromise(async () => {
