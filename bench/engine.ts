@@ -9,6 +9,8 @@
 // Commands are generated before timing from a seeded RNG. Throughput (median of R runs) and latency
 // (one performance.now() per command) are separate passes so the timer does not slow the ops/s pass.
 import * as os from "node:os"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { OrderBook as PeerBook } from "nodejs-order-book"
 import { OrderBook } from "../actors/symbol-shard/engine/OrderBook.ts"
 
@@ -396,9 +398,15 @@ const peerDriver = (): Driver => {
 
 // ---- measurement ---------------------------------------------------------------------------------
 
+// A full collection before each timed pass, so that no pass pays for the garbage of the one before
+// (the other engine's, in particular).
+v8.setFlagsFromString("--expose-gc")
+const collectGarbage = vm.runInNewContext("gc") as () => void
+
 const setupBook = (d: Driver, c: Commands) => {
   d.reset()
   for (let i = 0; i < c.setup; i++) d.exec(c, i)
+  collectGarbage()
 }
 
 /**
@@ -476,19 +484,32 @@ const runScenario = (c: Commands, runs: number, peerRuns: number, log: (s: strin
   // Own and peer runs alternate so that both see the same machine conditions.
   const ownRuns: Array<{ wall: number; cpu: number }> = []
   const peerRuns_: Array<{ wall: number; cpu: number }> = []
+  // Each engine's book is dropped after its pass, so the other engine's passes do not carry it.
+  let trades = 0
+  let ownDepth: ReturnType<Driver["depth"]> = { bids: [], asks: [] }
+  let peerDepth: ReturnType<Driver["depth"]> = { bids: [], asks: [] }
   for (let r = 0; r < Math.max(runs, peerRuns); r++) {
-    if (r < runs) ownRuns.push(throughput(own, c))
-    if (r < peerRuns) peerRuns_.push(throughput(peer, c))
+    if (r < runs) {
+      ownRuns.push(throughput(own, c))
+      trades = own.trades()
+      ownDepth = own.depth()
+      own.reset()
+    }
+    if (r < peerRuns) {
+      peerRuns_.push(throughput(peer, c))
+      peerDepth = peer.depth()
+      peer.reset()
+    }
   }
-  const trades = own.trades()
-  const ownDepth = own.depth()
   const lat = latencies(own, c)
+  own.reset()
   const ownWall = median(ownRuns.map((x) => x.wall))
   const ownCpu = median(ownRuns.map((x) => x.cpu))
   let peerFields: Partial<ScenarioResult> = {}
   if (peerRuns > 0) {
-    const agree = sameDepth(ownDepth, peer.depth())
+    const agree = sameDepth(ownDepth, peerDepth)
     const plat = latencies(peer, c)
+    peer.reset()
     const peerWall = median(peerRuns_.map((x) => x.wall))
     const peerCpu = median(peerRuns_.map((x) => x.cpu))
     peerFields = {

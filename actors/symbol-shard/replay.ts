@@ -18,7 +18,7 @@ Reads order-book commands as JSON lines on stdin and writes events as JSON lines
   {"op":"place","id":"o2","side":"sell","type":"market","qty":"3"}
   {"op":"place","id":"o3","side":"sell","type":"limit","price":"101","qty":"1","postOnly":true}
   {"op":"cancel","id":"o1"}
-  {"op":"move","id":"o1","price":"101.00"}          (optional "qty": the new open quantity)
+  {"op":"move","id":"o1","price":"101.00"}          (optional "qty": the new open quantity; no "price" keeps it)
   {"op":"book","depth":5}                          (no depth: every level)
 
 options:
