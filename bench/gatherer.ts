@@ -97,7 +97,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       step: { type: "string", default: "10" },
       markets: { type: "string", default: "10000" },
       runners: { type: "string", default: "1" },
-      shards: { type: "string", default: "16" }
+      shards: { type: "string", default: "8" }
     }
   })
   const rates = values.rates.split(",").map(Number)

@@ -37,7 +37,8 @@ export const insertChunk = 4000
 /**
  * Inserts rows `[from, to)` of `columns` with one statement that skips rows already present: on Postgres one
  * INSERT ... SELECT FROM UNNEST of six array parameters (no per-row parameters to bind), elsewhere a multi-row
- * INSERT. `writtenAt` is the write time stamped on every row (ms); `table` is for benches of the same statement.
+ * INSERT. `written_at` is the database clock as each row is inserted on Postgres (so sync lag includes the
+ * insert), else `writtenAt` (ms); `table` is for benches of the same statement.
  */
 export const insertDeltas = (
   columns: DeltaColumns,
@@ -53,7 +54,7 @@ export const insertDeltas = (
     yield* sql.onDialectOrElse({
       pg: () =>
         sql`INSERT INTO ${sql(table)} (market, seq, ts, side, price, qty, written_at)
-          SELECT m, s, t, d, p, q, ${writtenAt} FROM UNNEST(${columns.market.slice(from, to)}::text[],
+          SELECT m, s, t, d, p, q, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint FROM UNNEST(${columns.market.slice(from, to)}::text[],
             ${numbers(columns.seq)}::bigint[], ${numbers(columns.ts)}::bigint[], ${numbers(columns.side)}::smallint[],
             ${numbers(columns.price)}::float8[], ${numbers(columns.qty)}::float8[]) AS u(m, s, t, d, p, q)
           ON CONFLICT (market, seq) DO NOTHING`,
