@@ -135,35 +135,8 @@ export const make = Effect.gen(function* () {
       return { snapshot, journal: rows.map((r) => ({ seq: Number(r.seq), commands: r.commands })) }
     })
 
-  /**
-   * PostgreSQL: the journal row, order upserts and trades as ONE statement (data-modifying CTEs run exactly once
-   * and atomically), so a flush is one round trip instead of BEGIN + 3 statements + COMMIT.
-   */
-  const writeOneStatement = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> => {
-    const journalPart = sql`j AS (INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands}))`
-    const ordersPart =
-      batch.orders.length > 0
-        ? sql`, o AS (INSERT INTO orders ${sql.insert(batch.orders as never)}
-            ON CONFLICT (symbol, order_id) DO UPDATE SET price = excluded.price, qty = excluded.qty,
-            filled_qty = excluded.filled_qty, status = excluded.status)`
-        : sql.literal("")
-    const tradesPart =
-      batch.trades.length > 0 ? sql`, t AS (INSERT INTO trades ${sql.insert(batch.trades as never)})` : sql.literal("")
-    return Effect.asVoid(sql`WITH ${journalPart}${ordersPart}${tradesPart} SELECT 1`)
-  }
-
-  // Bound parameters of the one-statement form stay under Postgres' 65535.
-  const fitsOneStatement = (batch: SealedBatch) =>
-    batch.snapshot === undefined && batch.orders.length * 12 + batch.trades.length * 7 < 60_000
-
-  /** Writes one sealed batch atomically: journal row, order upserts, new trades, optional snapshot. */
+  /** Writes one sealed batch in one transaction: journal row, order upserts, new trades, optional snapshot. */
   const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
-    sql.onDialectOrElse({
-      pg: () => (fitsOneStatement(batch) ? writeOneStatement(batch) : writeTransaction(batch)),
-      orElse: () => writeTransaction(batch)
-    })
-
-  const writeTransaction = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
     sql.withTransaction(
       Effect.gen(function* () {
         yield* sql`INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})`
