@@ -57,7 +57,7 @@ export interface TesseraConfigShape {
   readonly gatherReplicas: number
   /** Venue connections per replica, each with a slice of the markets (`TESSERA_GATHER_CONNECTIONS`, default 1). */
   readonly gatherConnections: number
-  /** Deduplicator entities; each market belongs to one (`TESSERA_DEDUP_SHARDS`, default 8: measured lower lag than 16). */
+  /** Deduplicator entities, each market in one (`TESSERA_DEDUP_SHARDS`, default 8: lower lag measured than 16). */
   readonly dedupShards: number
   /**
    * In-process demo venue for a single node (`TESSERA_DEMO_VENUE`: `on` = 200 markets at 500 deltas/s, or
