@@ -1,4 +1,4 @@
-// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000] [--seconds 10] [--runners 2] [--inflight 1]`
+// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]`
 // (--inflight: PlaceBatch messages in flight per symbol; orders arriving meanwhile join the next batch)
 // Runners as separate processes on the real Postgres (fresh database) and Redis; an open-loop order load over the
 // 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
@@ -60,7 +60,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       inflight: { type: "string" }
     }
   })
-  const rates = (values.rates ?? "1000,5000,10000,20000").split(",").map(Number)
+  const rates = (values.rates ?? "1000,5000,10000,20000,40000").split(",").map(Number)
   const seconds = Number(values.seconds ?? "10")
   const symbols = defaultSymbols.map((s) => s.symbol)
   const log = (line: string) => (values.json ? process.stderr : process.stdout).write(`${line}\n`)
