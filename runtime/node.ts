@@ -7,6 +7,7 @@ import { Cause, Effect, Exit, Layer, Option } from "effect"
 import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { ProbeEntityLayer } from "../actors/probe/entity.ts"
 import * as ProxyPartition from "../actors/proxy-partition/entity.ts"
+import { SymbolShardEntityLayer } from "../actors/symbol-shard/entity.ts"
 import { layerRunner, layerSingle } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
@@ -15,7 +16,12 @@ import { layerSql, layerValkey } from "./storage.ts"
 import * as Telemetry from "./telemetry.ts"
 
 /** The entities every node hosts. Each actor kind adds its entity layer here. */
-export const layerEntities = Layer.mergeAll(ProbeEntityLayer, ProxyPartition.layer, GathererEntity.layer)
+export const layerEntities = Layer.mergeAll(
+  ProbeEntityLayer,
+  SymbolShardEntityLayer,
+  ProxyPartition.layer,
+  GathererEntity.layer
+)
 
 const build = (mode: NodeStatus.NodeMode) =>
   Gateway.announceReady.pipe(
