@@ -135,7 +135,9 @@ describe("gatherers and deduplicators (real Postgres + Redis, in-process venue)"
             assert.isTrue(g.connected, `${g.id} still connected`)
           }
           // Data kept flowing after the garbage on the reconnected connections.
-          during.gatherers.forEach((g, i) => assert.isAbove(g.received, beforeGarbage.gatherers[i].received))
+          during.gatherers.forEach((g, i) => {
+            assert.isAbove(g.received, beforeGarbage.gatherers[i].received)
+          })
         }).pipe(Effect.provide(nodeLayer(database.url, venueUrl)))
       }).pipe(Effect.scoped),
     60_000
