@@ -1,4 +1,5 @@
-// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]`
+// `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]
+//   [--transport websocket|http]` (websocket: one multiplexed connection per gateway, the default)
 // (--inflight: PlaceBatch messages in flight per symbol; orders arriving meanwhile join the next batch)
 // Runners as separate processes on the real Postgres (fresh database) and Redis; an open-loop order load over the
 // 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
@@ -13,10 +14,15 @@ import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { startCluster } from "../test/harness.ts"
 import { percentile, runLoad } from "./orderLoad.ts"
 
-export const makeClients = async (urls: ReadonlyArray<string>) => {
+export const makeClients = async (
+  urls: ReadonlyArray<string>,
+  transport: TesseraClient.ClientOptions["transport"] = "websocket"
+) => {
   const scope = await Effect.runPromise(Scope.make())
   const clients = await Promise.all(
-    urls.map((url) => Effect.runPromise(Effect.provideService(TesseraClient.make({ url }), Scope.Scope, scope)))
+    urls.map((url) =>
+      Effect.runPromise(Effect.provideService(TesseraClient.make({ url, transport }), Scope.Scope, scope))
+    )
   )
   return { clients, close: () => Effect.runPromise(Scope.close(scope, Effect.void as never)) }
 }
@@ -57,7 +63,8 @@ export const run = async (args: ReadonlyArray<string>) => {
       rates: { type: "string" },
       seconds: { type: "string" },
       runners: { type: "string" },
-      inflight: { type: "string" }
+      inflight: { type: "string" },
+      transport: { type: "string" }
     }
   })
   const rates = (values.rates ?? "1000,5000,10000,20000,40000").split(",").map(Number)
@@ -67,7 +74,11 @@ export const run = async (args: ReadonlyArray<string>) => {
 
   const cluster = await startCluster(Number(values.runners ?? "2"), { label: "bench_tps" })
   try {
-    const { clients, close } = await makeClients(cluster.runners.map((r) => r.url))
+    const transport = values.transport === "http" ? "http" : "websocket"
+    const { clients, close } = await makeClients(
+      cluster.runners.map((r) => r.url),
+      transport
+    )
     try {
       // Warm up: activate every shard and let the runners settle their shard assignments.
       await runLoad({ clients, symbols, rate: 500, seconds: 4, tag: "warm" })

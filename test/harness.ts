@@ -87,6 +87,7 @@ export const startProcess = async (name: string, options: StartOptions = {}): Pr
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
+      ...(process.env.TESSERA_CHILD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.TESSERA_CHILD_NODE_OPTIONS } : {}),
       TESSERA_HOST: "127.0.0.1",
       TESSERA_RUNNER_HOST: "127.0.0.1",
       TESSERA_PORT: String(gatewayPort),
