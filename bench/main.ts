@@ -1,5 +1,8 @@
 // Dispatcher for `npm run bench -- <name> [--json] [...]`. Each bench lives in bench/<name>.ts and
 // exports `run(args)`; it prints a human table, and with --json its last stdout line is one JSON object.
+import { lastJsonObject, seriesOf } from "./plots.ts"
+import { writeReport } from "./report.ts"
+
 const benches = ["engine", "tps", "gatherer", "proxy", "failover"] as const
 
 const usage = `usage: npm run bench -- <${benches.join("|")}> [--json] [options]
@@ -20,5 +23,21 @@ if (!(benches as ReadonlyArray<string>).includes(name)) {
   process.stderr.write(`unknown bench "${name}"\n\n${usage}`)
   process.exit(2)
 }
+// Keep what the bench prints so its final JSON object can be drawn (bench/results/<name>.json + .svg).
+let printed = ""
+const write = process.stdout.write.bind(process.stdout)
+process.stdout.write = ((chunk: string | Uint8Array, ...rest: Array<any>) => {
+  printed = (printed + (typeof chunk === "string" ? chunk : Buffer.from(chunk).toString())).slice(-1_000_000)
+  return write(chunk as never, ...rest)
+}) as typeof process.stdout.write
+
 const mod = (await import(`./${name}.ts`)) as { run: (args: ReadonlyArray<string>) => Promise<void> }
 await mod.run(args)
+
+const result = lastJsonObject(printed)
+if (result !== undefined) {
+  const paths = writeReport(name, result, seriesOf(name, result), {
+    unit: name === "engine" ? "commands/s" : name === "gatherer" ? "deltas/s" : "ops/s"
+  })
+  process.stderr.write(`report: ${paths.json}, ${paths.svg}\n`)
+}
