@@ -26,6 +26,9 @@ tessera order get --symbol S --id ORDER_ID
 
 export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
   const [action, ...rest] = argv
+  if (action === undefined || action.startsWith("-")) {
+    throw new UsageError("order needs an action: place, cancel, move or get")
+  }
   const { values } = parse(rest, {
     ...common,
     id: { type: "string" },

@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit, Option } from "effect"
 import { GraphUsage, graphCall, graphOptions, graphUsage } from "../../../actors/proxy-partition/cli.ts"
+import { orderUsage } from "../../../actors/symbol-shard/cli.ts"
 import * as TesseraClient from "./TesseraClient.ts"
 
 export interface Io {
@@ -149,7 +150,7 @@ ${connectionHelp}`,
   },
   order: {
     summary: "place, cancel, move or get an order on a symbol shard",
-    usage: "tessera order place|cancel|move|get --symbol S ... (tessera order --help)",
+    usage: orderUsage,
     run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).orderCommand(argv, io)
   },
   book: {
