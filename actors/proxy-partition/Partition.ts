@@ -22,6 +22,7 @@ import {
   type Snapshot,
   snapshotKey
 } from "./core.ts"
+import * as GraphMetrics from "./metrics.ts"
 import type { ObjectStoreShape } from "./ObjectStore.ts"
 import { GraphStorageError, type Neighbor, type Tier } from "./protocol.ts"
 
@@ -245,6 +246,10 @@ export const makePartition = (options: PartitionOptions) =>
     let requests = 0
     let windowStart = Date.now()
     let lastAccess = Date.now()
+    const temperatureGauge = GraphMetrics.temperature.labels({ partition: String(partition) })
+    const hotGauge = GraphMetrics.partitionHot.labels({ partition: String(partition) })
+    temperatureGauge.set(meta.temperature)
+    hotGauge.set(meta.tier === "hot" ? 1 : 0)
 
     const promoteLocked = Effect.gen(function* () {
       if (meta.tier === "hot") return 0
@@ -264,7 +269,11 @@ export const makePartition = (options: PartitionOptions) =>
       yield* failSql(writeMeta(sql, next))
       meta = next
       yield* hot.markHot(true)
-      return performance.now() - started
+      const millis = performance.now() - started
+      GraphMetrics.promotions.inc()
+      GraphMetrics.promotionSeconds.observe(millis / 1000)
+      hotGauge.set(1)
+      return millis
     })
 
     /** Writes the snapshot object only (step one of demotion); exposed for crash tests. */
@@ -294,7 +303,11 @@ export const makePartition = (options: PartitionOptions) =>
       meta = next
       yield* hot.evict
       if (previous !== null && previous !== written.key) yield* Effect.ignore(cold.delete(previous))
-      return { version: written.version, vertices: written.vertices, millis: performance.now() - started }
+      const millis = performance.now() - started
+      GraphMetrics.demotions.inc()
+      GraphMetrics.demotionSeconds.observe(millis / 1000)
+      hotGauge.set(0)
+      return { version: written.version, vertices: written.vertices, millis }
     })
 
     const exclusive = gate.withPermits(GATE)
@@ -305,9 +318,12 @@ export const makePartition = (options: PartitionOptions) =>
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError, R> => {
       requests++
       lastAccess = Date.now()
-      return meta.tier === "hot"
-        ? gate.withPermits(1)(effect)
-        : Effect.flatMap(promote, () => gate.withPermits(1)(effect))
+      if (meta.tier === "hot") {
+        GraphMetrics.entityHits.inc()
+        return gate.withPermits(1)(effect)
+      }
+      GraphMetrics.entityMisses.inc()
+      return Effect.flatMap(promote, () => gate.withPermits(1)(effect))
     }
     const write = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(writeLock.withPermits(1)(effect))
 
@@ -322,6 +338,7 @@ export const makePartition = (options: PartitionOptions) =>
       requests = 0
       windowStart = now
       meta = { ...meta, lastAccess, temperature }
+      temperatureGauge.set(temperature)
       return failSql(touchMeta(sql, partition, lastAccess, temperature))
     })
 

@@ -23,6 +23,7 @@ import {
   utf8Length,
   vertexIdProblem
 } from "./core.ts"
+import * as GraphMetrics from "./metrics.ts"
 import * as ObjectStore from "./ObjectStore.ts"
 import { makePartition, migrations, migrationsTable, readAllMeta } from "./Partition.ts"
 import {
@@ -69,6 +70,19 @@ const checkLabel = (label: string | undefined) => {
 
 const parseProperties = (json: string): Properties => JSON.parse(json) as Properties
 
+/** Counts every call of each handler in `tessera_graph_requests_total{op}` (op: the RPC tag). */
+const counted = <H extends Record<string, (...args: Array<any>) => unknown>>(handlers: H): H => {
+  const out: Record<string, unknown> = {}
+  for (const [op, handler] of Object.entries(handlers)) {
+    const calls = GraphMetrics.requests.labels({ op })
+    out[op] = (...args: Array<any>) => {
+      calls.inc()
+      return handler(...args)
+    }
+  }
+  return out as H
+}
+
 export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
   Effect.gen(function* () {
     const config = yield* TesseraConfig
@@ -108,94 +122,96 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     )
     yield* Effect.addFinalizer(() => Effect.ignore(p.report))
 
-    return ProxyPartition.of({
-      PutVertex: ({ payload }) => {
-        const bad = checkId(payload.id, partition, partitions)
-        if (bad !== undefined) return Effect.fail(bad)
-        const json = JSON.stringify(payload.properties)
-        const bytes = utf8Length(json)
-        if (bytes > MAX_PROPERTIES_BYTES) {
-          return Effect.fail(new PropertiesTooLarge({ id: payload.id, bytes, limit: MAX_PROPERTIES_BYTES }))
-        }
-        return p.write(Effect.map(p.hot.put(payload.id, json), (created) => ({ created })))
-      },
-      GetVertex: ({ payload }) => {
-        const bad = checkId(payload.id, partition, partitions)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.run(
-          Effect.flatMap(p.hot.get(payload.id), (json) =>
-            json === null
-              ? Effect.fail(new VertexNotFound({ id: payload.id }))
-              : Effect.succeed({ id: payload.id, properties: parseProperties(json) })
+    return ProxyPartition.of(
+      counted({
+        PutVertex: ({ payload }) => {
+          const bad = checkId(payload.id, partition, partitions)
+          if (bad !== undefined) return Effect.fail(bad)
+          const json = JSON.stringify(payload.properties)
+          const bytes = utf8Length(json)
+          if (bytes > MAX_PROPERTIES_BYTES) {
+            return Effect.fail(new PropertiesTooLarge({ id: payload.id, bytes, limit: MAX_PROPERTIES_BYTES }))
+          }
+          return p.write(Effect.map(p.hot.put(payload.id, json), (created) => ({ created })))
+        },
+        GetVertex: ({ payload }) => {
+          const bad = checkId(payload.id, partition, partitions)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.run(
+            Effect.flatMap(p.hot.get(payload.id), (json) =>
+              json === null
+                ? Effect.fail(new VertexNotFound({ id: payload.id }))
+                : Effect.succeed({ id: payload.id, properties: parseProperties(json) })
+            )
           )
-        )
-      },
-      GetMany: ({ payload }) => {
-        const bad = checkIds(payload.ids, partition, partitions)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.run(
-          Effect.map(p.hot.getMany(payload.ids), (values) =>
-            values.map((json) => (json === null ? null : parseProperties(json)))
+        },
+        GetMany: ({ payload }) => {
+          const bad = checkIds(payload.ids, partition, partitions)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.run(
+            Effect.map(p.hot.getMany(payload.ids), (values) =>
+              values.map((json) => (json === null ? null : parseProperties(json)))
+            )
           )
-        )
-      },
-      DeleteVertex: ({ payload }) => {
-        const bad = checkId(payload.id, partition, partitions)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.write(
-          Effect.flatMap(p.hot.delete(payload.id), (deleted) =>
-            deleted ? Effect.succeed({ deleted }) : Effect.fail(new VertexNotFound({ id: payload.id }))
+        },
+        DeleteVertex: ({ payload }) => {
+          const bad = checkId(payload.id, partition, partitions)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.write(
+            Effect.flatMap(p.hot.delete(payload.id), (deleted) =>
+              deleted ? Effect.succeed({ deleted }) : Effect.fail(new VertexNotFound({ id: payload.id }))
+            )
           )
-        )
-      },
-      AddEdge: ({ payload }) => {
-        const bad =
-          checkId(payload.src, partition, partitions) ??
-          checkLabel(payload.label) ??
-          (vertexIdProblem(payload.dst) === undefined
-            ? undefined
-            : new InvalidVertexId({ id: payload.dst, reason: vertexIdProblem(payload.dst) ?? "" }))
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.write(
-          Effect.gen(function* () {
-            if (!(yield* p.hot.exists(payload.src))) return yield* new VertexNotFound({ id: payload.src })
-            return { added: yield* p.hot.addEdge(payload.src, payload.label, payload.dst) }
-          })
-        )
-      },
-      RemoveEdge: ({ payload }) => {
-        const bad = checkId(payload.src, partition, partitions) ?? checkLabel(payload.label)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.write(
-          Effect.map(p.hot.removeEdge(payload.src, payload.label, payload.dst), (removed) => ({ removed }))
-        )
-      },
-      Neighbors: ({ payload }) => {
-        const bad = checkId(payload.id, partition, partitions) ?? checkLabel(payload.label)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.run(
-          Effect.flatMap(p.hot.neighbors(payload.id, payload.label), (found) =>
-            found === undefined ? Effect.fail(new VertexNotFound({ id: payload.id })) : Effect.succeed(found)
+        },
+        AddEdge: ({ payload }) => {
+          const bad =
+            checkId(payload.src, partition, partitions) ??
+            checkLabel(payload.label) ??
+            (vertexIdProblem(payload.dst) === undefined
+              ? undefined
+              : new InvalidVertexId({ id: payload.dst, reason: vertexIdProblem(payload.dst) ?? "" }))
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.write(
+            Effect.gen(function* () {
+              if (!(yield* p.hot.exists(payload.src))) return yield* new VertexNotFound({ id: payload.src })
+              return { added: yield* p.hot.addEdge(payload.src, payload.label, payload.dst) }
+            })
           )
-        )
-      },
-      NeighborsMany: ({ payload }) => {
-        const bad = checkIds(payload.ids, partition, partitions) ?? checkLabel(payload.label)
-        if (bad !== undefined) return Effect.fail(bad)
-        return p.run(p.hot.neighborsMany(payload.ids, payload.label))
-      },
-      Demote: () => p.demote,
-      Info: () =>
-        p.run(
-          Effect.map(p.hot.count, (vertices) => ({
-            partition,
-            tier: p.meta().tier,
-            vertices,
-            version: p.meta().version,
-            runner: runnerName
-          }))
-        )
-    })
+        },
+        RemoveEdge: ({ payload }) => {
+          const bad = checkId(payload.src, partition, partitions) ?? checkLabel(payload.label)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.write(
+            Effect.map(p.hot.removeEdge(payload.src, payload.label, payload.dst), (removed) => ({ removed }))
+          )
+        },
+        Neighbors: ({ payload }) => {
+          const bad = checkId(payload.id, partition, partitions) ?? checkLabel(payload.label)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.run(
+            Effect.flatMap(p.hot.neighbors(payload.id, payload.label), (found) =>
+              found === undefined ? Effect.fail(new VertexNotFound({ id: payload.id })) : Effect.succeed(found)
+            )
+          )
+        },
+        NeighborsMany: ({ payload }) => {
+          const bad = checkIds(payload.ids, partition, partitions) ?? checkLabel(payload.label)
+          if (bad !== undefined) return Effect.fail(bad)
+          return p.run(p.hot.neighborsMany(payload.ids, payload.label))
+        },
+        Demote: () => p.demote,
+        Info: () =>
+          p.run(
+            Effect.map(p.hot.count, (vertices) => ({
+              partition,
+              tier: p.meta().tier,
+              vertices,
+              version: p.meta().version,
+              runner: runnerName
+            }))
+          )
+      })
+    )
   }),
   { concurrency: "unbounded" }
 )
@@ -250,142 +266,151 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const neighborsMany = (partition: number, ids: ReadonlyArray<string>, label: string | undefined) =>
       Effect.mapError(makeClient(String(partition)).NeighborsMany({ ids, label }), toWire)
 
-    return GraphRpcs.of({
-      "Graph.BatchGet": ({ ids }) =>
-        Effect.gen(function* () {
-          if (ids.length > MAX_BATCH) return yield* new TooManyIds({ count: ids.length, limit: MAX_BATCH })
-          for (const id of ids) {
-            const problem = vertexIdProblem(id)
-            if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
-          }
-          const out: Array<Properties | null> = new Array(ids.length).fill(null)
-          const groups = Array.from(groupByPartition(ids, partitions))
-          // One pipeline: per partition its hot mark, the values, and the read count for its temperature.
-          const commands: Array<Command> = []
-          for (const [partition, group] of groups) {
-            const keys = keysOf[partition]
-            commands.push(
-              Cmd.get(keys.hot),
-              Cmd.mget(...group.ids.map(keys.vertex)),
-              Cmd.incrby(keys.reads, group.ids.length)
-            )
-          }
-          const replies = yield* direct(valkey.pipeline(commands))
-          const asked: Array<[number, Array<string>, Array<number>]> = []
-          for (let g = 0; g < groups.length; g++) {
-            const [partition, group] = groups[g]
-            const hot = replies[3 * g] === "1"
-            const values = replies[3 * g + 1] as Array<string | null>
-            let missIds: Array<string> | undefined
-            let missPositions: Array<number> | undefined
-            for (let i = 0; i < group.ids.length; i++) {
-              const value = hot ? values[i] : null
-              if (value !== null) out[group.positions[i]] = JSON.parse(value) as Properties
-              else {
-                missIds ??= []
-                missPositions ??= []
-                missIds.push(group.ids[i])
-                missPositions.push(group.positions[i])
+    return GraphRpcs.of(
+      counted({
+        "Graph.BatchGet": ({ ids }) =>
+          Effect.gen(function* () {
+            if (ids.length > MAX_BATCH) return yield* new TooManyIds({ count: ids.length, limit: MAX_BATCH })
+            for (const id of ids) {
+              const problem = vertexIdProblem(id)
+              if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+            }
+            const out: Array<Properties | null> = new Array(ids.length).fill(null)
+            const groups = Array.from(groupByPartition(ids, partitions))
+            // One pipeline: per partition its hot mark, the values, and the read count for its temperature.
+            const commands: Array<Command> = []
+            for (const [partition, group] of groups) {
+              const keys = keysOf[partition]
+              commands.push(
+                Cmd.get(keys.hot),
+                Cmd.mget(...group.ids.map(keys.vertex)),
+                Cmd.incrby(keys.reads, group.ids.length)
+              )
+            }
+            const replies = yield* direct(valkey.pipeline(commands))
+            const asked: Array<[number, Array<string>, Array<number>]> = []
+            let hitCount = 0
+            for (let g = 0; g < groups.length; g++) {
+              const [partition, group] = groups[g]
+              const hot = replies[3 * g] === "1"
+              const values = replies[3 * g + 1] as Array<string | null>
+              let missIds: Array<string> | undefined
+              let missPositions: Array<number> | undefined
+              for (let i = 0; i < group.ids.length; i++) {
+                const value = hot ? values[i] : null
+                if (value !== null) {
+                  out[group.positions[i]] = JSON.parse(value) as Properties
+                  hitCount++
+                } else {
+                  missIds ??= []
+                  missPositions ??= []
+                  missIds.push(group.ids[i])
+                  missPositions.push(group.positions[i])
+                }
               }
+              if (missIds !== undefined && missPositions !== undefined) asked.push([partition, missIds, missPositions])
             }
-            if (missIds !== undefined && missPositions !== undefined) asked.push([partition, missIds, missPositions])
-          }
-          // Cold partitions, partitions being demoted, and ids not found: the owning entity answers (and promotes).
-          yield* Effect.forEach(
-            asked,
-            ([partition, missIds, positions]) =>
-              Effect.map(getMany(partition, missIds), (values) => {
-                for (let i = 0; i < values.length; i++) out[positions[i]] = values[i]
-              }),
-            { concurrency: "unbounded", discard: true }
-          )
-          return out
-        }),
-      "Graph.Neighbors": ({ id, label }) =>
-        Effect.gen(function* () {
-          const problem = vertexIdProblem(id)
-          if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
-          const bad = checkLabel(label)
-          if (bad !== undefined) return yield* bad
-          const partition = partitionOf(id, partitions)
-          const keys = keysOf[partition]
-          const [hot, exists, members] = yield* direct(
-            valkey.pipeline([
-              Cmd.get(keys.hot),
-              Cmd.exists(keys.vertex(id)),
-              Cmd.smembers(keys.out(id)),
-              Cmd.incr(keys.reads)
-            ])
-          )
-          if (hot === "1" && exists === 1) {
-            const found: Array<Neighbor> = []
-            for (const member of members) {
-              const edge = parseEdgeMember(member)
-              if (label === undefined || edge.label === label) found.push(edge)
-            }
-            return found
-          }
-          return yield* Effect.mapError(makeClient(String(partition)).Neighbors({ id, label }), (error) =>
-            error._tag === "VertexNotFound" ? error : toWire(error)
-          )
-        }),
-      "Graph.KHop": ({ id, k, label, limit }) =>
-        Effect.gen(function* () {
-          if (k < 1 || k > MAX_HOPS) return yield* new KHopTooDeep({ k, max: MAX_HOPS })
-          const problem = vertexIdProblem(id)
-          if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
-          const bad = checkLabel(label)
-          if (bad !== undefined) return yield* bad
-          const max = Math.max(1, Math.min(limit ?? DEFAULT_KHOP_LIMIT, MAX_KHOP_LIMIT))
-          const start = partitionOf(id, partitions)
-          const exists = yield* getMany(start, [id])
-          if (exists[0] === null) return yield* new VertexNotFound({ id })
-          const seen = new Set<string>([id])
-          const found: Array<string> = []
-          let frontier = [id]
-          let truncated = false
-          for (let hop = 0; hop < k && frontier.length > 0 && !truncated; hop++) {
-            const next: Array<string> = []
-            const groups = groupByPartition(frontier, partitions)
-            const lists: Array<ReadonlyArray<ReadonlyArray<string>>> = []
+            if (hitCount > 0) GraphMetrics.gatewayHits.inc(hitCount)
+            if (hitCount < ids.length) GraphMetrics.gatewayMisses.inc(ids.length - hitCount)
+            // Cold partitions, partitions being demoted, and ids not found: the owning entity answers (and promotes).
             yield* Effect.forEach(
-              groups,
-              ([partition, group]) =>
-                Effect.gen(function* () {
-                  for (let i = 0; i < group.ids.length; i += MAX_BATCH) {
-                    lists.push(yield* neighborsMany(partition, group.ids.slice(i, i + MAX_BATCH), label))
-                  }
+              asked,
+              ([partition, missIds, positions]) =>
+                Effect.map(getMany(partition, missIds), (values) => {
+                  for (let i = 0; i < values.length; i++) out[positions[i]] = values[i]
                 }),
               { concurrency: "unbounded", discard: true }
             )
-            outer: for (const list of lists) {
-              for (const neighbors of list) {
-                for (const neighbor of neighbors) {
-                  if (seen.has(neighbor) || vertexIdProblem(neighbor) !== undefined) continue
-                  if (found.length >= max) {
-                    truncated = true
-                    break outer
+            return out
+          }),
+        "Graph.Neighbors": ({ id, label }) =>
+          Effect.gen(function* () {
+            const problem = vertexIdProblem(id)
+            if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+            const bad = checkLabel(label)
+            if (bad !== undefined) return yield* bad
+            const partition = partitionOf(id, partitions)
+            const keys = keysOf[partition]
+            const [hot, exists, members] = yield* direct(
+              valkey.pipeline([
+                Cmd.get(keys.hot),
+                Cmd.exists(keys.vertex(id)),
+                Cmd.smembers(keys.out(id)),
+                Cmd.incr(keys.reads)
+              ])
+            )
+            if (hot === "1" && exists === 1) {
+              GraphMetrics.gatewayHits.inc()
+              const found: Array<Neighbor> = []
+              for (const member of members) {
+                const edge = parseEdgeMember(member)
+                if (label === undefined || edge.label === label) found.push(edge)
+              }
+              return found
+            }
+            GraphMetrics.gatewayMisses.inc()
+            return yield* Effect.mapError(makeClient(String(partition)).Neighbors({ id, label }), (error) =>
+              error._tag === "VertexNotFound" ? error : toWire(error)
+            )
+          }),
+        "Graph.KHop": ({ id, k, label, limit }) =>
+          Effect.gen(function* () {
+            if (k < 1 || k > MAX_HOPS) return yield* new KHopTooDeep({ k, max: MAX_HOPS })
+            const problem = vertexIdProblem(id)
+            if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
+            const bad = checkLabel(label)
+            if (bad !== undefined) return yield* bad
+            const max = Math.max(1, Math.min(limit ?? DEFAULT_KHOP_LIMIT, MAX_KHOP_LIMIT))
+            const start = partitionOf(id, partitions)
+            const exists = yield* getMany(start, [id])
+            if (exists[0] === null) return yield* new VertexNotFound({ id })
+            const seen = new Set<string>([id])
+            const found: Array<string> = []
+            let frontier = [id]
+            let truncated = false
+            for (let hop = 0; hop < k && frontier.length > 0 && !truncated; hop++) {
+              const next: Array<string> = []
+              const groups = groupByPartition(frontier, partitions)
+              const lists: Array<ReadonlyArray<ReadonlyArray<string>>> = []
+              yield* Effect.forEach(
+                groups,
+                ([partition, group]) =>
+                  Effect.gen(function* () {
+                    for (let i = 0; i < group.ids.length; i += MAX_BATCH) {
+                      lists.push(yield* neighborsMany(partition, group.ids.slice(i, i + MAX_BATCH), label))
+                    }
+                  }),
+                { concurrency: "unbounded", discard: true }
+              )
+              outer: for (const list of lists) {
+                for (const neighbors of list) {
+                  for (const neighbor of neighbors) {
+                    if (seen.has(neighbor) || vertexIdProblem(neighbor) !== undefined) continue
+                    if (found.length >= max) {
+                      truncated = true
+                      break outer
+                    }
+                    seen.add(neighbor)
+                    found.push(neighbor)
+                    next.push(neighbor)
                   }
-                  seen.add(neighbor)
-                  found.push(neighbor)
-                  next.push(neighbor)
                 }
               }
+              frontier = next
             }
-            frontier = next
-          }
-          return { vertices: found, truncated }
-        }),
-      "Graph.Stats": () =>
-        Effect.map(
-          Effect.mapError(readAllMeta(sql), (e) => new GraphStorageError({ message: e.message })),
-          (rows) => ({
-            partitions,
-            hot: rows.filter((r) => r.tier === "hot").length,
-            cold: rows.filter((r) => r.tier === "cold").length,
-            rows
-          })
-        )
-    })
+            return { vertices: found, truncated }
+          }),
+        "Graph.Stats": () =>
+          Effect.map(
+            Effect.mapError(readAllMeta(sql), (e) => new GraphStorageError({ message: e.message })),
+            (rows) => ({
+              partitions,
+              hot: rows.filter((r) => r.tier === "hot").length,
+              cold: rows.filter((r) => r.tier === "cold").length,
+              rows
+            })
+          )
+      })
+    )
   })
 )

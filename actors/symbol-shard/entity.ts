@@ -14,6 +14,7 @@ import { Entity } from "effect/cluster"
 import { Valkey } from "../../runtime/Valkey.ts"
 import * as Journal from "./journal.ts"
 import * as MarketData from "./marketData.ts"
+import * as ShardMetrics from "./metrics.ts"
 import { type BatchItem, InvalidOrder, SymbolShard, UnknownOrder, UnknownSymbol } from "./protocol.ts"
 import { type PendingBatch, ShardCore } from "./ShardCore.ts"
 
@@ -71,9 +72,12 @@ const build = Effect.gen(function* () {
   const config = yield* Effect.orDie(journal.loadSymbol(symbol))
   if (config === undefined) return unknownHandlers(symbol)
 
+  const restoreStart = performance.now()
   const stored = yield* Effect.orDie(journal.load(symbol))
   const core = stored.snapshot === undefined ? new ShardCore(config) : ShardCore.restore(config, stored.snapshot.json)
   for (const row of stored.journal) core.replay(row.seq, row.commands)
+  const metrics = new ShardMetrics.ShardSeries(symbol)
+  metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
 
   let broken: Cause.Cause<unknown> | undefined
   let flushing = false
@@ -99,15 +103,18 @@ const build = Effect.gen(function* () {
     const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
+    const started = performance.now()
     return Effect.flatMap(Effect.exit(journal.write(sealed)), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
         broken = exit.cause
+        metrics.failures.inc()
         const defect = Effect.die(new Error(`journal write for ${symbol}#${sealed.seq} failed; shard restarts`))
         Deferred.doneUnsafe(token, defect)
         Deferred.doneUnsafe(tokenOf(core.pending), defect)
         return Effect.andThen(Effect.logError(`journal write for ${symbol} failed`, exit.cause), defect)
       }
+      metrics.flushed(sealed.count, sealed.trades.length, (performance.now() - started) / 1000, core.book)
       ShardCore.markDurable(sealed.batch)
       Deferred.doneUnsafe(token, Effect.void)
       published.push({ symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
@@ -140,7 +147,11 @@ const build = Effect.gen(function* () {
     Place: ({ payload }) =>
       whenHealthy(() => {
         const out = core.place(payload)
-        if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.clientOrderId) as InvalidOrder)
+        if ("rejected" in out) {
+          metrics.rejected.inc()
+          return Effect.fail(rejection(out.rejected, payload.clientOrderId) as InvalidOrder)
+        }
+        metrics.accepted.inc()
         return durable(out.ok, out.batch)
       }),
     PlaceBatch: ({ payload }) =>
@@ -148,9 +159,11 @@ const build = Effect.gen(function* () {
         const orders = payload.orders
         const results: Array<BatchItem> = []
         let wait: PendingBatch | undefined
+        let rejected = 0
         for (let i = 0; i < orders.length; i++) {
           const out = core.place(orders[i])
           if ("rejected" in out) {
+            rejected++
             results.push({ clientOrderId: orders[i].clientOrderId, rejected: out.rejected })
           } else {
             results.push(out.ok)
@@ -158,6 +171,8 @@ const build = Effect.gen(function* () {
             if (out.batch !== undefined && (wait === undefined || out.batch === core.pending)) wait = out.batch
           }
         }
+        if (rejected > 0) metrics.rejected.inc(rejected)
+        if (rejected < orders.length) metrics.accepted.inc(orders.length - rejected)
         return durable({ results }, wait)
       }),
     Cancel: ({ payload }) =>

@@ -1,0 +1,50 @@
+/**
+ * The graph proxy's Prometheus series (served at `/metrics` by every runner's gateway): requests by operation,
+ * hot-tier hits and misses, promotions and demotions with their durations, and each active partition's
+ * temperature and tier.
+ *
+ * Hits and misses are counted on two paths: `gateway` counts vertex ids the gateway read straight from the hot
+ * tier (hit) or had to ask the owning partition for (miss: partition cold, being demoted, or id absent);
+ * `entity` counts requests a partition served while hot (hit) or after promoting itself (miss).
+ */
+import * as Metrics from "../../runtime/metrics.ts"
+
+export const requests = Metrics.counter(
+  "tessera_graph_requests_total",
+  "Graph requests by operation (partition entity RPCs and gateway fan-out RPCs)",
+  ["op"]
+)
+export const hits = Metrics.counter("tessera_graph_hot_hits_total", "Reads answered by the hot tier", ["path"])
+export const misses = Metrics.counter("tessera_graph_hot_misses_total", "Reads the hot tier could not answer", ["path"])
+export const promotions = Metrics.counter("tessera_graph_promotions_total", "Partitions promoted from cold to hot")
+export const demotions = Metrics.counter("tessera_graph_demotions_total", "Partitions demoted from hot to cold")
+export const promotionSeconds = Metrics.histogram(
+  "tessera_graph_promotion_seconds",
+  "Time to promote a partition (snapshot fetched from the cold tier and restored into Valkey)"
+)
+export const demotionSeconds = Metrics.histogram(
+  "tessera_graph_demotion_seconds",
+  "Time to demote a partition (snapshot written to the cold tier, keys evicted)"
+)
+export const temperature = Metrics.gauge(
+  "tessera_graph_partition_temperature",
+  "Decayed request rate of an active partition (requests/s, at its last report)",
+  ["partition"]
+)
+export const partitionHot = Metrics.gauge(
+  "tessera_graph_partition_hot",
+  "1 while an active partition is in the hot tier, 0 when cold",
+  ["partition"]
+)
+
+export const gatewayHits = hits.labels({ path: "gateway" })
+export const gatewayMisses = misses.labels({ path: "gateway" })
+export const entityHits = hits.labels({ path: "entity" })
+export const entityMisses = misses.labels({ path: "entity" })
+
+/** The request counter of each operation, kept so that counting is one increment. */
+export const requestsOf = <const Op extends string>(ops: ReadonlyArray<Op>): Record<Op, Metrics.Scalar> => {
+  const out = {} as Record<Op, Metrics.Scalar>
+  for (const op of ops) out[op] = requests.labels({ op })
+  return out
+}
