@@ -49,4 +49,29 @@ describe("progress", () => {
     bar.set(25_000)
     assert.strictEqual(writes[0], "replay: 25.0k 25.0k/s\n")
   })
+
+  it("with afterMs writes nothing for a short run and starts reporting once the time has passed", () => {
+    const quiet = recorder(false)
+    let clock = 0
+    const short = progress("replay", { stream: quiet.stream, intervalMs: 1000, afterMs: 5000, now: () => clock })
+    for (let i = 0; i < 40; i++) {
+      clock += 100
+      short.tick(10)
+    }
+    short.done()
+    assert.deepStrictEqual(quiet.writes, [])
+
+    const long = recorder(false)
+    clock = 0
+    const bar = progress("replay", { stream: long.stream, intervalMs: 1000, afterMs: 5000, now: () => clock })
+    for (let i = 0; i < 70; i++) {
+      clock += 100
+      bar.tick(10)
+    }
+    bar.done()
+    assert.strictEqual(long.writes.length, 4, long.writes.join(""))
+    assert.strictEqual(long.writes[0], "replay: 500 100/s\n")
+    assert.strictEqual(long.writes[2], "replay: 700 100/s\n")
+    assert.include(long.writes[3], "replay: done, 700")
+  })
 })

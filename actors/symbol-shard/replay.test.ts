@@ -1,3 +1,6 @@
+import { createReadStream, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Readable, Writable } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
 import { replayCommand } from "./replay.ts"
@@ -212,5 +215,43 @@ describe("tessera replay", () => {
     const trades = lines.filter((l) => l.startsWith('{"ev":"trade"')).length
     assert.isAbove(trades, 0)
     assert.strictEqual(lines.length, n + 3 * trades + lines.filter((l) => l.includes('"expired"')).length)
+  })
+
+  it("shows progress on stderr only (bytes of a file on stdin, lines of a pipe), never on stdout", async () => {
+    const input = jsonl(
+      { op: "place", id: "a", side: "sell", price: "100", qty: "2" },
+      { op: "place", id: "b", side: "buy", price: "100", qty: "1" },
+      "not json"
+    )
+    const plain = await replay(input)
+    const dir = mkdtempSync(join(tmpdir(), "replay-progress-"))
+    try {
+      const file = join(dir, "commands.jsonl")
+      writeFileSync(file, input)
+      const out = sink()
+      const err = sink()
+      const code = await replayCommand([], {
+        stdin: createReadStream("", { fd: openSync(file, "r") }), // like process.stdin redirected from a file
+        stdout: out.stream,
+        stderr: err.stream,
+        progressAfterMs: 0
+      })
+      assert.strictEqual(code, 0)
+      assert.strictEqual(out.text(), plain.stdout)
+      const size = Buffer.byteLength(input)
+      assert.match(err.text(), new RegExp(`^line 3: invalid JSON\nreplay: done, ${size}/${size} B `))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    const piped = sink()
+    const pipedErr = sink()
+    await replayCommand([], {
+      stdin: Readable.from([Buffer.from(input)]),
+      stdout: piped.stream,
+      stderr: pipedErr.stream,
+      progressAfterMs: 0
+    })
+    assert.strictEqual(piped.text(), plain.stdout)
+    assert.match(pipedErr.text(), /replay: done, 3 lines /)
   })
 })

@@ -1,6 +1,9 @@
 // `tessera replay`: commands as JSON lines on stdin, events as JSON lines on stdout (DESIGN.md §3.1).
 // One symbol, no cluster, no storage. Malformed lines are reported on stderr as `line N: <reason>`
-// and skipped; the run goes on.
+// and skipped; the run goes on. A long run shows progress on stderr (never stdout): a bar when stderr is a
+// terminal (and stdout is not), plain lines every few seconds otherwise, nothing for runs shorter than that.
+import { fstatSync } from "node:fs"
+import { progress } from "../../runtime/progress.ts"
 import { DecimalUnit } from "./engine/Decimal.ts"
 import { bookLine, eventLines } from "./engine/events.ts"
 import { OrderBook } from "./engine/OrderBook.ts"
@@ -9,6 +12,35 @@ export interface ReplayIo {
   readonly stdin: NodeJS.ReadableStream
   readonly stdout: NodeJS.WritableStream
   readonly stderr: NodeJS.WritableStream
+  /** Milliseconds before progress may appear on stderr (default 1 s on a terminal, 5 s otherwise). */
+  readonly progressAfterMs?: number
+}
+
+/** The size of stdin when it is a regular file (`tessera replay < big.jsonl`), for a progress total. */
+const inputSize = (stdin: NodeJS.ReadableStream): number | undefined => {
+  const fd = (stdin as { readonly fd?: unknown }).fd
+  if (typeof fd !== "number") return undefined
+  try {
+    const stat = fstatSync(fd)
+    return stat.isFile() ? stat.size : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Progress for a replay, or undefined when events already scroll on the same terminal. */
+const replayProgress = (io: ReplayIo) => {
+  const stderr = io.stderr as NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number }
+  const stdoutTty = (io.stdout as { readonly isTTY?: boolean }).isTTY === true
+  if (stderr.isTTY === true && stdoutTty) return undefined
+  const size = inputSize(io.stdin)
+  const bar = progress("replay", {
+    stream: stderr,
+    total: size,
+    unit: size === undefined ? "lines" : "B",
+    afterMs: io.progressAfterMs ?? (stderr.isTTY === true ? 1000 : 5000)
+  })
+  return { bar, bytes: size !== undefined }
 }
 
 const usage = `usage: tessera replay [--tick 0.01] [--lot 1] [--min-qty Q] [--max-qty Q]
@@ -90,10 +122,16 @@ export async function replayCommand(argv: ReadonlyArray<string>, io: ReplayIo): 
     }
   }
 
+  const shown = replayProgress(io)
   const decoder = new TextDecoder()
   let carry = ""
   let lineNo = 0
   for await (const chunk of io.stdin) {
+    if (shown !== undefined) {
+      if (shown.bytes)
+        shown.bar.tick(typeof chunk === "string" ? Buffer.byteLength(chunk) : (chunk as Uint8Array).length)
+      else shown.bar.set(lineNo)
+    }
     const text = carry + (typeof chunk === "string" ? chunk : decoder.decode(chunk as Uint8Array, { stream: true }))
     let start = 0
     let nl = text.indexOf("\n", start)
@@ -116,6 +154,10 @@ export async function replayCommand(argv: ReadonlyArray<string>, io: ReplayIo): 
     else err += `line ${lineNo}: ${replayer.error}\n`
   }
   await flush()
+  if (shown !== undefined) {
+    if (!shown.bytes) shown.bar.set(lineNo)
+    shown.bar.done()
+  }
   return 0
 }
 
