@@ -18,6 +18,7 @@ import { insertChunk, insertDeltas } from "../actors/gatherer/store.ts"
 import { startVenue, type Venue } from "../actors/gatherer/venue.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { freshDatabase, type RunnerProcess, redisUrl, startProcess } from "../test/harness.ts"
+import { advanceWhile, type Progress, progress } from "./progress.ts"
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -104,7 +105,11 @@ export const run = async (args: ReadonlyArray<string>) => {
   const stepSeconds = Number(values.step)
   const markets = Number(values.markets)
   const connections = Math.max(1, Math.ceil(markets / 7000))
-  const log = (line: string) => process.stderr.write(`${line}\n`)
+  let bar: Progress | undefined
+  const log = (line: string) => {
+    bar?.clear()
+    process.stderr.write(`${line}\n`)
+  }
 
   const database = freshDatabase("gbench")
   const venue = await startVenue({ markets, rate: 0, seed: 42 })
@@ -136,13 +141,18 @@ export const run = async (args: ReadonlyArray<string>) => {
     log(`fleet up: 3 replicas x ${connections} connections, ${values.shards} deduplicators, ${markets} markets`)
 
     const steps: Array<Step> = []
-    for (const rate of rates) {
+    // Progress on stderr: seconds of the sweep (3 s warm-up + the measured step per rate).
+    const stepSpan = 3 + stepSeconds
+    const sweep = progress("gatherer sweep", { total: rates.length * stepSpan, unit: "s" })
+    bar = sweep
+    for (const [index, rate] of rates.entries()) {
+      sweep.note(`step ${index + 1}/${rates.length}: ${rate} deltas/s`)
       venue.setRate(rate)
-      await sleep(3000) // warm-up at this rate
+      await advanceWhile(sweep, index * stepSpan, 3, () => sleep(3000)) // warm-up at this rate
       const before = await fleetStatus(url)
       const publishedBefore = venue.stats().published
       const from = Date.now()
-      await sleep(stepSeconds * 1000)
+      await advanceWhile(sweep, index * stepSpan + 3, stepSeconds, () => sleep(stepSeconds * 1000))
       const to = Date.now()
       const published = venue.stats().published - publishedBefore
       const after = await fleetStatus(url)
@@ -169,6 +179,9 @@ export const run = async (args: ReadonlyArray<string>) => {
         `rate ${rate}/s: published ${step.published_per_s}/s, written ${step.written_per_s}/s, lag p50 ${step.lag_p50_ms} ms p99 ${step.lag_p99_ms} ms, duplicates dropped ${step.duplicates_dropped}, healed ${step.gaps_healed}`
       )
     }
+
+    sweep.done()
+    bar = undefined
 
     // Stop the feed and let the table catch up; whatever is still missing then is lost.
     venue.pause(true)

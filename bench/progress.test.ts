@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { progress } from "./progress.ts"
+import { advanceWhile, progress } from "./progress.ts"
 
 const recorder = (isTTY: boolean) => {
   const writes: Array<string> = []
@@ -73,5 +73,35 @@ describe("progress", () => {
     assert.strictEqual(long.writes[0], "replay: 500 100/s\n")
     assert.strictEqual(long.writes[2], "replay: 700 100/s\n")
     assert.include(long.writes[3], "replay: done, 700")
+  })
+
+  it("clear erases a drawn bar on a TTY only, so log lines do not run into it", () => {
+    const tty = recorder(true)
+    let clock = 0
+    const bar = progress("sweep", { total: 4, stream: tty.stream, now: () => clock })
+    bar.clear()
+    assert.deepStrictEqual(tty.writes, [])
+    clock = 200
+    bar.tick()
+    bar.clear()
+    bar.clear()
+    assert.strictEqual(tty.writes.length, 2)
+    assert.strictEqual(tty.writes[1], "\r\x1b[2K")
+
+    const plain = recorder(false)
+    const lines = progress("sweep", { total: 4, stream: plain.stream, intervalMs: 100, now: () => clock })
+    clock = 400
+    lines.tick()
+    lines.clear()
+    assert.strictEqual(plain.writes.length, 1)
+  })
+
+  it("advanceWhile ends the timed phase at from + span whatever the work took", async () => {
+    const { writes, stream } = recorder(false)
+    const bar = progress("sweep", { total: 20, stream, unit: "s" })
+    const result = await advanceWhile(bar, 10, 5, async () => "ok")
+    assert.strictEqual(result, "ok")
+    bar.done()
+    assert.match(writes.at(-1)!, /^sweep: done, 15\/20 s /)
   })
 })

@@ -21,6 +21,7 @@ import { Redis } from "ioredis"
 import { edgeMember, partitionKeys, partitionOf } from "../actors/proxy-partition/core.ts"
 import { TesseraApi } from "../packages/client/src/Api.ts"
 import { freshDatabase, redisUrl, startProcess, tempDataDir } from "../test/harness.ts"
+import { progress } from "./progress.ts"
 
 const PARTITIONS = 64
 const COLD_VERTICES = 10_000
@@ -55,6 +56,8 @@ const loadGraph = async (
     if (partitionOf(id, PARTITIONS) !== coldPartition) ids.push(id)
   }
   const keys = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
+  // Progress on stderr: vertices then edges written (updated every 4096 items).
+  const bar = progress("graph load", { total: ids.length + edges, unit: "items" })
   let pipeline = redis.pipeline()
   let queued = 0
   const flush = async (force = false) => {
@@ -69,6 +72,7 @@ const loadGraph = async (
     pipeline.sadd(k.ids, ids[i])
     queued += 2
     await flush()
+    if ((i & 4095) === 4095) bar.set(i + 1)
   }
   // Power-law degrees: sources and destinations drawn with a heavy head (a few hubs, a long tail).
   const labels = ["follows", "likes", "knows"]
@@ -78,8 +82,11 @@ const loadGraph = async (
     pipeline.sadd(keys[partitionOf(src, PARTITIONS)].out(src), edgeMember(labels[e % 3], dst))
     queued++
     await flush()
+    if ((e & 4095) === 4095) bar.set(ids.length + e + 1)
   }
   await flush(true)
+  bar.set(ids.length + edges)
+  bar.done()
   return ids
 }
 

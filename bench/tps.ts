@@ -13,6 +13,7 @@ import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { startCluster } from "../test/harness.ts"
 import { percentile, runLoad } from "./orderLoad.ts"
+import { advanceWhile, type Progress, progress } from "./progress.ts"
 
 export const makeClients = async (
   urls: ReadonlyArray<string>,
@@ -70,7 +71,12 @@ export const run = async (args: ReadonlyArray<string>) => {
   const rates = (values.rates ?? "1000,5000,10000,20000,40000").split(",").map(Number)
   const seconds = Number(values.seconds ?? "10")
   const symbols = defaultSymbols.map((s) => s.symbol)
-  const log = (line: string) => (values.json ? process.stderr : process.stdout).write(`${line}\n`)
+  const out = values.json ? process.stderr : process.stdout
+  let bar: Progress | undefined
+  const log = (line: string) => {
+    bar?.clear()
+    out.write(`${line}\n`)
+  }
 
   const cluster = await startCluster(Number(values.runners ?? "2"), { label: "bench_tps" })
   try {
@@ -86,16 +92,22 @@ export const run = async (args: ReadonlyArray<string>) => {
       log(`raw batched INSERT (1000 rows/statement, 1 connection): ${Math.round(pgRows)} rows/s`)
       log("offered/s  acked/s   p50 ms   p99 ms   p99.9 ms")
       const steps: Array<Record<string, number>> = []
-      for (const rate of rates) {
-        const r = await runLoad({
-          clients,
-          symbols,
-          rate,
-          seconds,
-          tag: `s${rate}`,
-          drainSeconds: 20,
-          maxInFlight: Number(values.inflight ?? "1")
-        })
+      // Progress on stderr: seconds of offered load over the sweep, with the step under way.
+      const sweep = progress("tps sweep", { total: rates.length * seconds, unit: "s" })
+      bar = sweep
+      for (const [index, rate] of rates.entries()) {
+        sweep.note(`step ${index + 1}/${rates.length}: ${rate}/s offered`)
+        const r = await advanceWhile(sweep, index * seconds, seconds, () =>
+          runLoad({
+            clients,
+            symbols,
+            rate,
+            seconds,
+            tag: `s${rate}`,
+            drainSeconds: 20,
+            maxInFlight: Number(values.inflight ?? "1")
+          })
+        )
         const step = {
           offered_per_s: rate,
           acked_per_s: Math.round(r.acked / r.seconds),
@@ -110,6 +122,7 @@ export const run = async (args: ReadonlyArray<string>) => {
           `${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)}`
         )
       }
+      sweep.done()
       const at5k = steps.find((s) => s.offered_per_s === 5000)
       const summary = {
         bench: "tps",

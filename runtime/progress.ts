@@ -35,6 +35,8 @@ export interface Progress {
   note(text: string): void
   /** Final line with the total and overall rate. */
   done(): void
+  /** On a TTY, erases the bar so that a log line can be written (the next draw brings it back). */
+  clear(): void
 }
 
 const formatCount = (n: number) =>
@@ -66,6 +68,7 @@ export const progress = (label: string, options: ProgressOptions = {}): Progress
   let note = ""
   let lastDraw = started
   let finished = false
+  let drawn = false
 
   const summary = (elapsedS: number, final = false) => {
     const rate = elapsedS > 0 ? done / elapsedS : 0
@@ -87,6 +90,7 @@ export const progress = (label: string, options: ProgressOptions = {}): Progress
           ? `[${"#".repeat(Math.round(fraction * width)).padEnd(width, ".")}] ${String(Math.floor(fraction * 100)).padStart(3)}% `
           : ""
       stream.write(`\r\x1b[2K${label} ${bar}${summary(elapsed)}`)
+      drawn = true
     } else {
       const percent = total !== undefined && total > 0 ? ` (${Math.floor((done / total) * 100)}%)` : ""
       stream.write(`${label}: ${summary(elapsed)}${percent}\n`)
@@ -120,6 +124,32 @@ export const progress = (label: string, options: ProgressOptions = {}): Progress
       note = ""
       const line = `${label}: done, ${summary(elapsed, true)} in ${formatDuration(elapsed)}`
       stream.write(tty ? `\r\x1b[2K${line}\n` : `${line}\n`)
+    },
+    clear() {
+      if (!tty || !drawn) return
+      drawn = false
+      stream.write("\r\x1b[2K")
     }
+  }
+}
+
+/**
+ * Runs `work` while moving `bar` from `from` toward `from + span` with the wall-clock seconds it takes (for
+ * timed phases such as a sweep step: units are seconds); ends at `from + span`.
+ */
+export const advanceWhile = async <A>(
+  bar: Progress,
+  from: number,
+  span: number,
+  work: () => Promise<A>
+): Promise<A> => {
+  const started = performance.now()
+  const timer = setInterval(() => bar.set(Math.min(from + span, from + (performance.now() - started) / 1000)), 250)
+  timer.unref()
+  try {
+    return await work()
+  } finally {
+    clearInterval(timer)
+    bar.set(from + span)
   }
 }
