@@ -352,7 +352,12 @@ export const makePartition = (options: PartitionOptions) =>
       writeSnapshot,
       report,
       meta: () => meta,
-      idleMillis: () => Date.now() - lastAccess
+      idleMillis: () => Date.now() - lastAccess,
+      /** The partition leaves this runner: its gauges read 0 here (dashboards take the max per partition). */
+      released: () => {
+        temperatureGauge.set(0)
+        hotGauge.set(0)
+      }
     }
   })
 

@@ -120,7 +120,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) yield* Effect.ignore(p.demote)
       }).pipe(Effect.delay(REPORT_INTERVAL), Effect.forever)
     )
-    yield* Effect.addFinalizer(() => Effect.ignore(p.report))
+    yield* Effect.addFinalizer(() => Effect.andThen(Effect.ignore(p.report), Effect.sync(p.released)))
 
     return ProxyPartition.of(
       counted({

@@ -78,6 +78,8 @@ const build = Effect.gen(function* () {
   for (const row of stored.journal) core.replay(row.seq, row.commands)
   const metrics = new ShardMetrics.ShardSeries(symbol)
   metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
+  // Runs last on passivation or handover: this runner no longer holds the book (dashboards take the max).
+  yield* Effect.addFinalizer(() => Effect.sync(() => metrics.released()))
 
   let broken: Cause.Cause<unknown> | undefined
   let flushing = false

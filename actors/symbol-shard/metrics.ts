@@ -90,6 +90,13 @@ export class ShardSeries {
     this.book(book)
   }
 
+  /** The shard left this runner: its book gauges read 0 here. */
+  released(): void {
+    this.resting.set(0)
+    this.bids.set(0)
+    this.asks.set(0)
+  }
+
   /** A durable flush of `commands` commands with `tradeCount` trades that took `seconds`. */
   flushed(commands: number, tradeCount: number, seconds: number, book: OrderBook): void {
     flushCommands.observe(commands)
