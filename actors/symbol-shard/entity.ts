@@ -85,21 +85,7 @@ const build = Effect.gen(function* () {
   let flushing = false
   const work = new Signal(() => core.pendingCount > 0)
 
-  // Market data leaves after the commit, in batch order, off the acknowledgement path.
-  const published: Array<MarketData.MarketDataBatch> = []
-  const mdWork = new Signal(() => published.length > 0)
-  const publisher = Effect.forever(
-    Effect.andThen(
-      mdWork.wait,
-      Effect.suspend(() => {
-        const batches = published.splice(0, published.length)
-        return Effect.forEach(batches, (md) => MarketData.publish(valkey, md), { discard: true }).pipe(
-          Effect.catchCause((cause) => Effect.logWarning(`market data for ${symbol} not published`, cause))
-        )
-      })
-    )
-  )
-
+  // Market data leaves after the commit, in batch order, off the acknowledgement path (MarketData.publishLater).
   const flushOnce = Effect.suspend(() => {
     flushing = true
     const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
@@ -119,14 +105,12 @@ const build = Effect.gen(function* () {
       metrics.flushed(sealed.count, sealed.trades.length, (performance.now() - started) / 1000, core.book)
       ShardCore.markDurable(sealed.batch)
       Deferred.doneUnsafe(token, Effect.void)
-      published.push({ symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
-      mdWork.notify()
+      MarketData.publishLater(valkey, { symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
       return Effect.void
     })
   })
 
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(work.wait, flushOnce)))
-  yield* Effect.forkScoped(publisher)
   // On passivation or handover, let the last batch reach the database before the shard is released.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
