@@ -53,7 +53,8 @@ export const percentile = (sorted: Float64Array, p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]
 
 /**
- * Offers `rate` orders/s for `seconds` over `symbols`, symbol i through `clients[i % clients.length]`, then waits
+ * Offers `rate` orders/s for `seconds` over `symbols` (symbol i through `clients[route[i]]`, by default
+ * `clients[i % clients.length]`), then waits
  * (up to `drainSeconds`) for outstanding batches.
  */
 export const runLoad = async (options: {
@@ -68,6 +69,8 @@ export const runLoad = async (options: {
   readonly keepIds?: boolean
   /** Called with the symbol index, the wall-clock time of each acknowledged batch and when it was first sent. */
   readonly onAck?: (symbol: number, at: number, sentAt: number) => void
+  /** The client index for each symbol (default: symbol i through `clients[i % clients.length]`). */
+  readonly route?: ReadonlyArray<number>
 }): Promise<LoadResult> => {
   const { clients, symbols, rate, seconds, tag } = options
   const maxInFlight = options.maxInFlight ?? 4
@@ -88,7 +91,7 @@ export const runLoad = async (options: {
     outstanding++
     const sentAt = Date.now()
     const attempt = (): void => {
-      const call = clients[s % clients.length]
+      const call = clients[options.route?.[s] ?? s % clients.length]
         ["SymbolShard.PlaceBatch"]({
           entityId: symbols[s],
           payload: { orders: batch.map((p) => p.order) }
