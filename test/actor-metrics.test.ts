@@ -3,10 +3,10 @@
 // proxy's requests by op, hot-tier hits and misses, demotion, promotion and partition gauges.
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
-import { Redis } from "ioredis"
 import { graphClient } from "../actors/proxy-partition/client.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import {
+  deleteRedisKeys,
   freshDatabase,
   type RunnerProcess,
   rawRpc,
@@ -42,14 +42,8 @@ afterAll(async () => {
   await Promise.all(started.map((node) => node.exited))
   db.drop()
   cold.remove()
-  const redis = new Redis(redisUrl)
-  let cursor = "0"
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000)
-    if (keys.length > 0) await redis.unlink(...keys)
-    cursor = next
-  } while (cursor !== "0")
-  redis.disconnect()
+  // The runners wrote under this test's own key prefix in the shared Redis: remove it.
+  await deleteRedisKeys(prefix)
 })
 
 const scrape = async (node: RunnerProcess): Promise<Array<Sample>> => {

@@ -252,3 +252,19 @@ export const pausableProxy = async (target: { readonly host: string; readonly po
       })
   }
 }
+
+/** Deletes every key under `prefix:` in the shared test Redis (tests write under their own prefixes). */
+export const deleteRedisKeys = async (prefix: string) => {
+  const { Redis } = await import("ioredis")
+  const redis = new Redis(redisUrl)
+  try {
+    let cursor = "0"
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000)
+      if (keys.length > 0) await redis.unlink(...keys)
+      cursor = next
+    } while (cursor !== "0")
+  } finally {
+    redis.disconnect()
+  }
+}

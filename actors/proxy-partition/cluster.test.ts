@@ -7,10 +7,9 @@
 import { PassThrough } from "node:stream"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, type Scope } from "effect"
-import { Redis } from "ioredis"
 import { main } from "../../packages/client/src/cli.ts"
 import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
-import { type Cluster, redisUrl, startCluster, tempDataDir } from "../../test/harness.ts"
+import { type Cluster, deleteRedisKeys, startCluster, tempDataDir } from "../../test/harness.ts"
 import { graphClient } from "./client.ts"
 import { MAX_PROPERTIES_BYTES, partitionOf } from "./core.ts"
 
@@ -27,15 +26,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop()
   cold.remove()
-  // The runners wrote the hot tier under this test's own prefix in the shared Redis: remove it.
-  const redis = new Redis(redisUrl)
-  let cursor = "0"
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000)
-    if (keys.length > 0) await redis.unlink(...keys)
-    cursor = next
-  } while (cursor !== "0")
-  redis.disconnect()
+  // The runners wrote under this test's own key prefix in the shared Redis: remove it.
+  await deleteRedisKeys(prefix)
 })
 
 const withGraph = <A, E>(url: string, body: (g: ReturnType<typeof graphClient>) => Effect.Effect<A, E, Scope.Scope>) =>
