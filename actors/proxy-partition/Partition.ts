@@ -7,6 +7,11 @@
  * metadata row: tier `cold`, location, version), then evict the keys and delete the previous snapshot. A crash
  * before the pointer swap leaves the partition hot and the previous snapshot untouched; a crash after it leaves a
  * cold pointer whose restore overwrites whatever keys were left.
+ *
+ * Gateways read hot vertices and edges straight from Valkey with no tier check: whatever vertex key is present
+ * holds the latest properties (writes go through the owner, which promotes first, and eviction only deletes), a
+ * restore writes a vertex's edges before its key, and eviction deletes both in one DEL. So a present vertex key
+ * comes with its complete edge set, and a missing one sends the read to the owner, which promotes if needed.
  */
 import { Effect, Semaphore } from "effect"
 import { SqlClient } from "effect/sql"
@@ -188,8 +193,9 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
         })
         let ids: Array<string> = []
         for (const [id, properties, edges] of snapshot.vertices) {
-          commands.push(Cmd.set(keys.vertex(id), properties))
+          // Edges before the vertex key: a gateway that finds the vertex also finds all of its edges.
           if (edges.length > 0) commands.push(Cmd.sadd(keys.out(id), ...edges))
+          commands.push(Cmd.set(keys.vertex(id), properties))
           ids.push(id)
           if (ids.length >= EVICT_CHUNK) {
             commands.push(Cmd.sadd(keys.ids, ...ids))
@@ -288,7 +294,7 @@ export const makePartition = (options: PartitionOptions) =>
     const demoteLocked = Effect.gen(function* () {
       if (meta.tier === "cold") return { version: meta.version, vertices: 0, millis: 0 }
       const started = performance.now()
-      // Gateways stop reading directly first; a read that saw the mark and then misses evicted keys asks us.
+      // The mark is informational (gateways read present keys directly; a key evicted under them sends them here).
       yield* hot.markHot(false)
       const written = yield* Effect.onError(writeSnapshot, () => Effect.ignore(hot.markHot(true)))
       const previous = meta.location
