@@ -23,8 +23,17 @@ export interface TesseraConfigShape {
   readonly token: Option.Option<Redacted.Redacted<string>>
   /** Embedded data folder (`TESSERA_DATA`, default `.tessera`). */
   readonly dataDir: string
-  /** Availability zone of this runner (`TESSERA_ZONE`), used for placement hints. */
+  /**
+   * Availability zone of this runner (`TESSERA_ZONE`). With `graphZones`, the runner prefers the graph partitions of
+   * its zone and stands by for the others'.
+   */
   readonly zone: Option.Option<string>
+  /**
+   * Cluster transport port of this runner's standby identity (`TESSERA_STANDBY_PORT`, default `runnerPort + 1`). Only
+   * used with `graphZones` in a multi-runner cluster: the standby holds, at a small weight, the graph partitions of
+   * the other zones, so they stay served when their own zone has no live runner.
+   */
+  readonly standbyPort: Option.Option<number>
   /** Largest request body the gateway reads (`TESSERA_MAX_BODY_BYTES`, default 1 MiB). */
   readonly maxBodyBytes: number
   /** Shards per group (`TESSERA_SHARDS`, default 300). Must be equal on every runner. */
@@ -71,6 +80,11 @@ export interface TesseraConfigShape {
   readonly demoVenue: Option.Option<{ readonly markets: number; readonly rate: number }>
   /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
   readonly graphPartitions: number
+  /**
+   * Zones graph partitions are spread over (`TESSERA_GRAPH_ZONES`, comma-separated, e.g. `us-east-1a,us-east-1b`):
+   * partition p prefers `graphZones[p mod n]`. Empty (default): no placement preference. Equal on every runner.
+   */
+  readonly graphZones: ReadonlyArray<string>
   /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
   readonly graphKeyPrefix: string
   /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
@@ -96,6 +110,7 @@ export const defaults: TesseraConfigShape = {
   token: Option.none(),
   dataDir: ".tessera",
   zone: Option.none(),
+  standbyPort: Option.none(),
   maxBodyBytes: 1024 * 1024,
   shardsPerGroup: 300,
   shardLockExpiration: Duration.seconds(5),
@@ -113,6 +128,7 @@ export const defaults: TesseraConfigShape = {
   dedupShards: 8,
   demoVenue: Option.none(),
   graphPartitions: 64,
+  graphZones: [],
   graphKeyPrefix: "g",
   graphIdle: Duration.minutes(10),
   graphCold: Option.none(),
@@ -167,6 +183,28 @@ const url = (name: string, schemes: ReadonlyArray<string>) =>
     Config.option
   )
 
+const zoneList = (name: string) =>
+  Config.String(name).pipe(
+    Config.mapEffect((value) => {
+      const zones = value
+        .split(",")
+        .map((zone) => zone.trim())
+        .filter((zone) => zone.length > 0)
+      const bad = zones.find((zone) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(zone))
+      const duplicate = zones.find((zone, i) => zones.indexOf(zone) !== i)
+      const problem =
+        bad !== undefined
+          ? `${name}: zone ${JSON.stringify(bad)} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`
+          : duplicate !== undefined
+            ? `${name}: zone ${duplicate} is listed twice`
+            : undefined
+      return problem === undefined
+        ? Effect.succeed(zones as ReadonlyArray<string>)
+        : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
+    }),
+    Config.withDefault(defaults.graphZones)
+  )
+
 const duration = (name: string, fallback: Duration.Duration) =>
   Config.Duration(name).pipe(Config.map(Duration.fromInputUnsafe), Config.withDefault(fallback))
 
@@ -181,6 +219,20 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   token: Config.Redacted("TESSERA_TOKEN").pipe(Config.option),
   dataDir: Config.String("TESSERA_DATA").pipe(Config.withDefault(defaults.dataDir)),
   zone: Config.String("TESSERA_ZONE").pipe(Config.option),
+  standbyPort: Config.Int("TESSERA_STANDBY_PORT").pipe(
+    Config.mapEffect((n) =>
+      n >= 1 && n <= 65535
+        ? Effect.succeed(n)
+        : Effect.fail(
+            new Config.ConfigError(
+              new ConfigProvider.SourceError({
+                message: `TESSERA_STANDBY_PORT must be a port number (1-65535), got ${n}`
+              })
+            )
+          )
+    ),
+    Config.option
+  ),
   maxBodyBytes: positiveInt("TESSERA_MAX_BODY_BYTES", defaults.maxBodyBytes),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
   shardLockExpiration: duration("TESSERA_SHARD_LOCK_EXPIRATION", defaults.shardLockExpiration),
@@ -235,6 +287,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
     Config.option
   ),
   graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
+  graphZones: zoneList("TESSERA_GRAPH_ZONES"),
   graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
   graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
   graphCold: Config.String("TESSERA_GRAPH_COLD").pipe(Config.option),
@@ -246,18 +299,21 @@ export const fromEnv = (
   env: Record<string, string | undefined>
 ): Effect.Effect<TesseraConfigShape, Config.ConfigError> =>
   config.parse(ConfigProvider.fromEnvRecord(env)).pipe(
-    Effect.flatMap((cfg) =>
-      Duration.isGreaterThanOrEqualTo(cfg.shardLockRefresh, cfg.shardLockExpiration)
-        ? Effect.fail(
-            new Config.ConfigError(
-              new ConfigProvider.SourceError({
-                message: "TESSERA_SHARD_LOCK_REFRESH must be shorter than TESSERA_SHARD_LOCK_EXPIRATION"
-              })
-            )
-          )
-        : Effect.succeed(cfg)
-    )
+    Effect.flatMap((cfg) => {
+      const problem = Duration.isGreaterThanOrEqualTo(cfg.shardLockRefresh, cfg.shardLockExpiration)
+        ? "TESSERA_SHARD_LOCK_REFRESH must be shorter than TESSERA_SHARD_LOCK_EXPIRATION"
+        : cfg.graphZones.length > 0 && [cfg.runnerPort, cfg.port].includes(standbyPortOf(cfg))
+          ? `TESSERA_STANDBY_PORT (${standbyPortOf(cfg)}) must differ from TESSERA_RUNNER_PORT and TESSERA_PORT`
+          : undefined
+      return problem === undefined
+        ? Effect.succeed(cfg)
+        : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
+    })
   )
+
+/** The standby identity's transport port: `TESSERA_STANDBY_PORT`, else the runner port + 1. */
+export const standbyPortOf = (cfg: TesseraConfigShape): number =>
+  Option.getOrElse(cfg.standbyPort, () => cfg.runnerPort + 1)
 
 /** The process environment, read once. */
 export const layerFromEnv: Layer.Layer<TesseraConfig, Config.ConfigError> = Layer.effect(TesseraConfig)(
@@ -278,7 +334,11 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_RUNNER_PORT", "cluster transport port (34431)"],
   ["TESSERA_TOKEN", "bearer token required by the gateway (none)"],
   ["TESSERA_DATA", "embedded data folder (.tessera)"],
-  ["TESSERA_ZONE", "availability zone for placement hints (none)"],
+  ["TESSERA_ZONE", "availability zone of this runner: it prefers the graph partitions of its zone (none)"],
+  [
+    "TESSERA_STANDBY_PORT",
+    "with TESSERA_GRAPH_ZONES: transport port of the runner's standby identity, which serves other zones' graph partitions when their zone has no live runner (TESSERA_RUNNER_PORT + 1)"
+  ],
   ["TESSERA_MAX_BODY_BYTES", "largest gateway request body (1048576)"],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
   ["TESSERA_SHARD_LOCK_EXPIRATION", "shard lock expiry (5 seconds)"],
@@ -296,8 +356,15 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (8)"],
   ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
   ["TESSERA_GRAPH_PARTITIONS", "graph partitions in the cluster, equal on all runners (64)"],
+  [
+    "TESSERA_GRAPH_ZONES",
+    "comma-separated zones graph partitions prefer, partition p -> zone p mod n; equal on all runners (none: no preference)"
+  ],
   ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
-  ["TESSERA_GRAPH_IDLE", "idle time before a graph partition is demoted to the cold tier (10 minutes)"],
+  [
+    "TESSERA_GRAPH_IDLE",
+    "idle time before a graph partition is demoted to the cold tier; partitions report and check every min(5 s, idle/2) (10 minutes)"
+  ],
   ["TESSERA_GRAPH_COLD", "graph cold tier: s3://bucket/prefix or a folder (TESSERA_DATA/graph-cold)"],
   ["TESSERA_S3_ENDPOINT", "S3 endpoint for an S3-compatible store (AWS)"]
 ]

@@ -15,8 +15,7 @@ import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpSer
 import { RpcSerialization, RpcServer } from "effect/rpc"
 import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { Probe } from "../actors/probe/protocol.ts"
-import { layerGraphRpcs } from "../actors/proxy-partition/entity.ts"
-import { ProxyPartition } from "../actors/proxy-partition/protocol.ts"
+import { layerGraphRpcs, layerProxyRpcHandlers } from "../actors/proxy-partition/entity.ts"
 import { SymbolShard } from "../actors/symbol-shard/protocol.ts"
 import { ControlRpcs, TesseraApi } from "../packages/client/src/Api.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
@@ -91,7 +90,8 @@ export const layerHandlers = Layer.mergeAll(
   ),
   EntityProxyServer.layerRpcHandlers(Probe),
   EntityProxyServer.layerRpcHandlers(SymbolShard),
-  EntityProxyServer.layerRpcHandlers(ProxyPartition),
+  // Addressed by zone shard group when TESSERA_GRAPH_ZONES is set.
+  layerProxyRpcHandlers,
   layerGraphRpcs,
   GathererEntity.layerGatherRpcs
 )

@@ -8,7 +8,7 @@ import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { ProbeEntityLayer } from "../actors/probe/entity.ts"
 import * as ProxyPartition from "../actors/proxy-partition/entity.ts"
 import { SymbolShardEntityLayer } from "../actors/symbol-shard/entity.ts"
-import { layerRunner, layerSingle } from "./cluster.ts"
+import { layerRunner, layerSingle, layerStandby } from "./cluster.ts"
 import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as NodeStatus from "./NodeStatus.ts"
@@ -26,6 +26,8 @@ export const layerEntities = Layer.mergeAll(
 const build = (mode: NodeStatus.NodeMode) =>
   Gateway.announceReady.pipe(
     Layer.provide(Layer.mergeAll(Gateway.layer, layerEntities)),
+    // With TESSERA_GRAPH_ZONES, a second runner identity keeps other zones' graph partitions served (cluster.ts).
+    Layer.merge(mode === "runner" ? layerStandby(ProxyPartition.layer) : Layer.empty),
     Layer.provide(NodeStatus.layer(mode)),
     Layer.provideMerge(mode === "runner" ? layerRunner : layerSingle),
     Layer.provideMerge(layerSql),

@@ -7,7 +7,7 @@ import * as SqliteClient from "../../runtime/SqliteClient.ts"
 import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
 import { layerIoredis, Valkey } from "../../runtime/Valkey.ts"
 import { tempDataDir } from "../../test/harness.ts"
-import { decodeSnapshot, snapshotKey } from "./core.ts"
+import { decodeSnapshot, partitionKeys, snapshotKey } from "./core.ts"
 import * as ObjectStore from "./ObjectStore.ts"
 import { makePartition, migrations, migrationsTable, readMeta } from "./Partition.ts"
 
@@ -27,12 +27,12 @@ const fixture = () => {
   return { data, layer, coldDir: join(data.dir, "cold") }
 }
 
-const open = (partition: number) =>
+const open = (partition: number, zones?: { readonly preferredZone?: string; readonly runnerZone?: string }) =>
   Effect.gen(function* () {
     const valkey = yield* Valkey
     const sql = yield* SqlClient.SqlClient
     const cold = yield* ObjectStore.ObjectStore
-    return yield* makePartition({ partition, keyPrefix: "g", valkey, sql, cold })
+    return yield* makePartition({ partition, keyPrefix: "g", valkey, sql, cold, ...zones })
   })
 
 const withFixture = <A, E>(
@@ -167,6 +167,67 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         const exit = yield* Effect.exit(again.run(again.hot.get("a")))
         assert.isTrue(Exit.isFailure(exit))
         assert.include(JSON.stringify(exit), "GraphStorageError")
+      })
+    )
+  )
+})
+
+describe("ProxyPartition zone accounting (real Redis)", () => {
+  it.live("stores the preferred zone in the metadata row and follows a configuration change", () =>
+    withFixture(() =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        yield* open(6, { preferredZone: "us-east-1a", runnerZone: "us-east-1a" })
+        assert.strictEqual((yield* readMeta(sql, 6))?.zone, "us-east-1a")
+        yield* open(7)
+        assert.isNull((yield* readMeta(sql, 7))?.zone ?? null, "no zones configured: no preference")
+        // TESSERA_GRAPH_ZONES changed: the next incarnation rewrites the hint, keeping the rest of the row.
+        const p = yield* open(6, { preferredZone: "us-east-1b" })
+        yield* p.write(p.hot.put("a", "{}"))
+        yield* p.demote
+        const moved = yield* open(6, { preferredZone: "us-east-1c" })
+        const row = yield* readMeta(sql, 6)
+        assert.strictEqual(row?.zone, "us-east-1c")
+        assert.strictEqual(row?.tier, "cold")
+        assert.strictEqual(moved.meta().zone, "us-east-1c")
+      })
+    )
+  )
+
+  it.live("counts requests served in and outside the preferred zone, with gateways' cross-zone reads", () =>
+    withFixture(() =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const valkey = yield* Valkey
+        const keys = partitionKeys("g", 12)
+        // Hosted in zone b, prefers zone a: every entity request crosses zones.
+        const away = yield* open(12, { preferredZone: "a", runnerZone: "b" })
+        yield* away.write(away.hot.put("x", "{}"))
+        for (let i = 0; i < 4; i++) yield* away.run(away.hot.get("x"))
+        // Gateways read 10 vertices directly, 3 of them from another zone (as the gateway flush records them).
+        yield* valkey.incrby(keys.reads, 10)
+        yield* valkey.incrby(keys.crossZoneReads, 3)
+        yield* away.report
+        let row = yield* readMeta(sql, 12)
+        assert.strictEqual(row?.crossZone, 5 + 3)
+        assert.strictEqual(row?.sameZone, 7)
+        assert.isNull(yield* valkey.get(keys.crossZoneReads), "the owner took the counts")
+
+        // The partition moves to a zone-a runner: its requests now count as same zone, added to the totals.
+        const home = yield* open(12, { preferredZone: "a", runnerZone: "a" })
+        for (let i = 0; i < 6; i++) yield* home.run(home.hot.get("x"))
+        yield* home.report
+        row = yield* readMeta(sql, 12)
+        assert.strictEqual(row?.sameZone, 7 + 6)
+        assert.strictEqual(row?.crossZone, 8)
+        assert.strictEqual(home.meta().sameZone, 13)
+
+        // Without a preferred zone nothing is counted.
+        const plain = yield* open(13)
+        yield* plain.write(plain.hot.put("y", "{}"))
+        yield* plain.report
+        const none = yield* readMeta(sql, 13)
+        assert.strictEqual((none?.sameZone ?? -1) + (none?.crossZone ?? -1), 0)
       })
     )
   )

@@ -43,6 +43,13 @@ export const migrations = {
       last_access BIGINT NOT NULL,
       temperature DOUBLE PRECISION NOT NULL
     )`
+  }),
+  // Placement hints: the preferred zone, and the traffic served inside / outside it (cumulative).
+  "2_graph_partition_zones": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE graph_partitions ADD COLUMN zone TEXT`
+    yield* sql`ALTER TABLE graph_partitions ADD COLUMN same_zone BIGINT NOT NULL DEFAULT 0`
+    yield* sql`ALTER TABLE graph_partitions ADD COLUMN cross_zone BIGINT NOT NULL DEFAULT 0`
   })
 }
 export const migrationsTable = "proxy_partition_migrations"
@@ -54,6 +61,11 @@ export interface MetaRow {
   readonly version: number
   readonly lastAccess: number
   readonly temperature: number
+  /** Preferred zone (from `TESSERA_GRAPH_ZONES`), or null for no preference. */
+  readonly zone: string | null
+  /** Requests and direct reads served in the preferred zone / outside it, since the partition was created. */
+  readonly sameZone: number
+  readonly crossZone: number
 }
 
 const toRow = (r: Record<string, unknown>): MetaRow => ({
@@ -62,31 +74,45 @@ const toRow = (r: Record<string, unknown>): MetaRow => ({
   location: r.location === null || r.location === undefined ? null : String(r.location),
   version: Number(r.version),
   lastAccess: Number(r.last_access),
-  temperature: Number(r.temperature)
+  temperature: Number(r.temperature),
+  zone: r.zone === null || r.zone === undefined ? null : String(r.zone),
+  sameZone: Number(r.same_zone ?? 0),
+  crossZone: Number(r.cross_zone ?? 0)
 })
 
 export const readMeta = (sql: SqlClient.SqlClient, partition: number) =>
   Effect.map(
-    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature
-      FROM graph_partitions WHERE partition = ${partition}`,
+    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature, zone, same_zone,
+      cross_zone FROM graph_partitions WHERE partition = ${partition}`,
     (rows) => (rows.length === 0 ? undefined : toRow(rows[0]))
   )
 
 export const readAllMeta = (sql: SqlClient.SqlClient) =>
   Effect.map(
-    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature
-      FROM graph_partitions ORDER BY partition`,
+    sql<Record<string, unknown>>`SELECT partition, tier, location, version, last_access, temperature, zone, same_zone,
+      cross_zone FROM graph_partitions ORDER BY partition`,
     (rows) => rows.map(toRow)
   )
 
+/** Upserts the row; the zone traffic counters are only ever added to (`touchMeta`), never overwritten. */
 export const writeMeta = (sql: SqlClient.SqlClient, row: MetaRow) =>
-  sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature)
-    VALUES (${row.partition}, ${row.tier}, ${row.location}, ${row.version}, ${row.lastAccess}, ${row.temperature})
+  sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature, zone)
+    VALUES (${row.partition}, ${row.tier}, ${row.location}, ${row.version}, ${row.lastAccess}, ${row.temperature},
+      ${row.zone})
     ON CONFLICT (partition) DO UPDATE SET tier = excluded.tier, location = excluded.location,
-      version = excluded.version, last_access = excluded.last_access, temperature = excluded.temperature`
+      version = excluded.version, last_access = excluded.last_access, temperature = excluded.temperature,
+      zone = excluded.zone`
 
-export const touchMeta = (sql: SqlClient.SqlClient, partition: number, lastAccess: number, temperature: number) =>
-  sql`UPDATE graph_partitions SET last_access = ${lastAccess}, temperature = ${temperature}
+/** Last access and temperature, and the zone traffic served since the previous report (added to the totals). */
+export const touchMeta = (
+  sql: SqlClient.SqlClient,
+  partition: number,
+  lastAccess: number,
+  temperature: number,
+  zoneTraffic: { readonly same: number; readonly cross: number } = { same: 0, cross: 0 }
+) =>
+  sql`UPDATE graph_partitions SET last_access = ${lastAccess}, temperature = ${temperature},
+    same_zone = same_zone + ${zoneTraffic.same}, cross_zone = cross_zone + ${zoneTraffic.cross}
     WHERE partition = ${partition}`
 
 const storageError = (error: { readonly message: string }) => new GraphStorageError({ message: error.message })
@@ -103,9 +129,12 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
     /** Marks the partition hot for gateways' direct reads (or clears the mark before a demotion). */
     markHot: (hot: boolean) =>
       hot ? Effect.asVoid(fail(valkey.set(keys.hot, "1"))) : Effect.asVoid(fail(valkey.del(keys.hot))),
-    /** Takes the gateways' direct-read count since the last call. */
-    takeDirectReads: Effect.map(fail(valkey.pipeline([Cmd.get(keys.reads), Cmd.del(keys.reads)])), ([n]) =>
-      n === null ? 0 : Number(n)
+    /** Takes the gateways' direct-read count since the last call, and how many of them came from other zones. */
+    takeDirectReads: Effect.map(
+      fail(
+        valkey.pipeline([Cmd.get(keys.reads), Cmd.get(keys.crossZoneReads), Cmd.del(keys.reads, keys.crossZoneReads)])
+      ),
+      ([n, cross]) => ({ total: n === null ? 0 : Number(n), crossZone: cross === null ? 0 : Number(cross) })
     ),
     /** `created`: the id was new. */
     put: (id: string, json: string) =>
@@ -217,6 +246,10 @@ export interface PartitionOptions {
   readonly valkey: ValkeyService
   readonly sql: SqlClient.SqlClient
   readonly cold: ObjectStoreShape
+  /** The partition's preferred zone (`preferredZone` of `TESSERA_GRAPH_ZONES`); none: no zone accounting. */
+  readonly preferredZone?: string | undefined
+  /** The zone of the runner hosting this instance (`TESSERA_ZONE`). */
+  readonly runnerZone?: string | undefined
 }
 
 /** Most concurrent requests per partition; a tier change takes all of them. */
@@ -235,20 +268,31 @@ export const makePartition = (options: PartitionOptions) =>
     const writeLock = yield* Semaphore.make(1)
     const failSql = Effect.mapError(storageError)
 
+    const zone = options.preferredZone ?? null
     let meta: MetaRow = yield* failSql(readMeta(sql, partition)).pipe(
       Effect.flatMap((row) => {
-        if (row !== undefined) return Effect.succeed(row)
+        // The preferred zone follows the configuration (placement is computed from it on every runner).
+        if (row !== undefined) {
+          if (row.zone === zone) return Effect.succeed(row)
+          const rezoned: MetaRow = { ...row, zone }
+          return Effect.as(failSql(writeMeta(sql, rezoned)), rezoned)
+        }
         const fresh: MetaRow = {
           partition,
           tier: "hot",
           location: null,
           version: 0,
           lastAccess: Date.now(),
-          temperature: 0
+          temperature: 0,
+          zone,
+          sameZone: 0,
+          crossZone: 0
         }
         return Effect.as(failSql(writeMeta(sql, fresh)), fresh)
       })
     )
+    // Requests served here count as same- or cross-zone; a partition without a preferred zone is not counted.
+    const servedHere = zone === null ? "none" : options.runnerZone === zone ? ("same" as const) : ("cross" as const)
     let requests = 0
     let windowStart = Date.now()
     let lastAccess = Date.now()
@@ -333,19 +377,36 @@ export const makePartition = (options: PartitionOptions) =>
     }
     const write = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(writeLock.withPermits(1)(effect))
 
-    /** Flushes last access and temperature to the metadata row. */
+    /**
+     * Flushes last access, temperature and zone traffic to the metadata row. Zone traffic: this entity's requests
+     * (same or cross by this runner's zone) plus the gateways' direct reads (cross as the gateways counted them).
+     */
     const report = Effect.flatMap(hot.takeDirectReads, (direct) => {
-      if (direct > 0) {
-        requests += direct
+      const served = requests
+      if (direct.total > 0) {
+        requests += direct.total
         lastAccess = Date.now()
       }
       const now = Date.now()
       const temperature = nextTemperature(meta.temperature, requests, now - windowStart)
       requests = 0
       windowStart = now
-      meta = { ...meta, lastAccess, temperature }
+      let same = 0
+      let cross = 0
+      if (servedHere !== "none") {
+        if (servedHere === "same") {
+          same = served
+          GraphMetrics.entitySameZone.inc(served)
+        } else {
+          cross = served
+          GraphMetrics.entityCrossZone.inc(served)
+        }
+        cross += direct.crossZone
+        same += Math.max(0, direct.total - direct.crossZone)
+      }
+      meta = { ...meta, lastAccess, temperature, sameZone: meta.sameZone + same, crossZone: meta.crossZone + cross }
       temperatureGauge.set(temperature)
-      return failSql(touchMeta(sql, partition, lastAccess, temperature))
+      return failSql(touchMeta(sql, partition, lastAccess, temperature, { same, cross }))
     })
 
     return {

@@ -18,9 +18,10 @@ export const graphUsage = `tessera graph <subcommand> [options]
   edge SRC LABEL DST [--remove]    add (or remove) the directed edge SRC -LABEL-> DST
   neighbors ID [--label L]         out-neighbours, 1 hop
   khop ID --k N [--label L] [--limit N]   vertices within N <= 3 hops
-  stats                            partition tiers and temperatures (graph_partitions)
+  stats                            partition tiers, temperatures, preferred zones and traffic served in and
+                                   outside them (graph_partitions; sameZone / crossZone totals)
   demote PARTITION                 snapshot a partition to the cold tier now
-  info PARTITION                   tier, size and host of one partition
+  info PARTITION                   tier, size, host runner and its zone, preferred zone of one partition
 
   --partitions N   total partitions, as the cluster's TESSERA_GRAPH_PARTITIONS (default: that variable or 64)`
 

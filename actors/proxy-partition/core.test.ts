@@ -7,6 +7,8 @@ import {
   parseEdgeMember,
   partitionKeys,
   partitionOf,
+  partitionShardGroup,
+  preferredZone,
   utf8Length,
   vertexIdProblem
 } from "./core.ts"
@@ -98,5 +100,27 @@ describe("validation and layout", () => {
     }
     assert.deepStrictEqual(decodeSnapshot(encodeSnapshot(snapshot)), snapshot)
     assert.throws(() => decodeSnapshot(new TextEncoder().encode('{"format":2}')))
+  })
+})
+
+describe("zone placement hints", () => {
+  it("partition p prefers zones[p mod n]; no zones, no preference", () => {
+    const zones = ["a", "b", "c"]
+    assert.deepStrictEqual(
+      Array.from({ length: 7 }, (_, p) => preferredZone(p, zones)),
+      ["a", "b", "c", "a", "b", "c", "a"]
+    )
+    assert.isUndefined(preferredZone(5, []))
+  })
+
+  it("places a partition entity in its zone's shard group, anything else in default", () => {
+    const zones = ["us-east-1a", "us-east-1b"]
+    assert.strictEqual(partitionShardGroup("4", 64, zones), "graph-us-east-1a")
+    assert.strictEqual(partitionShardGroup("63", 64, zones), "graph-us-east-1b")
+    assert.strictEqual(partitionShardGroup("64", 64, zones), "default", "not a partition of this cluster")
+    assert.strictEqual(partitionShardGroup("x1", 64, zones), "default")
+    assert.strictEqual(partitionShardGroup("4", 64, []), "default", "no zones: Effect's default group")
+    // Zone groups sort after `default`, so adding zones keeps the default group's shard lock numbers.
+    assert.isTrue(["graph-0", "graph-A", "graph-a"].every((group) => "default" < group))
   })
 })

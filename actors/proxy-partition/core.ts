@@ -59,6 +59,25 @@ export const partitionOf = (vertexId: string, partitions: number): number => {
   return (hash >>> 0) % partitions
 }
 
+/**
+ * Placement hints. With zones configured (`TESSERA_GRAPH_ZONES=a,b,c`), partition p prefers `zones[p mod n]`, and
+ * its entity lives in that zone's shard group (`graph-<zone>`). Without zones, no preference and the `default`
+ * group. Every runner and gateway must compute the same group for an entity id, so this is a pure function of the
+ * configuration (`TESSERA_GRAPH_ZONES` and `TESSERA_GRAPH_PARTITIONS` equal on every runner).
+ */
+export const preferredZone = (partition: number, zones: ReadonlyArray<string>): string | undefined =>
+  zones.length === 0 || partition < 0 ? undefined : zones[partition % zones.length]
+
+/** The shard group of a zone's partitions. Sorts after `default`, so adding zones never renumbers its locks. */
+export const zoneShardGroup = (zone: string): string => `graph-${zone}`
+
+/** Shard group of the `ProxyPartition` entity with this id (ids that are not partition numbers: `default`). */
+export const partitionShardGroup = (entityId: string, partitions: number, zones: ReadonlyArray<string>): string => {
+  if (zones.length === 0 || !/^\d+$/.test(entityId)) return "default"
+  const partition = Number(entityId)
+  return partition < partitions ? zoneShardGroup(zones[partition % zones.length]) : "default"
+}
+
 /** Groups ids by partition, keeping each id's position in the input (`positions[k]` for `ids[k]`). */
 export const groupByPartition = (
   ids: ReadonlyArray<string>,
@@ -125,6 +144,7 @@ export const utf8Length = (s: string): number => {
  * - `<prefix>:{p}:o:<id>`: its out-edges, a set of `label|dst`
  * - `<prefix>:{p}:ids`: every vertex id of the partition (for snapshots and eviction)
  * - `<prefix>:{p}:hot`: set while the partition is hot; `<prefix>:{p}:reads`: gateway direct-read counter
+ * - `<prefix>:{p}:xreads`: the part of `reads` served by gateways outside the partition's preferred zone
  */
 export interface PartitionKeys {
   readonly vertex: (id: string) => string
@@ -134,6 +154,8 @@ export interface PartitionKeys {
   readonly hot: string
   /** Reads served directly by gateways since the owner last looked (access accounting). */
   readonly reads: string
+  /** Of those, the reads served by gateways in another zone than the partition's preferred one. */
+  readonly crossZoneReads: string
 }
 
 export const partitionKeys = (prefix: string, partition: number): PartitionKeys => {
@@ -143,7 +165,8 @@ export const partitionKeys = (prefix: string, partition: number): PartitionKeys 
     out: (id) => `${base}o:${id}`,
     ids: `${base}ids`,
     hot: `${base}hot`,
-    reads: `${base}reads`
+    reads: `${base}reads`,
+    crossZoneReads: `${base}xreads`
   }
 }
 

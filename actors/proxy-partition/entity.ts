@@ -4,7 +4,7 @@
  */
 import { join } from "node:path"
 import { Duration, Effect, Layer, Option } from "effect"
-import { Entity } from "effect/cluster"
+import { ClusterSchema, Entity, EntityProxyServer } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
 import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
@@ -20,6 +20,8 @@ import {
   parseEdgeMember,
   partitionKeys,
   partitionOf,
+  partitionShardGroup,
+  preferredZone,
   utf8Length,
   vertexIdProblem
 } from "./core.ts"
@@ -42,8 +44,44 @@ import {
   WrongPartition
 } from "./protocol.ts"
 
-/** How often an active partition writes last access / temperature and checks for idleness. */
-const REPORT_INTERVAL = Duration.seconds(5)
+/**
+ * How often an active partition writes last access / temperature / zone traffic and checks for idleness: every 5 s,
+ * or twice per idle period when `TESSERA_GRAPH_IDLE` is shorter than 10 s.
+ */
+export const reportInterval = (idle: Duration.Duration): Duration.Duration =>
+  Duration.min(Duration.seconds(5), Duration.divideUnsafe(idle, 2))
+
+const zonedEntities = new Map<string, typeof ProxyPartition>()
+
+/**
+ * `ProxyPartition` placed by zone: with `TESSERA_GRAPH_ZONES`, partition p lives in the shard group of its preferred
+ * zone (`graph-<zone>`), which a runner of that zone serves at full weight and every other runner's standby identity
+ * at a small one (runtime/cluster.ts). Every in-cluster client must address partitions through it: a client of the
+ * bare `ProxyPartition` would address the `default` group (the entity refuses such requests). Registration needs no
+ * annotation (a runner hosts whatever shards it holds).
+ */
+export const zonedProxyPartition = (config: Pick<TesseraConfigShape, "graphZones" | "graphPartitions">) => {
+  if (config.graphZones.length === 0) return ProxyPartition
+  const key = `${config.graphPartitions}/${config.graphZones.join(",")}`
+  let entity = zonedEntities.get(key)
+  if (entity === undefined) {
+    const zones = [...config.graphZones]
+    const partitions = config.graphPartitions
+    entity = ProxyPartition.annotate(ClusterSchema.ShardGroup, (entityId) =>
+      partitionShardGroup(entityId, partitions, zones)
+    )
+    zonedEntities.set(key, entity)
+  }
+  return entity
+}
+
+/** The gateway's `ProxyPartition.*` proxy RPCs, addressed through `zonedProxyPartition`. */
+export const layerProxyRpcHandlers = Layer.unwrap(
+  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    EntityProxyServer.layerRpcHandlers(zonedProxyPartition(config))
+  )
+)
+
 /** How often a gateway adds its direct hot-tier reads to the partitions' read counters. */
 const DIRECT_READS_FLUSH = Duration.seconds(1)
 
@@ -96,6 +134,29 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     const runnerName = `${runner.host}:${runner.port}`
     const partitions = config.graphPartitions
     const partition = /^\d+$/.test(address.entityId) ? Number(address.entityId) : -1
+    const zones = config.graphZones
+    const expectedGroup = partitionShardGroup(address.entityId, partitions, zones)
+
+    // A partition addressed in another shard group than its zone's could run twice (once per group): refuse.
+    if (address.shardId.group !== expectedGroup) {
+      const misplaced = Effect.fail(
+        new GraphStorageError({
+          message: `partition ${address.entityId} was addressed in shard group ${address.shardId.group}, expected ${expectedGroup}: TESSERA_GRAPH_ZONES or TESSERA_GRAPH_PARTITIONS differ between runners`
+        })
+      )
+      return ProxyPartition.of({
+        PutVertex: () => misplaced,
+        GetVertex: () => misplaced,
+        GetMany: () => misplaced,
+        DeleteVertex: () => misplaced,
+        AddEdge: () => misplaced,
+        RemoveEdge: () => misplaced,
+        Neighbors: () => misplaced,
+        NeighborsMany: () => misplaced,
+        Demote: () => misplaced,
+        Info: () => misplaced
+      })
+    }
 
     if (partition < 0 || partition >= partitions) {
       const invalid = Effect.fail(new InvalidPartition({ entityId: address.entityId, partitions }))
@@ -114,13 +175,25 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     }
 
     // Without its metadata the partition cannot serve: the entity fails to start and the next request retries.
-    const p = yield* Effect.orDie(makePartition({ partition, keyPrefix: config.graphKeyPrefix, valkey, sql, cold }))
+    const zone = preferredZone(partition, zones)
+    const runnerZone = Option.getOrUndefined(config.zone)
+    const p = yield* Effect.orDie(
+      makePartition({
+        partition,
+        keyPrefix: config.graphKeyPrefix,
+        valkey,
+        sql,
+        cold,
+        preferredZone: zone,
+        runnerZone
+      })
+    )
     const idleMillis = Duration.toMillis(config.graphIdle)
     yield* Effect.forkScoped(
       Effect.gen(function* () {
         yield* Effect.ignore(p.report)
         if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) yield* Effect.ignore(p.demote)
-      }).pipe(Effect.delay(REPORT_INTERVAL), Effect.forever)
+      }).pipe(Effect.delay(reportInterval(config.graphIdle)), Effect.forever)
     )
     yield* Effect.addFinalizer(() => Effect.andThen(Effect.ignore(p.report), Effect.sync(p.released)))
 
@@ -209,7 +282,9 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
               tier: p.meta().tier,
               vertices,
               version: p.meta().version,
-              runner: runnerName
+              runner: runnerName,
+              zone: runnerZone ?? null,
+              preferredZone: zone ?? null
             }))
           )
       })
@@ -245,18 +320,29 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const config = yield* TesseraConfig
     const sql = yield* SqlClient.SqlClient
     const valkey = yield* Valkey
-    const makeClient = yield* ProxyPartition.client
+    const makeClient = yield* zonedProxyPartition(config).client
     const partitions = config.graphPartitions
     const keysOf = Array.from({ length: partitions }, (_, p) => partitionKeys(config.graphKeyPrefix, p))
     const direct = Effect.mapError((e: { readonly message: string }) => new GraphStorageError({ message: e.message }))
     // Reads served here straight from the hot tier, per partition, added to the partitions' `reads` counters
     // once a second (the owners take them for temperature and idleness) instead of one INCRBY per request.
     const directReads = new Float64Array(partitions)
+    // Zone accounting of those reads, by this gateway's zone: 0 no preferred zone, 1 same zone, 2 another zone.
+    const runnerZone = Option.getOrUndefined(config.zone)
+    const zoneOf = Uint8Array.from({ length: partitions }, (_, p) => {
+      const zone = preferredZone(p, config.graphZones)
+      return zone === undefined ? 0 : zone === runnerZone ? 1 : 2
+    })
     const flushDirectReads = Effect.suspend(() => {
       const commands: Array<Command> = []
       for (let p = 0; p < partitions; p++) {
         if (directReads[p] === 0) continue
         commands.push(Cmd.incrby(keysOf[p].reads, directReads[p]))
+        if (zoneOf[p] === 1) GraphMetrics.gatewaySameZone.inc(directReads[p])
+        else if (zoneOf[p] === 2) {
+          GraphMetrics.gatewayCrossZone.inc(directReads[p])
+          commands.push(Cmd.incrby(keysOf[p].crossZoneReads, directReads[p]))
+        }
         directReads[p] = 0
       }
       return commands.length === 0 ? Effect.void : Effect.ignore(valkey.pipeline(commands))
@@ -420,6 +506,9 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               partitions,
               hot: rows.filter((r) => r.tier === "hot").length,
               cold: rows.filter((r) => r.tier === "cold").length,
+              zones: config.graphZones,
+              sameZone: rows.reduce((sum, r) => sum + r.sameZone, 0),
+              crossZone: rows.reduce((sum, r) => sum + r.crossZone, 0),
               rows
             })
           )

@@ -37,10 +37,31 @@ export const partitionHot = Metrics.gauge(
   ["partition"]
 )
 
+/**
+ * Zone accounting (with `TESSERA_GRAPH_ZONES`): graph traffic this runner served for partitions whose preferred zone
+ * is (same) or is not (cross) this runner's `TESSERA_ZONE`. `path="entity"` counts partition requests served by an
+ * entity here; `path="gateway"` counts vertices this gateway read straight from the hot tier. Partitions without a
+ * preferred zone are not counted.
+ */
+export const sameZone = Metrics.counter(
+  "tessera_graph_same_zone_requests_total",
+  "Graph requests served by a runner in the partition's preferred zone",
+  ["path"]
+)
+export const crossZone = Metrics.counter(
+  "tessera_graph_cross_zone_requests_total",
+  "Graph requests served by a runner outside the partition's preferred zone",
+  ["path"]
+)
+
 export const gatewayHits = hits.labels({ path: "gateway" })
 export const gatewayMisses = misses.labels({ path: "gateway" })
 export const entityHits = hits.labels({ path: "entity" })
 export const entityMisses = misses.labels({ path: "entity" })
+export const entitySameZone = sameZone.labels({ path: "entity" })
+export const entityCrossZone = crossZone.labels({ path: "entity" })
+export const gatewaySameZone = sameZone.labels({ path: "gateway" })
+export const gatewayCrossZone = crossZone.labels({ path: "gateway" })
 
 /** The request counter of each operation, kept so that counting is one increment. */
 export const requestsOf = <const Op extends string>(ops: ReadonlyArray<Op>): Record<Op, Metrics.Scalar> => {

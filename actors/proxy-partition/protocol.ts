@@ -98,7 +98,12 @@ export const PartitionInfo = Schema.Struct({
   tier: Tier,
   vertices: Schema.Int,
   version: Schema.Int,
-  runner: Schema.String
+  /** Cluster address of the runner identity hosting the partition (a runner's standby has its own port). */
+  runner: Schema.String,
+  /** Zone of that runner (`TESSERA_ZONE`), null when it has none. */
+  zone: Schema.NullOr(Schema.String),
+  /** The partition's preferred zone (`TESSERA_GRAPH_ZONES`), null for no preference. */
+  preferredZone: Schema.NullOr(Schema.String)
 })
 export type PartitionInfo = typeof PartitionInfo.Type
 
@@ -247,16 +252,29 @@ export const PartitionMeta = Schema.Struct({
   location: Schema.NullOr(Schema.String),
   version: Schema.Int,
   lastAccess: Schema.Number,
-  temperature: Schema.Number
+  temperature: Schema.Number,
+  /** Preferred zone, null for no preference. */
+  zone: Schema.NullOr(Schema.String),
+  /** Requests and direct reads served by runners in the preferred zone / in another zone (cumulative). */
+  sameZone: Schema.Number,
+  crossZone: Schema.Number
 })
 export type PartitionMeta = typeof PartitionMeta.Type
 
-/** Partition metadata from `graph_partitions` (partitions never touched have no row). */
+/**
+ * Partition metadata from `graph_partitions` (partitions never touched have no row), with the cluster's zone traffic:
+ * requests (entity RPCs, gateway direct reads) served inside and outside the partitions' preferred zones, as the
+ * partitions last reported them (every `min(5 s, TESSERA_GRAPH_IDLE / 2)`).
+ */
 export const Stats = Rpc.make("Graph.Stats", {
   success: Schema.Struct({
     partitions: Schema.Int,
     hot: Schema.Int,
     cold: Schema.Int,
+    /** `TESSERA_GRAPH_ZONES` of the answering runner. */
+    zones: Schema.Array(Schema.String),
+    sameZone: Schema.Number,
+    crossZone: Schema.Number,
     rows: Schema.Array(PartitionMeta)
   }),
   error: GraphStorageError
