@@ -9,6 +9,7 @@
 import { Effect, Metric, Schedule } from "effect"
 import { ShardId, Sharding } from "effect/cluster"
 import { HttpServerResponse } from "effect/http"
+import * as GraphMetrics from "../actors/proxy-partition/metrics.ts"
 import { rpcDuration, rpcRequests } from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
 
@@ -30,6 +31,11 @@ export interface LiveStatus {
   /** Shards held by this runner, as compact ranges (`1-150,301-450`). */
   readonly shards: string
   readonly failovers: ReadonlyArray<Failover>
+  /**
+   * Graph traffic this runner served (entity requests and gateway direct reads) for partitions with a preferred zone
+   * (`TESSERA_GRAPH_ZONES`): inside that zone, and outside it (crossed zones). Both 0 without zones.
+   */
+  readonly graphZones: { readonly same: number; readonly cross: number }
 }
 
 const ranges = (ids: ReadonlyArray<number>): string => {
@@ -48,6 +54,12 @@ const requestTotals = () => {
   const totals: Record<string, number> = { ok: 0, error: 0, defect: 0, interrupted: 0 }
   for (const [labels, series] of rpcRequests.series()) totals[labels.outcome] += series.value
   return totals
+}
+
+const counterTotal = (counter: typeof GraphMetrics.sameZone) => {
+  let total = 0
+  for (const [, series] of counter.series()) total += series.value
+  return total
 }
 
 const latencyTotals = () => {
@@ -101,7 +113,8 @@ export const makeLive = Effect.gen(function* () {
       latency: latencyTotals(),
       entities,
       shards: ranges(held),
-      failovers
+      failovers,
+      graphZones: { same: counterTotal(GraphMetrics.sameZone), cross: counterTotal(GraphMetrics.crossZone) }
     }
     return HttpServerResponse.jsonUnsafe(body)
   })
@@ -146,6 +159,7 @@ const html = `<!doctype html>
     <div class="tile"><div class="label">Requests/s (this runner)</div><div class="value" id="rps">–</div></div>
     <div class="tile"><div class="label">Latency p50 / p99</div><div class="value" id="latency">–</div></div>
     <div class="tile"><div class="label">Errors/s</div><div class="value" id="errors">–</div></div>
+    <div class="tile"><div class="label">Graph traffic across zones</div><div class="value" id="graph-zones">–</div></div>
   </div>
   <section><h2>Request rate, last 2 minutes</h2><svg id="spark" width="100%" height="60" viewBox="0 0 120 60" preserveAspectRatio="none"></svg></section>
   <section><h2>Runners</h2>
@@ -197,6 +211,9 @@ async function tick() {
     $("entities").tBodies[0].innerHTML = live.entities.length === 0 ? "<tr><td class=muted colspan=2>none active</td></tr>" :
       live.entities.map((e) => "<tr><td>" + esc(e.type) + "</td><td>" + e.count + "</td></tr>").join("")
     $("shards").textContent = live.shards || "none"
+    const zoned = live.graphZones.same + live.graphZones.cross
+    $("graph-zones").textContent = zoned === 0 ? "–" : (100 * live.graphZones.cross / zoned).toFixed(1) + "% of " + zoned
+    $("graph-zones").title = "graph requests served by this runner outside the partition's preferred zone (TESSERA_GRAPH_ZONES), since start"
     $("failovers").innerHTML = live.failovers.length === 0 ? "<li class=muted>none seen</li>" :
       live.failovers.map((f) => "<li><code>" + esc(f.address) + "</code> " + f.reason + ", noticed " + new Date(f.noticedAt).toLocaleTimeString() + " (" + ago(live.now - f.noticedAt) + " ago)</li>").join("")
     if (previous) {

@@ -195,6 +195,11 @@ describe("graph zone placement hints (two runners, zones a and b)", () => {
     assert.strictEqual(afterA.gatewaySame - beforeA.gatewaySame, 10, "zone-a gateway reads of a zone-a partition")
     assert.strictEqual(afterA.gatewayCross - beforeA.gatewayCross, 0)
     assert.isAtLeast(afterA.entitySame - beforeA.entitySame, 21, "put + 20 gets served in zone a")
+    // The status page's live JSON shows the same runner totals.
+    const live = (await (await fetch(`${b.node.url}/status/live`)).json()) as {
+      graphZones: { same: number; cross: number }
+    }
+    assert.isAtLeast(live.graphZones.cross, afterB.entityCross + afterB.gatewayCross)
 
     // The partition's metadata row adds up both paths: the owner takes the gateways' counts at its report.
     const row = await withGraph(a.node, (g) =>
