@@ -406,6 +406,29 @@ const conformance = (it: Vitest.MethodsNonLive<Valkey>) => {
     })
   )
 
+  it.effect("pipeline: concurrent calls (sent together) each get their own replies and their own failure", () =>
+    Effect.gen(function* () {
+      const v = yield* Valkey
+      yield* v.xadd("pc:stream", { f: "v" })
+      yield* v.set("pc:x", "x")
+      const calls = Array.from({ length: 50 }, (_, i) =>
+        i % 10 === 3
+          ? Effect.flip(v.pipeline([Cmd.incr(`pc:n:${i}`), Cmd.hget("pc:stream", "f")]))
+          : v.pipeline([Cmd.incr(`pc:n:${i}`), Cmd.incrby(`pc:n:${i}`, i), Cmd.get("pc:x")])
+      )
+      const results = yield* Effect.all(calls, { concurrency: "unbounded" })
+      for (let i = 0; i < results.length; i++) {
+        const result = results[i]
+        if (i % 10 === 3) {
+          assert.deepInclude(result, { _tag: "ValkeyError", reason: "WrongType", command: "HGET", index: 1 })
+        } else {
+          assert.deepStrictEqual(result, [1, 1 + i, "x"])
+        }
+      }
+      // The failing calls' other commands ran too.
+      assert.strictEqual(yield* v.get("pc:n:3"), "1")
+    })
+  )
   it.effect("wrong type: typed ValkeyError on every kind of access", () =>
     Effect.gen(function* () {
       const v = yield* Valkey

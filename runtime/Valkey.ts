@@ -551,6 +551,12 @@ const errorMessage = (error: unknown): string => (error instanceof Error ? error
 
 const isReplyError = (error: unknown): boolean => error instanceof Error && error.name === "ReplyError"
 
+interface PendingPipeline {
+  readonly commands: ReadonlyArray<Command>
+  readonly resolve: (results: Array<unknown>) => void
+  readonly reject: (error: unknown) => void
+}
+
 /**
  * Builds the ioredis implementation: one connection for ordinary commands and pipelines (connected on first
  * use, reconnecting with backoff), plus a small pool of connections for XREAD BLOCK so that a blocked read
@@ -662,29 +668,73 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         catch: (error) => toError(commandName(command._tag), error)
       })
 
-    const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
-      if (commands.length === 0) return Effect.succeed([])
-      return Effect.tryPromise({
-        try: () => {
-          const batch = main.pipeline()
-          for (const command of commands) {
-            const [name, args] = encode(command, k)
-            if (isBufferReply(command._tag)) callBuffer(batch, name, args)
-            else batch.call(name, args)
-          }
-          return batch.exec().then((replies) => {
-            if (replies === null) throw new Error("the pipeline was discarded")
+    // Pipelines issued in the same turn of the event loop leave together: one ioredis pipeline, one socket
+    // write. Each caller still gets its own commands' replies in order (and its own failure); commands of one
+    // pipeline stay contiguous and in order on the connection, as before.
+    let pendingPipelines: Array<PendingPipeline> = []
+    const flushPipelines = (): void => {
+      const queued = pendingPipelines
+      pendingPipelines = []
+      const batch: Array<PendingPipeline> = []
+      const joined = main.pipeline()
+      for (const pending of queued) {
+        // A command that cannot be encoded fails its own pipeline only (nothing of it is sent).
+        let encoded: Array<[name: string, args: Array<Arg>]>
+        try {
+          encoded = pending.commands.map((command) => encode(command, k))
+        } catch (error) {
+          pending.reject(error)
+          continue
+        }
+        for (let i = 0; i < encoded.length; i++) {
+          const [name, args] = encoded[i]
+          if (isBufferReply(pending.commands[i]._tag)) callBuffer(joined, name, args)
+          else joined.call(name, args)
+        }
+        batch.push(pending)
+      }
+      if (batch.length === 0) return
+      joined.exec().then(
+        (replies) => {
+          let offset = 0
+          for (const pending of batch) {
+            const { commands } = pending
+            if (replies === null) {
+              pending.reject(new Error("the pipeline was discarded"))
+              continue
+            }
             const results: Array<unknown> = new Array(commands.length)
             let failure: ValkeyError | undefined
             for (let i = 0; i < commands.length; i++) {
-              const [error, raw] = replies[i]
+              const [error, raw] = replies[offset + i]
               if (error) failure ??= toError(commandName(commands[i]._tag), error, i)
-              else results[i] = decode(commands[i]._tag, raw)
+              else if (failure === undefined) {
+                try {
+                  results[i] = decode(commands[i]._tag, raw)
+                } catch (cause) {
+                  failure = toError(commandName(commands[i]._tag), cause, i)
+                }
+              }
             }
-            if (failure !== undefined) throw failure
-            return results
-          })
+            offset += commands.length
+            if (failure !== undefined) pending.reject(failure)
+            else pending.resolve(results)
+          }
         },
+        (error: unknown) => {
+          for (const pending of batch) pending.reject(error)
+        }
+      )
+    }
+
+    const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
+      if (commands.length === 0) return Effect.succeed([])
+      return Effect.tryPromise({
+        try: () =>
+          new Promise<Array<unknown>>((resolve, reject) => {
+            if (pendingPipelines.length === 0) setImmediate(flushPipelines)
+            pendingPipelines.push({ commands, resolve, reject })
+          }),
         catch: (error) => toError("PIPELINE", error)
       })
     }
