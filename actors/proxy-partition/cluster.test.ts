@@ -9,7 +9,7 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, type Scope } from "effect"
 import { main } from "../../packages/client/src/cli.ts"
 import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
-import { type Cluster, deleteRedisKeys, startCluster, tempDataDir } from "../../test/harness.ts"
+import { type Cluster, deleteRedisKeys, rawRpc, rpcRequest, startCluster, tempDataDir } from "../../test/harness.ts"
 import { graphClient } from "./client.ts"
 import { MAX_PROPERTIES_BYTES, partitionOf } from "./core.ts"
 
@@ -111,6 +111,28 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
           assert.strictEqual(yield* errorTag(wrong.get(misrouted)), "WrongPartition")
           assert.strictEqual(yield* errorTag(g.info(64)), "InvalidPartition")
           assert.deepStrictEqual((yield* g.get("u1")).properties, { i: 1, name: "user 1" })
+
+          // Properties that are not a JSON object are refused at the wire, and nothing is written.
+          for (const [n, properties] of [
+            [1, [1, 2]],
+            [2, "text"],
+            [3, null],
+            [4, 7]
+          ] as const) {
+            const id = `wire-bad-${n}`
+            const entityId = String(partitionOf(id, 64))
+            const reply = yield* Effect.promise(() =>
+              rawRpc(
+                cluster.runners[0].url,
+                rpcRequest(String(n), "ProxyPartition.PutVertex", { entityId, payload: { id, properties } })
+              )
+            )
+            assert.strictEqual(reply.status, 200)
+            const exit = reply.lines.find((line) => line?._tag === "Exit")
+            assert.strictEqual(exit?.exit?._tag, "Failure", JSON.stringify(reply.lines))
+            assert.include(JSON.stringify(exit.exit.cause), "JSON object")
+            assert.strictEqual(yield* errorTag(g.get(id)), "VertexNotFound")
+          }
         })
       ),
     60_000

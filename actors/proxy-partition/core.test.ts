@@ -3,7 +3,9 @@ import {
   decodeSnapshot,
   encodeSnapshot,
   groupByPartition,
+  isJsonObject,
   labelProblem,
+  MAX_PROPERTIES_DEPTH,
   parseEdgeMember,
   partitionKeys,
   partitionOf,
@@ -122,5 +124,33 @@ describe("zone placement hints", () => {
     assert.strictEqual(partitionShardGroup("4", 64, []), "default", "no zones: Effect's default group")
     // Zone groups sort after `default`, so adding zones keeps the default group's shard lock numbers.
     assert.isTrue(["graph-0", "graph-A", "graph-a"].every((group) => "default" < group))
+  })
+})
+
+describe("isJsonObject (the Properties schema check)", () => {
+  it("accepts plain objects of JSON values, nested", () => {
+    assert.isTrue(isJsonObject({}))
+    assert.isTrue(isJsonObject({ a: 1, b: "x", c: null, d: true, e: [1, "2", { f: [null] }], g: { h: { i: -0.5 } } }))
+    assert.isTrue(isJsonObject(Object.assign(Object.create(null), { a: 1 })))
+    assert.isTrue(isJsonObject(JSON.parse('{"deep":[[[[{"x":1}]]]]}')))
+  })
+
+  it("refuses non-objects, non-JSON leaves, class instances, cycles and runaway depth", () => {
+    for (const value of [null, undefined, 1, "x", [], [{}], true]) assert.isFalse(isJsonObject(value), String(value))
+    assert.isFalse(isJsonObject({ a: undefined }))
+    assert.isFalse(isJsonObject({ a: Number.NaN }))
+    assert.isFalse(isJsonObject({ a: Number.POSITIVE_INFINITY }))
+    assert.isFalse(isJsonObject({ a: () => 1 }))
+    assert.isFalse(isJsonObject({ a: 1n }))
+    assert.isFalse(isJsonObject({ a: new Date(0) }))
+    assert.isFalse(isJsonObject({ a: [1, new Map()] }))
+    assert.isFalse(isJsonObject({ a: Symbol("s") }))
+    const cyclic: Record<string, unknown> = { a: 1 }
+    cyclic.self = cyclic
+    assert.isFalse(isJsonObject(cyclic))
+    let deep: unknown = 1
+    for (let i = 0; i < MAX_PROPERTIES_DEPTH; i++) deep = { d: deep }
+    assert.isTrue(isJsonObject(deep))
+    assert.isFalse(isJsonObject({ d: deep }))
   })
 })

@@ -12,6 +12,40 @@ export const MAX_VERTEX_ID_LENGTH = 256
 export const MAX_LABEL_LENGTH = 64
 /** Largest properties object, as UTF-8 JSON bytes. */
 export const MAX_PROPERTIES_BYTES = 16 * 1024
+/** Deepest nesting of a property value that `isJsonObject` follows (deeper values, and cycles, are refused). */
+export const MAX_PROPERTIES_DEPTH = 64
+
+const isJsonValue = (u: unknown, depth: number): boolean => {
+  switch (typeof u) {
+    case "string":
+    case "boolean":
+      return true
+    case "number":
+      return Number.isFinite(u)
+    case "object": {
+      if (u === null) return true
+      if (depth >= MAX_PROPERTIES_DEPTH) return false
+      if (Array.isArray(u)) {
+        for (let i = 0; i < u.length; i++) if (!isJsonValue(u[i], depth + 1)) return false
+        return true
+      }
+      const proto = Object.getPrototypeOf(u)
+      if (proto !== Object.prototype && proto !== null) return false
+      for (const key in u) if (!isJsonValue((u as Record<string, unknown>)[key], depth + 1)) return false
+      return true
+    }
+    default:
+      return false
+  }
+}
+
+/**
+ * A vertex's properties: a plain object of JSON values (strings, finite numbers, booleans, null, arrays and
+ * plain objects, at most `MAX_PROPERTIES_DEPTH` deep; no cycles, dates, functions or class instances). One
+ * synchronous walk, no allocation: the schema check on every property map that crosses the wire.
+ */
+export const isJsonObject = (u: unknown): u is { readonly [key: string]: unknown } =>
+  typeof u === "object" && u !== null && !Array.isArray(u) && isJsonValue(u, 0)
 /** Most ids in one BatchGet / GetMany / NeighborsMany. */
 export const MAX_BATCH = 1000
 /** Deepest KHop. */

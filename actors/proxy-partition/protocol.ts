@@ -9,6 +9,7 @@
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
+import { isJsonObject } from "./core.ts"
 
 export {
   DEFAULT_PARTITIONS,
@@ -81,8 +82,16 @@ const Common = [InvalidPartition, WrongPartition, InvalidVertexId, GraphStorageE
 
 export const VertexId = Schema.String
 export const Label = Schema.String
-export const Properties = Schema.Record(Schema.String, Schema.Json)
-export type Properties = typeof Properties.Type
+/**
+ * A JSON object (see `isJsonObject`). Declared with one synchronous check instead of `Record(String, Json)`,
+ * whose per-key effects and cycle-tracking walk cost more than the rest of a BatchGet; the JSON form is the
+ * value itself.
+ */
+export type Properties = { readonly [key: string]: Schema.Json }
+export const Properties = Schema.declare<Properties>(isJsonObject as (u: unknown) => u is Properties, {
+  expected: "a JSON object",
+  toCodecJson: () => undefined
+})
 
 export const Vertex = Schema.Struct({ id: Schema.String, properties: Properties })
 export type Vertex = typeof Vertex.Type
