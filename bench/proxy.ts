@@ -17,6 +17,7 @@
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
 import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { Effect, Layer } from "effect"
 import { RpcClient, RpcSerialization } from "effect/rpc"
@@ -140,6 +141,39 @@ const rawGetRate = async (concurrency: number): Promise<{ perSecond: number; too
   const perSecond = total / ((performance.now() - started) / 1000)
   redis.disconnect()
   return { perSecond, tool: "ioredis (one connection, C in flight)" }
+}
+
+/** A runner's `/metrics` as text. */
+const scrape = async (metricsUrl: string): Promise<string> => (await fetch(metricsUrl)).text()
+
+/** The value of one sample line (`name{labels} value`) of a scrape. */
+const sample = (text: string, name: string): number => {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `))
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
+}
+
+/**
+ * The `q` quantile (upper bucket bound) of the gateway's handler latency for the graph reads, from the change of
+ * `tessera_gateway_request_duration_seconds` buckets between two scrapes.
+ */
+const gatewayQuantile = (before: string, after: string, q: number): number => {
+  const buckets = (text: string) => {
+    const sums = new Map<number, number>()
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("tessera_gateway_request_duration_seconds_bucket{")) continue
+      if (!line.includes('rpc="Graph.BatchGet"') && !line.includes('rpc="Graph.Neighbors"')) continue
+      const le = /le="([^"]+)"/.exec(line)?.[1]
+      if (le === undefined) continue
+      const bound = le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le)
+      sums.set(bound, (sums.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)))
+    }
+    return sums
+  }
+  const b0 = buckets(before)
+  const b1 = Array.from(buckets(after)).sort((x, y) => x[0] - y[0])
+  const total = (b1.at(-1)?.[1] ?? 0) - (b0.get(Number.POSITIVE_INFINITY) ?? 0)
+  for (const [bound, count] of b1) if (count - (b0.get(bound) ?? 0) >= q * total) return bound * 1000
+  return Number.NaN
 }
 
 /** `process_cpu_seconds_total` of a runner (its `/metrics`). */
@@ -327,12 +361,23 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       // Open loop (latency at a given load): requests start on a fixed schedule whatever the answers do, and
       // each latency counts from its scheduled start, so a stall delays every request behind it (no coordinated
       // omission). The request rate gives `rate` reads/s on average for this mix.
-      let openLoop: ReturnType<typeof summarize> | undefined
+      let openLoop:
+        | (ReturnType<typeof summarize> & {
+            readonly gatewayReadP99: number
+            readonly runnerLoopP99: number
+            readonly runnerLoopMax: number
+            readonly clientLoopP99: number
+            readonly clientLoopMax: number
+          })
+        | undefined
       if (rate > 0) {
         const requestRate = rate / (0.45 * batch + 0.45)
         const total = Math.floor(requestRate * seconds)
         let outstanding = 0
         let scheduled = 0
+        const before = yield* Effect.promise(() => scrape(metricsUrl))
+        const clientLoop = monitorEventLoopDelay({ resolution: 10 })
+        clientLoop.enable()
         stats = makeStats()
         t0 = performance.now()
         while (scheduled < total) {
@@ -354,7 +399,18 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         }
         const drainBy = performance.now() + 30_000
         while (outstanding > 0 && performance.now() < drainBy) yield* Effect.sleep("2 millis")
-        openLoop = summarize(stats, (performance.now() - t0) / 1000)
+        clientLoop.disable()
+        const after = yield* Effect.promise(() => scrape(metricsUrl))
+        openLoop = {
+          ...summarize(stats, (performance.now() - t0) / 1000),
+          // Where the tail comes from: the gateway's own handler time, and the event-loop stalls of the runner
+          // and of this load generator over the phase.
+          gatewayReadP99: gatewayQuantile(before, after, 0.99),
+          runnerLoopP99: sample(after, "nodejs_eventloop_delay_p99_seconds") * 1000,
+          runnerLoopMax: sample(after, "nodejs_eventloop_delay_max_seconds") * 1000,
+          clientLoopP99: clientLoop.percentile(99) / 1e6,
+          clientLoopMax: clientLoop.max / 1e6
+        }
         stats = undefined
         log(
           `open loop at ${rate} reads/s: ${Math.round(openLoop.readsPerSecond)} reads/s, p99 ${round(openLoop.p99)} ms`
@@ -427,7 +483,12 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               read_p50_ms: round(openLoop.readP50),
               read_p99_ms: round(openLoop.readP99),
               write_p50_ms: round(openLoop.writeP50),
-              write_p99_ms: round(openLoop.writeP99)
+              write_p99_ms: round(openLoop.writeP99),
+              gateway_read_p99_ms: round(openLoop.gatewayReadP99),
+              runner_loop_delay_p99_ms: round(openLoop.runnerLoopP99),
+              runner_loop_delay_max_ms: round(openLoop.runnerLoopMax),
+              client_loop_delay_p99_ms: round(openLoop.clientLoopP99),
+              client_loop_delay_max_ms: round(openLoop.clientLoopMax)
             },
       demote_ms: round(result.demoteMs, 1),
       warm_get_ms: round(result.warmMs, 2),
@@ -462,6 +523,11 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
             [
               "  reads / writes",
               `p50 ${o.read_p50_ms} / ${o.write_p50_ms} ms, p99 ${o.read_p99_ms} / ${o.write_p99_ms} ms`
+            ],
+            ["  gateway reads p99", `${o.gateway_read_p99_ms} ms (handler start to reply, histogram bucket bound)`],
+            [
+              "  event-loop delay",
+              `runner p99 ${o.runner_loop_delay_p99_ms} / max ${o.runner_loop_delay_max_ms} ms, load generator p99 ${o.client_loop_delay_p99_ms} / max ${o.client_loop_delay_max_ms} ms`
             ]
           ] as Array<[string, string]>)),
       ["raw Redis GET/s", `${summary.redis_get_per_s} (${raw.tool}, -c ${concurrency})`],
