@@ -540,7 +540,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   } finally {
     if (node !== undefined) {
       const stopping = node
-      // e.g. BENCH_NODE_OPTIONS=--trace-gc BENCH_RUNNER_LOG=/tmp/runner.log: the runner's output, for diagnosis
+      // BENCH_RUNNER_LOG=/tmp/runner.log keeps the runner's stdout and stderr, for diagnosis
       if (process.env.BENCH_RUNNER_LOG) writeFileSync(process.env.BENCH_RUNNER_LOG, stopping.output())
       stopping.child.kill("SIGTERM")
       const timer = setTimeout(() => stopping.child.kill("SIGKILL"), 5000)
