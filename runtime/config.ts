@@ -57,6 +57,27 @@ export interface TesseraConfigShape {
   readonly healthCheck: Duration.Duration
   /** Persisted-message poll (`TESSERA_MESSAGE_POLL`, default 1 second): how soon orphaned messages are resent. */
   readonly messagePoll: Duration.Duration
+  /**
+   * Place keys `(account, clientOrderId)` a symbol shard remembers with their results, newest first, and as many
+   * Cancel/Move request ids (`TESSERA_SHARD_RECENT_KEYS`, default 100000: a few hundred bytes each). An older key
+   * is checked against the `orders` table and refused (`key_expired`), never placed twice.
+   */
+  readonly shardRecentKeys: number
+  /**
+   * Finished orders whose final state a symbol shard keeps in memory (`TESSERA_SHARD_FINISHED_ORDERS`, default
+   * 100000); GetOrder reads older ones from the `orders` table.
+   */
+  readonly shardFinishedOrders: number
+  /**
+   * Bits of a symbol shard's filter of forgotten idempotency keys (`TESSERA_SHARD_KEY_FILTER_BITS`, default 2^24 =
+   * 2 MiB, about 1% false positives at 1.7M forgotten keys); a false positive costs one indexed `orders` read.
+   */
+  readonly shardKeyFilterBits: number
+  /**
+   * Commands between two snapshots of a symbol shard (`TESSERA_SHARD_SNAPSHOT_EVERY`, default 100000). A snapshot
+   * bounds the journal replayed on activation; the journal before the previous snapshot is then deleted.
+   */
+  readonly shardSnapshotEvery: number
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
   /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`). None: no trace export, no cost. */
@@ -118,6 +139,10 @@ export const defaults: TesseraConfigShape = {
   assignmentRefresh: Duration.millis(500),
   healthCheck: Duration.seconds(1),
   messagePoll: Duration.seconds(1),
+  shardRecentKeys: 100_000,
+  shardFinishedOrders: 100_000,
+  shardKeyFilterBits: 2 ** 24,
+  shardSnapshotEvery: 100_000,
   entityMaxIdle: Duration.minutes(5),
   otlpEndpoint: Option.none(),
   otelServiceName: "tessera",
@@ -240,6 +265,10 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   assignmentRefresh: duration("TESSERA_ASSIGNMENT_REFRESH", defaults.assignmentRefresh),
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
+  shardRecentKeys: positiveInt("TESSERA_SHARD_RECENT_KEYS", defaults.shardRecentKeys),
+  shardFinishedOrders: positiveInt("TESSERA_SHARD_FINISHED_ORDERS", defaults.shardFinishedOrders),
+  shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
+  shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
   otlpEndpoint: Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
     Config.mapEffect((value) =>
@@ -346,6 +375,19 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_ASSIGNMENT_REFRESH", "shard assignment refresh (500 millis)"],
   ["TESSERA_HEALTH_CHECK", "runner health check interval (1 second)"],
   ["TESSERA_MESSAGE_POLL", "persisted message poll interval (1 second)"],
+  [
+    "TESSERA_SHARD_RECENT_KEYS",
+    "place keys (and as many cancel/move request ids) a symbol shard remembers; older ones are refused as key_expired, never placed twice (100000)"
+  ],
+  [
+    "TESSERA_SHARD_FINISHED_ORDERS",
+    "finished orders a symbol shard keeps in memory; GetOrder reads older ones from the orders table (100000)"
+  ],
+  ["TESSERA_SHARD_KEY_FILTER_BITS", "bits of a symbol shard's filter of forgotten keys (16777216)"],
+  [
+    "TESSERA_SHARD_SNAPSHOT_EVERY",
+    "commands between symbol shard snapshots; the journal before the previous snapshot is deleted (100000)"
+  ],
   ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
   ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector URL for traces (none: no export)"],
   ["OTEL_SERVICE_NAME", "service name on exported traces (tessera)"],

@@ -5,8 +5,15 @@
 // Determinism: the journal holds only accepted commands, with the integer price/qty the engine saw and the
 // order id assigned here, so replaying a snapshot plus the journal rebuilds the same book, the same order
 // ids and the same idempotency results.
+//
+// Bounded memory: the idempotency keys (places and Cancel/Move request ids) and the engine's finished orders are
+// kept for the newest `ShardLimits` entries. Both are trimmed only at a seal (and at the same point of a replayed
+// journal row), and only entries of batches sealed before, which are durable by then: so the trimmed state is a
+// function of the journal alone (snapshot restore + replay rebuilds it exactly), and a forgotten entry is always in
+// the `orders` table. Forgotten keys enter a Bloom filter (`KeyFilter`); a key it may hold is never applied blindly.
 import type { BookSnapshot } from "./engine/OrderBook.ts"
 import { OrderBook, REJECT_NAMES } from "./engine/OrderBook.ts"
+import { KeyFilter, type KeyFilterJson } from "./KeyFilter.ts"
 
 export interface SymbolConfig {
   readonly symbol: string
@@ -17,7 +24,29 @@ export interface SymbolConfig {
 }
 
 export type OrderStatusName = "open" | "filled" | "canceled" | "expired" | "killed"
-export type RejectName = "invalid_price" | "invalid_qty" | "duplicate_id" | "unknown_order" | "would_cross"
+export type RejectName =
+  | "invalid_price"
+  | "invalid_qty"
+  | "duplicate_id"
+  | "unknown_order"
+  | "would_cross"
+  | "key_expired"
+
+/** How much a shard remembers (runtime/config.ts: `TESSERA_SHARD_*`). */
+export interface ShardLimits {
+  /** Place keys `(account, clientOrderId)` remembered with their results, newest first; as many request ids. */
+  readonly recentKeys: number
+  /** Finished orders whose final state stays in memory; older ones are read from the `orders` table. */
+  readonly finishedOrders: number
+  /** Bits of the filter of forgotten keys (rounded up to a power of two). */
+  readonly forgottenFilterBits: number
+}
+
+export const defaultLimits: ShardLimits = {
+  recentKeys: 100_000,
+  finishedOrders: 100_000,
+  forgottenFilterBits: 2 ** 24
+}
 
 export interface PlaceInput {
   readonly account: string
@@ -107,8 +136,8 @@ export type JournalCommand =
       price: number,
       qty: number
     ]
-  | readonly [op: "c", id: number]
-  | readonly [op: "m", id: number, price: number, qty: number]
+  | readonly [op: "c", id: number, requestId?: string]
+  | readonly [op: "m", id: number, price: number, qty: number, requestId?: string]
 
 /** Commands applied since the last seal, waiting to become durable together. */
 export class PendingBatch {
@@ -151,12 +180,39 @@ interface OrderMeta {
 type MetaTuple = readonly [string, string, string, number, number, number, number, number, number, number]
 
 interface ShardSnapshot {
-  readonly version: 1
+  readonly version: 1 | 2
   readonly seq: number
   readonly nextOrderId: number
   readonly book: BookSnapshot
   readonly open: ReadonlyArray<MetaTuple>
   readonly idem: ReadonlyArray<readonly [string, PlaceResult]>
+  // Version 2: Cancel/Move request results, the forgotten-key filter and the trim marks.
+  readonly requests?: ReadonlyArray<readonly [string, OrderView | MoveResult]>
+  readonly forgotten?: KeyFilterJson | null
+  readonly marks?: readonly [idem: number, requests: number, finished: number]
+}
+
+interface Remembered<A> {
+  readonly result: A
+  /** The batch the command joined; undefined once replayed (durable). */
+  readonly batch: PendingBatch | undefined
+}
+
+/** The idempotency key of a place. */
+export const placeKey = (account: string, clientOrderId: string) => `${account}\u0000${clientOrderId}`
+const requestKey = (op: "c" | "m", orderId: string, requestId: string) => `${op}\u0000${orderId}\u0000${requestId}`
+
+/** Drops the oldest entries beyond `keep`, only among the first `marked` (those of earlier, durable batches). */
+const trim = <A>(map: Map<string, A>, keep: number, marked: number, forgotten: KeyFilter): number => {
+  let n = Math.min(map.size - keep, marked)
+  if (n > 0) {
+    for (const key of map.keys()) {
+      map.delete(key)
+      forgotten.add(key)
+      if (--n === 0) break
+    }
+  }
+  return map.size
 }
 
 const SIDES = ["buy", "sell"] as const
@@ -168,6 +224,12 @@ export type Outcome<A> =
   | { readonly ok: A; readonly batch: PendingBatch | undefined }
   | { readonly rejected: RejectName }
 
+/**
+ * What the `orders` table says about place keys the filter may hold: key (`placeKey`) -> true if a row exists
+ * (the key was used: `key_expired`), false if not (a fresh key, a filter false positive).
+ */
+export type KeyVerdicts = ReadonlyMap<string, boolean>
+
 export class ShardCore {
   readonly symbol: string
   book: OrderBook
@@ -177,13 +239,42 @@ export class ShardCore {
   /** Commands since the last snapshot. */
   sinceSnapshot = 0
   pending = new PendingBatch()
+  readonly limits: ShardLimits
   private open = new Map<string, OrderMeta>()
-  private idem = new Map<string, { result: PlaceResult; batch: PendingBatch | undefined }>()
+  private idem = new Map<string, Remembered<PlaceResult>>()
+  private requests = new Map<string, Remembered<OrderView | MoveResult>>()
+  private forgotten: KeyFilter
+  // Entries present at the last seal: the only ones the next seal may trim (see `trim`).
+  private idemMarked = 0
+  private requestsMarked = 0
+  private finishedMarked = 0
   private replaying = false
 
-  constructor(config: SymbolConfig) {
+  constructor(config: SymbolConfig, limits: ShardLimits = defaultLimits) {
     this.symbol = config.symbol
+    this.limits = limits
     this.book = new OrderBook({ tick: config.tick, lot: config.lot, minQty: config.minQty, maxQty: config.maxQty })
+    this.forgotten = new KeyFilter(limits.forgottenFilterBits)
+  }
+
+  /** Remembered keys and finished orders, for tests and metrics. */
+  get remembered(): { places: number; requests: number; finished: number; forgotten: number } {
+    return {
+      places: this.idem.size,
+      requests: this.requests.size,
+      finished: this.book.finishedCount,
+      forgotten: this.forgotten.count
+    }
+  }
+
+  /**
+   * The place key of `(account, clientOrderId)` when it must be checked against the `orders` table before a
+   * place (not remembered, and the filter of forgotten keys may hold it); undefined otherwise.
+   */
+  needsCheck(account: string, clientOrderId: string): string | undefined {
+    if (this.forgotten.count === 0) return undefined
+    const key = placeKey(account, clientOrderId)
+    return this.idem.has(key) || !this.forgotten.has(key) ? undefined : key
   }
 
   get pendingCount(): number {
@@ -192,10 +283,17 @@ export class ShardCore {
 
   // ---- commands --------------------------------------------------------------------------------
 
-  place(input: PlaceInput): Outcome<PlaceResult> {
-    const key = `${input.account}\u0000${input.clientOrderId}`
+  /**
+   * A place, or the first result of a remembered key. A key the forgotten-key filter may hold is placed only when
+   * `verdicts` says the `orders` table has no row for it (see `needsCheck`); otherwise `key_expired`.
+   */
+  place(input: PlaceInput, verdicts?: KeyVerdicts): Outcome<PlaceResult> {
+    const key = placeKey(input.account, input.clientOrderId)
     const seen = this.idem.get(key)
     if (seen !== undefined) return { ok: seen.result, batch: seen.batch?.durable ? undefined : seen.batch }
+    if (this.forgotten.count > 0 && this.forgotten.has(key) && verdicts?.get(key) !== false) {
+      return { rejected: "key_expired" }
+    }
     const book = this.book
     const type = input.type === "market" ? 1 : 0
     const price = type === 1 ? 0 : input.price === undefined ? -1 : book.priceUnit.toUnits(input.price)
@@ -209,27 +307,48 @@ export class ShardCore {
     return { ok: result, batch: this.pending }
   }
 
-  cancel(orderId: string): Outcome<OrderView> {
+  /**
+   * Cancels an open order. With a `requestId`, an accepted cancel is remembered under `(orderId, requestId)`: a
+   * retry returns the first result. A request id the shard may have forgotten is refused (`key_expired`) while
+   * the order is open; once it is not, any cancel is `unknown_order` (nothing can apply twice).
+   */
+  cancel(orderId: string, requestId?: string): Outcome<OrderView> {
+    const key = requestId === undefined ? undefined : requestKey("c", orderId, requestId)
+    if (key !== undefined) {
+      const seen = this.requests.get(key)
+      if (seen !== undefined)
+        return { ok: seen.result as OrderView, batch: seen.batch?.durable ? undefined : seen.batch }
+    }
     const meta = this.open.get(orderId)
     if (meta === undefined) return { rejected: "unknown_order" }
-    const code = this.applyCancel(Number(orderId))
+    if (key !== undefined && this.forgotten.count > 0 && this.forgotten.has(key)) return { rejected: "key_expired" }
+    const code = this.applyCancel(Number(orderId), requestId)
     if (code !== 0) return { rejected: REJECT_NAMES[code] as RejectName }
-    return { ok: this.view(meta), batch: this.pending }
+    return {
+      ok: key === undefined ? this.view(meta) : (this.requests.get(key)?.result as OrderView),
+      batch: this.pending
+    }
   }
 
-  move(orderId: string, price: string | undefined, qty: string | undefined): Outcome<MoveResult> {
+  /** Moves an open order; `requestId` as for `cancel`. */
+  move(orderId: string, price: string | undefined, qty: string | undefined, requestId?: string): Outcome<MoveResult> {
+    const key = requestId === undefined ? undefined : requestKey("m", orderId, requestId)
+    if (key !== undefined) {
+      const seen = this.requests.get(key)
+      if (seen !== undefined)
+        return { ok: seen.result as MoveResult, batch: seen.batch?.durable ? undefined : seen.batch }
+    }
     const meta = this.open.get(orderId)
     if (meta === undefined) return { rejected: "unknown_order" }
+    if (key !== undefined && this.forgotten.count > 0 && this.forgotten.has(key)) return { rejected: "key_expired" }
     const book = this.book
     const p = price === undefined ? 0 : book.priceUnit.toUnits(price)
     const q = qty === undefined ? 0 : book.qtyUnit.toUnits(qty)
     const fills: Array<Fill> = []
-    const code = this.applyMove(Number(orderId), p, q, fills)
+    const code = this.applyMove(Number(orderId), p, q, fills, requestId)
     if (code !== 0) return { rejected: REJECT_NAMES[code] as RejectName }
-    return {
-      ok: { orderId, status: STATUS_NAMES[meta.status], ...this.quantities(meta), trades: fills },
-      batch: this.pending
-    }
+    const result = key === undefined ? this.moveResult(meta, fills) : (this.requests.get(key)?.result as MoveResult)
+    return { ok: result, batch: this.pending }
   }
 
   /** An order's current state: open orders from memory, finished ones from the engine's final status. */
@@ -243,7 +362,7 @@ export class ShardCore {
 
   /** The idempotency result of an earlier place, if any. */
   placed(account: string, clientOrderId: string): PlaceResult | undefined {
-    return this.idem.get(`${account}\u0000${clientOrderId}`)?.result
+    return this.idem.get(placeKey(account, clientOrderId))?.result
   }
 
   // ---- batches ---------------------------------------------------------------------------------
@@ -257,6 +376,7 @@ export class ShardCore {
     for (const meta of batch.dirty.values()) orders.push(this.row(meta))
     const count = batch.commands.length
     this.sinceSnapshot += count
+    this.retire()
     let snapshot: string | undefined
     if (withSnapshot) {
       snapshot = JSON.stringify(this.snapshot())
@@ -291,14 +411,28 @@ export class ShardCore {
     }
     const idem: Array<readonly [string, PlaceResult]> = []
     for (const [key, value] of this.idem) idem.push([key, value.result])
-    return { version: 1, seq: this.seq, nextOrderId: this.nextOrderId, book: this.book.snapshot(), open, idem }
+    const requests: Array<readonly [string, OrderView | MoveResult]> = []
+    for (const [key, value] of this.requests) requests.push([key, value.result])
+    return {
+      version: 2,
+      seq: this.seq,
+      nextOrderId: this.nextOrderId,
+      book: this.book.snapshot(),
+      open,
+      idem,
+      requests,
+      forgotten: this.forgotten.toJson() ?? null,
+      marks: [this.idemMarked, this.requestsMarked, this.finishedMarked]
+    }
   }
 
-  /** Restores a shard from `JSON.stringify(snapshot())`. */
-  static restore(config: SymbolConfig, json: string): ShardCore {
+  /** Restores a shard from `JSON.stringify(snapshot())` (version 1 snapshots too: nothing forgotten yet). */
+  static restore(config: SymbolConfig, json: string, limits: ShardLimits = defaultLimits): ShardCore {
     const snap = JSON.parse(json) as ShardSnapshot
-    if (snap.version !== 1) throw new Error(`unsupported shard snapshot version ${String(snap.version)}`)
-    const core = new ShardCore(config)
+    if (snap.version !== 1 && snap.version !== 2) {
+      throw new Error(`unsupported shard snapshot version ${String(snap.version)}`)
+    }
+    const core = new ShardCore(config, limits)
     core.book = OrderBook.restore(snap.book)
     core.seq = snap.seq
     core.nextOrderId = snap.nextOrderId
@@ -306,6 +440,12 @@ export class ShardCore {
       core.open.set(id, { id, account, clientOrderId, side, type, tif, postOnly, price, qty, filled, status: 0 })
     }
     for (const [key, result] of snap.idem) core.idem.set(key, { result, batch: undefined })
+    for (const [key, result] of snap.requests ?? []) core.requests.set(key, { result, batch: undefined })
+    core.forgotten = KeyFilter.fromJson(snap.forgotten, limits.forgottenFilterBits)
+    const marks = snap.marks ?? [core.idem.size, core.requests.size, core.book.finishedCount]
+    core.idemMarked = marks[0]
+    core.requestsMarked = marks[1]
+    core.finishedMarked = marks[2]
     return core
   }
 
@@ -323,10 +463,11 @@ export class ShardCore {
             break
           }
           case "c":
-            code = this.applyCancel(c[1])
+            code = this.applyCancel(c[1], c[2])
             break
           case "m":
-            code = this.applyMove(c[1], c[2], c[3], undefined)
+            // Trades are collected only to rebuild a remembered Move result.
+            code = this.applyMove(c[1], c[2], c[3], c[4] === undefined ? undefined : [], c[4])
             break
         }
         if (code !== 0)
@@ -337,6 +478,19 @@ export class ShardCore {
     }
     this.seq = seq
     this.sinceSnapshot += commands.length
+    this.retire()
+  }
+
+  // ---- bounded memory ----------------------------------------------------------------------------
+
+  /** Trims the remembered keys and finished orders; runs at each seal and after each replayed row (see top). */
+  private retire(): void {
+    const limits = this.limits
+    this.idemMarked = trim(this.idem, limits.recentKeys, this.idemMarked, this.forgotten)
+    this.requestsMarked = trim(this.requests, limits.recentKeys, this.requestsMarked, this.forgotten)
+    const book = this.book
+    book.forgetOldestFinished(Math.min(book.finishedCount - limits.finishedOrders, this.finishedMarked))
+    this.finishedMarked = book.finishedCount
   }
 
   // ---- internals -------------------------------------------------------------------------------
@@ -381,7 +535,7 @@ export class ShardCore {
       trades: fills
     }
     const pending = this.replaying ? undefined : this.pending
-    this.idem.set(`${account}\u0000${clientOrderId}`, { result, batch: pending })
+    this.idem.set(placeKey(account, clientOrderId), { result, batch: pending })
     if (pending !== undefined) {
       pending.commands.push(["p", id, account, clientOrderId, side, type, tif, postOnly, price, qty])
       pending.dirty.set(idText, meta)
@@ -389,29 +543,50 @@ export class ShardCore {
     return result
   }
 
-  private applyCancel(id: number): number {
+  private applyCancel(id: number, requestId: string | undefined): number {
     const idText = String(id)
     const code = this.book.cancel(idText)
     if (code !== 0) return code
     const meta = this.open.get(idText)
     if (meta !== undefined) this.absorbEvents(meta, undefined)
-    if (!this.replaying) this.pending.commands.push(["c", id])
+    const pending = this.replaying ? undefined : this.pending
+    if (pending !== undefined) pending.commands.push(requestId === undefined ? ["c", id] : ["c", id, requestId])
+    if (requestId !== undefined && meta !== undefined) {
+      this.requests.set(requestKey("c", idText, requestId), { result: this.view(meta), batch: pending })
+    }
     return 0
   }
 
-  private applyMove(id: number, price: number, qty: number, fills: Array<Fill> | undefined): number {
+  private applyMove(
+    id: number,
+    price: number,
+    qty: number,
+    fills: Array<Fill> | undefined,
+    requestId: string | undefined
+  ): number {
     const idText = String(id)
     const meta = this.open.get(idText)
     const code = this.book.moveRaw(idText, price, qty)
     if (code !== 0 || meta === undefined) return code
     if (price !== 0) meta.price = price
     if (qty !== 0) meta.qty = meta.filled + qty
-    if (!this.replaying) {
-      this.pending.commands.push(["m", id, price, qty])
-      this.pending.dirty.set(idText, meta)
+    const pending = this.replaying ? undefined : this.pending
+    if (pending !== undefined) {
+      pending.commands.push(requestId === undefined ? ["m", id, price, qty] : ["m", id, price, qty, requestId])
+      pending.dirty.set(idText, meta)
     }
     this.absorbEvents(meta, fills)
+    if (requestId !== undefined) {
+      this.requests.set(requestKey("m", idText, requestId), {
+        result: this.moveResult(meta, fills ?? []),
+        batch: pending
+      })
+    }
     return 0
+  }
+
+  private moveResult(meta: OrderMeta, fills: ReadonlyArray<Fill>): MoveResult {
+    return { orderId: meta.id, status: STATUS_NAMES[meta.status], ...this.quantities(meta), trades: fills }
   }
 
   /** Folds the engine's events for the last command into order state, trade rows and `fills`. */

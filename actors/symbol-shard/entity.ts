@@ -7,19 +7,29 @@
  * immediately. If a write fails the in-memory book is ahead of the database: every waiting request dies, and the
  * entity is rebuilt (snapshot + journal replay), so nothing unacknowledged ever looks acknowledged.
  *
- * Reads (GetOrder, Depth) see the in-memory book, which may include commands whose batch is still being written.
+ * Reads (GetOrder, Depth) see the in-memory book, which may include commands whose batch is still being written;
+ * GetOrder of a finished order the shard no longer holds in memory reads the `orders` table.
+ *
+ * A place whose key the shard may have forgotten (ShardCore: bounded memory) waits for one indexed `orders` read
+ * before it is applied; every other command is applied synchronously on arrival.
  */
 import { type Cause, Deferred, Effect, Exit, Layer } from "effect"
 import { Entity } from "effect/cluster"
+import { TesseraConfig } from "../../runtime/config.ts"
 import { Valkey } from "../../runtime/Valkey.ts"
 import * as Journal from "./journal.ts"
 import * as MarketData from "./marketData.ts"
 import * as ShardMetrics from "./metrics.ts"
-import { type BatchItem, InvalidOrder, SymbolShard, UnknownOrder, UnknownSymbol } from "./protocol.ts"
-import { type PendingBatch, ShardCore } from "./ShardCore.ts"
-
-/** Commands between two book snapshots (a snapshot bounds the journal replayed on activation). */
-export const snapshotEvery = 100_000
+import {
+  type BatchItem,
+  InvalidOrder,
+  type OrderView,
+  type PlaceOrder,
+  SymbolShard,
+  UnknownOrder,
+  UnknownSymbol
+} from "./protocol.ts"
+import { type KeyVerdicts, type PendingBatch, placeKey, ShardCore, type ShardLimits } from "./ShardCore.ts"
 
 /** A one-waiter wake-up: `wait` resumes when `notify` is called or `ready()` already holds. */
 class Signal {
@@ -61,6 +71,12 @@ const unknownHandlers = (symbol: string) =>
 
 const rejection = (reason: InvalidOrder["reason"], what: string) => {
   if (reason === "unknown_order") return new UnknownOrder({ orderId: what, message: `no open order ${what}` })
+  if (reason === "key_expired") {
+    return new InvalidOrder({
+      reason,
+      message: `${what}: the idempotency key may be one the shard has forgotten (used long ago); nothing was applied`
+    })
+  }
   return new InvalidOrder({ reason, message: `${what}: ${reason.replace("_", " ")}` })
 }
 
@@ -69,12 +85,22 @@ const build = Effect.gen(function* () {
   const symbol = address.entityId
   const journal = yield* Journal.make
   const valkey = yield* Valkey
+  const settings = yield* TesseraConfig
+  const limits: ShardLimits = {
+    recentKeys: settings.shardRecentKeys,
+    finishedOrders: settings.shardFinishedOrders,
+    forgottenFilterBits: settings.shardKeyFilterBits
+  }
+  const snapshotEvery = settings.shardSnapshotEvery
   const config = yield* Effect.orDie(journal.loadSymbol(symbol))
   if (config === undefined) return unknownHandlers(symbol)
 
   const restoreStart = performance.now()
   const stored = yield* Effect.orDie(journal.load(symbol))
-  const core = stored.snapshot === undefined ? new ShardCore(config) : ShardCore.restore(config, stored.snapshot.json)
+  const core =
+    stored.snapshot === undefined
+      ? new ShardCore(config, limits)
+      : ShardCore.restore(config, stored.snapshot.json, limits)
   for (const row of stored.journal) core.replay(row.seq, row.commands)
   const metrics = new ShardMetrics.ShardSeries(symbol)
   metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
@@ -129,56 +155,102 @@ const build = Effect.gen(function* () {
   const whenHealthy = <A, E>(f: () => Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.suspend(() => (broken === undefined ? f() : Effect.die(new Error(`shard ${symbol} is restarting`))))
 
+  /** Keys of `orders` to look up in `orders` before placing (see ShardCore.needsCheck), undefined if none. */
+  const unchecked = (
+    orders: ReadonlyArray<PlaceOrder>,
+    verdicts: KeyVerdicts | undefined
+  ): Array<readonly [string, string]> | undefined => {
+    let missing: Array<readonly [string, string]> | undefined
+    for (let i = 0; i < orders.length; i++) {
+      const key = core.needsCheck(orders[i].account, orders[i].clientOrderId)
+      if (key !== undefined && verdicts?.has(key) !== true)
+        (missing ??= []).push([orders[i].account, orders[i].clientOrderId])
+    }
+    return missing
+  }
+  /** Looks the keys up, then again for keys forgotten while the read ran, then applies `f` synchronously. */
+  const checked = <A, E>(
+    orders: ReadonlyArray<PlaceOrder>,
+    verdicts: Map<string, boolean> | undefined,
+    f: (verdicts: KeyVerdicts | undefined) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E> =>
+    whenHealthy(() => {
+      const missing = unchecked(orders, verdicts)
+      if (missing === undefined) return f(verdicts)
+      return Effect.flatMap(Effect.orDie(journal.usedKeys(symbol, missing)), (used) => {
+        const next = verdicts ?? new Map<string, boolean>()
+        for (const [account, clientOrderId] of missing) {
+          const key = placeKey(account, clientOrderId)
+          next.set(key, used.has(key))
+        }
+        return checked(orders, next, f)
+      })
+    })
+
+  const placeOne = (payload: PlaceOrder, verdicts: KeyVerdicts | undefined) => {
+    const out = core.place(payload, verdicts)
+    if ("rejected" in out) {
+      metrics.rejected.inc()
+      return Effect.fail(rejection(out.rejected, payload.clientOrderId) as InvalidOrder)
+    }
+    metrics.accepted.inc()
+    return durable(out.ok, out.batch)
+  }
+
+  const placeAll = (orders: ReadonlyArray<PlaceOrder>, verdicts: KeyVerdicts | undefined) => {
+    const results: Array<BatchItem> = []
+    let wait: PendingBatch | undefined
+    let rejected = 0
+    for (let i = 0; i < orders.length; i++) {
+      const out = core.place(orders[i], verdicts)
+      if ("rejected" in out) {
+        rejected++
+        results.push({ clientOrderId: orders[i].clientOrderId, rejected: out.rejected })
+      } else {
+        results.push(out.ok)
+        // Batches become durable in order, so waiting for the newest one covers the others.
+        if (out.batch !== undefined && (wait === undefined || out.batch === core.pending)) wait = out.batch
+      }
+    }
+    if (rejected > 0) metrics.rejected.inc(rejected)
+    if (rejected < orders.length) metrics.accepted.inc(orders.length - rejected)
+    return durable({ results }, wait)
+  }
+
+  const noOrder = (orderId: string) => Effect.fail(new UnknownOrder({ orderId, message: `no order ${orderId}` }))
+
   return SymbolShard.of({
-    Place: ({ payload }) =>
-      whenHealthy(() => {
-        const out = core.place(payload)
-        if ("rejected" in out) {
-          metrics.rejected.inc()
-          return Effect.fail(rejection(out.rejected, payload.clientOrderId) as InvalidOrder)
-        }
-        metrics.accepted.inc()
-        return durable(out.ok, out.batch)
-      }),
-    PlaceBatch: ({ payload }) =>
-      whenHealthy(() => {
-        const orders = payload.orders
-        const results: Array<BatchItem> = []
-        let wait: PendingBatch | undefined
-        let rejected = 0
-        for (let i = 0; i < orders.length; i++) {
-          const out = core.place(orders[i])
-          if ("rejected" in out) {
-            rejected++
-            results.push({ clientOrderId: orders[i].clientOrderId, rejected: out.rejected })
-          } else {
-            results.push(out.ok)
-            // Batches become durable in order, so waiting for the newest one covers the others.
-            if (out.batch !== undefined && (wait === undefined || out.batch === core.pending)) wait = out.batch
-          }
-        }
-        if (rejected > 0) metrics.rejected.inc(rejected)
-        if (rejected < orders.length) metrics.accepted.inc(orders.length - rejected)
-        return durable({ results }, wait)
-      }),
+    Place: ({ payload }) => checked([payload], undefined, (verdicts) => placeOne(payload, verdicts)),
+    PlaceBatch: ({ payload }) => checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts)),
     Cancel: ({ payload }) =>
       whenHealthy(() => {
-        const out = core.cancel(payload.orderId)
+        const out = core.cancel(payload.orderId, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
       }),
     Move: ({ payload }) =>
       whenHealthy(() => {
-        const out = core.move(payload.orderId, payload.price, payload.qty)
+        const out = core.move(payload.orderId, payload.price, payload.qty, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
       }),
     GetOrder: ({ payload }) =>
       Effect.suspend(() => {
         const view = core.order(payload.orderId)
-        return view === undefined
-          ? Effect.fail(new UnknownOrder({ orderId: payload.orderId, message: `no order ${payload.orderId}` }))
-          : Effect.succeed(view)
+        if (view !== undefined) return Effect.succeed(view)
+        // Every id below the counter was accepted; one no longer in memory finished long ago and has its row.
+        const id = Number(payload.orderId)
+        if (!(id >= 1 && id < core.nextOrderId)) return noOrder(payload.orderId)
+        return Effect.flatMap(Effect.orDie(journal.loadOrder(symbol, id)), (row) =>
+          row === undefined
+            ? noOrder(payload.orderId)
+            : Effect.succeed({
+                orderId: payload.orderId,
+                status: row.status as OrderView["status"],
+                filledQty: row.filled_qty,
+                openQty: core.book.qtyUnit.format(0)
+              })
+        )
       }),
     Depth: ({ payload }) =>
       Effect.sync(() => {

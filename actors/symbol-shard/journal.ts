@@ -5,11 +5,15 @@
  * One journal row per flushed batch: `(symbol, seq)` is its primary key, so two writers for one symbol (a
  * stale owner during a handover) cannot both commit the same sequence number: the second transaction fails
  * and its requests are never acknowledged.
+ *
+ * Retention: a batch carrying a snapshot deletes the snapshots before the previous one and the journal rows up to
+ * the previous snapshot, so the tables keep two snapshots and the journal since the older one: one snapshot's
+ * worth of commands for audit, and a way back should the newest snapshot be unusable.
  */
 import { Effect } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
-import type { SealedBatch, SymbolConfig } from "./ShardCore.ts"
+import { placeKey, type SealedBatch, type SymbolConfig } from "./ShardCore.ts"
 
 /** The default symbols seeded by the migrations: 8 spot pairs. */
 export const defaultSymbols: ReadonlyArray<SymbolConfig> = [
@@ -175,13 +179,52 @@ export const make = Effect.gen(function* () {
         }
         if (batch.snapshot !== undefined) {
           yield* sql`INSERT INTO symbol_snapshots (symbol, seq, snapshot) VALUES (${batch.symbol}, ${batch.seq}, ${batch.snapshot})`
-          // Older snapshots are superseded; the journal before this one is kept (audit trail).
-          yield* sql`DELETE FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${batch.seq}`
+          const previous = yield* sql<{ seq: number | string | null }>`
+            SELECT MAX(seq) AS seq FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${batch.seq}`
+          const keepFrom = previous[0]?.seq
+          if (keepFrom !== null && keepFrom !== undefined) {
+            yield* sql`DELETE FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${keepFrom}`
+            yield* sql`DELETE FROM symbol_journal WHERE symbol = ${batch.symbol} AND seq <= ${keepFrom}`
+          }
         }
       })
     )
 
-  return { loadSymbol, load, write } as const
+  /**
+   * Which `(account, clientOrderId)` keys have an order row: the check of keys the shard may have forgotten (rare:
+   * only keys its filter of forgotten keys may hold). Answers `placeKey`-style keys (`account NUL clientOrderId`).
+   */
+  const usedKeys = (
+    symbol: string,
+    keys: ReadonlyArray<readonly [account: string, clientOrderId: string]>
+  ): Effect.Effect<ReadonlySet<string>, SqlError.SqlError> =>
+    Effect.map(
+      sql<{ account: string; client_order_id: string }>`
+        SELECT account, client_order_id FROM orders
+        WHERE symbol = ${symbol} AND client_order_id IN ${sql.in(keys.map((k) => k[1]))}`,
+      (rows) => {
+        const wanted = new Set(keys.map(([account, id]) => placeKey(account, id)))
+        const used = new Set<string>()
+        for (const r of rows) {
+          const key = placeKey(r.account, r.client_order_id)
+          if (wanted.has(key)) used.add(key)
+        }
+        return used
+      }
+    )
+
+  /** A finished order's stored state (GetOrder of an order the shard no longer holds in memory). */
+  const loadOrder = (
+    symbol: string,
+    orderId: number
+  ): Effect.Effect<{ status: string; filled_qty: string } | undefined, SqlError.SqlError> =>
+    Effect.map(
+      sql<{ status: string; filled_qty: string }>`
+        SELECT status, filled_qty FROM orders WHERE symbol = ${symbol} AND order_id = ${orderId}`,
+      (rows) => rows[0]
+    )
+
+  return { loadSymbol, load, write, usedKeys, loadOrder } as const
 })
 
 export type Journal = Effect.Success<typeof make>

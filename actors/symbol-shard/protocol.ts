@@ -2,7 +2,20 @@
  * SymbolShard: one order book per trading symbol (entity id = symbol, e.g. `BTC-USDT`), sharded over the
  * runners. Every accepted command is acknowledged only once it is durable (the shard's group-commit journal),
  * so the RPCs themselves are volatile cluster messages: a retry after a timeout or a failover is safe because
- * places are idempotent on `(account, clientOrderId)`.
+ * places are idempotent on `(account, clientOrderId)`, and cancels and moves on `(orderId, requestId)` when the
+ * client sends a `requestId`.
+ *
+ * Idempotency, exactly (the state is rebuilt from the journal, so it survives a restart or a failover):
+ * - Place: a key seen before returns the first result (also inside one PlaceBatch). A rejected place is not
+ *   remembered (it changed nothing): its retry is judged afresh.
+ * - Cancel / Move with `requestId`: an accepted request is remembered under `(orderId, requestId)` (one key space
+ *   per operation); a retry returns the first result and applies nothing. Without `requestId` nothing is
+ *   remembered, as before: a second Cancel of the same order is `UnknownOrder`, a second Move applies again.
+ * - Memory is bounded: each shard remembers the newest `TESSERA_SHARD_RECENT_KEYS` place keys (and as many
+ *   request ids). A forgotten key is never applied twice: a place whose key may have been forgotten is checked
+ *   against the `orders` table and refused with `InvalidOrder` reason `key_expired` if it was used; a cancel or
+ *   move whose request id may have been forgotten is refused with `key_expired` while the order is open (a filter
+ *   of forgotten keys decides "may", with rare false positives: send a new request id).
  *
  * Prices and quantities are decimal strings, checked against the symbol's tick and lot size.
  */
@@ -31,7 +44,9 @@ export const RejectReason = Schema.Literals([
   "duplicate_id",
   "unknown_order",
   "would_cross",
-  "missing_price"
+  "missing_price",
+  /** The idempotency key may be one the shard has forgotten (see the top of this file): nothing was applied. */
+  "key_expired"
 ])
 export type RejectReason = typeof RejectReason.Type
 
@@ -143,10 +158,22 @@ export const PlaceBatch = Rpc.make("PlaceBatch", {
   error: UnknownSymbol
 })
 
-export const Cancel = Rpc.make("Cancel", { payload: { orderId: OrderId }, success: OrderView, error: OrderError })
+/** Optional idempotency key of a Cancel or Move: a retry with the same one returns the first result. */
+export const RequestId = Key
+
+export const Cancel = Rpc.make("Cancel", {
+  payload: { orderId: OrderId, requestId: Schema.optional(RequestId) },
+  success: OrderView,
+  error: OrderError
+})
 
 export const Move = Rpc.make("Move", {
-  payload: { orderId: OrderId, price: Schema.optional(DecimalString), qty: Schema.optional(DecimalString) },
+  payload: {
+    orderId: OrderId,
+    price: Schema.optional(DecimalString),
+    qty: Schema.optional(DecimalString),
+    requestId: Schema.optional(RequestId)
+  },
   success: MoveResult,
   error: OrderError
 })

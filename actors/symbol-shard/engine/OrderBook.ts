@@ -514,6 +514,25 @@ export class OrderBook {
     }
   }
 
+  /** Number of finished orders whose final state the book still holds. */
+  get finishedCount(): number {
+    return this.finished.size
+  }
+
+  /**
+   * Forgets the final state of the `count` orders that finished first (`status` no longer knows them). A
+   * forgotten id is no longer refused as `duplicate_id`: only for callers that never reuse ids, such as the
+   * symbol shard, whose ids are a counter. Keeps the memory of a long-lived book bounded.
+   */
+  forgetOldestFinished(count: number): void {
+    if (count <= 0) return
+    let left = count
+    for (const id of this.finished.keys()) {
+      this.finished.delete(id)
+      if (--left === 0) break
+    }
+  }
+
   /** Visits resting orders of a side, best level first and FIFO within a level. */
   forEachResting(
     side: Side,
