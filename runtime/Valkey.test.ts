@@ -1,9 +1,12 @@
 import { Buffer } from "node:buffer"
 import { assert, describe, it, layer, type Vitest } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { TestClock } from "effect/testing"
+import { Redis } from "ioredis"
+import { type RedisCluster, startRedisCluster } from "../test/redisCluster.ts"
 import { MemoryStore } from "./internal/valkeyMemoryStore.ts"
-import { Cmd, layerIoredis, layerMemory, parseRedisUrl, Valkey, type ValkeyError } from "./Valkey.ts"
+import { keySlot } from "./internal/valkeySlot.ts"
+import { Cmd, layerIoredis, layerMemory, parseRedisUrl, Valkey, ValkeyError } from "./Valkey.ts"
 
 const REDIS_URL = "redis://127.0.0.1:6379"
 const runPrefix = `tessera-test:valkey:${process.pid}:${Date.now()}:`
@@ -471,8 +474,204 @@ const conformance = (it: Vitest.MethodsNonLive<Valkey>) => {
   )
 }
 
+/** A local three-node Redis Cluster for the cluster-mode tests (started for the suite, removed after). */
+class TestRedisCluster extends Context.Service<TestRedisCluster, RedisCluster>()("test/TestRedisCluster") {}
+
+const testRedisCluster = Layer.effect(
+  TestRedisCluster,
+  Effect.acquireRelease(Effect.tryPromise({ try: () => startRedisCluster(), catch: (error) => error }), (cluster) =>
+    Effect.promise(() => cluster.stop())
+  ).pipe(Effect.orDie)
+)
+
+const layerCluster = Layer.provideMerge(
+  Layer.unwrap(
+    Effect.map(TestRedisCluster, (cluster) =>
+      layerIoredis({ url: cluster.url, cluster: true, seeds: cluster.nodes.slice(1), keyPrefix: runPrefix })
+    )
+  ),
+  testRedisCluster
+)
+
+/** Keys of this run's prefix in distinct slots served by distinct nodes (one per node), from `base`. */
+const keysOnEveryNode = (cluster: RedisCluster, base: string) =>
+  Effect.promise(async () => {
+    const redis = new Redis(cluster.ports[0], "127.0.0.1")
+    try {
+      const ranges = (await redis.call("cluster", "slots")) as Array<[number, number, [string, number]]>
+      const nodeOf = (slot: number) => ranges.find(([from, to]) => slot >= from && slot <= to)?.[2][1]
+      const byNode = new Map<number | undefined, string>()
+      for (let i = 0; byNode.size < cluster.ports.length; i++) {
+        const key = `${base}${i}`
+        const node = nodeOf(keySlot(runPrefix + key))
+        if (!byNode.has(node)) byNode.set(node, key)
+      }
+      return Array.from(byNode.values())
+    } finally {
+      redis.disconnect()
+    }
+  })
+
 describe("Valkey", () => {
   layer(layerMemory, { excludeTestServices: true })("layerMemory", (it) => conformance(it))
+
+  layer(layerCluster, { excludeTestServices: true, timeout: 120_000 })("layerIoredis (real Redis Cluster)", (it) => {
+    conformance(it)
+
+    it.effect("key slots match the server's CLUSTER KEYSLOT", () =>
+      Effect.gen(function* () {
+        const cluster = yield* TestRedisCluster
+        const keys = [
+          "a",
+          "md:{BTC-USD}:trades",
+          "md:{BTC-USD}:book",
+          "g:{17}:v:42",
+          "{}x",
+          "x{}y{z}",
+          "{a}{b}",
+          "héllo:{ü}",
+          "ключ",
+          `${runPrefix}md:{ETH-USD}:trades`,
+          ""
+        ]
+        const redis = new Redis(cluster.ports[0], "127.0.0.1")
+        const server = yield* Effect.promise(() =>
+          Promise.all(keys.map((key) => redis.call("cluster", "keyslot", key) as Promise<number>))
+        ).pipe(Effect.ensuring(Effect.sync(() => redis.disconnect())))
+        assert.deepStrictEqual(keys.map(keySlot), server)
+        assert.strictEqual(keySlot("md:{BTC-USD}:trades"), keySlot("md:{BTC-USD}:book"))
+      })
+    )
+
+    it.effect("MGET, DEL and EXISTS over keys on every node answer in the caller's order", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const [a, b, c] = yield* keysOnEveryNode(yield* TestRedisCluster, "xs:")
+        yield* v.set(a, "A")
+        yield* v.set(c, "C")
+        yield* v.set("xs:{t}:1", "T1")
+        yield* v.set("xs:{t}:2", "T2")
+        assert.deepStrictEqual(yield* v.mget(c, b, a, "xs:{t}:2", a, "xs:{t}:1"), ["C", null, "A", "T2", "A", "T1"])
+        assert.deepStrictEqual(
+          (yield* v.mgetBuffer(b, a, c)).map((x) => x?.toString("utf8") ?? null),
+          [null, "A", "C"]
+        )
+        assert.strictEqual(yield* v.exists(a, b, c, a, "xs:{t}:1"), 4)
+        assert.strictEqual(yield* v.del(a, b, c, "xs:{t}:1", "xs:{t}:2"), 4)
+        assert.deepStrictEqual(yield* v.mget(a, c, "xs:{t}:1"), [null, null, null])
+      })
+    )
+
+    it.effect("a pipeline over every node: results in order, split commands merged, a failure keeps its index", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const [a, b, c] = yield* keysOnEveryNode(yield* TestRedisCluster, "xp:")
+        yield* v.xadd(`${b}:stream`, { f: "v" })
+        const ok = yield* v.pipeline([
+          Cmd.set(a, "1"),
+          Cmd.set(b, "2"),
+          Cmd.incr(c),
+          Cmd.mget(c, a, "xp:none", b),
+          Cmd.get(a),
+          Cmd.set(a, "again"),
+          Cmd.get(a),
+          Cmd.exists(a, b, c, "xp:none"),
+          Cmd.hset("xp:{h}:1", { f: "1" }),
+          Cmd.hgetall("xp:{h}:1")
+        ])
+        assert.deepStrictEqual(ok, [true, true, 1, ["1", "1", null, "2"], "1", true, "again", 3, 1, { f: "1" }])
+        const error = yield* Effect.flip(
+          v.pipeline([Cmd.set(a, "x"), Cmd.del(a, c), Cmd.hget(`${b}:stream`, "f"), Cmd.set(c, "y"), Cmd.get(b)])
+        )
+        assert.deepInclude(error, { _tag: "ValkeyError", reason: "WrongType", command: "HGET", index: 2 })
+        // The other commands ran, in order on each key.
+        assert.deepStrictEqual(yield* v.mget(a, c, b), [null, "y", "2"])
+      })
+    )
+
+    it.effect("concurrent pipelines over several slots (sent together) each get their own replies and failure", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const [a, b, c] = yield* keysOnEveryNode(yield* TestRedisCluster, "xc:")
+        yield* v.xadd(`${c}:stream`, { f: "v" })
+        const calls = Array.from({ length: 60 }, (_, i) =>
+          i % 7 === 2
+            ? Effect.flip(v.pipeline([Cmd.incr(`${a}:${i}`), Cmd.incr(`${b}:${i}`), Cmd.hget(`${c}:stream`, "f")]))
+            : v.pipeline([
+                Cmd.set(`${a}:${i}`, `a${i}`),
+                Cmd.incrby(`${b}:${i}`, i),
+                Cmd.get(`${a}:${i}`),
+                Cmd.mget(`${b}:${i}`, `${a}:${i}`, `${c}:${i}`),
+                Cmd.del(`${a}:${i}`, `${c}:${i}`)
+              ])
+        )
+        const results = yield* Effect.all(calls, { concurrency: "unbounded" })
+        for (let i = 0; i < results.length; i++) {
+          if (i % 7 === 2) {
+            assert.deepInclude(results[i], { _tag: "ValkeyError", reason: "WrongType", command: "HGET", index: 2 })
+          } else {
+            assert.deepStrictEqual(results[i], [true, i, `a${i}`, [String(i), `a${i}`, null], 1])
+          }
+        }
+        assert.deepStrictEqual(yield* v.mget(`${a}:2`, `${b}:2`), ["1", "1"])
+      })
+    )
+
+    it.effect("XREAD over streams on every node: in the caller's order; BLOCK wakes on any of them", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const [a, b, c] = yield* keysOnEveryNode(yield* TestRedisCluster, "xr:")
+        yield* v.xadd(c, { n: "c1" }, { id: "1-0" })
+        yield* v.xadd(a, { n: "a1" }, { id: "1-0" })
+        yield* v.xadd(a, { n: "a2" }, { id: "2-0" })
+        const read = yield* v.xread(
+          [
+            [c, "0"],
+            [b, "0"],
+            [a, "1-0"]
+          ],
+          { count: 5 }
+        )
+        assert.deepStrictEqual(read, [
+          { key: c, entries: [{ id: "1-0", fields: { n: "c1" } }] },
+          { key: a, entries: [{ id: "2-0", fields: { n: "a2" } }] }
+        ])
+        const reader = yield* Effect.forkChild(
+          v.xread(
+            [
+              [a, "$"],
+              [b, "$"],
+              [c, "$"]
+            ],
+            { block: 0 }
+          )
+        )
+        yield* Effect.sleep(100)
+        const id = yield* v.xadd(b, { n: "b1" })
+        assert.deepStrictEqual(yield* Fiber.join(reader), [{ key: b, entries: [{ id, fields: { n: "b1" } }] }])
+        assert.deepStrictEqual(
+          yield* v.xread(
+            [
+              [a, "$"],
+              [c, "$"]
+            ],
+            { block: 100 }
+          ),
+          []
+        )
+      })
+    )
+
+    it.effect("keys() scans every primary", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const cluster = yield* TestRedisCluster
+        const spread = yield* keysOnEveryNode(cluster, "xk:")
+        yield* v.pipeline(spread.map((key) => Cmd.set(key, "1")))
+        assert.deepStrictEqual(sorted(yield* v.keys("xk:*")), sorted(spread))
+      })
+    )
+  })
 
   layer(Layer.provideMerge(cleanup, layerIoredis({ url: REDIS_URL, keyPrefix: runPrefix })), {
     excludeTestServices: true
@@ -524,6 +723,38 @@ describe("Valkey", () => {
         Effect.provide(layerIoredis({ url: "redis://nobody:s3cret-pw@127.0.0.1:6379", keyPrefix: runPrefix })),
         Effect.timeout("20 seconds")
       )
+    )
+
+    it.live("cluster mode: no reachable seed gives a Connection error, within the retry bound", () =>
+      Effect.gen(function* () {
+        const v = yield* Valkey
+        const get = yield* Effect.flip(v.get("x"))
+        assert.strictEqual(get.reason, "Connection")
+        // ioredis keeps the socket error of a failed slot-map refresh to itself; the seed that failed is named.
+        assert.include(get.message, "None of the cluster nodes is available")
+        assert.match(get.message, /127\.0\.0\.1:[12]: /)
+        const pipeline = yield* Effect.flip(v.pipeline([Cmd.set("x", "1"), Cmd.get("y")]))
+        assert.strictEqual(pipeline.reason, "Connection")
+        const read = yield* Effect.flip(v.xread([["x", "$"]], { block: 100 }))
+        assert.strictEqual(read.reason, "Connection")
+      }).pipe(
+        Effect.provide(layerIoredis({ url: "redis://127.0.0.1:1", cluster: true, seeds: ["127.0.0.1:2"] })),
+        Effect.timeout("20 seconds")
+      )
+    )
+
+    it.live("cluster options are checked when the layer is built", () =>
+      Effect.gen(function* () {
+        const build = (options: Parameters<typeof layerIoredis>[0]) => Effect.flip(Layer.build(layerIoredis(options)))
+        const seedsAlone = yield* build({ url: REDIS_URL, seeds: ["127.0.0.1:7000"] })
+        assert.instanceOf(seedsAlone, ValkeyError)
+        assert.strictEqual(seedsAlone.reason, "InvalidUrl")
+        assert.include(seedsAlone.message, "cluster mode")
+        assert.strictEqual((yield* build({ url: `${REDIS_URL}/2`, cluster: true })).reason, "InvalidUrl")
+        const badSeed = yield* build({ url: REDIS_URL, cluster: true, seeds: ["nohost"] })
+        assert.strictEqual(badSeed.reason, "InvalidUrl")
+        assert.include(badSeed.message, "nohost")
+      })
     )
 
     it.live("a malformed URL fails the layer with InvalidUrl", () =>

@@ -2,7 +2,9 @@
  * Valkey (Redis-compatible) access for Tessera's actors: TTL keys (dedup windows), hashes and sets (the hot tier
  * of graph partitions), streams (market data) and one-round-trip pipelines.
  *
- * - `layerIoredis({ url })` talks to a server through ioredis (`redis://` or `rediss://` URLs).
+ * - `layerIoredis({ url })` talks to a server through ioredis (`redis://` or `rediss://` URLs); with
+ *   `cluster: true` to a Redis / Valkey Cluster (ElastiCache cluster mode): commands go to the node of their key's
+ *   slot, MGET / DEL / EXISTS and XREAD over keys of several slots are split per slot, pipelines run one per slot.
  * - `layerMemory` keeps everything in process with the same semantics: the embedded default and the test layer.
  *
  * Values: writes take a `string` or bytes (`Uint8Array` / `Buffer`); reads return strings (UTF-8), and the
@@ -22,7 +24,7 @@
 import { Buffer } from "node:buffer"
 import { isIP } from "node:net"
 import { Clock, Context, Data, Effect, Layer, Option, type Scope } from "effect"
-import { type ChainableCommander, Redis, type RedisOptions } from "ioredis"
+import { type ChainableCommander, Cluster, Redis, type RedisOptions } from "ioredis"
 import {
   Cmd,
   type Command,
@@ -40,6 +42,7 @@ import {
   type XReadOptions
 } from "./internal/valkeyCommand.ts"
 import { MemoryStore, ReplyError } from "./internal/valkeyMemoryStore.ts"
+import { groupBySlot, keySlot } from "./internal/valkeySlot.ts"
 
 export {
   Cmd,
@@ -401,6 +404,31 @@ export interface IoredisOptions {
    * single reads (the graph proxy's pattern) then cost about as much as a pipeline.
    */
   readonly autoPipelining?: boolean | undefined
+  /**
+   * Cluster mode (`REDIS_CLUSTER`): the URL's host is a seed node (ElastiCache: the configuration endpoint) and
+   * the client follows the cluster's slot map. Keys that must be read or written together belong in one slot:
+   * give them a hash tag (`md:{BTC-USD}:trades`). Default false.
+   */
+  readonly cluster?: boolean | undefined
+  /**
+   * More seed nodes for cluster mode, `host:port` each (same credentials and TLS as the URL): any one that
+   * answers gives the slot map.
+   */
+  readonly seeds?: ReadonlyArray<string> | undefined
+}
+
+/** Parses a `host:port` seed node (`[::1]:7000` for IPv6). */
+const parseSeed = (seed: string): { readonly host: string; readonly port: number } => {
+  let url: URL
+  try {
+    url = new URL(`redis://${seed}`)
+  } catch {
+    throw new Error(`"${seed}" is not host:port`)
+  }
+  if (url.hostname === "" || url.port === "" || `${url.host}` !== seed.toLowerCase()) {
+    throw new Error(`"${seed}" is not host:port`)
+  }
+  return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) }
 }
 
 /** Longest BLOCK of one XREAD on the wire; `block: 0` (forever) repeats such reads. */
@@ -410,6 +438,52 @@ const MAX_IDLE_BLOCKING = 4
 
 type Raw = unknown
 type Arg = string | Buffer | number
+type Client = Redis | Cluster
+
+/** Cluster mode: one slot's piece of a command; `positions` are its keys' places in a split MGET / DEL / EXISTS. */
+interface Part {
+  readonly slot: number
+  readonly name: string
+  readonly args: Array<Arg>
+  readonly positions: ReadonlyArray<number> | undefined
+}
+
+const multiKeys = (command: Command): ReadonlyArray<string> | undefined =>
+  command._tag === "mget" || command._tag === "mgetBuffer" || command._tag === "del" || command._tag === "exists"
+    ? command.keys
+    : undefined
+
+/** The reply a split command would have had: MGET values back in key order, DEL / EXISTS counts summed. */
+const mergeParts = (command: Command, parts: ReadonlyArray<Part>, raws: ReadonlyArray<Raw>): Raw => {
+  if (parts.length === 1) return raws[0]
+  if (command._tag === "mget" || command._tag === "mgetBuffer") {
+    const values: Array<unknown> = new Array(command.keys.length)
+    for (let p = 0; p < parts.length; p++) {
+      const positions = parts[p].positions ?? []
+      const got = raws[p] as Array<unknown>
+      for (let j = 0; j < positions.length; j++) values[positions[j]] = got[j]
+    }
+    return values
+  }
+  let sum = 0
+  for (const raw of raws) sum += Number(raw)
+  return sum
+}
+
+/** XREAD answers of several reads, in the order of the caller's streams (each stream once). */
+const inStreamOrder = (streams: XReadStreams, reads: ReadonlyArray<StreamRead>): Array<StreamRead> => {
+  const byKey = new Map<string, StreamRead>()
+  for (const read of reads) if (!byKey.has(read.key)) byKey.set(read.key, read)
+  const out: Array<StreamRead> = []
+  for (const [key] of streams) {
+    const read = byKey.get(key)
+    if (read !== undefined) {
+      out.push(read)
+      byKey.delete(key)
+    }
+  }
+  return out
+}
 
 const toArg = (value: Value): string | Buffer =>
   typeof value === "string" || Buffer.isBuffer(value)
@@ -427,7 +501,7 @@ const isBufferReply = (tag: CommandTag): boolean => tag.endsWith("Buffer")
  * Sends a command whose reply stays as bytes. Through the named `getBuffer`-style method, not `callBuffer`:
  * ioredis 6 auto-pipelining drops the command name of `callBuffer`.
  */
-const callBuffer = (target: Redis | ChainableCommander, name: string, args: Array<Arg>): Promise<unknown> =>
+const callBuffer = (target: Client | ChainableCommander, name: string, args: Array<Arg>): Promise<unknown> =>
   (target as unknown as Record<string, (args: Array<Arg>) => Promise<unknown>>)[`${name}Buffer`](args)
 
 /** The wire name and arguments of a command, keys prefixed. */
@@ -560,46 +634,116 @@ interface PendingPipeline {
 /**
  * Builds the ioredis implementation: one connection for ordinary commands and pipelines (connected on first
  * use, reconnecting with backoff), plus a small pool of connections for XREAD BLOCK so that a blocked read
- * never stalls other commands. Everything is closed with the scope (QUIT, then disconnect).
+ * never stalls other commands. Everything is closed with the scope (QUIT, then disconnect). In cluster mode
+ * each of these is an ioredis `Cluster` client (a connection per node it talks to).
  */
 export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyService, ValkeyError, Scope.Scope> =>
   Effect.gen(function* () {
+    const invalidUrl = (message: string) => new ValkeyError({ command: "CONNECT", reason: "InvalidUrl", message })
     const url = yield* Effect.try({
       try: () => parseRedisUrl(options.url),
-      catch: (error) =>
-        new ValkeyError({ command: "CONNECT", reason: "InvalidUrl", message: `REDIS_URL: ${errorMessage(error)}` })
+      catch: (error) => invalidUrl(`REDIS_URL: ${errorMessage(error)}`)
+    })
+    const clustered = options.cluster === true
+    if (!clustered && options.seeds !== undefined && options.seeds.length > 0) {
+      return yield* Effect.fail(invalidUrl("seed nodes are for cluster mode only"))
+    }
+    if (clustered && url.db !== 0) {
+      return yield* Effect.fail(invalidUrl(`REDIS_URL: cluster mode has only database 0, not ${url.db}`))
+    }
+    const seeds = yield* Effect.try({
+      try: () => [{ host: url.host, port: url.port }, ...(options.seeds ?? []).map(parseSeed)],
+      catch: (error) => invalidUrl(`cluster seed node: ${errorMessage(error)}`)
     })
     const prefix = options.keyPrefix ?? ""
     const k = prefix === "" ? (key: string) => key : (key: string) => prefix + key
     const unprefix = prefix === "" ? (key: string) => key : (key: string) => key.slice(prefix.length)
+    const maxRetries = options.maxRetriesPerRequest ?? 3
+    const connectTimeout = options.connectTimeout ?? 3000
+    const backoff = (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000)
     let lastConnectionError: string | undefined
 
-    const redisOptions: RedisOptions = {
-      host: url.host,
-      port: url.port,
+    const nodeOptions = {
       username: url.username,
       password: url.password,
+      // RESP2: plain array replies, the same shape from every server version.
+      protocol: 2,
+      connectTimeout,
+      maxRetriesPerRequest: maxRetries,
+      commandTimeout: options.commandTimeout,
+      connectionName: "tessera"
+    } satisfies RedisOptions
+
+    const redisOptions: RedisOptions = {
+      ...nodeOptions,
+      host: url.host,
+      port: url.port,
       db: url.db,
       // SNI only for names: an IP address as servername is refused by RFC 6066 (and Node warns).
       ...(url.tls ? { tls: isIP(url.host) === 0 ? { servername: url.host } : {} } : {}),
       lazyConnect: true,
-      // RESP2: plain array replies, the same shape from every server version.
-      protocol: 2,
-      connectTimeout: options.connectTimeout ?? 3000,
-      maxRetriesPerRequest: options.maxRetriesPerRequest ?? 3,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000),
-      enableAutoPipelining: options.autoPipelining ?? true,
-      commandTimeout: options.commandTimeout,
-      connectionName: "tessera"
+      retryStrategy: backoff,
+      enableAutoPipelining: options.autoPipelining ?? true
     }
 
-    const connect = (extra: RedisOptions): Redis => {
-      const redis = new Redis({ ...redisOptions, ...extra })
-      // Without a listener ioredis prints every failed attempt; the commands report the failure instead.
-      redis.on("error", (error: unknown) => {
-        lastConnectionError = errorMessage(error)
+    // A cluster client queues commands while it has no slot map and retries forever: a command first waits
+    // for `ready` here instead, and fails after `maxRetriesPerRequest` failed attempts, as on a single node.
+    const readyWaiters = new Map<Cluster, Array<{ resolve: () => void; reject: (error: Error) => void }>>()
+    const settleWaiters = (cluster: Cluster, error: Error | undefined): void => {
+      const waiters = readyWaiters.get(cluster)
+      if (waiters === undefined) return
+      readyWaiters.delete(cluster)
+      for (const waiter of waiters) error === undefined ? waiter.resolve() : waiter.reject(error)
+    }
+    /** Undefined when commands can go out now (always on a single node), else a promise of readiness. */
+    const ready = (client: Client): Promise<void> | undefined => {
+      if (!(client instanceof Cluster) || client.status === "ready") return undefined
+      if (client.status === "end") return Promise.reject(new Error("Connection is closed."))
+      return new Promise<void>((resolve, reject) => {
+        const waiters = readyWaiters.get(client)
+        if (waiters === undefined) readyWaiters.set(client, [{ resolve, reject }])
+        else waiters.push({ resolve, reject })
+        if (client.status === "wait") client.connect().catch(() => undefined)
       })
-      return redis
+    }
+    const whenReady = <A>(client: Client, f: () => Promise<A>): Promise<A> => {
+      const waiting = ready(client)
+      return waiting === undefined ? f() : waiting.then(f)
+    }
+
+    const connect = (extra: RedisOptions): Client => {
+      if (!clustered) {
+        const redis = new Redis({ ...redisOptions, ...extra })
+        // Without a listener ioredis prints every failed attempt; the commands report the failure instead.
+        redis.on("error", (error: unknown) => {
+          lastConnectionError = errorMessage(error)
+        })
+        return redis
+      }
+      const { enableAutoPipelining, ...nodeExtra } = extra
+      const cluster: Cluster = new Cluster(seeds, {
+        lazyConnect: true,
+        enableAutoPipelining: enableAutoPipelining ?? options.autoPipelining ?? true,
+        // ElastiCache with TLS: connect to the names the cluster announces, so certificates match.
+        dnsLookup: (address, callback) => callback(null, address),
+        slotsRefreshTimeout: connectTimeout,
+        clusterRetryStrategy: (times) => {
+          if (times > maxRetries) {
+            const detail = lastConnectionError === undefined ? "" : ` (last connection error: ${lastConnectionError})`
+            settleWaiters(cluster, new Error(`None of the cluster nodes is available${detail}`))
+          }
+          return backoff(times)
+        },
+        redisOptions: { ...nodeOptions, ...(url.tls ? { tls: {} } : {}), ...nodeExtra }
+      })
+      // The cluster's own errors ("Failed to refresh slots cache.") hide why; the nodes' errors say it.
+      cluster.on("error", () => undefined)
+      cluster.on("node error", (error: unknown, node: unknown) => {
+        lastConnectionError = `${String(node)}: ${errorMessage(error)}`
+      })
+      cluster.on("ready", () => settleWaiters(cluster, undefined))
+      cluster.on("end", () => settleWaiters(cluster, new Error("Connection is closed.")))
+      return cluster
     }
 
     const toError = (command: string, error: unknown, index?: number): ValkeyError => {
@@ -623,9 +767,10 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       (redis) => Effect.promise(() => close(redis))
     )
 
-    // Blocking connections: one per concurrent XREAD BLOCK, a few kept idle for reuse.
-    const idle: Array<Redis> = []
-    const blocking = new Set<Redis>()
+    // Blocking connections: one per concurrent XREAD BLOCK, a few kept idle for reuse (in cluster mode, each is
+    // a cluster client of its own, connecting to the nodes its reads go to).
+    const idle: Array<Client> = []
+    const blocking = new Set<Client>()
     let closed = false
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => {
@@ -636,7 +781,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         return Promise.all(all.map(close))
       })
     )
-    const takeBlocking = (): Redis => {
+    const takeBlocking = (): Client => {
       const reused = idle.pop()
       if (reused !== undefined) return reused
       const redis = connect({
@@ -649,32 +794,98 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       blocking.add(redis)
       return redis
     }
-    const giveBack = (redis: Redis): void => {
+    const giveBack = (redis: Client): void => {
       if (!closed && idle.length < MAX_IDLE_BLOCKING && redis.status === "ready") idle.push(redis)
       else discard(redis)
     }
-    const discard = (redis: Redis): void => {
+    const discard = (redis: Client): void => {
       blocking.delete(redis)
       redis.disconnect()
     }
 
-    const exec = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
+    const send = (target: Client, command: Command, name: string, args: Array<Arg>): Promise<unknown> =>
+      isBufferReply(command._tag) ? callBuffer(target, name, args) : target.call(name, args)
+    const queue = (target: ChainableCommander, command: Command, name: string, args: Array<Arg>): void => {
+      if (isBufferReply(command._tag)) callBuffer(target, name, args)
+      else target.call(name, args)
+    }
+
+    /**
+     * Cluster mode: the command's pieces, one per slot. A multi-key command (MGET, DEL, EXISTS) whose keys
+     * live in several slots is split; every other command has one key, hence one slot.
+     */
+    const partsOf = (command: Command): Array<Part> => {
+      const keys = multiKeys(command)
+      if (keys !== undefined && keys.length > 1) {
+        const prefixed = keys.map(k)
+        const groups = groupBySlot(prefixed)
+        if (groups.length > 1) {
+          const name = command._tag === "mgetBuffer" ? "mget" : command._tag
+          return groups.map(({ slot, positions }) => ({
+            slot,
+            name,
+            args: positions.map((i) => prefixed[i]),
+            positions
+          }))
+        }
+      }
+      const [name, args] = encode(command, k)
+      // A command without keys (DEL with none: an error reply) may go to any node.
+      const key = keys === undefined ? (command as { readonly key: string }).key : keys[0]
+      return [{ slot: key === undefined ? 0 : keySlot(k(key)), name, args, positions: undefined }]
+    }
+
+    const execSingle = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
       Effect.tryPromise({
         try: () => {
           const [name, args] = encode(command, k)
-          const reply = isBufferReply(command._tag) ? callBuffer(main, name, args) : main.call(name, args)
-          return reply.then((raw) => decode(command._tag, raw) as ResultOf<C>)
+          return send(main, command, name, args).then((raw) => decode(command._tag, raw) as ResultOf<C>)
         },
         catch: (error) => toError(commandName(command._tag), error)
       })
 
+    const execCluster = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
+      Effect.tryPromise({
+        try: () =>
+          whenReady(main, () => {
+            const parts = partsOf(command)
+            if (parts.length === 1) {
+              return send(main, command, parts[0].name, parts[0].args).then(
+                (raw) => decode(command._tag, raw) as ResultOf<C>
+              )
+            }
+            // Split by slot: the pieces run concurrently and are put back together in the caller's key order.
+            return Promise.all(parts.map((part) => send(main, command, part.name, part.args))).then(
+              (raws) => decode(command._tag, mergeParts(command, parts, raws)) as ResultOf<C>
+            )
+          }),
+        catch: (error) => toError(commandName(command._tag), error)
+      })
+
+    /** Resolves or rejects one caller's pipeline from the replies of its commands. */
+    const settle = (pending: PendingPipeline, reply: (i: number) => readonly [error: unknown, raw: unknown]) => {
+      const { commands } = pending
+      const results: Array<unknown> = new Array(commands.length)
+      let failure: ValkeyError | undefined
+      for (let i = 0; i < commands.length; i++) {
+        const [error, raw] = reply(i)
+        if (error) failure ??= toError(commandName(commands[i]._tag), error, i)
+        else if (failure === undefined) {
+          try {
+            results[i] = decode(commands[i]._tag, raw)
+          } catch (cause) {
+            failure = toError(commandName(commands[i]._tag), cause, i)
+          }
+        }
+      }
+      if (failure !== undefined) pending.reject(failure)
+      else pending.resolve(results)
+    }
+
     // Pipelines issued in the same turn of the event loop leave together: one ioredis pipeline, one socket
     // write. Each caller still gets its own commands' replies in order (and its own failure); commands of one
     // pipeline stay contiguous and in order on the connection, as before.
-    let pendingPipelines: Array<PendingPipeline> = []
-    const flushPipelines = (): void => {
-      const queued = pendingPipelines
-      pendingPipelines = []
+    const flushSingle = (queued: Array<PendingPipeline>): void => {
       const batch: Array<PendingPipeline> = []
       const joined = main.pipeline()
       for (const pending of queued) {
@@ -686,11 +897,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
           pending.reject(error)
           continue
         }
-        for (let i = 0; i < encoded.length; i++) {
-          const [name, args] = encoded[i]
-          if (isBufferReply(pending.commands[i]._tag)) callBuffer(joined, name, args)
-          else joined.call(name, args)
-        }
+        for (let i = 0; i < encoded.length; i++) queue(joined, pending.commands[i], encoded[i][0], encoded[i][1])
         batch.push(pending)
       }
       if (batch.length === 0) return
@@ -698,33 +905,101 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         (replies) => {
           let offset = 0
           for (const pending of batch) {
-            const { commands } = pending
-            if (replies === null) {
-              pending.reject(new Error("the pipeline was discarded"))
-              continue
-            }
-            const results: Array<unknown> = new Array(commands.length)
-            let failure: ValkeyError | undefined
-            for (let i = 0; i < commands.length; i++) {
-              const [error, raw] = replies[offset + i]
-              if (error) failure ??= toError(commandName(commands[i]._tag), error, i)
-              else if (failure === undefined) {
-                try {
-                  results[i] = decode(commands[i]._tag, raw)
-                } catch (cause) {
-                  failure = toError(commandName(commands[i]._tag), cause, i)
-                }
-              }
-            }
-            offset += commands.length
-            if (failure !== undefined) pending.reject(failure)
-            else pending.resolve(results)
+            if (replies === null) pending.reject(new Error("the pipeline was discarded"))
+            else settle(pending, (i) => replies[offset + i])
+            offset += pending.commands.length
           }
         },
         (error: unknown) => {
           for (const pending of batch) pending.reject(error)
         }
       )
+    }
+
+    // Cluster mode: one ioredis pipeline per slot (a cluster pipeline must stay on one node, and a slot is what
+    // cannot move between nodes in the middle of it), all sent concurrently. In each slot's pipeline a caller's
+    // commands keep their order, so commands on one key still run in the order given.
+    const flushCluster = (queued: Array<PendingPipeline>): void => {
+      const batch: Array<{
+        readonly pending: PendingPipeline
+        readonly parts: Array<Array<Part>>
+        readonly replies: Array<Array<readonly [unknown, unknown]>>
+        failure: unknown
+      }> = []
+      const bySlot = new Map<
+        number,
+        Array<{ readonly item: number; readonly command: number; readonly part: number }>
+      >()
+      for (const pending of queued) {
+        let parts: Array<Array<Part>>
+        try {
+          parts = pending.commands.map(partsOf)
+        } catch (error) {
+          pending.reject(error)
+          continue
+        }
+        const item = batch.length
+        batch.push({ pending, parts, replies: parts.map((p) => new Array(p.length)), failure: undefined })
+        for (let c = 0; c < parts.length; c++) {
+          for (let j = 0; j < parts[c].length; j++) {
+            const slot = parts[c][j].slot
+            const entries = bySlot.get(slot)
+            if (entries === undefined) bySlot.set(slot, [{ item, command: c, part: j }])
+            else entries.push({ item, command: c, part: j })
+          }
+        }
+      }
+      if (batch.length === 0) return
+      const runSlot = (
+        entries: Array<{ readonly item: number; readonly command: number; readonly part: number }>
+      ): Promise<void> => {
+        const slotPipeline = main.pipeline()
+        for (const { item, command, part } of entries) {
+          const { name, args } = batch[item].parts[command][part]
+          queue(slotPipeline, batch[item].pending.commands[command], name, args)
+        }
+        const failAll = (error: unknown) => {
+          for (const { item } of entries) batch[item].failure ??= error
+        }
+        return slotPipeline.exec().then((replies) => {
+          if (replies === null) return failAll(new Error("the pipeline was discarded"))
+          for (let i = 0; i < entries.length; i++) {
+            batch[entries[i].item].replies[entries[i].command][entries[i].part] = replies[i]
+          }
+        }, failAll)
+      }
+      const finish = () => {
+        for (const { pending, parts, replies, failure } of batch) {
+          if (failure !== undefined) {
+            pending.reject(failure)
+            continue
+          }
+          settle(pending, (i) => {
+            if (parts[i].length === 1) return replies[i][0]
+            const failed = replies[i].find(([error]) => error)
+            if (failed !== undefined) return failed
+            return [
+              null,
+              mergeParts(
+                pending.commands[i],
+                parts[i],
+                replies[i].map(([, raw]) => raw)
+              )
+            ]
+          })
+        }
+      }
+      whenReady(main, () => Promise.all(Array.from(bySlot.values(), runSlot))).then(finish, (error: unknown) => {
+        for (const { pending } of batch) pending.reject(error)
+      })
+    }
+
+    let pendingPipelines: Array<PendingPipeline> = []
+    const flushPipelines = (): void => {
+      const queued = pendingPipelines
+      pendingPipelines = []
+      if (clustered) flushCluster(queued)
+      else flushSingle(queued)
     }
 
     const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
@@ -769,7 +1044,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         }
         const redis = takeBlocking()
         let settled = false
-        redis.call("xread", readArgs(streams, count, block)).then(
+        whenReady(redis, () => redis.call("xread", readArgs(streams, count, block))).then(
           (raw) => {
             settled = true
             giveBack(redis)
@@ -806,14 +1081,15 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       })
     }
 
-    const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> => {
-      const count = options?.count
-      const block = options?.block
-      const invalid = checkBlock(block)
-      if (invalid !== undefined) return Effect.fail(invalid)
+    /** XREAD of streams that share a node (all of them on a single node; one slot's in cluster mode). */
+    const readSlot = (
+      streams: XReadStreams,
+      count: number | undefined,
+      block: number | undefined
+    ): Effect.Effect<Array<StreamRead>, ValkeyError> => {
       if (block === undefined) {
         return Effect.tryPromise({
-          try: () => main.call("xread", readArgs(streams, count, undefined)).then(decodeRead),
+          try: () => whenReady(main, () => main.call("xread", readArgs(streams, count, undefined))).then(decodeRead),
           catch: (error) => toError("XREAD", error)
         })
       }
@@ -831,33 +1107,71 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       })
     }
 
+    const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> => {
+      const count = options?.count
+      const block = options?.block
+      const invalid = checkBlock(block)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const slots = clustered ? groupBySlot(streams.map(([key]) => k(key))) : []
+      if (slots.length <= 1) return readSlot(streams, count, block)
+      // Cluster mode, streams in several slots: one read per slot. Without BLOCK they run concurrently and the
+      // answer lists the streams in the caller's order; with BLOCK the first read that finds entries answers
+      // (the others are interrupted, their connections dropped) and a timeout answers empty.
+      const perSlot = slots.map(({ positions }) => positions.map((i) => streams[i]))
+      if (block === undefined) {
+        return Effect.map(
+          Effect.all(
+            perSlot.map((group) => readSlot(group, count, undefined)),
+            { concurrency: "unbounded" }
+          ),
+          (reads) => inStreamOrder(streams, reads.flat())
+        )
+      }
+      // The last read to time out empty answers empty: no read is cut short (which would cost its connection).
+      return Effect.suspend(() => {
+        let empty = 0
+        return Effect.raceAllFirst(
+          perSlot.map((group) =>
+            Effect.flatMap(readSlot(group, count, block), (found) =>
+              found.length > 0 || ++empty === perSlot.length ? Effect.succeed(found) : Effect.never
+            )
+          )
+        )
+      })
+    }
+
     const escapedPrefix = prefix.replace(/[*?[\]\\]/g, "\\$&")
     const keys = (pattern: string): Effect.Effect<Array<string>, ValkeyError> =>
       Effect.tryPromise({
-        try: async () => {
-          const found = new Set<string>()
-          let cursor = "0"
-          do {
-            const [next, batch] = (await main.call("scan", [
-              cursor,
-              "MATCH",
-              escapedPrefix + pattern,
-              "COUNT",
-              1000
-            ])) as [string, Array<string>]
-            for (const key of batch) found.add(unprefix(key))
-            cursor = next
-          } while (cursor !== "0")
-          return Array.from(found)
-        },
+        try: () =>
+          whenReady(main, async () => {
+            const found = new Set<string>()
+            // Cluster mode: every primary holds its own slots' keys.
+            const nodes = main instanceof Cluster ? main.nodes("master") : [main]
+            for (const node of nodes) {
+              let cursor = "0"
+              do {
+                const [next, batch] = (await node.call("scan", [
+                  cursor,
+                  "MATCH",
+                  escapedPrefix + pattern,
+                  "COUNT",
+                  1000
+                ])) as [string, Array<string>]
+                for (const key of batch) found.add(unprefix(key))
+                cursor = next
+              } while (cursor !== "0")
+            }
+            return Array.from(found)
+          }),
         catch: (error) => toError("SCAN", error)
       })
 
-    return Valkey.of(fromPrimitives({ exec, pipeline, xread, keys }))
+    return Valkey.of(fromPrimitives({ exec: clustered ? execCluster : execSingle, pipeline, xread, keys }))
   })
 
 /** QUIT when connected (bounded to 2 s), otherwise just disconnect; never rejects. */
-const close = async (redis: Redis): Promise<void> => {
+const close = async (redis: Client): Promise<void> => {
   if (redis.status === "ready") {
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([

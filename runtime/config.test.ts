@@ -17,6 +17,7 @@ describe("config", () => {
     const result = await load({
       DATABASE_URL: "postgres://u:p@db:5432/x",
       REDIS_URL: "rediss://cache:6379",
+      REDIS_CLUSTER: "true",
       TESSERA_PORT: "8080",
       TESSERA_RUNNER_PORT: "4000",
       TESSERA_TOKEN: "t",
@@ -29,6 +30,7 @@ describe("config", () => {
     if (result._tag !== "Success") return
     const cfg = result.success
     assert.strictEqual(Redacted.value(Option.getOrThrow(cfg.databaseUrl)), "postgres://u:p@db:5432/x")
+    assert.isTrue(cfg.redisCluster)
     assert.strictEqual(cfg.port, 8080)
     assert.strictEqual(cfg.runnerPort, 4000)
     assert.strictEqual(cfg.dataDir, "/data")
@@ -50,6 +52,7 @@ describe("config", () => {
   rejects({ TESSERA_SHARDS: "0" }, "TESSERA_SHARDS")
   rejects({ DATABASE_URL: "mysql://x" }, "DATABASE_URL")
   rejects({ REDIS_URL: "not a url" }, "REDIS_URL")
+  rejects({ REDIS_CLUSTER: "maybe" }, "REDIS_CLUSTER")
   rejects({ TESSERA_MESSAGE_POLL: "soon" }, "TESSERA_MESSAGE_POLL")
   rejects({ TESSERA_SHARD_LOCK_REFRESH: "9 seconds" }, "TESSERA_SHARD_LOCK_REFRESH")
   rejects({ TESSERA_GRAPH_ZONES: "a,a" }, "listed twice")

@@ -11,6 +11,11 @@ export interface TesseraConfigShape {
   readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
   /** Valkey / Redis URL (`REDIS_URL`). None: the in-memory Valkey layer. */
   readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /**
+   * Valkey / Redis Cluster mode (`REDIS_CLUSTER`, default false): `REDIS_URL` names a seed node (ElastiCache: the
+   * cluster-mode configuration endpoint) and commands follow the cluster's slot map.
+   */
+  readonly redisCluster: boolean
   /** Gateway port (`TESSERA_PORT`, default 7400). 0 picks a free port. */
   readonly port: number
   /** Gateway bind address (`TESSERA_HOST`, default 127.0.0.1; containers set 0.0.0.0). */
@@ -124,6 +129,7 @@ export class TesseraConfig extends Context.Service<TesseraConfig, TesseraConfigS
 export const defaults: TesseraConfigShape = {
   databaseUrl: Option.none(),
   redisUrl: Option.none(),
+  redisCluster: false,
   port: 7400,
   host: "127.0.0.1",
   runnerHost: "localhost",
@@ -237,6 +243,7 @@ const duration = (name: string, fallback: Duration.Duration) =>
 export const config: Config.Config<TesseraConfigShape> = Config.all({
   databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
   redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
+  redisCluster: Config.Boolean("REDIS_CLUSTER").pipe(Config.withDefault(defaults.redisCluster)),
   port: port("TESSERA_PORT", defaults.port),
   host: Config.String("TESSERA_HOST").pipe(Config.withDefault(defaults.host)),
   runnerHost: Config.String("TESSERA_RUNNER_HOST").pipe(Config.withDefault(defaults.runnerHost)),
@@ -357,6 +364,7 @@ export const layer = (options?: Partial<TesseraConfigShape>): Layer.Layer<Tesser
 export const variables: ReadonlyArray<readonly [name: string, meaning: string]> = [
   ["DATABASE_URL", "Postgres URL; unset: embedded storage under TESSERA_DATA"],
   ["REDIS_URL", "Valkey/Redis URL; unset: in-memory cache"],
+  ["REDIS_CLUSTER", "true: REDIS_URL is a seed node of a Valkey/Redis Cluster, e.g. ElastiCache cluster mode (false)"],
   ["TESSERA_PORT", "gateway port (7400)"],
   ["TESSERA_HOST", "gateway bind address (127.0.0.1)"],
   ["TESSERA_RUNNER_HOST", "address other runners reach this one at (localhost)"],

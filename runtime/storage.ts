@@ -22,9 +22,15 @@ export const layerSql: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, Tesse
   )
 )
 
-/** Valkey: ioredis when `REDIS_URL` is set, otherwise the in-memory layer with the same interface. */
+/**
+ * Valkey: ioredis when `REDIS_URL` is set (a cluster client with `REDIS_CLUSTER`), otherwise the in-memory layer
+ * with the same interface.
+ */
 export const layerValkey: Layer.Layer<Valkey.Valkey, Valkey.ValkeyError, TesseraConfig> = Layer.unwrap(
   Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-    Valkey.layer({ url: Option.getOrUndefined(Option.map(config.redisUrl, Redacted.value)) })
+    Valkey.layer({
+      url: Option.getOrUndefined(Option.map(config.redisUrl, Redacted.value)),
+      cluster: config.redisCluster
+    })
   )
 )
