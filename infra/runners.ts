@@ -223,6 +223,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             // The dimension value of the queue-depth metric the runners publish.
             { name: "TESSERA_STAGE", value: stage },
             { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },
+            // Serverless and provisioned (cluster-mode) ElastiCache both expect cluster clients.
+            { name: "REDIS_CLUSTER", value: "true" },
             { name: "AWS_REGION", value: region }
           ],
           secrets: [

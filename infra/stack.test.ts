@@ -324,6 +324,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(environment.TESSERA_PORT, String(ports.gateway))
       assert.strictEqual(environment.TESSERA_RUNNER_PORT, String(ports.clusterTransport))
       assert.strictEqual(environment.TESSERA_GRAPH_COLD, "s3://snapshots-mock/graph")
+      assert.strictEqual(environment.REDIS_CLUSTER, "true")
     }
     // The secret values themselves carry the URLs the runtime reads, marked secret in state.
     const dbSecret = named(resources, "DatabaseCredentialsValue").inputs.secretString
