@@ -162,6 +162,177 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
   )
 
   it.live(
+    "retries of Cancel/Move answer the first result, forgotten keys are refused, pruned journals restore exactly",
+    () =>
+      Effect.gen(function* () {
+        const db = freshDatabase("shard_retention")
+        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+        // Tiny limits: keys and finished orders are forgotten, and snapshots (with pruning) happen within the test.
+        const env = {
+          DATABASE_URL: db.url,
+          REDIS_URL: redisUrl,
+          TESSERA_SHARD_RECENT_KEYS: "10",
+          TESSERA_SHARD_FINISHED_ORDERS: "5",
+          TESSERA_SHARD_KEY_FILTER_BITS: "65536",
+          TESSERA_SHARD_SNAPSHOT_EVERY: "30"
+        }
+        const entityId = "BTC-USDT"
+        const failure = (exit: Exit.Exit<unknown, unknown>) => {
+          if (Exit.isSuccess(exit)) return "success"
+          const fail = exit.cause.reasons.find((r) => r._tag === "Fail") as {
+            error?: { _tag?: string; reason?: string }
+          }
+          return fail?.error?.reason ?? fail?.error?._tag ?? "defect"
+        }
+        const first = yield* Effect.promise(() => startProcess("retention-a", { env }))
+        const phase1 = yield* withClient(first.url, (client) =>
+          Effect.gen(function* () {
+            const early = yield* client["SymbolShard.Place"]({
+              entityId,
+              payload: { account: "x", clientOrderId: "early", side: "buy", price: "50.00", qty: "1" }
+            })
+            const maker = yield* client["SymbolShard.Place"]({
+              entityId,
+              payload: { account: "x", clientOrderId: "maker", side: "sell", price: "500.00", qty: "5" }
+            })
+            const moved = yield* client["SymbolShard.Move"]({
+              entityId,
+              payload: { orderId: maker.orderId, qty: "3", requestId: "mv-1" }
+            })
+            const movedAgain = yield* client["SymbolShard.Move"]({
+              entityId,
+              payload: { orderId: maker.orderId, qty: "3", requestId: "mv-1" }
+            })
+            assert.deepStrictEqual(movedAgain, moved, "a retried Move returns the first result")
+            // A taker fills 1 of the 3: a second application of the move would reopen 3.
+            yield* client["SymbolShard.Place"]({
+              entityId,
+              payload: { account: "y", clientOrderId: "taker", side: "buy", price: "500.00", qty: "1" }
+            })
+            const movedThird = yield* client["SymbolShard.Move"]({
+              entityId,
+              payload: { orderId: maker.orderId, qty: "3", requestId: "mv-1" }
+            })
+            assert.deepStrictEqual(movedThird, moved)
+            assert.strictEqual(
+              (yield* client["SymbolShard.GetOrder"]({ entityId, payload: { orderId: maker.orderId } })).openQty,
+              "2.0000"
+            )
+            const canceled = yield* client["SymbolShard.Cancel"]({
+              entityId,
+              payload: { orderId: early.orderId, requestId: "cx-1" }
+            })
+            const canceledAgain = yield* client["SymbolShard.Cancel"]({
+              entityId,
+              payload: { orderId: early.orderId, requestId: "cx-1" }
+            })
+            assert.deepStrictEqual(canceledAgain, canceled, "a retried Cancel returns the first result")
+            assert.strictEqual(
+              failure(
+                yield* Effect.exit(client["SymbolShard.Cancel"]({ entityId, payload: { orderId: early.orderId } }))
+              ),
+              "UnknownOrder",
+              "without a request id a second Cancel is UnknownOrder, as before"
+            )
+
+            // More request ids than the shard remembers (each move keeps the open quantity).
+            for (let i = 2; i <= 13; i++) {
+              yield* client["SymbolShard.Move"]({
+                entityId,
+                payload: { orderId: maker.orderId, qty: "2", requestId: `mv-${i}` }
+              })
+            }
+            // Enough flow to forget those keys and take several snapshots.
+            let last: ReadonlyArray<unknown> = []
+            for (let round = 0; round < 8; round++) {
+              const orders = Array.from({ length: 20 }, (_, i) =>
+                order(`acct-${i % 4}`, `r${round}-${i}`, round * 20 + i)
+              )
+              last = (yield* client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders } })).results
+            }
+            return {
+              early,
+              maker,
+              canceled,
+              last,
+              depth: yield* client["SymbolShard.Depth"]({ entityId, payload: { depth: 1000 } })
+            }
+          })
+        )
+        const snapshots = db
+          .query(`SELECT string_agg(seq::text, ',' ORDER BY seq) FROM symbol_snapshots WHERE symbol = '${entityId}'`)
+          .split(",")
+          .map(Number)
+        assert.strictEqual(snapshots.length, 2, "the newest snapshot and the previous one are kept")
+        const journal = db
+          .query(`SELECT MIN(seq) || ' ' || MAX(seq) FROM symbol_journal WHERE symbol = '${entityId}'`)
+          .split(" ")
+          .map(Number)
+        assert.strictEqual(journal[0], snapshots[0] + 1, "journal rows up to the previous snapshot are deleted")
+        assert.isAbove(journal[1], snapshots[1], "rows after the newest snapshot remain")
+
+        // Answers that must hold before and after a restart (kill -9, then a new runner restores from the tables).
+        const check = (url: string) =>
+          withClient(url, (client) =>
+            Effect.gen(function* () {
+              const again = yield* Effect.exit(
+                client["SymbolShard.Place"]({
+                  entityId,
+                  payload: { account: "x", clientOrderId: "early", side: "buy", price: "50.00", qty: "1" }
+                })
+              )
+              assert.strictEqual(failure(again), "key_expired", "a forgotten, used place key is refused")
+              const moveAgain = yield* Effect.exit(
+                client["SymbolShard.Move"]({
+                  entityId,
+                  payload: { orderId: phase1.maker.orderId, qty: "3", requestId: "mv-1" }
+                })
+              )
+              assert.strictEqual(
+                failure(moveAgain),
+                "key_expired",
+                "a forgotten request id on an open order is refused"
+              )
+              const finished = yield* client["SymbolShard.GetOrder"]({
+                entityId,
+                payload: { orderId: phase1.early.orderId }
+              })
+              assert.deepStrictEqual(
+                [finished.status, finished.filledQty],
+                ["canceled", "0.0000"],
+                "read from the orders table"
+              )
+              const lastOrders = Array.from({ length: 20 }, (_, i) => order(`acct-${i % 4}`, `r7-${i}`, 140 + i))
+              const retried = yield* client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders: lastOrders } })
+              assert.deepStrictEqual(
+                retried.results.slice(10),
+                phase1.last.slice(10),
+                "recent keys answer the first result"
+              )
+              return yield* client["SymbolShard.Depth"]({ entityId, payload: { depth: 1000 } })
+            })
+          )
+        assert.deepStrictEqual(yield* check(first.url), phase1.depth, "nothing was applied by the retries")
+        const rows = db.query(`SELECT COUNT(*) FROM orders WHERE symbol = '${entityId}'`)
+        yield* Effect.promise(() => killAll([first]))
+
+        const second = yield* Effect.promise(() => startProcess("retention-b", { env }))
+        yield* Effect.addFinalizer(() => Effect.promise(() => killAll([second])))
+        assert.deepStrictEqual(
+          yield* retrying(check(second.url)),
+          phase1.depth,
+          "the book is restored exactly after pruning"
+        )
+        assert.strictEqual(
+          db.query(`SELECT COUNT(*) FROM orders WHERE symbol = '${entityId}'`),
+          rows,
+          "no order placed twice"
+        )
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
     "publishes trades and depth to Valkey streams and answers bad input with typed errors",
     () =>
       Effect.gen(function* () {

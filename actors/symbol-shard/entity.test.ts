@@ -113,3 +113,51 @@ layer(TesseraTest.layerWith(SymbolShardEntityLayer), { excludeTestServices: true
     )
   }
 )
+
+// A 1024-bit filter of forgotten keys saturates within a few hundred places: nearly every fresh key then looks
+// possibly forgotten, and must still be placed once the `orders` table shows it unused.
+layer(
+  TesseraTest.layerWith(SymbolShardEntityLayer, {
+    config: { shardRecentKeys: 1, shardFinishedOrders: 1, shardKeyFilterBits: 1024 }
+  }),
+  { excludeTestServices: true }
+)("SymbolShard with a saturated filter of forgotten keys", (it) => {
+  it.effect("places fresh keys the filter may hold, refuses used ones, and never places a key twice", () =>
+    Effect.gen(function* () {
+      const shard = (yield* SymbolShard.client)("XRP-USDT")
+      const sql = yield* SqlClient.SqlClient
+      for (let i = 0; i < 60; i++) {
+        const { results } = yield* shard.PlaceBatch({
+          orders: Array.from({ length: 10 }, (_, j) => ({
+            account: `a${j % 3}`,
+            clientOrderId: `k${i}-${j}`,
+            side: j % 2 === 0 ? ("buy" as const) : ("sell" as const),
+            type: "market" as const,
+            qty: "1"
+          }))
+        })
+        assert.deepStrictEqual(
+          results.filter((r) => r.rejected !== undefined),
+          [],
+          `batch ${i}: every fresh key is placed`
+        )
+      }
+      const placed = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM orders WHERE symbol = 'XRP-USDT'`
+      assert.strictEqual(Number(placed[0].n), 600)
+      for (const key of ["k0-0", "k30-4"]) {
+        const again = yield* Effect.exit(
+          shard.Place({
+            account: key === "k0-0" ? "a0" : "a1",
+            clientOrderId: key,
+            side: "buy",
+            type: "market",
+            qty: "1"
+          })
+        )
+        assert.strictEqual(failureTag(again), "key_expired")
+      }
+      const after = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM orders WHERE symbol = 'XRP-USDT'`
+      assert.strictEqual(Number(after[0].n), 600, "nothing placed twice")
+    })
+  )
+})
