@@ -154,6 +154,8 @@ const sqlPing = storagePing.labels({ store: "sql" })
 const valkeyPing = storagePing.labels({ store: "valkey" })
 
 let loopDelay: ReturnType<typeof monitorEventLoopDelay> | undefined
+/** The event-loop delay monitor's timer period. */
+const LOOP_DELAY_RESOLUTION_MS = 10
 const startedAt = Date.now() / 1000
 
 const processLines = (out: Array<string>) => {
@@ -169,19 +171,22 @@ const processLines = (out: Array<string>) => {
   push("nodejs_heap_total_bytes", "gauge", "V8 heap reserved", memory.heapTotal)
   push("nodejs_external_memory_bytes", "gauge", "Memory of C++ objects bound to JS (buffers)", memory.external)
   if (loopDelay !== undefined) {
+    const delay = loopDelay
+    // The histogram records each timer interval, resolution included: the delay is the part beyond it.
+    const beyond = (nanos: number) => Math.max(0, nanos / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000
     push(
       "nodejs_eventloop_delay_p50_seconds",
       "gauge",
       "Event-loop delay median since last scrape",
-      loopDelay.percentile(50) / 1e9
+      beyond(delay.percentile(50))
     )
     push(
       "nodejs_eventloop_delay_p99_seconds",
       "gauge",
       "Event-loop delay p99 since last scrape",
-      loopDelay.percentile(99) / 1e9
+      beyond(delay.percentile(99))
     )
-    push("nodejs_eventloop_delay_max_seconds", "gauge", "Event-loop delay max since last scrape", loopDelay.max / 1e9)
+    push("nodejs_eventloop_delay_max_seconds", "gauge", "Event-loop delay max since last scrape", beyond(delay.max))
     loopDelay.reset()
   }
 }
@@ -221,7 +226,7 @@ export const makeHandler = Effect.gen(function* () {
   const valkey = yield* Valkey
   const status = yield* NodeStatus
   if (loopDelay === undefined) {
-    loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
     loopDelay.enable()
   }
   return Effect.gen(function* () {
