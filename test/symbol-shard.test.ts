@@ -1,11 +1,13 @@
 // SymbolShard across runner processes on the real Postgres and Redis: durable acknowledgements, restore after a
 // full restart, failover after kill -9 with every acknowledged order present and no trade twice, market data,
 // and bad input through the gateway.
+import { PassThrough } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { Redis } from "ioredis"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
+import { main } from "../packages/client/src/cli.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { freshDatabase, type RunnerProcess, rawRpc, redisUrl, rpcRequest, startProcess } from "./harness.ts"
 
@@ -29,6 +31,22 @@ const startRunners = async (n: number, databaseUrl: string, label: string) => {
 const killAll = async (runners: ReadonlyArray<RunnerProcess>) => {
   for (const r of runners) r.child.kill("SIGKILL")
   await Promise.all(runners.map((r) => r.exited))
+}
+
+/** Runs the `tessera` CLI in process; its exit code, stdout and stderr. */
+const runCli = async (args: ReadonlyArray<string>) => {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let out = ""
+  let err = ""
+  stdout.on("data", (chunk) => {
+    out += chunk
+  })
+  stderr.on("data", (chunk) => {
+    err += chunk
+  })
+  const code = await main(args, { stdin: new PassThrough(), stdout, stderr, env: {} })
+  return { code, out, err }
 }
 
 const withClient = <A, E>(url: string, f: (client: TesseraClient.Client) => Effect.Effect<A, E>) =>
@@ -96,7 +114,29 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
         const distinct = Number(db.query("SELECT COUNT(*) FROM (SELECT DISTINCT symbol, trade_id FROM trades) t"))
         assert.isAbove(trades, 0)
         assert.strictEqual(trades, distinct)
-        yield* Effect.promise(() => killAll(first))
+
+        // The CLI: a cancel with --request-id is safe to repeat (the first answer again); without one, a second
+        // cancel of the same order is an error.
+        const cli = (args: ReadonlyArray<string>) => runCli([...args, "--url", second[0].url])
+        const placed = yield* Effect.promise(() =>
+          cli(
+            ["order", "place", "--symbol", "ETH-USDT", "--account", "cli", "--client-id", "c1", "--side", "buy"].concat(
+              ["--price", "2.00", "--qty", "1"]
+            )
+          )
+        )
+        assert.strictEqual(placed.code, 0, placed.err)
+        const id = String(JSON.parse(placed.out).orderId)
+        const cancel = ["order", "cancel", "--symbol", "ETH-USDT", "--id", id]
+        const cancelled = yield* Effect.promise(() => cli([...cancel, "--request-id", "r1"]))
+        const again = yield* Effect.promise(() => cli([...cancel, "--request-id", "r1"]))
+        assert.strictEqual(cancelled.code, 0, cancelled.err)
+        assert.strictEqual(again.code, 0, again.err)
+        assert.deepStrictEqual(JSON.parse(again.out), JSON.parse(cancelled.out))
+        assert.strictEqual(JSON.parse(cancelled.out).status, "canceled")
+        const bare = yield* Effect.promise(() => cli(cancel))
+        assert.notStrictEqual(bare.code, 0)
+        assert.include(bare.err, "UnknownOrder")
       }).pipe(Effect.scoped),
     180_000
   )

@@ -19,9 +19,10 @@ const common = { url: { type: "string" }, token: { type: "string" }, symbol: { t
 
 export const orderUsage = `tessera order place --symbol S --account A --client-id C --side buy|sell [--type limit|market]
                     [--price P] --qty Q [--tif GTC|IOC|FOK] [--post-only]
-tessera order cancel --symbol S --id ORDER_ID
-tessera order move --symbol S --id ORDER_ID [--price P] [--qty Q]
+tessera order cancel --symbol S --id ORDER_ID [--request-id R]
+tessera order move --symbol S --id ORDER_ID [--price P] [--qty Q] [--request-id R]
 tessera order get --symbol S --id ORDER_ID
+  --request-id R: makes a cancel or move safe to retry (the same R answers the first result, applied once)
   --url URL --token TOKEN as for every command`
 
 export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
@@ -39,7 +40,8 @@ export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise
     price: { type: "string" },
     qty: { type: "string" },
     tif: { type: "string" },
-    "post-only": { type: "boolean" }
+    "post-only": { type: "boolean" },
+    "request-id": { type: "string" }
   })
   const v = values as Record<string, string | boolean | undefined>
   const str = (name: string) => (typeof v[name] === "string" ? (v[name] as string) : undefined)
@@ -65,11 +67,11 @@ export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise
       return callGateway(conn, io, (client) => client["SymbolShard.Place"]({ entityId, payload }))
     }
     case "cancel": {
-      const orderId = need("id")
-      return callGateway(conn, io, (client) => client["SymbolShard.Cancel"]({ entityId, payload: { orderId } }))
+      const payload = { orderId: need("id"), requestId: str("request-id") }
+      return callGateway(conn, io, (client) => client["SymbolShard.Cancel"]({ entityId, payload }))
     }
     case "move": {
-      const payload = { orderId: need("id"), price: str("price"), qty: str("qty") }
+      const payload = { orderId: need("id"), price: str("price"), qty: str("qty"), requestId: str("request-id") }
       return callGateway(conn, io, (client) => client["SymbolShard.Move"]({ entityId, payload }))
     }
     case "get": {
