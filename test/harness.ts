@@ -194,6 +194,22 @@ export const rawRpc = async (url: string, body: string, headers: Record<string, 
   return { status: response.status, lines, text }
 }
 
+/** Runs the `tessera` CLI in process (no environment); its exit code, stdout and stderr. */
+export const runCli = async (args: ReadonlyArray<string>) => {
+  const { PassThrough } = await import("node:stream")
+  const { main } = await import("../packages/client/src/cli.ts")
+  let out = ""
+  let err = ""
+  const stdout = new PassThrough().on("data", (chunk: Buffer) => {
+    out += chunk
+  })
+  const stderr = new PassThrough().on("data", (chunk: Buffer) => {
+    err += chunk
+  })
+  const code = await main(args, { stdin: new PassThrough(), stdout, stderr, env: {} })
+  return { code, out, err }
+}
+
 export const rpcRequest = (id: string, tag: string, payload: unknown) =>
   `${JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] })}\n`
 

@@ -1,15 +1,13 @@
 // SymbolShard across runner processes on the real Postgres and Redis: durable acknowledgements, restore after a
 // full restart, failover after kill -9 with every acknowledged order present and no trade twice, market data,
 // and bad input through the gateway.
-import { PassThrough } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { Redis } from "ioredis"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { main } from "../packages/client/src/cli.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
-import { freshDatabase, type RunnerProcess, rawRpc, redisUrl, rpcRequest, startProcess } from "./harness.ts"
+import { freshDatabase, type RunnerProcess, rawRpc, redisUrl, rpcRequest, runCli, startProcess } from "./harness.ts"
 
 const symbols = defaultSymbols.map((s) => s.symbol)
 // Limit prices on a 1.00 grid fit every default symbol's tick; 1 fits every lot.
@@ -31,22 +29,6 @@ const startRunners = async (n: number, databaseUrl: string, label: string) => {
 const killAll = async (runners: ReadonlyArray<RunnerProcess>) => {
   for (const r of runners) r.child.kill("SIGKILL")
   await Promise.all(runners.map((r) => r.exited))
-}
-
-/** Runs the `tessera` CLI in process; its exit code, stdout and stderr. */
-const runCli = async (args: ReadonlyArray<string>) => {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ""
-  let err = ""
-  stdout.on("data", (chunk) => {
-    out += chunk
-  })
-  stderr.on("data", (chunk) => {
-    err += chunk
-  })
-  const code = await main(args, { stdin: new PassThrough(), stdout, stderr, env: {} })
-  return { code, out, err }
 }
 
 const withClient = <A, E>(url: string, f: (client: TesseraClient.Client) => Effect.Effect<A, E>) =>

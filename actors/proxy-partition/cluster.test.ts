@@ -4,12 +4,18 @@
  * no acknowledged write lost.
  */
 
-import { PassThrough } from "node:stream"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Exit, type Scope } from "effect"
-import { main } from "../../packages/client/src/cli.ts"
 import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
-import { type Cluster, deleteRedisKeys, rawRpc, rpcRequest, startCluster, tempDataDir } from "../../test/harness.ts"
+import {
+  type Cluster,
+  deleteRedisKeys,
+  rawRpc,
+  rpcRequest,
+  runCli,
+  startCluster,
+  tempDataDir
+} from "../../test/harness.ts"
 import { graphClient } from "./client.ts"
 import { MAX_PROPERTIES_BYTES, partitionOf } from "./core.ts"
 
@@ -149,7 +155,7 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
           const stats = yield* g.stats()
           assert.strictEqual(stats.rows.find((r) => r.partition === p)?.tier, "cold")
           assert.isNotNull(stats.rows.find((r) => r.partition === p)?.location ?? null)
-          // BatchGet finds no hot mark, asks the entity, which promotes the partition.
+          // BatchGet finds no vertex keys in Valkey, asks the entity, which promotes the partition.
           assert.deepStrictEqual(yield* g.batchGet(["u5", "nobody"]), [{ i: 5, name: "user 5" }, null])
           assert.strictEqual((yield* g.stats()).rows.find((r) => r.partition === p)?.tier, "hot")
           assert.deepStrictEqual((yield* g.get("u5")).properties, { i: 5, name: "user 5" })
@@ -165,16 +171,7 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
 
   it("serves the tessera graph CLI", async () => {
     const run = async (...argv: Array<string>) => {
-      let out = ""
-      let err = ""
-      const stdout = new PassThrough().on("data", (c: Buffer) => (out += c))
-      const stderr = new PassThrough().on("data", (c: Buffer) => (err += c))
-      const code = await main(["graph", ...argv, "--url", cluster.runners[0].url], {
-        stdin: new PassThrough(),
-        stdout,
-        stderr,
-        env: {}
-      })
+      const { code, out, err } = await runCli(["graph", ...argv, "--url", cluster.runners[0].url])
       return { code, out: code === 0 ? JSON.parse(out) : undefined, err }
     }
     assert.deepStrictEqual((await run("put", "cli-a", "--props", '{"x":1}')).out, { created: true })
