@@ -378,41 +378,37 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
             }
             const out: Array<Properties | null> = new Array(ids.length).fill(null)
-            const groups = Array.from(groupByPartition(ids, partitions))
-            // One pipeline, one MGET per partition (a partition's keys share a Valkey Cluster slot).
-            const commands: Array<Command> = new Array(groups.length)
-            for (let g = 0; g < groups.length; g++) {
-              const [partition, group] = groups[g]
-              const keys = keysOf[partition]
-              const names = new Array<string>(group.ids.length)
-              for (let i = 0; i < names.length; i++) names[i] = keys.vertex(group.ids[i])
-              commands[g] = Cmd.mget(...names)
+            // One MGET of every id (Valkey Cluster: split per slot by the Valkey layer, one slot per partition).
+            const owners = new Int32Array(ids.length)
+            const names = new Array<string>(ids.length)
+            for (let i = 0; i < ids.length; i++) {
+              const partition = partitionOf(ids[i], partitions)
+              owners[i] = partition
+              names[i] = keysOf[partition].vertex(ids[i])
             }
-            const replies = yield* direct(valkey.pipeline(commands))
-            const asked: Array<[number, Array<string>, Array<number>]> = []
+            const values = ids.length === 0 ? [] : yield* direct(valkey.mget(...names))
+            // Misses by partition: [missing ids, their positions].
+            let missing: Map<number, [Array<string>, Array<number>]> | undefined
             let hitCount = 0
-            for (let g = 0; g < groups.length; g++) {
-              const [partition, group] = groups[g]
-              const values = replies[g] as Array<string | null>
-              let missIds: Array<string> | undefined
-              let missPositions: Array<number> | undefined
-              let hits = 0
-              for (let i = 0; i < group.ids.length; i++) {
-                const value = values[i]
-                if (value !== null) {
-                  out[group.positions[i]] = JSON.parse(value) as Properties
-                  hits++
-                } else {
-                  missIds ??= []
-                  missPositions ??= []
-                  missIds.push(group.ids[i])
-                  missPositions.push(group.positions[i])
+            for (let i = 0; i < ids.length; i++) {
+              const value = values[i]
+              if (value !== null) {
+                out[i] = JSON.parse(value) as Properties
+                directReads[owners[i]]++
+                hitCount++
+              } else {
+                missing ??= new Map()
+                const group = missing.get(owners[i])
+                if (group === undefined) missing.set(owners[i], [[ids[i]], [i]])
+                else {
+                  group[0].push(ids[i])
+                  group[1].push(i)
                 }
               }
-              directReads[partition] += hits
-              hitCount += hits
-              if (missIds !== undefined && missPositions !== undefined) asked.push([partition, missIds, missPositions])
             }
+            const asked: Array<[number, Array<string>, Array<number>]> = []
+            if (missing !== undefined)
+              for (const [partition, [missIds, positions]] of missing) asked.push([partition, missIds, positions])
             if (hitCount > 0) GraphMetrics.gatewayHits.inc(hitCount)
             if (hitCount < ids.length) GraphMetrics.gatewayMisses.inc(ids.length - hitCount)
             // Cold partitions, partitions being demoted, and ids not found: the owning entity answers (and promotes).
