@@ -32,7 +32,7 @@ COPY actors/ actors/
 COPY docker/ecs-metadata.ts docker/
 RUN mkdir -p /data && chown node:node /data
 USER node
-EXPOSE 7400 34431
+EXPOSE 7400 34431 34432
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.TESSERA_PORT + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # On ECS the preload fills TESSERA_RUNNER_HOST and TESSERA_ZONE from the task metadata endpoint.

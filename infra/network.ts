@@ -225,6 +225,7 @@ const securityGroupsFor = (stage: string, vpc: aws.ec2.Vpc): SecurityGroups => {
   allow("HttpsToLoadBalancer", loadBalancer, 443, anywhere, "HTTPS from the internet")
   allow("LoadBalancerToGateway", runner, ports.gateway, loadBalancer, "gateway, only through the load balancer")
   allow("RunnerToRunner", runner, ports.clusterTransport, runner, "cluster transport between runners")
+  allow("RunnerToStandby", runner, ports.clusterStandby, runner, "standby runners (graph partitions of other zones)")
   allow("RunnerToDatabase", database, ports.postgres, runner, "PostgreSQL from runners")
   allow("RunnerToCache", cache, ports.valkey, runner, "Valkey from runners")
   allowOut("RunnerToInternet", runner, 443, "HTTPS out: AWS APIs, venue feeds")

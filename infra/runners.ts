@@ -52,6 +52,9 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
   const { stage } = config
   const tags = { "tessera:stage": stage }
   const { network: net, capacity } = deps
+  const graphZones = pulumi
+    .all(net.privateSubnets.map((subnet) => subnet.availabilityZone))
+    .apply((zones) => zones.join(","))
 
   const repository = new aws.ecr.Repository("RunnerImages", {
     imageScanningConfiguration: { scanOnPush: true },
@@ -213,13 +216,18 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           essential: true,
           portMappings: [
             { name: "gateway", containerPort: ports.gateway, protocol: "tcp" },
-            { name: "cluster", containerPort: ports.clusterTransport, protocol: "tcp" }
+            { name: "cluster", containerPort: ports.clusterTransport, protocol: "tcp" },
+            { name: "standby", containerPort: ports.clusterStandby, protocol: "tcp" }
           ],
           environment: [
             { name: "NODE_ENV", value: "production" },
             { name: "TESSERA_HOST", value: "0.0.0.0" },
             { name: "TESSERA_PORT", value: String(ports.gateway) },
             { name: "TESSERA_RUNNER_PORT", value: String(ports.clusterTransport) },
+            // Graph partitions prefer the AZs of the private subnets (zones[p mod n]); each task's own AZ comes
+            // from the task metadata (TESSERA_ZONE), and its standby identity serves the other AZs' partitions.
+            { name: "TESSERA_GRAPH_ZONES", value: graphZones },
+            { name: "TESSERA_STANDBY_PORT", value: String(ports.clusterStandby) },
             // The dimension value of the queue-depth metric the runners publish.
             { name: "TESSERA_STAGE", value: stage },
             { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },

@@ -156,6 +156,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       "LoadBalancer:443<-0.0.0.0/0",
       `Runner:${ports.gateway}<-LoadBalancer`,
       `Runner:${ports.clusterTransport}<-Runner`,
+      `Runner:${ports.clusterStandby}<-Runner`,
       `Database:${ports.postgres}<-Runner`,
       `Cache:${ports.valkey}<-Runner`
     ])
@@ -163,6 +164,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
     assert.sameMembers(egress, [
       `LoadBalancer:${ports.gateway}<-Runner`,
       `Runner:${ports.clusterTransport}<-Runner`,
+      `Runner:${ports.clusterStandby}<-Runner`,
       `Runner:${ports.postgres}<-Database`,
       `Runner:${ports.valkey}<-Cache`,
       "Runner:443<-0.0.0.0/0",
@@ -325,6 +327,13 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(environment.TESSERA_RUNNER_PORT, String(ports.clusterTransport))
       assert.strictEqual(environment.TESSERA_GRAPH_COLD, "s3://snapshots-mock/graph")
       assert.strictEqual(environment.REDIS_CLUSTER, "true")
+      // Zone placement: the private subnets' AZs, and the standby identity's port (mapped and open runner-to-runner).
+      assert.strictEqual(environment.TESSERA_GRAPH_ZONES, "us-east-1a,us-east-1b,us-east-1c")
+      assert.strictEqual(environment.TESSERA_STANDBY_PORT, String(ports.clusterStandby))
+      assert.include(
+        runner.portMappings.map((m: { containerPort: number }) => m.containerPort),
+        ports.clusterStandby
+      )
     }
     // The secret values themselves carry the URLs the runtime reads, marked secret in state.
     const dbSecret = named(resources, "DatabaseCredentialsValue").inputs.secretString

@@ -85,6 +85,8 @@ export interface StageConfig {
 export const ports = {
   gateway: 7400,
   clusterTransport: 34431,
+  /** The standby runner identity that serves other zones' graph partitions (TESSERA_STANDBY_PORT). */
+  clusterStandby: 34432,
   postgres: 5432,
   valkey: 6379
 } as const
