@@ -205,12 +205,21 @@ describe("graph zone placement hints (two runners, zones a and b)", () => {
     const row = await withGraph(a.node, (g) =>
       pollUntil(
         rowOf(g),
-        (r) => r.crossZone - beforeRow.crossZone >= 15 && r.sameZone - beforeRow.sameZone >= 31,
+        (r) =>
+          r.crossZone - beforeRow.crossZone >= 15 &&
+          r.crossZone + r.sameZone - beforeRow.crossZone - beforeRow.sameZone >= 46,
         20_000
       )
     ).pipe(Effect.runPromise)
-    assert.strictEqual(row.crossZone - beforeRow.crossZone, 15, "cross-zone traffic of the partition")
-    assert.isAtLeast(row.sameZone - beforeRow.sameZone, 31, "same-zone traffic of the partition")
+    // At least the zone-b gateway's 15 reads crossed zones, and every request is counted once on one side. (Under
+    // heavy load a missed health check can move the partition to the zone-b runner's standby for a while, and the
+    // entity requests it serves there count as cross-zone, so the split is only exact on a quiet machine.)
+    assert.isAtLeast(row.crossZone - beforeRow.crossZone, 15, "cross-zone traffic of the partition")
+    assert.isAtLeast(
+      row.crossZone - beforeRow.crossZone + (row.sameZone - beforeRow.sameZone),
+      46,
+      "put + 20 gets + 25 direct reads, none left out"
+    )
     const stats = await withGraph(b.node, (g) => g.stats()).pipe(Effect.runPromise)
     assert.isAtLeast(stats.crossZone, 15)
     assert.strictEqual(
