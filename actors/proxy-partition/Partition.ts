@@ -126,9 +126,6 @@ const RESTORE_CHUNK = 20_000
 export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
   const fail = Effect.mapError(storageError)
   return {
-    /** Marks the partition hot for gateways' direct reads (or clears the mark before a demotion). */
-    markHot: (hot: boolean) =>
-      hot ? Effect.asVoid(fail(valkey.set(keys.hot, "1"))) : Effect.asVoid(fail(valkey.del(keys.hot))),
     /** Takes the gateways' direct-read count since the last call, and how many of them came from other zones. */
     takeDirectReads: Effect.map(
       fail(
@@ -318,7 +315,6 @@ export const makePartition = (options: PartitionOptions) =>
       const next: MetaRow = { ...meta, tier: "hot", lastAccess: Date.now() }
       yield* failSql(writeMeta(sql, next))
       meta = next
-      yield* hot.markHot(true)
       const millis = performance.now() - started
       GraphMetrics.promotions.inc()
       GraphMetrics.promotionSeconds.observe(millis / 1000)
@@ -338,9 +334,8 @@ export const makePartition = (options: PartitionOptions) =>
     const demoteLocked = Effect.gen(function* () {
       if (meta.tier === "cold") return { version: meta.version, vertices: 0, millis: 0 }
       const started = performance.now()
-      // The mark is informational (gateways read present keys directly; a key evicted under them sends them here).
-      yield* hot.markHot(false)
-      const written = yield* Effect.onError(writeSnapshot, () => Effect.ignore(hot.markHot(true)))
+      // Gateways keep reading the keys directly until they are evicted; a key evicted under them sends them here.
+      const written = yield* writeSnapshot
       const previous = meta.location
       const next: MetaRow = {
         ...meta,
@@ -363,7 +358,6 @@ export const makePartition = (options: PartitionOptions) =>
     const exclusive = gate.withPermits(GATE)
     const promote = exclusive(promoteLocked)
     const demote = exclusive(demoteLocked)
-    if (meta.tier === "hot") yield* hot.markHot(true)
 
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError, R> => {
       requests++

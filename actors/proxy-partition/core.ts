@@ -177,15 +177,13 @@ export const utf8Length = (s: string): number => {
  * - `<prefix>:{p}:v:<id>`: the vertex's properties (a JSON string)
  * - `<prefix>:{p}:o:<id>`: its out-edges, a set of `label|dst`
  * - `<prefix>:{p}:ids`: every vertex id of the partition (for snapshots and eviction)
- * - `<prefix>:{p}:hot`: set while the partition is hot; `<prefix>:{p}:reads`: gateway direct-read counter
+ * - `<prefix>:{p}:reads`: gateway direct-read counter
  * - `<prefix>:{p}:xreads`: the part of `reads` served by gateways outside the partition's preferred zone
  */
 export interface PartitionKeys {
   readonly vertex: (id: string) => string
   readonly out: (id: string) => string
   readonly ids: string
-  /** Present ("1") while the partition is hot: the gateway may read the hot tier directly. */
-  readonly hot: string
   /** Reads served directly by gateways since the owner last looked (access accounting). */
   readonly reads: string
   /** Of those, the reads served by gateways in another zone than the partition's preferred one. */
@@ -198,7 +196,6 @@ export const partitionKeys = (prefix: string, partition: number): PartitionKeys 
     vertex: (id) => `${base}v:${id}`,
     out: (id) => `${base}o:${id}`,
     ids: `${base}ids`,
-    hot: `${base}hot`,
     reads: `${base}reads`,
     crossZoneReads: `${base}xreads`
   }

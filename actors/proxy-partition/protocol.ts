@@ -204,8 +204,8 @@ export const ProxyPartition = Entity.make("ProxyPartition", [
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Many ids of any partitions, grouped by partition and gathered in input order. Partitions marked hot are read
- * directly from Valkey in one pipeline; the others (and ids missing there) are asked of their entities.
+ * Many ids of any partitions, answered in input order: read directly from Valkey in one MGET; ids not found there
+ * (cold partitions, unknown ids) are asked of their partitions' entities, which promote cold partitions.
  */
 export const BatchGet = Rpc.make("Graph.BatchGet", {
   payload: { ids: Schema.Array(VertexId) },
@@ -214,8 +214,8 @@ export const BatchGet = Rpc.make("Graph.BatchGet", {
 })
 
 /**
- * Out-neighbours of a vertex (1 hop), served by the gateway: read directly from the hot tier while the
- * partition is marked hot, otherwise (or when the vertex is not found there) by the partition entity.
+ * Out-neighbours of a vertex (1 hop), served by the gateway: read directly from the hot tier while the vertex is
+ * there, otherwise by the partition entity (which promotes a cold partition).
  */
 export const GraphNeighbors = Rpc.make("Graph.Neighbors", {
   payload: { id: VertexId, label: Schema.optional(Label) },
