@@ -84,6 +84,7 @@ const build = Effect.gen(function* () {
   const address = yield* Entity.CurrentAddress
   const symbol = address.entityId
   const journal = yield* Journal.make
+  const writer = yield* Journal.JournalWriter
   const valkey = yield* Valkey
   const settings = yield* TesseraConfig
   const limits: ShardLimits = {
@@ -118,7 +119,7 @@ const build = Effect.gen(function* () {
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
     const started = performance.now()
-    return Effect.flatMap(Effect.exit(journal.write(sealed)), (exit) => {
+    return Effect.flatMap(Effect.exit(writer.write(sealed)), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
         broken = exit.cause
@@ -260,7 +261,11 @@ const build = Effect.gen(function* () {
   })
 })
 
-/** The SymbolShard entity, with its tables migrated first. Handlers run concurrently: group commit needs it. */
+/**
+ * The SymbolShard entity, with its tables migrated first and one journal writer for all the runner's shards.
+ * Handlers run concurrently: group commit needs it.
+ */
 export const SymbolShardEntityLayer = SymbolShard.toLayer(build, { concurrency: "unbounded" }).pipe(
+  Layer.provide(Journal.layerWriter),
   Layer.provide(Journal.layerMigrations)
 )
