@@ -16,6 +16,7 @@ import { RpcSerialization, RpcServer } from "effect/rpc"
 import * as GathererEntity from "../actors/gatherer/entity.ts"
 import { Probe } from "../actors/probe/protocol.ts"
 import { layerGraphRpcs, layerProxyRpcHandlers } from "../actors/proxy-partition/entity.ts"
+import { layerOrderRpcs } from "../actors/symbol-shard/gateway.ts"
 import { SymbolShard } from "../actors/symbol-shard/protocol.ts"
 import { ControlRpcs, TesseraApi } from "../packages/client/src/Api.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
@@ -90,6 +91,8 @@ export const layerHandlers = Layer.mergeAll(
   ),
   EntityProxyServer.layerRpcHandlers(Probe),
   EntityProxyServer.layerRpcHandlers(SymbolShard),
+  // Orders.PlaceMany: one PlaceBatch per symbol, fanned out from the gateway.
+  layerOrderRpcs,
   // Addressed by zone shard group when TESSERA_GRAPH_ZONES is set.
   layerProxyRpcHandlers,
   layerGraphRpcs,

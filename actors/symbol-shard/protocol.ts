@@ -21,7 +21,7 @@
  */
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
-import { Rpc } from "effect/rpc"
+import { Rpc, RpcGroup } from "effect/rpc"
 
 /** A symbol such as `BTC-USDT`: upper-case base and quote joined by a dash. */
 export const SymbolId = Schema.String.check(Schema.isPattern(/^[A-Z0-9]{1,16}-[A-Z0-9]{1,16}$/)).pipe(
@@ -191,6 +191,64 @@ export const Depth = Rpc.make("Depth", {
 })
 
 export const SymbolShard = Entity.make("SymbolShard", [Place, PlaceBatch, Cancel, Move, GetOrder, Depth])
+
+// ---- gateway-level RPCs ------------------------------------------------------------------------------
+
+/** Most entries (symbols) in one `Orders.PlaceMany`. */
+export const maxManySymbols = 64
+
+/** A PlaceMany request broke a limit (entries, orders, a repeated symbol); nothing was placed. */
+export class InvalidManyRequest extends Schema.TaggedError<InvalidManyRequest>()("InvalidManyRequest", {
+  message: Schema.String
+}) {}
+
+/**
+ * The symbol's shard did not answer: a cluster or transport failure (runner unreachable, mailbox full, shard not
+ * yet assigned) or a defect (shard restarting after a failed journal write). The entry may have been placed in
+ * part or in full: retry it with the same keys.
+ */
+export class ShardUnavailable extends Schema.TaggedError<ShardUnavailable>()("ShardUnavailable", {
+  symbol: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The orders of one symbol in a PlaceMany. */
+export const SymbolBatch = Schema.Struct({ symbol: Schema.String, orders: Schema.Array(PlaceOrder) })
+export type SymbolBatch = typeof SymbolBatch.Type
+
+/** A symbol's batch was answered: one `BatchItem` per order, in order (as PlaceBatch answers). */
+export const PlacedEntry = Schema.TaggedStruct("Placed", { symbol: Schema.String, results: Schema.Array(BatchItem) })
+/** A symbol's batch failed as a whole: `UnknownSymbol` (placed nothing) or `ShardUnavailable` (retry it). */
+export const FailedEntry = Schema.TaggedStruct("Failed", {
+  symbol: Schema.String,
+  error: Schema.Union([UnknownSymbol, ShardUnavailable])
+})
+/**
+ * One answer of a PlaceMany, tagged `Placed` or `Failed` so clients switch on `_tag` and the union decodes by its
+ * tag. (The gateway answers it as JSON; it never crosses the cluster's binary serialization, see `BatchItem`.)
+ */
+export const ManyEntry = Schema.Union([PlacedEntry, FailedEntry])
+export type ManyEntry = typeof ManyEntry.Type
+
+/**
+ * Orders of several symbols in one request, answered by the gateway: exactly one `SymbolShard.PlaceBatch` per
+ * entry (entity id = `symbol`), all sent concurrently, with that RPC's semantics. A retry of an entry with the same
+ * `(account, clientOrderId)` keys returns the first results (the shard's idempotency). There is no atomicity
+ * across symbols: each entry succeeds or fails on its own, and `results` holds one entry per `batches` entry, in
+ * order.
+ *
+ * Limits, checked by the gateway before anything is sent (a violation is `InvalidManyRequest` and places nothing):
+ * at most `maxManySymbols` entries, each symbol at most once, at most `maxBatch` orders in all (so in each entry).
+ * Wire call: `{"tag":"Orders.PlaceMany","payload":{"batches":[{"symbol":"BTC-USDT","orders":[...]}]}}`.
+ */
+export const PlaceMany = Rpc.make("Orders.PlaceMany", {
+  payload: { batches: Schema.Array(SymbolBatch) },
+  success: Schema.Struct({ results: Schema.Array(ManyEntry) }),
+  error: InvalidManyRequest
+})
+
+/** Gateway-level order RPCs (handlers: `layerOrderRpcs` in gateway.ts). */
+export const OrderRpcs = RpcGroup.make(PlaceMany)
 
 /** The market-data stream keys of a symbol (Valkey Streams). */
 export const tradesStream = (symbol: string) => `md:${symbol}:trades`

@@ -8,7 +8,7 @@ import { Rpc, RpcGroup } from "effect/rpc"
 import { GatherRpcs } from "../../../actors/gatherer/protocol.ts"
 import { Probe } from "../../../actors/probe/protocol.ts"
 import { GraphRpcs, ProxyPartition } from "../../../actors/proxy-partition/protocol.ts"
-import { SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
+import { OrderRpcs, SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
 
 export const RunnerStatus = Schema.Struct({
   /** Cluster address `host:port` (or `embedded:<port>` for a single node). */
@@ -44,6 +44,7 @@ export const ControlRpcs = RpcGroup.make(Status)
 
 export const TesseraApi = ControlRpcs.merge(EntityProxy.toRpcGroup(Probe))
   .merge(EntityProxy.toRpcGroup(SymbolShard))
+  .merge(OrderRpcs)
   .merge(EntityProxy.toRpcGroup(ProxyPartition))
   .merge(GraphRpcs)
   .merge(GatherRpcs)

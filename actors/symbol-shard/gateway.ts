@@ -1,0 +1,83 @@
+/**
+ * Gateway handlers of `OrderRpcs`: `Orders.PlaceMany` sends one `SymbolShard.PlaceBatch` per entry, concurrently,
+ * and answers each entry with its own outcome. The hot path of the TPS bench: the order arrays are passed through
+ * untouched, and the only per-request work is the limit check and one answer object per entry.
+ */
+import { Cause, Effect, Option } from "effect"
+import {
+  InvalidManyRequest,
+  type ManyEntry,
+  maxBatch,
+  maxManySymbols,
+  OrderRpcs,
+  ShardUnavailable,
+  type SymbolBatch,
+  SymbolShard,
+  UnknownSymbol
+} from "./protocol.ts"
+
+/** Why a PlaceMany must be refused, or undefined when it is within the limits. */
+export const manyRequestProblem = (batches: ReadonlyArray<SymbolBatch>): string | undefined => {
+  if (batches.length > maxManySymbols) {
+    return `${batches.length} entries exceed the limit of ${maxManySymbols} symbols per request`
+  }
+  let orders = 0
+  for (let i = 0; i < batches.length; i++) {
+    orders += batches[i].orders.length
+    // At most 64 entries: a pairwise scan allocates nothing and is cheaper than a Set at this size.
+    const symbol = batches[i].symbol
+    for (let j = 0; j < i; j++) {
+      if (batches[j].symbol === symbol) return `symbol ${JSON.stringify(symbol)} appears more than once`
+    }
+  }
+  if (orders > maxBatch) return `${orders} orders in all exceed the limit of ${maxBatch} per request`
+  return undefined
+}
+
+const describe = (value: unknown): string => {
+  if (typeof value === "object" && value !== null && "_tag" in value && typeof value._tag === "string") {
+    const message = (value as { message?: unknown }).message
+    return typeof message === "string" && message !== "" ? `${value._tag}: ${message}` : value._tag
+  }
+  if (value instanceof Error) return value.message === "" ? value.name : `${value.name}: ${value.message}`
+  return String(value)
+}
+
+/** An entry's failure: the shard's `UnknownSymbol` as is, anything else (cluster error, defect) `ShardUnavailable`. */
+export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEntry => {
+  const failure = Cause.findErrorOption(cause)
+  if (Option.isSome(failure) && failure.value instanceof UnknownSymbol) {
+    return { _tag: "Failed", symbol, error: failure.value }
+  }
+  let reason: string
+  if (Option.isSome(failure)) reason = describe(failure.value)
+  else if (Cause.hasDies(cause)) reason = `defect: ${describe(Cause.squash(cause))}`
+  else reason = "interrupted"
+  return {
+    _tag: "Failed",
+    symbol,
+    error: new ShardUnavailable({
+      symbol,
+      message: `shard ${symbol} did not answer (${reason}); retry with the same keys`
+    })
+  }
+}
+
+/** Gateway handlers of `OrderRpcs`; needs Sharding (the SymbolShard client). */
+export const layerOrderRpcs = OrderRpcs.toLayer(
+  Effect.gen(function* () {
+    const shards = yield* SymbolShard.client
+    const place = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
+      Effect.matchCause(shards(entry.symbol).PlaceBatch({ orders: entry.orders }), {
+        onSuccess: (answer): ManyEntry => ({ _tag: "Placed", symbol: entry.symbol, results: answer.results }),
+        onFailure: (cause) => failedEntry(entry.symbol, cause)
+      })
+    return OrderRpcs.of({
+      "Orders.PlaceMany": ({ batches }) => {
+        const problem = manyRequestProblem(batches)
+        if (problem !== undefined) return Effect.fail(new InvalidManyRequest({ message: problem }))
+        return Effect.map(Effect.forEach(batches, place, { concurrency: "unbounded" }), (results) => ({ results }))
+      }
+    })
+  })
+)
