@@ -149,3 +149,128 @@ export const runLoad = async (options: {
   const sorted = Float64Array.from(latencies).sort()
   return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds, lastAckAt }
 }
+
+/**
+ * The same open-loop load sent with `Orders.PlaceMany`: the symbols are grouped by client (`route`, as in
+ * `runLoad`), and each request carries every queued order of the client's symbols (one entry per symbol). A client
+ * sends whenever it has nothing in flight; a further request (up to `maxInFlight`, default 2) only once `eagerBacklog`
+ * (default 64) orders wait: one request at a time keeps the message count low at moderate rates, a second one keeps
+ * the runner busy while a large request is being made durable under heavy load. A failed entry, or a whole failed request, puts its orders back at the head of
+ * their queues: they are sent again with the same client order ids (the shards answer retries with the first
+ * results). Latency is measured from each order's scheduled time.
+ */
+export const runLoadMany = async (options: {
+  readonly clients: ReadonlyArray<TesseraClient.Client>
+  readonly symbols: ReadonlyArray<string>
+  readonly rate: number
+  readonly seconds: number
+  readonly tag: string
+  readonly maxInFlight?: number
+  readonly eagerBacklog?: number
+  readonly drainSeconds?: number
+  readonly timeoutMs?: number
+  readonly route?: ReadonlyArray<number>
+  /** Called with the time (`performance.now()`) each request was answered and when it was sent. */
+  readonly onAck?: (client: number, at: number, sentAt: number) => void
+}): Promise<LoadResult> => {
+  const { clients, symbols, rate, seconds, tag } = options
+  const maxInFlight = options.maxInFlight ?? 2
+  const eagerBacklog = options.eagerBacklog ?? 64
+  const clientOf = symbols.map((_, s) => options.route?.[s] ?? s % clients.length)
+  const groups: Array<Array<number>> = clients.map((_, c) => symbols.flatMap((_, s) => (clientOf[s] === c ? [s] : [])))
+  const queues: Array<Array<Pending>> = symbols.map(() => [])
+  const inFlight = new Int32Array(clients.length)
+  const latencies: Array<number> = []
+  const total = Math.floor(rate * seconds)
+  let scheduled = 0
+  let acked = 0
+  let outstanding = 0
+  const start = performance.now()
+
+  const backlog = (c: number) => {
+    let n = 0
+    for (const s of groups[c]) n += queues[s].length
+    return n
+  }
+  /** Whether client `c` should send now (see above). */
+  const ready = (c: number) => {
+    if (inFlight[c] >= maxInFlight) return false
+    const waiting = backlog(c)
+    return inFlight[c] === 0 ? waiting > 0 : waiting >= eagerBacklog
+  }
+  const send = (c: number) => {
+    const taken: Array<{ readonly s: number; readonly batch: Array<Pending> }> = []
+    let room = 5000
+    for (const s of groups[c]) {
+      if (queues[s].length === 0 || room === 0) continue
+      const batch = queues[s].splice(0, room)
+      room -= batch.length
+      taken.push({ s, batch })
+    }
+    inFlight[c]++
+    outstanding++
+    const sentAt = performance.now()
+    const requeue = (s: number, batch: Array<Pending>) => {
+      queues[s].unshift(...batch)
+    }
+    const call = clients[c]
+      ["Orders.PlaceMany"]({
+        batches: taken.map(({ s, batch }) => ({ symbol: symbols[s], orders: batch.map((p) => p.order) }))
+      })
+      .pipe(Effect.timeout(`${options.timeoutMs ?? 5000} millis`))
+    void Effect.runPromiseExit(call).then((exit) => {
+      inFlight[c]--
+      outstanding--
+      if (Exit.isFailure(exit)) {
+        for (const { s, batch } of taken) requeue(s, batch)
+        setTimeout(() => {
+          if (ready(c)) send(c)
+        }, 20)
+        return
+      }
+      const now = performance.now()
+      const entries = exit.value.results
+      for (let i = 0; i < taken.length; i++) {
+        const entry = entries[i] as { readonly results?: ReadonlyArray<{ readonly orderId?: string }> }
+        const { s, batch } = taken[i]
+        if (entry?.results === undefined) {
+          requeue(s, batch)
+          continue
+        }
+        const results = entry.results
+        for (let j = 0; j < results.length; j++) {
+          if (results[j].orderId === undefined) continue
+          acked++
+          latencies.push(now - batch[j].scheduledAt)
+        }
+      }
+      options.onAck?.(c, performance.now(), sentAt)
+      if (ready(c)) send(c)
+    })
+  }
+
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now()
+      const due = Math.min(total, Math.floor(((now - start) / 1000) * rate))
+      while (scheduled < due) {
+        const s = scheduled % symbols.length
+        const scheduledAt = start + (scheduled / rate) * 1000
+        queues[s].push({ order: makeOrder(`acct-${scheduled % 97}`, `${tag}-${scheduled}`), scheduledAt })
+        scheduled++
+      }
+      for (let c = 0; c < clients.length; c++) if (ready(c)) send(c)
+      if (scheduled >= total) resolve()
+      else setTimeout(tick, 1)
+    }
+    tick()
+  })
+  const drainBy = performance.now() + (options.drainSeconds ?? 30) * 1000
+  while ((outstanding > 0 || queues.some((q) => q.length > 0)) && performance.now() < drainBy) {
+    for (let c = 0; c < clients.length; c++) if (ready(c)) send(c)
+    await new Promise((r) => setTimeout(r, 2))
+  }
+  const elapsed = (performance.now() - start) / 1000
+  const sorted = Float64Array.from(latencies).sort()
+  return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds: [], lastAckAt: new Map() }
+}

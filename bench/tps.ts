@@ -1,9 +1,14 @@
 // `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]
-//   [--transport websocket|http] [--route owner|spread]` (websocket: one multiplexed connection per gateway, the
+//   [--transport websocket|http] [--route owner|spread] [--api many|batch|many,batch]`
+// (--api: how orders travel. many, the default: one `Orders.PlaceMany` per gateway in flight at a time, carrying
+// every queued order of the symbols routed to that gateway, one entry per symbol; batch: one
+// `SymbolShard.PlaceBatch` per symbol in flight. A list runs the sweep once per API, alternating at each step, so
+// the two are measured side by side in one run; the summary's top-level figures are the first API's.) (websocket: one multiplexed connection per gateway, the
 //   default; owner: each symbol's orders go to the gateway of the runner hosting its shard, found after the warm-up
 //   with Probe.Where on the same entity id (same shard), the default; spread: symbol i through gateway i mod n, so
 //   about half the batches take an extra runner-to-runner hop: +6-8 ms p50 at 5K/s on 2 runners)
-// (--inflight: PlaceBatch messages in flight per symbol; orders arriving meanwhile join the next batch)
+// (--inflight: PlaceBatch messages in flight per symbol, default 1, or PlaceMany requests per gateway, default 2 (the
+// second only with 64 orders waiting: see runLoadMany); orders arriving meanwhile join the next request)
 // Runners as separate processes on the real Postgres (fresh database) and Redis; an open-loop order load over the
 // 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
 // the scheduled send time per step; and, as the limit to compare with, raw batched INSERT rows/s of the same
@@ -15,7 +20,7 @@ import { SqlClient } from "effect/sql"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { startCluster } from "../test/harness.ts"
-import { percentile, runLoad } from "./orderLoad.ts"
+import { percentile, runLoad, runLoadMany } from "./orderLoad.ts"
 import { advanceWhile, type Progress, progress } from "./progress.ts"
 
 export const makeClients = async (
@@ -87,9 +92,18 @@ export const run = async (args: ReadonlyArray<string>) => {
       runners: { type: "string" },
       inflight: { type: "string" },
       transport: { type: "string" },
-      route: { type: "string" }
+      route: { type: "string" },
+      api: { type: "string" }
     }
   })
+  const apis = (values.api ?? "many").split(",")
+  for (const api of apis) {
+    if (api !== "many" && api !== "batch") {
+      throw new Error(
+        `--api: expected many, batch or a comma-separated list of them, got ${JSON.stringify(values.api)}`
+      )
+    }
+  }
   const rates = (values.rates ?? "1000,5000,10000,20000,40000").split(",").map(Number)
   const seconds = Number(values.seconds ?? "10")
   const symbols = defaultSymbols.map((s) => s.symbol)
@@ -115,25 +129,29 @@ export const run = async (args: ReadonlyArray<string>) => {
       if (route !== undefined) log(`symbol -> runner: ${symbols.map((s, i) => `${s} ${route[i]}`).join(", ")}`)
       const pgRows = await Effect.runPromise(pgRowsPerSecond(cluster.database.url, 3))
       log(`raw batched INSERT (1000 rows/statement, 1 connection): ${Math.round(pgRows)} rows/s`)
-      log("offered/s  acked/s   p50 ms   p99 ms   p99.9 ms")
-      const steps: Array<Record<string, number>> = []
+      log(`api    offered/s  acked/s   p50 ms   p99 ms   p99.9 ms`)
+      const steps: Array<Record<string, number | string>> = []
       // Progress on stderr: seconds of offered load over the sweep, with the step under way.
-      const sweep = progress("tps sweep", { total: rates.length * seconds, unit: "s" })
+      const runs = rates.flatMap((rate) => apis.map((api) => ({ rate, api })))
+      const sweep = progress("tps sweep", { total: runs.length * seconds, unit: "s" })
       bar = sweep
-      for (const [index, rate] of rates.entries()) {
-        sweep.note(`step ${index + 1}/${rates.length}: ${rate}/s offered`)
+      for (const [index, { rate, api }] of runs.entries()) {
+        sweep.note(`step ${index + 1}/${runs.length}: ${rate}/s offered (${api})`)
+        const load = {
+          clients,
+          symbols,
+          rate,
+          seconds,
+          tag: `s${rate}${api}`,
+          drainSeconds: 20,
+          maxInFlight: values.inflight === undefined ? (api === "many" ? 2 : 1) : Number(values.inflight),
+          route
+        }
         const r = await advanceWhile(sweep, index * seconds, seconds, () =>
-          runLoad({
-            clients,
-            symbols,
-            rate,
-            seconds,
-            tag: `s${rate}`,
-            drainSeconds: 20,
-            maxInFlight: Number(values.inflight ?? "1")
-          })
+          api === "many" ? runLoadMany(load) : runLoad(load)
         )
         const step = {
+          api,
           offered_per_s: rate,
           acked_per_s: Math.round(r.acked / r.seconds),
           acked: r.acked,
@@ -144,16 +162,18 @@ export const run = async (args: ReadonlyArray<string>) => {
         }
         steps.push(step)
         log(
-          `${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)}`
+          `${api.padEnd(5)} ${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)}`
         )
       }
       sweep.done()
-      const at5k = steps.find((s) => s.offered_per_s === 5000)
+      const first = steps.filter((s) => s.api === apis[0])
+      const at5k = first.find((s) => s.offered_per_s === 5000)
       const summary = {
         bench: "tps",
-        max_tps: Math.max(...steps.map((s) => s.acked_per_s)),
+        max_tps: Math.max(...first.map((s) => s.acked_per_s as number)),
         p99_ms_at_5k: at5k?.p99_ms ?? null,
         pg_rows_per_s: Math.round(pgRows),
+        api: apis[0],
         runners: cluster.runners.length,
         route: routing,
         symbols: symbols.length,
