@@ -13,6 +13,7 @@
 import { Context, Effect, Exit, Layer } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
+import * as ShardMetrics from "./metrics.ts"
 import { placeKey, type SealedBatch, type SymbolConfig } from "./ShardCore.ts"
 
 /** The default symbols seeded by the migrations: 8 spot pairs. */
@@ -293,10 +294,15 @@ export const layerWriter = Layer.effect(
     let statements = 0
     let batches = 0
     const stats = () => ({ statements, batches })
+    const counted = (n: number) => {
+      statements++
+      batches += n
+      ShardMetrics.journalStatements.inc()
+      ShardMetrics.journalStatementBatches.observe(n)
+    }
     const single = (batch: SealedBatch) =>
       Effect.suspend(() => {
-        statements++
-        batches++
+        counted(1)
         return journal.write(batch)
       })
     if (!sql.onDialectOrElse({ pg: () => true, orElse: () => false })) {
@@ -328,8 +334,7 @@ export const layerWriter = Layer.effect(
         }
         taken = now
       }
-      statements++
-      batches += taken.length
+      counted(taken.length)
       const run =
         taken.length === 1
           ? Effect.exit(journal.write(taken[0].batch))

@@ -23,6 +23,15 @@ export const flushSeconds = Metrics.histogram(
   "tessera_symbol_flush_seconds",
   "Group-commit flush latency of a symbol shard (journal, orders, trades written)"
 )
+export const journalStatements = Metrics.counter(
+  "tessera_symbol_journal_statements_total",
+  "Statements the runner's journal writer sent (each carries one or more shards' flushed batches)"
+)
+export const journalStatementBatches = Metrics.histogram(
+  "tessera_symbol_journal_statement_batches",
+  "Shard batches per journal statement (the runner-wide merge of group commits)",
+  { buckets: Metrics.sizeBuckets }
+)
 export const flushFailures = Metrics.counter(
   "tessera_symbol_flush_failures_total",
   "Group-commit flushes that failed (the shard restarts)",
