@@ -83,6 +83,8 @@ export const runLoad = async (options: {
   let scheduled = 0
   let acked = 0
   let outstanding = 0
+  // Set when the run returns: a request still out then is dropped when it fails, not retried forever.
+  let finished = false
   const start = performance.now()
 
   const send = (s: number) => {
@@ -99,6 +101,10 @@ export const runLoad = async (options: {
         .pipe(Effect.timeout(`${options.timeoutMs ?? 5000} millis`))
       void Effect.runPromiseExit(call).then((exit) => {
         if (Exit.isFailure(exit)) {
+          if (finished) {
+            outstanding--
+            return
+          }
           setTimeout(attempt, 20)
           return
         }
@@ -145,6 +151,7 @@ export const runLoad = async (options: {
     }
     await new Promise((r) => setTimeout(r, 2))
   }
+  finished = true
   const elapsed = (performance.now() - start) / 1000
   const sorted = Float64Array.from(latencies).sort()
   return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds, lastAckAt }
@@ -185,6 +192,8 @@ export const runLoadMany = async (options: {
   let scheduled = 0
   let acked = 0
   let outstanding = 0
+  // Set when the run returns: nothing is sent after it (a request failing later is not retried).
+  let finished = false
   const start = performance.now()
 
   const backlog = (c: number) => {
@@ -199,6 +208,7 @@ export const runLoadMany = async (options: {
     return inFlight[c] === 0 ? waiting > 0 : waiting >= eagerBacklog
   }
   const send = (c: number) => {
+    if (finished) return
     const taken: Array<{ readonly s: number; readonly batch: Array<Pending> }> = []
     let room = 5000
     for (const s of groups[c]) {
@@ -270,6 +280,7 @@ export const runLoadMany = async (options: {
     for (let c = 0; c < clients.length; c++) if (ready(c)) send(c)
     await new Promise((r) => setTimeout(r, 2))
   }
+  finished = true
   const elapsed = (performance.now() - start) / 1000
   const sorted = Float64Array.from(latencies).sort()
   return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds: [], lastAckAt: new Map() }

@@ -1,9 +1,10 @@
 // `npm run bench -- tps [--json] [--rates 1000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]
-//   [--transport websocket|http] [--route owner|spread] [--api many|batch|many,batch]`
+//   [--transport websocket|http] [--route owner|spread] [--api many|batch|many,batch] [--warmup 8]`
 // (--api: how orders travel. many, the default: one `Orders.PlaceMany` per gateway in flight at a time, carrying
 // every queued order of the symbols routed to that gateway, one entry per symbol; batch: one
 // `SymbolShard.PlaceBatch` per symbol in flight. A list runs the sweep once per API, alternating at each step, so
-// the two are measured side by side in one run; the summary's top-level figures are the first API's.) (websocket: one multiplexed connection per gateway, the
+// the two are measured side by side in one run; the summary's top-level figures are the first API's.)
+// (--warmup: seconds of 5K orders/s through each API before the sweep, after the shards are activated) (websocket: one multiplexed connection per gateway, the
 //   default; owner: each symbol's orders go to the gateway of the runner hosting its shard, found after the warm-up
 //   with Probe.Where on the same entity id (same shard), the default; spread: symbol i through gateway i mod n, so
 //   about half the batches take an extra runner-to-runner hop: +6-8 ms p50 at 5K/s on 2 runners)
@@ -93,7 +94,8 @@ export const run = async (args: ReadonlyArray<string>) => {
       inflight: { type: "string" },
       transport: { type: "string" },
       route: { type: "string" },
-      api: { type: "string" }
+      api: { type: "string" },
+      warmup: { type: "string" }
     }
   })
   const apis = (values.api ?? "many").split(",")
@@ -127,6 +129,12 @@ export const run = async (args: ReadonlyArray<string>) => {
       const routing = values.route === "spread" ? "spread" : "owner"
       const route = routing === "owner" ? await ownerRoute(clients, symbols, cluster.runners) : undefined
       if (route !== undefined) log(`symbol -> runner: ${symbols.map((s, i) => `${s} ${route[i]}`).join(", ")}`)
+      // Then load for a while through each API (steady state: optimised code, warm connections and caches; the first
+      // 5K/s step after a 4 s warm-up alone measured p50 12 ms, the next ones 2.5-4 ms).
+      for (const api of apis) {
+        const warm = { clients, symbols, rate: 5000, seconds: Number(values.warmup ?? "8"), tag: `warm${api}`, route }
+        await (api === "many" ? runLoadMany(warm) : runLoad({ ...warm, maxInFlight: 1 }))
+      }
       const pgRows = await Effect.runPromise(pgRowsPerSecond(cluster.database.url, 3))
       log(`raw batched INSERT (1000 rows/statement, 1 connection): ${Math.round(pgRows)} rows/s`)
       log(`api    offered/s  acked/s   p50 ms   p99 ms   p99.9 ms`)
@@ -144,6 +152,9 @@ export const run = async (args: ReadonlyArray<string>) => {
           seconds,
           tag: `s${rate}${api}`,
           drainSeconds: 20,
+          // No retry while the step runs: past saturation the queue (and latency) grows, and re-sending requests
+          // that are still being processed would measure the client's retry storm, not the runners.
+          timeoutMs: 30_000,
           maxInFlight: values.inflight === undefined ? (api === "many" ? 2 : 1) : Number(values.inflight),
           route
         }
