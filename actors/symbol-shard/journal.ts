@@ -353,11 +353,21 @@ export const layerWriter = Layer.effect(
                       undefined
                     )
             )
-      void Effect.runPromise(run).then((exit) => {
-        if (exit !== undefined) settle(taken, exit)
+      const next = () => {
         if (queue.length > 0) drain()
         else busy = false
-      })
+      }
+      void Effect.runPromise(run).then(
+        (exit) => {
+          if (exit !== undefined) settle(taken, exit)
+          next()
+        },
+        // Not expected (`run` catches every failure); still, never leave shards waiting on a writer that stopped.
+        (error: unknown) => {
+          settle(taken, Exit.die(error))
+          next()
+        }
+      )
     }
 
     const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
