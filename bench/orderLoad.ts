@@ -49,6 +49,51 @@ export const makeOrder = (account: string, clientOrderId: string): PlaceOrder =>
   }
 }
 
+/**
+ * The open-loop schedule both loads share: every millisecond, the orders due by now (order n of the run is due
+ * `n / rate` seconds after the start, on symbol `n mod symbols`) join their symbol's queue and `pump` sends what it
+ * may; after the last one, `pump` keeps going until nothing is queued or outstanding, for at most `drainSeconds`.
+ * Returns the seconds from start to end.
+ */
+const drive = async (options: {
+  readonly symbols: ReadonlyArray<string>
+  readonly rate: number
+  readonly seconds: number
+  readonly tag: string
+  readonly drainSeconds?: number
+  readonly queues: ReadonlyArray<Array<Pending>>
+  readonly pump: () => void
+  readonly outstanding: () => number
+}): Promise<number> => {
+  const { symbols, rate, tag, queues, pump } = options
+  const total = Math.floor(rate * options.seconds)
+  const start = performance.now()
+  let scheduled = 0
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate))
+      while (scheduled < due) {
+        const scheduledAt = start + (scheduled / rate) * 1000
+        queues[scheduled % symbols.length].push({
+          order: makeOrder(`acct-${scheduled % 97}`, `${tag}-${scheduled}`),
+          scheduledAt
+        })
+        scheduled++
+      }
+      pump()
+      if (scheduled >= total) resolve()
+      else setTimeout(tick, 1)
+    }
+    tick()
+  })
+  const drainBy = performance.now() + (options.drainSeconds ?? 30) * 1000
+  while ((options.outstanding() > 0 || queues.some((q) => q.length > 0)) && performance.now() < drainBy) {
+    pump()
+    await new Promise((r) => setTimeout(r, 2))
+  }
+  return (performance.now() - start) / 1000
+}
+
 export const percentile = (sorted: Float64Array, p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]
 
@@ -72,20 +117,17 @@ export const runLoad = async (options: {
   /** The client index for each symbol (default: symbol i through `clients[i % clients.length]`). */
   readonly route?: ReadonlyArray<number>
 }): Promise<LoadResult> => {
-  const { clients, symbols, rate, seconds, tag } = options
+  const { clients, symbols, rate, seconds } = options
   const maxInFlight = options.maxInFlight ?? 4
   const queues: Array<Array<Pending>> = symbols.map(() => [])
   const inFlight = new Int32Array(symbols.length)
   const latencies: Array<number> = []
   const ackedIds: Array<string> = []
   const lastAckAt = new Map<string, number>()
-  const total = Math.floor(rate * seconds)
-  let scheduled = 0
   let acked = 0
   let outstanding = 0
   // Set when the run returns: a request still out then is dropped when it fails, not retried forever.
   let finished = false
-  const start = performance.now()
 
   const send = (s: number) => {
     const batch = queues[s].splice(0, 2000)
@@ -126,35 +168,15 @@ export const runLoad = async (options: {
     attempt()
   }
 
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now()
-      const due = Math.min(total, Math.floor(((now - start) / 1000) * rate))
-      while (scheduled < due) {
-        const s = scheduled % symbols.length
-        const scheduledAt = start + (scheduled / rate) * 1000
-        queues[s].push({ order: makeOrder(`acct-${scheduled % 97}`, `${tag}-${scheduled}`), scheduledAt })
-        scheduled++
-      }
-      for (let s = 0; s < symbols.length; s++) {
-        if (queues[s].length > 0 && inFlight[s] < maxInFlight) send(s)
-      }
-      if (scheduled >= total) resolve()
-      else setTimeout(tick, 1)
-    }
-    tick()
-  })
-  const drainBy = performance.now() + (options.drainSeconds ?? 30) * 1000
-  while ((outstanding > 0 || queues.some((q) => q.length > 0)) && performance.now() < drainBy) {
+  const pump = () => {
     for (let s = 0; s < symbols.length; s++) {
       if (queues[s].length > 0 && inFlight[s] < maxInFlight) send(s)
     }
-    await new Promise((r) => setTimeout(r, 2))
   }
+  const elapsed = await drive({ ...options, queues, pump, outstanding: () => outstanding })
   finished = true
-  const elapsed = (performance.now() - start) / 1000
   const sorted = Float64Array.from(latencies).sort()
-  return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds, lastAckAt }
+  return { offered: Math.floor(rate * seconds), acked, seconds: elapsed, latenciesMs: sorted, ackedIds, lastAckAt }
 }
 
 /**
@@ -180,7 +202,7 @@ export const runLoadMany = async (options: {
   /** Called with the time (`performance.now()`) each request was answered and when it was sent. */
   readonly onAck?: (client: number, at: number, sentAt: number) => void
 }): Promise<LoadResult> => {
-  const { clients, symbols, rate, seconds, tag } = options
+  const { clients, symbols, rate, seconds } = options
   const maxInFlight = options.maxInFlight ?? 2
   const eagerBacklog = options.eagerBacklog ?? 64
   const clientOf = symbols.map((_, s) => options.route?.[s] ?? s % clients.length)
@@ -188,13 +210,10 @@ export const runLoadMany = async (options: {
   const queues: Array<Array<Pending>> = symbols.map(() => [])
   const inFlight = new Int32Array(clients.length)
   const latencies: Array<number> = []
-  const total = Math.floor(rate * seconds)
-  let scheduled = 0
   let acked = 0
   let outstanding = 0
   // Set when the run returns: nothing is sent after it (a request failing later is not retried).
   let finished = false
-  const start = performance.now()
 
   const backlog = (c: number) => {
     let n = 0
@@ -241,9 +260,9 @@ export const runLoadMany = async (options: {
       const now = performance.now()
       const entries = exit.value.results
       for (let i = 0; i < taken.length; i++) {
-        const entry = entries[i] as { readonly results?: ReadonlyArray<{ readonly orderId?: string }> }
+        const entry = entries[i]
         const { s, batch } = taken[i]
-        if (entry?.results === undefined) {
+        if (entry === undefined || entry._tag !== "Placed") {
           requeue(s, batch)
           continue
         }
@@ -259,29 +278,18 @@ export const runLoadMany = async (options: {
     })
   }
 
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now()
-      const due = Math.min(total, Math.floor(((now - start) / 1000) * rate))
-      while (scheduled < due) {
-        const s = scheduled % symbols.length
-        const scheduledAt = start + (scheduled / rate) * 1000
-        queues[s].push({ order: makeOrder(`acct-${scheduled % 97}`, `${tag}-${scheduled}`), scheduledAt })
-        scheduled++
-      }
-      for (let c = 0; c < clients.length; c++) if (ready(c)) send(c)
-      if (scheduled >= total) resolve()
-      else setTimeout(tick, 1)
-    }
-    tick()
-  })
-  const drainBy = performance.now() + (options.drainSeconds ?? 30) * 1000
-  while ((outstanding > 0 || queues.some((q) => q.length > 0)) && performance.now() < drainBy) {
+  const pump = () => {
     for (let c = 0; c < clients.length; c++) if (ready(c)) send(c)
-    await new Promise((r) => setTimeout(r, 2))
   }
+  const elapsed = await drive({ ...options, queues, pump, outstanding: () => outstanding })
   finished = true
-  const elapsed = (performance.now() - start) / 1000
   const sorted = Float64Array.from(latencies).sort()
-  return { offered: total, acked, seconds: elapsed, latenciesMs: sorted, ackedIds: [], lastAckAt: new Map() }
+  return {
+    offered: Math.floor(rate * seconds),
+    acked,
+    seconds: elapsed,
+    latenciesMs: sorted,
+    ackedIds: [],
+    lastAckAt: new Map()
+  }
 }

@@ -284,8 +284,6 @@ interface Waiting {
   readonly resume: (effect: Effect.Effect<void, SqlError.SqlError>) => void
 }
 
-const succeed = Effect.void
-
 export const layerWriter = Layer.effect(
   JournalWriter,
   Effect.gen(function* () {
@@ -314,8 +312,8 @@ export const layerWriter = Layer.effect(
     let busy = false
 
     const settle = (taken: ReadonlyArray<Waiting>, exit: Exit.Exit<void, SqlError.SqlError>) => {
-      const outcome = Exit.isSuccess(exit) ? succeed : Effect.failCause(exit.cause)
-      for (const waiting of taken) waiting.resume(outcome)
+      // An Exit is an Effect: each waiting write resumes with the statement's own outcome.
+      for (const waiting of taken) waiting.resume(exit)
     }
 
     const drain = (): void => {
