@@ -71,7 +71,8 @@ const drive = async (options: {
   let scheduled = 0
   await new Promise<void>((resolve) => {
     const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate))
+      // Order n is due at n / rate: by `elapsed`, orders 0 .. floor(elapsed * rate) are.
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
       while (scheduled < due) {
         const scheduledAt = start + (scheduled / rate) * 1000
         queues[scheduled % symbols.length].push({

@@ -19,14 +19,26 @@ import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Exit, Layer } from "effect"
 import { RpcClient, RpcSerialization } from "effect/rpc"
 import { Socket } from "effect/socket"
 import { Redis } from "ioredis"
 import { edgeMember, partitionKeys, partitionOf } from "../actors/proxy-partition/core.ts"
 import { TesseraApi } from "../packages/client/src/Api.ts"
-import { freshDatabase, redisUrl, startProcess, tempDataDir } from "../test/harness.ts"
+import { freshDatabase, nodeBin, redisUrl, startProcess, tempDataDir } from "../test/harness.ts"
 import { progress } from "./progress.ts"
+import {
+  closedLoop,
+  type DirectRedis,
+  directTransport,
+  type Mix,
+  makeStats,
+  type PhaseStats,
+  rawTransport,
+  openLoop as runOpenLoop,
+  summarize,
+  type Transport
+} from "./proxyLoad.ts"
 
 const PARTITIONS = 64
 const COLD_VERTICES = 10_000
@@ -38,9 +50,6 @@ const rng = (seed: number) => () => {
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
-
-const percentile = (sorted: Float64Array, q: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits))
 
@@ -143,6 +152,18 @@ const rawGetRate = async (concurrency: number): Promise<{ perSecond: number; too
   return { perSecond, tool: "ioredis (one connection, C in flight)" }
 }
 
+/** Requests through `RpcClient.make(TesseraApi)`, one fiber each. */
+const effectTransport = (client: unknown): Transport => {
+  const methods = client as unknown as Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>>
+  return {
+    call: (tag, payload, onSuccess, onFailure) =>
+      void Effect.runFork(methods[tag](payload)).addObserver((exit) =>
+        Exit.isSuccess(exit) ? onSuccess(exit.value) : onFailure(Cause.pretty(exit.cause))
+      ),
+    close: () => {}
+  }
+}
+
 /** A runner's `/metrics` as text. */
 const scrape = async (metricsUrl: string): Promise<string> => (await fetch(metricsUrl)).text()
 
@@ -203,7 +224,10 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       concurrency: { type: "string" },
       connections: { type: "string" },
       batch: { type: "string" },
-      rate: { type: "string" }
+      rate: { type: "string" },
+      client: { type: "string" },
+      settle: { type: "string" },
+      "no-direct": { type: "boolean" }
     },
     strict: true
   })
@@ -214,6 +238,11 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const connections = Math.max(1, Number(values.connections ?? 1))
   const batch = Number(values.batch ?? 32)
   const rate = Number(values.rate ?? 50_000)
+  const settle = Number(values.settle ?? 3)
+  const skipDirect = values["no-direct"] === true
+  const clientKind = values.client ?? "raw"
+  if (clientKind !== "raw" && clientKind !== "effect")
+    throw new Error(`--client must be raw or effect, not ${clientKind}`)
 
   const prefix = `bench-proxy-${Date.now().toString(36)}`
   const database = freshDatabase("bench_proxy")
@@ -238,7 +267,11 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         TESSERA_GRAPH_PARTITIONS: String(PARTITIONS),
         // e.g. BENCH_NODE_OPTIONS=--cpu-prof to profile the runner (written on its clean stop)
         ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {})
-      }
+      },
+      // BENCH_NODE_ARGS="--single-threaded-gc ..." passes V8 flags that NODE_OPTIONS refuses
+      ...(process.env.BENCH_NODE_ARGS
+        ? { command: { bin: nodeBin, args: process.env.BENCH_NODE_ARGS.split(" ").filter((a) => a.length > 0) } }
+        : {})
     })
     const wsUrl = `${node.url.replace(/^http/, "ws")}/rpc`
     const metricsUrl = `${node.url}/metrics`
@@ -256,99 +289,30 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       )
       const client = clients[0]
       const random = rng(7)
-      const pick = () => ids[Math.floor(random() * ids.length)]
-      const entity = (id: string) => String(partitionOf(id, PARTITIONS))
-
-      /** Latencies and counts of one measured phase. */
-      const makeStats = () => ({
-        all: new Float64Array(2_000_000),
-        samples: 0,
-        readLatencies: new Float64Array(2_000_000),
-        readSamples: 0,
-        writeLatencies: new Float64Array(500_000),
-        writeSamples: 0,
-        reads: 0,
-        writes: 0,
-        failures: 0
-      })
-      type Stats = ReturnType<typeof makeStats>
-      const summarize = (stats: Stats, elapsed: number) => {
-        const sorted = stats.all.slice(0, stats.samples).sort()
-        const sortedReads = stats.readLatencies.slice(0, stats.readSamples).sort()
-        const sortedWrites = stats.writeLatencies.slice(0, stats.writeSamples).sort()
-        return {
-          requestsPerSecond: stats.samples / elapsed,
-          readsPerSecond: stats.reads / elapsed,
-          writesPerSecond: stats.writes / elapsed,
-          failures: stats.failures,
-          p50: percentile(sorted, 0.5),
-          p99: percentile(sorted, 0.99),
-          p999: percentile(sorted, 0.999),
-          readP50: percentile(sortedReads, 0.5),
-          readP99: percentile(sortedReads, 0.99),
-          writeP50: percentile(sortedWrites, 0.5),
-          writeP99: percentile(sortedWrites, 0.99)
-        }
+      const mix: Mix = {
+        random,
+        pick: () => ids[Math.floor(random() * ids.length)],
+        entityOf: (id) => String(partitionOf(id, PARTITIONS)),
+        batch
       }
-      let stats: Stats | undefined
-      let deadline = 0
-
-      /** One request of the mix; its latency counts from `t0` (the intended start in the open-loop phase). */
-      const one = (client: (typeof clients)[number], t0 = performance.now()) =>
-        Effect.suspend(() => {
-          const roll = random()
-          let call: Effect.Effect<number, unknown>
-          if (roll < 0.45) {
-            const batchIds = Array.from({ length: batch }, pick)
-            call = Effect.map(client["Graph.BatchGet"]({ ids: batchIds }), (found) => found.length)
-          } else if (roll < 0.9) {
-            const id = pick()
-            call = Effect.as(client["Graph.Neighbors"]({ id }), 1)
-          } else {
-            const id = pick()
-            call = Effect.as(
-              client["ProxyPartition.PutVertex"]({
-                entityId: entity(id),
-                payload: { id, properties: { n: 0, name: id, updated: Date.now() } }
-              }),
-              -1
-            )
-          }
-          return Effect.match(call, {
-            onFailure: () => {
-              if (stats !== undefined) stats.failures++
-            },
-            onSuccess: (n) => {
-              if (stats === undefined) return
-              const ms = performance.now() - t0
-              if (stats.samples < stats.all.length) stats.all[stats.samples++] = ms
-              if (n < 0) {
-                stats.writes++
-                if (stats.writeSamples < stats.writeLatencies.length) stats.writeLatencies[stats.writeSamples++] = ms
-              } else {
-                stats.reads += n
-                if (stats.readSamples < stats.readLatencies.length) stats.readLatencies[stats.readSamples++] = ms
-              }
-            }
-          })
+      const transports: ReadonlyArray<Transport> =
+        clientKind === "raw"
+          ? yield* Effect.promise(() => Promise.all(Array.from({ length: connections }, () => rawTransport(wsUrl))))
+          : clients.map(effectTransport)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const t of transports) t.close()
         })
-      const worker = (w: number) => {
-        const c = clients[w % clients.length]
-        return Effect.whileLoop({ while: () => performance.now() < deadline, body: () => one(c), step: () => {} })
-      }
-      const closedLoop = Effect.all(
-        Array.from({ length: concurrency }, (_, w) => worker(w)),
-        { concurrency: "unbounded", discard: true }
       )
+      let stats: PhaseStats | undefined
+      const current = () => stats
 
       // Warm-up (activates every partition, JIT), then the measured closed-loop window (capacity).
-      deadline = performance.now() + 3000
-      yield* closedLoop
+      yield* Effect.promise(() => closedLoop(transports, mix, concurrency, 3, current))
       stats = makeStats()
       const cpu0 = yield* Effect.promise(() => runnerCpuSeconds(metricsUrl))
       let t0 = performance.now()
-      deadline = t0 + seconds * 1000
-      yield* closedLoop
+      yield* Effect.promise(() => closedLoop(transports, mix, concurrency, seconds, current))
       const capacity = {
         ...summarize(stats, (performance.now() - t0) / 1000),
         // The runner's CPU time per request: a cost measure that other load on the machine barely moves.
@@ -357,52 +321,34 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       stats = undefined
       log(`closed loop: ${Math.round(capacity.readsPerSecond)} reads/s, p99 ${round(capacity.p99)} ms`)
+      if (capacity.firstFailure !== undefined) log(`closed loop: first failure: ${capacity.firstFailure}`)
 
-      // Open loop (latency at a given load): requests start on a fixed schedule whatever the answers do, and
-      // each latency counts from its scheduled start, so a stall delays every request behind it (no coordinated
-      // omission). The request rate gives `rate` reads/s on average for this mix.
-      let openLoop:
+      // Open loop (latency at a given load): the request rate gives `rate` reads/s on average for this mix.
+      let openLoopResult:
         | (ReturnType<typeof summarize> & {
             readonly gatewayReadP99: number
             readonly runnerLoopP99: number
             readonly runnerLoopMax: number
             readonly clientLoopP99: number
             readonly clientLoopMax: number
+            readonly unanswered: number
           })
         | undefined
       if (rate > 0) {
+        // The saturating closed loop leaves garbage and queues behind; a short pause lets both settle.
+        yield* Effect.sleep(`${settle} seconds`)
         const requestRate = rate / (0.45 * batch + 0.45)
-        const total = Math.floor(requestRate * seconds)
-        let outstanding = 0
-        let scheduled = 0
         const before = yield* Effect.promise(() => scrape(metricsUrl))
         const clientLoop = monitorEventLoopDelay({ resolution: 10 })
         clientLoop.enable()
         stats = makeStats()
         t0 = performance.now()
-        while (scheduled < total) {
-          const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * requestRate))
-          while (scheduled < due) {
-            const at = t0 + (scheduled / requestRate) * 1000
-            outstanding++
-            yield* Effect.forkChild(
-              Effect.ensuring(
-                one(clients[scheduled % clients.length], at),
-                Effect.sync(() => {
-                  outstanding--
-                })
-              )
-            )
-            scheduled++
-          }
-          yield* Effect.sleep("1 millis")
-        }
-        const drainBy = performance.now() + 30_000
-        while (outstanding > 0 && performance.now() < drainBy) yield* Effect.sleep("2 millis")
+        const { outstanding } = yield* Effect.promise(() => runOpenLoop(transports, mix, requestRate, seconds, current))
         clientLoop.disable()
         const after = yield* Effect.promise(() => scrape(metricsUrl))
-        openLoop = {
+        openLoopResult = {
           ...summarize(stats, (performance.now() - t0) / 1000),
+          unanswered: outstanding,
           // Where the tail comes from: the gateway's own handler time, and the event-loop stalls of the runner
           // and of this load generator over the phase.
           gatewayReadP99: gatewayQuantile(before, after, 0.99),
@@ -413,10 +359,32 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
           clientLoopMax: Math.max(0, clientLoop.max / 1e6 - 10)
         }
         stats = undefined
+        if (openLoopResult.firstFailure !== undefined) log(`open loop: first failure: ${openLoopResult.firstFailure}`)
         log(
-          `open loop at ${rate} reads/s: ${Math.round(openLoop.readsPerSecond)} reads/s, p99 ${round(openLoop.p99)} ms`
+          `open loop at ${rate} reads/s: ${Math.round(openLoopResult.readsPerSecond)} reads/s, p99 ${round(openLoopResult.p99)} ms`
         )
       }
+      const openLoopPhase = openLoopResult
+
+      // The floor, same schedule and mix: the generator sends the gateway's Redis commands itself (no gateway).
+      let directResult: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
+      if (rate > 0 && !skipDirect) {
+        yield* Effect.sleep(`${settle} seconds`)
+        const direct = new Redis(redisUrl)
+        yield* Effect.addFinalizer(() => Effect.sync(() => direct.disconnect()))
+        const keysOf = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
+        const transport = directTransport(direct as unknown as DirectRedis, (id) => keysOf[partitionOf(id, PARTITIONS)])
+        const requestRate = rate / (0.45 * batch + 0.45)
+        stats = makeStats()
+        t0 = performance.now()
+        const { outstanding } = yield* Effect.promise(() =>
+          runOpenLoop([transport], mix, requestRate, seconds, current)
+        )
+        directResult = { ...summarize(stats, (performance.now() - t0) / 1000), unanswered: outstanding }
+        stats = undefined
+        log(`direct to Redis at ${rate} reads/s: p99 ${round(directResult.p99)} ms`)
+      }
+      const directPhase = directResult
 
       // Cold partition: demote it, then the next request promotes it.
       const partition = String(coldPartition)
@@ -434,7 +402,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       return {
         capacity,
-        openLoop,
+        openLoop: openLoopPhase,
+        direct: directPhase,
         demoteMs: demoted.millis,
         promoteMs,
         warmMs
@@ -445,7 +414,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
     const raw = await rawGetRate(concurrency)
     log(`raw GET measured with ${raw.tool} in ${round((performance.now() - started) / 1000, 1)} s`)
 
-    const { capacity, openLoop } = result
+    const { capacity, openLoop, direct } = result
     // p50/p99: at the offered load of the open-loop phase when there is one (the issue's "50K reads/s with
     // p99 <= 2 ms"), else of the closed loop; both phases are reported in full.
     const latency = openLoop ?? capacity
@@ -457,6 +426,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       redis_get_per_s: Math.round(raw.perSecond),
       promote_ms: round(result.promoteMs, 1),
       reads_vs_redis_get: round(capacity.readsPerSecond / raw.perSecond, 3),
+      // The same schedule sent straight to Redis by the generator: the p99 this machine allows any client.
+      direct_p50_ms: direct === undefined ? null : round(direct.p50),
+      direct_p99_ms: direct === undefined ? null : round(direct.p99),
       closed: {
         concurrency,
         reads_per_s: Math.round(capacity.readsPerSecond),
@@ -481,6 +453,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               p50_ms: round(openLoop.p50),
               p99_ms: round(openLoop.p99),
               p999_ms: round(openLoop.p999),
+              sent_p50_ms: round(openLoop.sentP50),
+              sent_p99_ms: round(openLoop.sentP99),
+              unanswered: openLoop.unanswered,
               read_p50_ms: round(openLoop.readP50),
               read_p99_ms: round(openLoop.readP99),
               write_p50_ms: round(openLoop.writeP50),
@@ -496,6 +471,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       vertices,
       edges,
       connections,
+      client: clientKind,
       batch,
       seconds,
       redis_get_tool: raw.tool
@@ -506,7 +482,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       ["graph", `${vertices} vertices, ${edges} edges (power law), ${PARTITIONS} partitions, 1 runner`],
       [
         "mix",
-        `45% Graph.BatchGet(${batch}) / 45% Graph.Neighbors / 10% PutVertex over ${connections} WebSocket(s), ${seconds} s a phase`
+        `45% Graph.BatchGet(${batch}) / 45% Graph.Neighbors / 10% PutVertex over ${connections} WebSocket(s) (${clientKind} client), ${seconds} s a phase`
       ],
       [
         "closed loop",
@@ -520,7 +496,11 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               "open loop",
               `offered ${o.offered_reads_per_s} reads/s: ${o.reads_per_s} reads/s, ${o.requests_per_s} requests/s`
             ],
-            ["  latency", `p50 ${o.p50_ms} / p99 ${o.p99_ms} / p99.9 ${o.p999_ms} ms (failures ${o.failures})`],
+            [
+              "  latency",
+              `p50 ${o.p50_ms} / p99 ${o.p99_ms} / p99.9 ${o.p999_ms} ms from the scheduled start (failures ${o.failures}, unanswered ${o.unanswered})`
+            ],
+            ["  from send", `p50 ${o.sent_p50_ms} / p99 ${o.sent_p99_ms} ms (the generator's own lag left out)`],
             [
               "  reads / writes",
               `p50 ${o.read_p50_ms} / ${o.write_p50_ms} ms, p99 ${o.read_p99_ms} / ${o.write_p99_ms} ms`
@@ -530,6 +510,19 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               "  event-loop delay",
               `runner p99 ${o.runner_loop_delay_p99_ms} / max ${o.runner_loop_delay_max_ms} ms, load generator p99 ${o.client_loop_delay_p99_ms} / max ${o.client_loop_delay_max_ms} ms`
             ]
+          ] as Array<[string, string]>)),
+      ...(direct === undefined
+        ? []
+        : ([
+            [
+              "direct to Redis",
+              `same schedule, the gateway's commands sent by the generator itself (no gateway): ${Math.round(direct.readsPerSecond)} reads/s`
+            ],
+            [
+              "  latency",
+              `p50 ${round(direct.p50)} / p99 ${round(direct.p99)} / p99.9 ${round(direct.p999)} ms from the scheduled start (failures ${direct.failures}, unanswered ${direct.unanswered})`
+            ],
+            ["  from send", `p50 ${round(direct.sentP50)} / p99 ${round(direct.sentP99)} ms`]
           ] as Array<[string, string]>)),
       ["raw Redis GET/s", `${summary.redis_get_per_s} (${raw.tool}, -c ${concurrency})`],
       ["reads / raw GET", `${summary.reads_vs_redis_get}x (closed loop)`],
