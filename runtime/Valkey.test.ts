@@ -694,6 +694,86 @@ describe("Valkey", () => {
     )
   })
 
+  // Single node: commands and pipelines are written through one shared write target per turn (no ioredis
+  // Pipeline). A burst issued on a fresh layer waits in ioredis's offline queue and is written command by command
+  // once connected; later bursts leave joined. Either way every caller must get its own replies, in order.
+  describe("layerIoredis single-node writes", () => {
+    const burst = (v: Valkey["Service"], round: number): Effect.Effect<Array<ReadonlyArray<unknown>>, unknown> =>
+      Effect.all(
+        Array.from({ length: 240 }, (_, i) => {
+          const key = `burst:${round}:${i}`
+          switch (i % 6) {
+            case 0:
+              return Effect.map(v.incrby(key, i), (n) => [n])
+            case 1:
+              return v.pipeline([Cmd.set(key, `v${i}`), Cmd.get(key), Cmd.incr(`${key}:n`)])
+            case 2:
+              return Effect.map(v.set(key, Buffer.from([i & 0xff, 0, 0xff])), () => [`bytes ${i}`])
+            case 3:
+              // A failing single command: its own typed error, no index (it is not a pipeline).
+              return Effect.map(Effect.flip(v.hget(`burst:${round}:${i - 3}`, "f")), (e) => [
+                e.reason,
+                e.command,
+                e.index
+              ])
+            case 4:
+              // A failing pipeline: its index; the commands before it ran.
+              return Effect.map(
+                Effect.flip(v.pipeline([Cmd.incr(key), Cmd.hget(`burst:${round}:${i - 4}`, "f")])),
+                (e) => [e.reason, e.command, e.index]
+              )
+            default:
+              return Effect.map(v.mget(`burst:${round}:${i - 5}`, `burst:${round}:${i - 4}`, `${key}:none`), (r) => r)
+          }
+        }),
+        { concurrency: "unbounded" }
+      )
+    const expected = (): Array<ReadonlyArray<unknown>> =>
+      Array.from({ length: 240 }, (_, i) => {
+        switch (i % 6) {
+          case 0:
+            return [i]
+          case 1:
+            return [true, `v${i}`, 1]
+          case 2:
+            return [`bytes ${i}`]
+          case 3:
+            return ["WrongType", "HGET", undefined]
+          case 4:
+            return ["WrongType", "HGET", 1]
+          default:
+            // Issued after the INCRBY and the SET of this round (same connection, in order).
+            return [String(i - 5), `v${i - 4}`, null]
+        }
+      })
+
+    for (const autoPipelining of [true, false]) {
+      it.live(
+        `bursts before and after the connection is up get their own replies (autoPipelining ${autoPipelining})`,
+        () =>
+          Effect.gen(function* () {
+            const v = yield* Valkey
+            // Round 0 is issued before the (lazy) connection exists: the offline queue.
+            const first = yield* burst(v, 0)
+            assert.deepStrictEqual(first, expected())
+            const second = yield* burst(v, 1)
+            assert.deepStrictEqual(second, expected())
+            // Bytes round-trip on the same path.
+            assert.deepStrictEqual([...((yield* v.getBuffer("burst:1:2")) ?? [])], [2, 0, 0xff])
+            assert.strictEqual(yield* v.get("burst:1:4"), "1")
+          }).pipe(
+            Effect.provide(
+              Layer.provideMerge(
+                cleanup,
+                layerIoredis({ url: REDIS_URL, keyPrefix: `${runPrefix}w${autoPipelining}:`, autoPipelining })
+              )
+            ),
+            Effect.scoped
+          )
+      )
+    }
+  })
+
   describe("layerIoredis failures", () => {
     it.live("a closed port gives a Connection error, within the retry bound", () =>
       Effect.gen(function* () {

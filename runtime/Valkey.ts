@@ -890,11 +890,13 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
     }
 
     // Single node: with auto-pipelining (the default) a command joins this turn's pipelines and leaves in their
-    // write; without it, it is written at once, on its own. Neither goes through an ioredis `Pipeline`.
+    // write; without it, it is written at once, on its own, unless pipelines of this turn wait to leave: then it
+    // waits behind them. Either way commands leave in the order they were issued, and none goes through an ioredis
+    // `Pipeline`.
     const execSingle = <C extends Command>(command: C): Effect.Effect<ResultOf<C>, ValkeyError> =>
       Effect.tryPromise({
         try: () =>
-          autoPipelining
+          autoPipelining || pendingPipelines.length > 0
             ? new Promise<ResultOf<C>>((resolve, reject) =>
                 enqueue({
                   commands: [command],
