@@ -1,5 +1,5 @@
 // `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--connections K]
-//   [--batch B] [--rate R]`
+//   [--batch B] [--rate R] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct]`
 //
 // Graph-proxy reads and writes through the gateway of one runner process (real Postgres + Redis), against the
 // raw GET rate of the same Redis at the same concurrency, plus the promotion time of a cold 10K-vertex partition.
@@ -7,14 +7,19 @@
 // 1. Starts a runner (fresh Postgres database, the real Redis under a unique key prefix, a temporary cold tier).
 // 2. Loads a generated power-law graph straight into Valkey in the partitions' key layout (bulk pipelines; the
 //    entities find it hot), and 10K vertices into one partition that the read mix never touches.
-// 3. The mix: 45% Graph.BatchGet of B ids, 45% Graph.Neighbors, 10% PutVertex (entity); gateway reads of hot
-//    partitions go straight to Valkey. reads/s counts vertices read (B per BatchGet, 1 per Neighbors).
+// 3. The mix (`--mix 45,45,10`): 45% Graph.BatchGet of B ids, 45% Graph.Neighbors, 10% PutVertex (entity);
+//    gateway reads of hot partitions go straight to Valkey. reads/s counts vertices read (B per BatchGet, 1 per
+//    Neighbors). The load generator speaks the RPC wire protocol over raw WebSockets (`--client raw`, see
+//    proxyLoad.ts) or uses the Effect RpcClient (`--client effect`).
 //    - Closed loop (capacity): C requests in flight for S seconds; `reads_per_s` is this phase's.
-//    - Open loop (latency at a load, default R = 50,000 reads/s; `--rate 0` skips it): requests start on a fixed
-//      schedule for S seconds and each latency counts from its scheduled start. `p50_ms`/`p99_ms` are this
-//      phase's, over every request (reads and writes); reads and writes are also reported apart.
+//    - Open loop (latency at a load, default R = 50,000 reads/s; `--rate 0` skips it): after `--settle` seconds,
+//      requests start on a fixed schedule for S seconds and each latency counts from its scheduled start (also
+//      reported from the moment it was sent). `p50_ms`/`p99_ms` are this phase's, over every request.
+//    - Direct (the floor; `--no-direct` skips it): the same schedule and mix, the gateway's Redis commands sent by
+//      the generator itself. `direct_p99_ms` is what this machine gives any client of this Redis at that load.
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
+// BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node; BENCH_RUNNER_LOG keeps its output.
 import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
@@ -35,6 +40,7 @@ import {
   makeStats,
   type PhaseStats,
   rawTransport,
+  readsPerRequest,
   openLoop as runOpenLoop,
   summarize,
   type Transport
@@ -227,7 +233,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       rate: { type: "string" },
       client: { type: "string" },
       settle: { type: "string" },
-      "no-direct": { type: "boolean" }
+      "no-direct": { type: "boolean" },
+      mix: { type: "string" }
     },
     strict: true
   })
@@ -240,6 +247,19 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const rate = Number(values.rate ?? 50_000)
   const settle = Number(values.settle ?? 3)
   const skipDirect = values["no-direct"] === true
+  // --mix B,N,W: percent of Graph.BatchGet, Graph.Neighbors and PutVertex (default 45,45,10)
+  const shares = (values.mix ?? "45,45,10").split(",").map((x) => Number(x) / 100)
+  if (
+    shares.length !== 3 ||
+    shares.some((x) => !Number.isFinite(x) || x < 0) ||
+    Math.abs(shares[0] + shares[1] + shares[2] - 1) > 1e-9
+  ) {
+    throw new Error(
+      `--mix takes three percentages that add up to 100 (BatchGet,Neighbors,PutVertex), not ${values.mix}`
+    )
+  }
+  if (rate > 0 && shares[0] + shares[1] === 0)
+    throw new Error("--mix without reads cannot offer --rate reads/s; use --rate 0")
   const clientKind = values.client ?? "raw"
   if (clientKind !== "raw" && clientKind !== "effect")
     throw new Error(`--client must be raw or effect, not ${clientKind}`)
@@ -293,7 +313,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         random,
         pick: () => ids[Math.floor(random() * ids.length)],
         entityOf: (id) => String(partitionOf(id, PARTITIONS)),
-        batch
+        batch,
+        batchGetShare: shares[0],
+        neighborsShare: shares[1]
       }
       const transports: ReadonlyArray<Transport> =
         clientKind === "raw"
@@ -337,7 +359,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       if (rate > 0) {
         // The saturating closed loop leaves garbage and queues behind; a short pause lets both settle.
         yield* Effect.sleep(`${settle} seconds`)
-        const requestRate = rate / (0.45 * batch + 0.45)
+        const requestRate = rate / readsPerRequest(mix)
         const before = yield* Effect.promise(() => scrape(metricsUrl))
         const clientLoop = monitorEventLoopDelay({ resolution: 10 })
         clientLoop.enable()
@@ -374,7 +396,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         yield* Effect.addFinalizer(() => Effect.sync(() => direct.disconnect()))
         const keysOf = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
         const transport = directTransport(direct as unknown as DirectRedis, (id) => keysOf[partitionOf(id, PARTITIONS)])
-        const requestRate = rate / (0.45 * batch + 0.45)
+        const requestRate = rate / readsPerRequest(mix)
         stats = makeStats()
         t0 = performance.now()
         const { outstanding } = yield* Effect.promise(() =>
@@ -482,7 +504,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       ["graph", `${vertices} vertices, ${edges} edges (power law), ${PARTITIONS} partitions, 1 runner`],
       [
         "mix",
-        `45% Graph.BatchGet(${batch}) / 45% Graph.Neighbors / 10% PutVertex over ${connections} WebSocket(s) (${clientKind} client), ${seconds} s a phase`
+        `${Math.round(shares[0] * 100)}% Graph.BatchGet(${batch}) / ${Math.round(shares[1] * 100)}% Graph.Neighbors / ${Math.round(shares[2] * 100)}% PutVertex over ${connections} WebSocket(s) (${clientKind} client), ${seconds} s a phase`
       ],
       [
         "closed loop",

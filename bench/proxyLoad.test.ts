@@ -15,6 +15,8 @@ import {
 } from "./proxyLoad.ts"
 
 const mix = (roll: number): Mix => ({
+  batchGetShare: 0.45,
+  neighborsShare: 0.45,
   random: () => roll,
   pick: () => "v1",
   entityOf: () => "0",

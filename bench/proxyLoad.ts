@@ -221,10 +221,16 @@ export interface Mix {
   readonly entityOf: (id: string) => string
   /** Ids per BatchGet. */
   readonly batch: number
+  /** Shares of Graph.BatchGet and Graph.Neighbors; the rest is PutVertex (default 0.45 and 0.45). */
+  readonly batchGetShare: number
+  readonly neighborsShare: number
 }
 
+/** Vertices read per request on average: what turns a reads/s target into a request rate. */
+export const readsPerRequest = (mix: Mix): number => mix.batchGetShare * mix.batch + mix.neighborsShare
+
 /**
- * Sends one request of the mix (45% Graph.BatchGet of `batch` ids, 45% Graph.Neighbors, 10% PutVertex) and
+ * Sends one request of the mix (by default 45% Graph.BatchGet of `batch` ids, 45% Graph.Neighbors, 10% PutVertex) and
  * records it into `stats()` (read when it completes, so a phase change drops late answers); `after` runs once it
  * has completed either way.
  */
@@ -264,11 +270,11 @@ export const issue = (
     }
     after()
   }
-  if (roll < 0.45) {
+  if (roll < mix.batchGetShare) {
     const ids = new Array<string>(mix.batch)
     for (let i = 0; i < ids.length; i++) ids[i] = mix.pick()
     transport.call("Graph.BatchGet", { ids }, (found) => record((found as ReadonlyArray<unknown>).length), failed)
-  } else if (roll < 0.9) {
+  } else if (roll < mix.batchGetShare + mix.neighborsShare) {
     transport.call("Graph.Neighbors", { id: mix.pick() }, () => record(1), failed)
   } else {
     const id = mix.pick()

@@ -106,11 +106,14 @@ const routes = Layer.effectDiscard(
     const router = yield* HttpRouter.HttpRouter
     const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
 
-    const rpcHttp = yield* RpcServer.toHttpEffect(TesseraApi, { spanPrefix: "gateway" }).pipe(
+    // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
+    // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
+    const rpcOptions = { spanPrefix: "gateway", disableTracing: Option.isNone(config.otlpEndpoint) }
+    const rpcHttp = yield* RpcServer.toHttpEffect(TesseraApi, rpcOptions).pipe(
       Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
       Metrics.instrumentRpcHandlers(TesseraApi)
     )
-    const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(TesseraApi, { spanPrefix: "gateway" }).pipe(
+    const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(TesseraApi, rpcOptions).pipe(
       Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
       Metrics.instrumentRpcHandlers(TesseraApi)
     )
