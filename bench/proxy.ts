@@ -1,5 +1,5 @@
 // `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--connections K]
-//   [--batch B] [--rate R] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct]`
+//   [--batch B] [--rate R] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct] [--no-echo]`
 //
 // Graph-proxy reads and writes through the gateway of one runner process (real Postgres + Redis), against the
 // raw GET rate of the same Redis at the same concurrency, plus the promotion time of a cold 10K-vertex partition.
@@ -17,6 +17,8 @@
 //      reported from the moment it was sent). `p50_ms`/`p99_ms` are this phase's, over every request.
 //    - Direct (the floor; `--no-direct` skips it): the same schedule and mix, the gateway's Redis commands sent by
 //      the generator itself. `direct_p99_ms` is what this machine gives any client of this Redis at that load.
+//    - Echo (`--no-echo` skips it): the same schedule and mix against bench/echoServer.ts, an RPC server on the
+//      same transport that answers at once from memory. `echo_p99_ms` is what two Node processes reach here.
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
 // BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node; BENCH_RUNNER_LOG keeps its output.
@@ -42,6 +44,7 @@ import {
   rawTransport,
   readsPerRequest,
   openLoop as runOpenLoop,
+  startEcho,
   summarize,
   type Transport
 } from "./proxyLoad.ts"
@@ -234,6 +237,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       client: { type: "string" },
       settle: { type: "string" },
       "no-direct": { type: "boolean" },
+      "no-echo": { type: "boolean" },
       mix: { type: "string" }
     },
     strict: true
@@ -247,6 +251,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const rate = Number(values.rate ?? 50_000)
   const settle = Number(values.settle ?? 3)
   const skipDirect = values["no-direct"] === true
+  const skipEcho = values["no-echo"] === true
   // --mix B,N,W: percent of Graph.BatchGet, Graph.Neighbors and PutVertex (default 45,45,10)
   const shares = (values.mix ?? "45,45,10").split(",").map((x) => Number(x) / 100)
   if (
@@ -408,6 +413,28 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       const directPhase = directResult
 
+      // A gateway that does no work (bench/echoServer.ts), same schedule and mix: what two Node processes reach here.
+      let echoResult: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
+      if (rate > 0 && !skipEcho) {
+        yield* Effect.sleep(`${settle} seconds`)
+        const echo = yield* Effect.acquireRelease(
+          Effect.promise(() => startEcho()),
+          (started) => Effect.sync(() => started.child.kill("SIGKILL"))
+        )
+        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${echo.port}/rpc`))
+        const requestRate = rate / readsPerRequest(mix)
+        stats = makeStats()
+        t0 = performance.now()
+        const { outstanding } = yield* Effect.promise(() =>
+          runOpenLoop([transport], mix, requestRate, seconds, current)
+        )
+        echoResult = { ...summarize(stats, (performance.now() - t0) / 1000), unanswered: outstanding }
+        stats = undefined
+        transport.close()
+        log(`echo server at ${rate} reads/s: p99 ${round(echoResult.p99)} ms`)
+      }
+      const echoPhase = echoResult
+
       // Cold partition: demote it, then the next request promotes it.
       const partition = String(coldPartition)
       yield* client["ProxyPartition.GetVertex"]({ entityId: partition, payload: { id: coldIds[0] } })
@@ -426,6 +453,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         capacity,
         openLoop: openLoopPhase,
         direct: directPhase,
+        echo: echoPhase,
         demoteMs: demoted.millis,
         promoteMs,
         warmMs
@@ -436,7 +464,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
     const raw = await rawGetRate(concurrency)
     log(`raw GET measured with ${raw.tool} in ${round((performance.now() - started) / 1000, 1)} s`)
 
-    const { capacity, openLoop, direct } = result
+    const { capacity, openLoop, direct, echo } = result
     // p50/p99: at the offered load of the open-loop phase when there is one (the issue's "50K reads/s with
     // p99 <= 2 ms"), else of the closed loop; both phases are reported in full.
     const latency = openLoop ?? capacity
@@ -451,6 +479,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       // The same schedule sent straight to Redis by the generator: the p99 this machine allows any client.
       direct_p50_ms: direct === undefined ? null : round(direct.p50),
       direct_p99_ms: direct === undefined ? null : round(direct.p99),
+      // The same schedule against a gateway that does no work (bench/echoServer.ts).
+      echo_p50_ms: echo === undefined ? null : round(echo.p50),
+      echo_p99_ms: echo === undefined ? null : round(echo.p99),
       closed: {
         concurrency,
         reads_per_s: Math.round(capacity.readsPerSecond),
@@ -545,6 +576,19 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               `p50 ${round(direct.p50)} / p99 ${round(direct.p99)} / p99.9 ${round(direct.p999)} ms from the scheduled start (failures ${direct.failures}, unanswered ${direct.unanswered})`
             ],
             ["  from send", `p50 ${round(direct.sentP50)} / p99 ${round(direct.sentP99)} ms`]
+          ] as Array<[string, string]>)),
+      ...(echo === undefined
+        ? []
+        : ([
+            [
+              "echo server",
+              `same schedule, an RPC server that answers at once from memory (no Redis, no partitions): ${Math.round(echo.readsPerSecond)} reads/s`
+            ],
+            [
+              "  latency",
+              `p50 ${round(echo.p50)} / p99 ${round(echo.p99)} / p99.9 ${round(echo.p999)} ms from the scheduled start (failures ${echo.failures}, unanswered ${echo.unanswered})`
+            ],
+            ["  from send", `p50 ${round(echo.sentP50)} / p99 ${round(echo.sentP99)} ms`]
           ] as Array<[string, string]>)),
       ["raw Redis GET/s", `${summary.redis_get_per_s} (${raw.tool}, -c ${concurrency})`],
       ["reads / raw GET", `${summary.reads_vs_redis_get}x (closed loop)`],

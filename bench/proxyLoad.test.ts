@@ -10,6 +10,7 @@ import {
   makeStats,
   openLoop,
   rawTransport,
+  startEcho,
   summarize,
   type Transport
 } from "./proxyLoad.ts"
@@ -176,5 +177,40 @@ describe("directTransport (real Redis)", () => {
       [null, ["follows:b"]]
     ])
     await expect(call("Graph.KHop", { id: "a", k: 1 })).rejects.toMatch(/no Graph.KHop/)
+  })
+})
+
+describe("the echo server (bench/echoServer.ts)", () => {
+  it("answers the mix's RPCs over the gateway's wire protocol, and a request it does not know with a failure", async () => {
+    const echo = await startEcho()
+    try {
+      const transport = await rawTransport(`ws://127.0.0.1:${echo.port}/rpc`)
+      const call = (tag: string, payload: unknown) =>
+        new Promise<{ ok: boolean; value: unknown }>((resolve) =>
+          transport.call(
+            tag,
+            payload,
+            (value) => resolve({ ok: true, value }),
+            (reason) => resolve({ ok: false, value: reason })
+          )
+        )
+      expect(await call("Graph.BatchGet", { ids: ["a", "b"] })).toEqual({
+        ok: true,
+        value: [
+          { n: 0, name: "a", score: 7 },
+          { n: 1, name: "b", score: 7 }
+        ]
+      })
+      expect((await call("Graph.Neighbors", { id: "a" })).value).toHaveLength(2)
+      expect(await call("ProxyPartition.PutVertex", { entityId: "3", payload: { id: "a", properties: {} } })).toEqual({
+        ok: true,
+        value: { created: false }
+      })
+      const unknown = await call("Graph.KHop", { id: "a", k: 1 })
+      expect(unknown.ok).toBe(false)
+      transport.close()
+    } finally {
+      echo.child.kill("SIGKILL")
+    }
   })
 })

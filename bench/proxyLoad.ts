@@ -8,6 +8,9 @@
 // - `effect`: `RpcClient.make(TesseraApi)`, the client users write against (a fiber, schema encoding and decoding
 //   per request). Slower on the generator's side; it shows what such a client adds.
 
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
 /** What the load needs of a connection: send one request, get its success value or a failure. */
 export interface Transport {
   readonly call: (
@@ -355,4 +358,32 @@ export const openLoop = (
       else drainTimer = setTimeout(finish, drainSeconds * 1000)
     }
     tick()
+  })
+
+/** Starts bench/echoServer.ts; resolves with its port once it listens. */
+export const startEcho = (): Promise<{ readonly child: ChildProcess; readonly port: number }> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL("./echoServer.ts", import.meta.url))], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`the echo server did not start within 20 s:\n${output}`))
+    }, 20_000)
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk
+      const ready = /echo ready (\d+)/.exec(output)
+      if (ready !== null) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(ready[1]) })
+      }
+    })
+    child.stderr.on("data", (chunk: Buffer) => {
+      output += chunk
+    })
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`the echo server exited with ${code}:\n${output}`))
+    })
   })
