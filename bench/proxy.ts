@@ -393,47 +393,48 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       const openLoopPhase = openLoopResult
 
+      /** One open-loop phase over `transport` at the gateway phase's schedule and mix. */
+      const floorPhase = (transport: Transport) =>
+        Effect.gen(function* () {
+          const phase = makeStats()
+          stats = phase
+          const start = performance.now()
+          const requestRate = rate / readsPerRequest(mix)
+          const { outstanding } = yield* Effect.promise(() =>
+            runOpenLoop([transport], mix, requestRate, seconds, current)
+          )
+          stats = undefined
+          return { ...summarize(phase, (performance.now() - start) / 1000), unanswered: outstanding }
+        })
+
       // The floor, same schedule and mix: the generator sends the gateway's Redis commands itself (no gateway).
-      let directResult: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
+      let direct: Effect.Success<ReturnType<typeof floorPhase>> | undefined
       if (rate > 0 && !skipDirect) {
         yield* Effect.sleep(`${settle} seconds`)
-        const direct = new Redis(redisUrl)
-        yield* Effect.addFinalizer(() => Effect.sync(() => direct.disconnect()))
+        const redis = new Redis(redisUrl)
+        yield* Effect.addFinalizer(() => Effect.sync(() => redis.disconnect()))
         const keysOf = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
-        const transport = directTransport(direct as unknown as DirectRedis, (id) => keysOf[partitionOf(id, PARTITIONS)])
-        const requestRate = rate / readsPerRequest(mix)
-        stats = makeStats()
-        t0 = performance.now()
-        const { outstanding } = yield* Effect.promise(() =>
-          runOpenLoop([transport], mix, requestRate, seconds, current)
+        direct = yield* floorPhase(
+          directTransport(redis as unknown as DirectRedis, (id) => keysOf[partitionOf(id, PARTITIONS)])
         )
-        directResult = { ...summarize(stats, (performance.now() - t0) / 1000), unanswered: outstanding }
-        stats = undefined
-        log(`direct to Redis at ${rate} reads/s: p99 ${round(directResult.p99)} ms`)
+        log(`direct to Redis at ${rate} reads/s: p99 ${round(direct.p99)} ms`)
       }
-      const directPhase = directResult
 
       // A gateway that does no work (bench/echoServer.ts), same schedule and mix: what two Node processes reach here.
-      let echoResult: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
+      let echo: Effect.Success<ReturnType<typeof floorPhase>> | undefined
       if (rate > 0 && !skipEcho) {
         yield* Effect.sleep(`${settle} seconds`)
-        const echo = yield* Effect.acquireRelease(
+        const server = yield* Effect.acquireRelease(
           Effect.promise(() => startEcho()),
           (started) => Effect.sync(() => started.child.kill("SIGKILL"))
         )
-        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${echo.port}/rpc`))
-        const requestRate = rate / readsPerRequest(mix)
-        stats = makeStats()
-        t0 = performance.now()
-        const { outstanding } = yield* Effect.promise(() =>
-          runOpenLoop([transport], mix, requestRate, seconds, current)
-        )
-        echoResult = { ...summarize(stats, (performance.now() - t0) / 1000), unanswered: outstanding }
-        stats = undefined
+        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${server.port}/rpc`))
+        echo = yield* floorPhase(transport)
         transport.close()
-        log(`echo server at ${rate} reads/s: p99 ${round(echoResult.p99)} ms`)
+        log(`echo server at ${rate} reads/s: p99 ${round(echo.p99)} ms`)
       }
-      const echoPhase = echoResult
+      const directPhase = direct
+      const echoPhase = echo
 
       // Cold partition: demote it, then the next request promotes it.
       const partition = String(coldPartition)

@@ -24,6 +24,17 @@ const mix = (roll: number): Mix => ({
   batch: 2
 })
 
+/** One request over `transport`: its success value, or its failure reason. */
+const call = (transport: Transport, tag: string, payload: unknown) =>
+  new Promise<{ ok: boolean; value: unknown }>((resolve) =>
+    transport.call(
+      tag,
+      payload,
+      (value) => resolve({ ok: true, value }),
+      (reason) => resolve({ ok: false, value: reason })
+    )
+  )
+
 describe("openLoop", () => {
   afterEach(() => {
     vi.useRealTimers()
@@ -100,16 +111,6 @@ describe("rawTransport", () => {
     return { url: `ws://127.0.0.1:${address.port}`, received, server }
   }
 
-  const call = (transport: Transport, tag: string, payload: unknown) =>
-    new Promise<{ ok: boolean; value: unknown }>((resolve) =>
-      transport.call(
-        tag,
-        payload,
-        (value) => resolve({ ok: true, value }),
-        (reason) => resolve({ ok: false, value: reason })
-      )
-    )
-
   it("matches answers to requests across joined and split frames; a failure exit fails its request only", async () => {
     const { url, received } = await serve((requests, send) => {
       if (requests.length < 3) return
@@ -165,18 +166,18 @@ describe("directTransport (real Redis)", () => {
   it("sends the gateway's commands: MGET for BatchGet, EXISTS + SMEMBERS for Neighbors, SET + SADD for PutVertex", async () => {
     const keys = partitionKeys(prefix, 3)
     const transport = directTransport(redis as unknown as DirectRedis, () => keys)
-    const call = (tag: string, payload: unknown) =>
+    const send = (tag: string, payload: unknown) =>
       new Promise<unknown>((resolve, reject) => transport.call(tag, payload, resolve, reject))
-    await call("ProxyPartition.PutVertex", { entityId: "3", payload: { id: "a", properties: { n: 1 } } })
+    await send("ProxyPartition.PutVertex", { entityId: "3", payload: { id: "a", properties: { n: 1 } } })
     expect(await redis.get(keys.vertex("a"))).toBe('{"n":1}')
     expect(await redis.smembers(keys.ids)).toEqual(["a"])
     await redis.sadd(keys.out("a"), "follows:b")
-    expect(await call("Graph.BatchGet", { ids: ["a", "missing"] })).toEqual([{ n: 1 }, null])
-    expect(await call("Graph.Neighbors", { id: "a" })).toEqual([
+    expect(await send("Graph.BatchGet", { ids: ["a", "missing"] })).toEqual([{ n: 1 }, null])
+    expect(await send("Graph.Neighbors", { id: "a" })).toEqual([
       [null, 1],
       [null, ["follows:b"]]
     ])
-    await expect(call("Graph.KHop", { id: "a", k: 1 })).rejects.toMatch(/no Graph.KHop/)
+    await expect(send("Graph.KHop", { id: "a", k: 1 })).rejects.toMatch(/no Graph.KHop/)
   })
 })
 
@@ -185,28 +186,21 @@ describe("the echo server (bench/echoServer.ts)", () => {
     const echo = await startEcho()
     try {
       const transport = await rawTransport(`ws://127.0.0.1:${echo.port}/rpc`)
-      const call = (tag: string, payload: unknown) =>
-        new Promise<{ ok: boolean; value: unknown }>((resolve) =>
-          transport.call(
-            tag,
-            payload,
-            (value) => resolve({ ok: true, value }),
-            (reason) => resolve({ ok: false, value: reason })
-          )
-        )
-      expect(await call("Graph.BatchGet", { ids: ["a", "b"] })).toEqual({
+      expect(await call(transport, "Graph.BatchGet", { ids: ["a", "b"] })).toEqual({
         ok: true,
         value: [
           { n: 0, name: "a", score: 7 },
           { n: 1, name: "b", score: 7 }
         ]
       })
-      expect((await call("Graph.Neighbors", { id: "a" })).value).toHaveLength(2)
-      expect(await call("ProxyPartition.PutVertex", { entityId: "3", payload: { id: "a", properties: {} } })).toEqual({
+      expect((await call(transport, "Graph.Neighbors", { id: "a" })).value).toHaveLength(2)
+      expect(
+        await call(transport, "ProxyPartition.PutVertex", { entityId: "3", payload: { id: "a", properties: {} } })
+      ).toEqual({
         ok: true,
         value: { created: false }
       })
-      const unknown = await call("Graph.KHop", { id: "a", k: 1 })
+      const unknown = await call(transport, "Graph.KHop", { id: "a", k: 1 })
       expect(unknown.ok).toBe(false)
       transport.close()
     } finally {
