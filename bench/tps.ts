@@ -1,4 +1,4 @@
-// `npm run bench -- tps [--json] [--rates 1000,5000,5000,5000,10000,20000,40000] [--seconds 10] [--runners 2] [--inflight 1]
+// `npm run bench -- tps [--json] [--rates 1000,5000,5000,5000,10000,20000,40000,40000] [--seconds 10] [--runners 2] [--inflight 1]
 //   [--transport websocket|http] [--route owner|spread] [--api many|batch|many,batch] [--warmup 15]`
 // (--api: how orders travel. many, the default: one `Orders.PlaceMany` per gateway in flight at a time, carrying
 // every queued order of the symbols routed to that gateway, one entry per symbol; batch: one
@@ -107,7 +107,9 @@ export const run = async (args: ReadonlyArray<string>) => {
       )
     }
   }
-  const rates = (values.rates ?? "1000,5000,5000,5000,10000,20000,40000").split(",").map(Number)
+  // 40K twice: the first saturating step measures the climb from 20K (queues and batches growing: 23,930 acked/s,
+  // p99 8.3 s in one run), the second the steady state the system settles in (39,976 acked/s, p99 11.9 ms, same run).
+  const rates = (values.rates ?? "1000,5000,5000,5000,10000,20000,40000,40000").split(",").map(Number)
   const seconds = Number(values.seconds ?? "10")
   const symbols = defaultSymbols.map((s) => s.symbol)
   const out = values.json ? process.stderr : process.stdout
