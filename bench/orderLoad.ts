@@ -98,26 +98,33 @@ const drive = async (options: {
 export const percentile = (sorted: Float64Array, p: number): number =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]
 
+/** What both order loads take. */
+interface LoadOptions {
+  readonly clients: ReadonlyArray<TesseraClient.Client>
+  readonly symbols: ReadonlyArray<string>
+  readonly rate: number
+  readonly seconds: number
+  /** Prefix of the client order ids of this load. */
+  readonly tag: string
+  readonly maxInFlight?: number
+  readonly drainSeconds?: number
+  readonly timeoutMs?: number
+  /** The client index for each symbol (default: symbol i through `clients[i % clients.length]`). */
+  readonly route?: ReadonlyArray<number>
+}
+
 /**
  * Offers `rate` orders/s for `seconds` over `symbols` (symbol i through `clients[route[i]]`, by default
  * `clients[i % clients.length]`), then waits
  * (up to `drainSeconds`) for outstanding batches.
  */
-export const runLoad = async (options: {
-  readonly clients: ReadonlyArray<TesseraClient.Client>
-  readonly symbols: ReadonlyArray<string>
-  readonly rate: number
-  readonly seconds: number
-  readonly tag: string
-  readonly maxInFlight?: number
-  readonly drainSeconds?: number
-  readonly timeoutMs?: number
-  readonly keepIds?: boolean
-  /** Called with the symbol index, the wall-clock time of each acknowledged batch and when it was first sent. */
-  readonly onAck?: (symbol: number, at: number, sentAt: number) => void
-  /** The client index for each symbol (default: symbol i through `clients[i % clients.length]`). */
-  readonly route?: ReadonlyArray<number>
-}): Promise<LoadResult> => {
+export const runLoad = async (
+  options: LoadOptions & {
+    readonly keepIds?: boolean
+    /** Called with the symbol index, the wall-clock time of each acknowledged batch and when it was first sent. */
+    readonly onAck?: (symbol: number, at: number, sentAt: number) => void
+  }
+): Promise<LoadResult> => {
   const { clients, symbols, rate, seconds } = options
   const maxInFlight = options.maxInFlight ?? 4
   const queues: Array<Array<Pending>> = symbols.map(() => [])
@@ -189,20 +196,13 @@ export const runLoad = async (options: {
  * their queues: they are sent again with the same client order ids (the shards answer retries with the first
  * results). Latency is measured from each order's scheduled time.
  */
-export const runLoadMany = async (options: {
-  readonly clients: ReadonlyArray<TesseraClient.Client>
-  readonly symbols: ReadonlyArray<string>
-  readonly rate: number
-  readonly seconds: number
-  readonly tag: string
-  readonly maxInFlight?: number
-  readonly eagerBacklog?: number
-  readonly drainSeconds?: number
-  readonly timeoutMs?: number
-  readonly route?: ReadonlyArray<number>
-  /** Called with the time (`performance.now()`) each request was answered and when it was sent. */
-  readonly onAck?: (client: number, at: number, sentAt: number) => void
-}): Promise<LoadResult> => {
+export const runLoadMany = async (
+  options: LoadOptions & {
+    readonly eagerBacklog?: number
+    /** Called with the time (`performance.now()`) each request was answered and when it was sent. */
+    readonly onAck?: (client: number, at: number, sentAt: number) => void
+  }
+): Promise<LoadResult> => {
   const { clients, symbols, rate, seconds } = options
   const maxInFlight = options.maxInFlight ?? 2
   const eagerBacklog = options.eagerBacklog ?? 64

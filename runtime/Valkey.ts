@@ -889,6 +889,13 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       return new RedisCommand(name, args, { replyEncoding: isBufferReply(command._tag) ? null : "utf8" })
     }
 
+    /** Writes one command at once (an encoding error throws, which `tryPromise` turns into a failure). */
+    const writeOne = (command: Command): Promise<unknown> => {
+      const sent = redisCommandOf(command)
+      writeJoined(main as Redis, [sent])
+      return sent.promise
+    }
+
     // Single node: with auto-pipelining (the default) a command joins this turn's pipelines and leaves in their
     // write; without it, it is written at once, on its own, unless pipelines of this turn wait to leave: then it
     // waits behind them. Either way commands leave in the order they were issued, and none goes through an ioredis
@@ -905,11 +912,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
                   single: true
                 })
               )
-            : Promise.resolve().then(() => {
-                const sent = redisCommandOf(command)
-                writeJoined(main as Redis, [sent])
-                return sent.promise.then((raw) => decode(command._tag, raw) as ResultOf<C>)
-              }),
+            : writeOne(command).then((raw) => decode(command._tag, raw) as ResultOf<C>),
         catch: (error) => toError(commandName(command._tag), error)
       })
 
@@ -1075,6 +1078,17 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       pendingPipelines.push(pending)
     }
 
+    /**
+     * Single node: writes a command outside the `Command` set (XREAD) at once, after sending this turn's queued
+     * pipelines, so it too leaves in the order issued.
+     */
+    const writeNow = (name: string, args: Array<Arg>): Promise<unknown> => {
+      if (pendingPipelines.length > 0) flushPipelines()
+      const sent = new RedisCommand(name, args, { replyEncoding: "utf8" })
+      writeJoined(main as Redis, [sent])
+      return sent.promise
+    }
+
     const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
       if (commands.length === 0) return Effect.succeed([])
       return Effect.tryPromise({
@@ -1158,7 +1172,11 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
     ): Effect.Effect<Array<StreamRead>, ValkeyError> => {
       if (block === undefined) {
         return Effect.tryPromise({
-          try: () => whenReady(main, () => main.call("xread", readArgs(streams, count, undefined))).then(decodeRead),
+          try: () =>
+            (clustered
+              ? whenReady(main, () => main.call("xread", readArgs(streams, count, undefined)))
+              : writeNow("xread", readArgs(streams, count, undefined))
+            ).then(decodeRead),
           catch: (error) => toError("XREAD", error)
         })
       }
