@@ -747,33 +747,35 @@ describe("Valkey", () => {
         }
       })
 
-    it.live("XREAD without BLOCK (written at once, after the queued pipelines) sees the entries of pipelines issued before it", () =>
-      Effect.gen(function* () {
-        const v = yield* Valkey
-        yield* v.set("xr:warm", "1") // connected: the joined write path, not the offline queue
-        // Issued together, like the bursts above: each read right after the pipeline that fills its stream.
-        const results = yield* Effect.all(
-          Array.from({ length: 40 }, (_, i) =>
-            i % 2 === 0
-              ? v.pipeline([
-                  Cmd.xadd(`xr:s${i}`, { f: "1" }, { id: "1-1" }),
-                  Cmd.xadd(`xr:s${i}`, { f: "2" }, { id: "1-2" })
-                ])
-              : v.xread([[`xr:s${i - 1}`, "0"]])
-          ),
-          { concurrency: "unbounded" }
-        )
-        for (let i = 1; i < results.length; i += 2) {
-          const read = results[i] as ReadonlyArray<{ readonly entries: ReadonlyArray<{ readonly id: string }> }>
-          assert.deepStrictEqual(
-            read.flatMap((r) => r.entries.map((e) => e.id)),
-            ["1-1", "1-2"]
+    it.live(
+      "XREAD without BLOCK (written at once, after the queued pipelines) sees the entries of pipelines issued before it",
+      () =>
+        Effect.gen(function* () {
+          const v = yield* Valkey
+          yield* v.set("xr:warm", "1") // connected: the joined write path, not the offline queue
+          // Issued together, like the bursts above: each read right after the pipeline that fills its stream.
+          const results = yield* Effect.all(
+            Array.from({ length: 40 }, (_, i) =>
+              i % 2 === 0
+                ? v.pipeline([
+                    Cmd.xadd(`xr:s${i}`, { f: "1" }, { id: "1-1" }),
+                    Cmd.xadd(`xr:s${i}`, { f: "2" }, { id: "1-2" })
+                  ])
+                : v.xread([[`xr:s${i - 1}`, "0"]])
+            ),
+            { concurrency: "unbounded" }
           )
-        }
-      }).pipe(
-        Effect.provide(Layer.provideMerge(cleanup, layerIoredis({ url: REDIS_URL, keyPrefix: `${runPrefix}xr:` }))),
-        Effect.scoped
-      )
+          for (let i = 1; i < results.length; i += 2) {
+            const read = results[i] as ReadonlyArray<{ readonly entries: ReadonlyArray<{ readonly id: string }> }>
+            assert.deepStrictEqual(
+              read.flatMap((r) => r.entries.map((e) => e.id)),
+              ["1-1", "1-2"]
+            )
+          }
+        }).pipe(
+          Effect.provide(Layer.provideMerge(cleanup, layerIoredis({ url: REDIS_URL, keyPrefix: `${runPrefix}xr:` }))),
+          Effect.scoped
+        )
     )
 
     for (const autoPipelining of [true, false]) {
