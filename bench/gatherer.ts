@@ -10,13 +10,14 @@
  */
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import { SeedApi } from "../actors/api.ts"
 import { emptyColumns, pushDelta } from "../actors/gatherer/dedup.ts"
 import type { FleetStatus } from "../actors/gatherer/protocol.ts"
 import { insertChunk, insertDeltas } from "../actors/gatherer/store.ts"
 import { startVenue, type Venue } from "../actors/gatherer/venue.ts"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { freshDatabase, type RunnerProcess, redisUrl, startProcess } from "../test/harness.ts"
 import { advanceWhile, type Progress, progress } from "./progress.ts"
 
@@ -25,7 +26,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const fleetStatus = (url: string) =>
   Effect.runPromise(
     Effect.scoped(
-      Effect.flatMap(TesseraClient.make({ url }), (client) =>
+      Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
         client["Gather.Status"]().pipe(Effect.timeout("10 seconds"))
       )
     ).pipe(Effect.orElseSucceed((): FleetStatus | undefined => undefined))

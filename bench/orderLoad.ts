@@ -2,9 +2,11 @@
 // per symbol into PlaceBatch messages (at most `maxInFlight` per symbol; the rest wait for the next send), and
 // latency is measured from each order's scheduled time, so a slow system cannot slow the load (no coordinated
 // omission). A failed or timed-out batch is retried with the same client order ids until acknowledged.
+
+import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit } from "effect"
+import type { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import type * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 
 export interface LoadResult {
   readonly offered: number
@@ -100,7 +102,7 @@ export const percentile = (sorted: Float64Array, p: number): number =>
 
 /** What both order loads take. */
 interface LoadOptions {
-  readonly clients: ReadonlyArray<TesseraClient.Client>
+  readonly clients: ReadonlyArray<TesseraClient.Client<SeedApi>>
   readonly symbols: ReadonlyArray<string>
   readonly rate: number
   readonly seconds: number

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
+import * as SqliteClient from "@tessera/platform/SqliteClient"
 import {
   ClusterSchema,
   Entity,
@@ -26,7 +27,6 @@ import * as Layer from "effect/Layer"
 import { Rpc } from "effect/rpc"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
-import * as SqliteClient from "../runtime/SqliteClient.ts"
 
 const Add = Rpc.make("Add", { payload: { amount: Schema.Int }, success: Schema.Int }).annotate(
   ClusterSchema.Persisted,

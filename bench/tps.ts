@@ -17,10 +17,11 @@
 // Postgres measured in the same run.
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
+import { SeedApi } from "../actors/api.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { startCluster } from "../test/harness.ts"
 import { percentile, runLoad, runLoadMany } from "./orderLoad.ts"
 import { advanceWhile, type Progress, progress } from "./progress.ts"
@@ -32,7 +33,7 @@ export const makeClients = async (
   const scope = await Effect.runPromise(Scope.make())
   const clients = await Promise.all(
     urls.map((url) =>
-      Effect.runPromise(Effect.provideService(TesseraClient.make({ url, transport }), Scope.Scope, scope))
+      Effect.runPromise(Effect.provideService(TesseraClient.make(SeedApi, { url, transport }), Scope.Scope, scope))
     )
   )
   return { clients, close: () => Effect.runPromise(Scope.close(scope, Effect.void as never)) }
@@ -43,7 +44,7 @@ export const makeClients = async (
  * entity with the same id lives in the same shard (same shard group), and Probe.Where names its runner.
  */
 const ownerRoute = async (
-  clients: ReadonlyArray<TesseraClient.Client>,
+  clients: ReadonlyArray<TesseraClient.Client<SeedApi>>,
   symbols: ReadonlyArray<string>,
   runners: ReadonlyArray<{ readonly runnerPort: number }>
 ): Promise<Array<number>> => {

@@ -5,10 +5,11 @@
  * status RPC and `/ready` read from here. A row not refreshed for `staleAfterMs` marks its runner unhealthy;
  * a clean shutdown deletes the row.
  */
+
+import { Control, type Module } from "@tessera/contracts"
 import { Context, Effect, Layer, Option, Schedule } from "effect"
 import { ShardId, Sharding } from "effect/cluster"
 import { SqlClient } from "effect/sql"
-import { type ClusterStatus, type RunnerStatus, StatusUnavailable } from "../packages/client/src/Api.ts"
 import { TesseraConfig } from "./config.ts"
 
 export type NodeMode = "single" | "runner"
@@ -24,7 +25,7 @@ export class NodeStatus extends Context.Service<
     /** True once this runner holds shards (or is the only node). */
     readonly ready: Effect.Effect<boolean>
     /** The cluster as its runners last reported it. */
-    readonly cluster: Effect.Effect<ClusterStatus, StatusUnavailable>
+    readonly cluster: Effect.Effect<Control.ClusterStatus, Control.StatusUnavailable>
   }
 >()("tessera/runtime/NodeStatus") {}
 
@@ -53,7 +54,8 @@ interface RunnerRow {
 }
 
 export const layer = (
-  mode: NodeMode
+  mode: NodeMode,
+  modules: ReadonlyArray<Module.Any> = []
 ): Layer.Layer<NodeStatus, never, Sharding.Sharding | SqlClient.SqlClient | TesseraConfig> =>
   Layer.effect(NodeStatus)(
     Effect.gen(function* () {
@@ -63,6 +65,11 @@ export const layer = (
       const self = mode === "single" ? `embedded:${config.runnerPort}` : `${config.runnerHost}:${config.runnerPort}`
       const zone = Option.getOrNull(config.zone)
       const startedAt = Date.now()
+      const hosted: Array<Control.ModuleStatus> = modules.map((module) => ({
+        name: module.name,
+        entityTypes: module.contract.entities.map((entity) => entity.type),
+        rpcs: [...module.contract.rpcs.requests.keys()]
+      }))
       const allShards = Array.from({ length: config.shardsPerGroup }, (_, i) => ShardId.make("default", i + 1))
 
       const shardsHeld = Effect.sync(() => {
@@ -96,7 +103,7 @@ export const layer = (
         yield* report
         const rows = yield* sql<RunnerRow>`SELECT address, shards, entities, zone, started_at, seen_at
           FROM tessera_runners WHERE seen_at > ${now - forgetAfterMs} ORDER BY address`
-        const runners: Array<RunnerStatus> = rows.map((row) => ({
+        const runners: Array<Control.RunnerStatus> = rows.map((row) => ({
           address: row.address,
           healthy: now - Number(row.seen_at) <= staleAfterMs,
           shards: Number(row.shards),
@@ -105,9 +112,17 @@ export const layer = (
           startedAt: Number(row.started_at),
           seenAt: Number(row.seen_at)
         }))
-        return { self, mode, shardsPerGroup: config.shardsPerGroup, runners } satisfies ClusterStatus
+        return {
+          self,
+          mode,
+          shardsPerGroup: config.shardsPerGroup,
+          runners,
+          modules: hosted
+        } satisfies Control.ClusterStatus
       }).pipe(
-        Effect.mapError((error) => new StatusUnavailable({ message: `cluster status unavailable: ${error.message}` }))
+        Effect.mapError(
+          (error) => new Control.StatusUnavailable({ message: `cluster status unavailable: ${error.message}` })
+        )
       )
 
       return NodeStatus.of({

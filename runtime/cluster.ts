@@ -2,7 +2,7 @@
  * Cluster composition: Effect's sharding over SQL message and runner storage, either as one runner of a
  * multi-node cluster (socket transport between runners) or as a single embedded node.
  *
- * Zone placement of graph partitions (`TESSERA_GRAPH_ZONES`). Effect's cluster assigns each shard group's shards over
+ * Zone placement (a module's zone groups, e.g. the graph's `TESSERA_GRAPH_ZONES`). Effect's cluster assigns each shard group's shards over
  * a hash ring of the runners serving that group, balanced by one weight per runner; a runner's groups and weight
  * are fixed while it is registered (a change of groups is not picked up until it leaves and rejoins). So it offers
  * hard pinning (a group served only by one zone's runners, which leaves that zone's partitions unserved once the zone
@@ -17,6 +17,8 @@
  * patched, and an entity never runs twice: each partition lives in exactly one shard group.
  */
 import { NodeClusterSocket, NodeCrypto } from "@effect/platform-node"
+import type { Module } from "@tessera/contracts"
+import { invalid } from "@tessera/platform/ConfigKit"
 import { Duration, Effect, Layer, Option } from "effect"
 import {
   type MessageStorage,
@@ -31,30 +33,39 @@ import {
   SqlRunnerStorage
 } from "effect/cluster"
 import { RpcSerialization } from "effect/rpc"
-import type { SocketServer } from "effect/socket"
 import type { SqlClient } from "effect/sql"
-import { zoneShardGroup } from "../actors/proxy-partition/core.ts"
 import { standbyPortOf, TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import * as Hosted from "./hosted.ts"
 
 /** Weight of every main runner when zones are configured (equal on all, so `default` stays evenly spread). */
 export const ZONED_RUNNER_WEIGHT = 10
 /** Weight of a standby identity: the smallest Effect's hash ring accepts. */
 export const STANDBY_WEIGHT = 0.1
 
-/** This runner's own zone group, when its `TESSERA_ZONE` is one of `TESSERA_GRAPH_ZONES`. */
-const ownZoneGroups = (config: TesseraConfigShape): Array<string> =>
-  Option.isSome(config.zone) && config.graphZones.includes(config.zone.value) ? [zoneShardGroup(config.zone.value)] : []
+/** The zone groups of this runner's own zone (`TESSERA_ZONE`). */
+const ownZoneGroups = (config: TesseraConfigShape, zoneGroups: ReadonlyArray<Module.ZoneGroup>): Array<string> =>
+  Option.match(config.zone, {
+    onNone: () => [],
+    onSome: (zone) => zoneGroups.filter((group) => group.zone === zone).map((group) => group.group)
+  })
 
-/** The graph zone groups this runner's standby serves: every zone but its own (none without zones). */
-export const standbyShardGroups = (config: TesseraConfigShape): Array<string> => {
-  const own = ownZoneGroups(config)
-  return config.graphZones.map(zoneShardGroup).filter((group) => !own.includes(group))
+/** The zone groups this runner's standby serves: every zone group but its own zone's (none without zones). */
+export const standbyShardGroups = (
+  config: TesseraConfigShape,
+  zoneGroups: ReadonlyArray<Module.ZoneGroup>
+): Array<string> => {
+  const own = ownZoneGroups(config, zoneGroups)
+  return zoneGroups.map((group) => group.group).filter((group) => !own.includes(group))
 }
 
-/** Sharding settings derived from Tessera's config; the timing fields are tuned for fast failover. */
+/**
+ * Sharding settings derived from Tessera's config and the modules' zone groups; the timing fields are tuned for
+ * fast failover.
+ */
 export const shardingConfig = (
   config: TesseraConfigShape,
-  mode: "runner" | "single"
+  mode: "runner" | "single",
+  zoneGroups: ReadonlyArray<Module.ZoneGroup> = []
 ): Partial<ShardingConfig.ShardingConfig["Service"]> => ({
   runnerAddress: Option.some(RunnerAddress.make(mode === "single" ? "embedded" : config.runnerHost, config.runnerPort)),
   runnerListenAddress:
@@ -70,21 +81,24 @@ export const shardingConfig = (
   entityTerminationTimeout: Duration.min(Duration.seconds(15), config.shardLockExpiration),
   // Same-process messages skip the serialisation round trip: the gateway decodes input once at the edge.
   simulateRemoteSerialization: false,
-  // Lock numbers are indexes over the sorted available groups: equal TESSERA_GRAPH_ZONES on every runner.
-  availableShardGroups: ["default", ...config.graphZones.map(zoneShardGroup)],
+  // Lock numbers are indexes over the sorted available groups: equal zone groups (TESSERA_GRAPH_ZONES) everywhere.
+  availableShardGroups: ["default", ...zoneGroups.map((group) => group.group)],
   assignedShardGroups:
-    mode === "single" ? ["default", ...config.graphZones.map(zoneShardGroup)] : ["default", ...ownZoneGroups(config)],
-  runnerShardWeight: config.graphZones.length > 0 ? ZONED_RUNNER_WEIGHT : 1
+    mode === "single"
+      ? ["default", ...zoneGroups.map((group) => group.group)]
+      : ["default", ...ownZoneGroups(config, zoneGroups)],
+  runnerShardWeight: zoneGroups.length > 0 ? ZONED_RUNNER_WEIGHT : 1
 })
 
 /** The standby identity's sharding: other zones' graph groups only, at `STANDBY_WEIGHT`, on its own port. */
 export const standbyShardingConfig = (
-  config: TesseraConfigShape
+  config: TesseraConfigShape,
+  zoneGroups: ReadonlyArray<Module.ZoneGroup>
 ): Partial<ShardingConfig.ShardingConfig["Service"]> => ({
-  ...shardingConfig(config, "runner"),
+  ...shardingConfig(config, "runner", zoneGroups),
   runnerAddress: Option.some(RunnerAddress.make(config.runnerHost, standbyPortOf(config))),
   runnerListenAddress: Option.some(RunnerAddress.make("0.0.0.0", standbyPortOf(config))),
-  assignedShardGroups: standbyShardGroups(config),
+  assignedShardGroups: standbyShardGroups(config, zoneGroups),
   runnerShardWeight: STANDBY_WEIGHT
 })
 
@@ -109,26 +123,42 @@ const socketRunner = (options: Partial<ShardingConfig.ShardingConfig["Service"]>
   )
 }
 
-export const layerRunner: Layer.Layer<
-  ClusterServices,
-  SocketServer.SocketServerError,
-  SqlClient.SqlClient | TesseraConfig
-> = Layer.unwrap(
-  Effect.map(TesseraConfig, (config: TesseraConfigShape) => socketRunner(shardingConfig(config, "runner")))
-)
+/** The modules' zone groups, checked against the host's ports (the standby needs one of its own). */
+const zoneGroupsOf = (modules: ReadonlyArray<Module.Any>, config: TesseraConfigShape) =>
+  Effect.flatMap(Hosted.zoneGroups(modules), (zoneGroups) =>
+    zoneGroups.length > 0 && [config.runnerPort, config.port].includes(standbyPortOf(config))
+      ? Effect.fail(
+          invalid(
+            `TESSERA_STANDBY_PORT (${standbyPortOf(config)}) must differ from TESSERA_RUNNER_PORT and TESSERA_PORT`
+          )
+        )
+      : Effect.succeed(zoneGroups)
+  )
+
+export const layerRunner = (
+  modules: ReadonlyArray<Module.Any>
+): Layer.Layer<ClusterServices, unknown, SqlClient.SqlClient | TesseraConfig> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const config = yield* TesseraConfig
+      return socketRunner(shardingConfig(config, "runner", yield* zoneGroupsOf(modules, config)))
+    })
+  )
 
 /**
  * This runner's standby identity hosting `entities` (the graph partition entity): a second Effect runner on
  * `TESSERA_STANDBY_PORT` serving the other zones' graph groups at `STANDBY_WEIGHT`. Built fresh (its own transport,
  * sharding, storage and entity instances; only SQL, Valkey and config are shared). Nothing without zones.
  */
-export const layerStandby = <E, R>(entities: Layer.Layer<never, E, R>) =>
+export const layerStandby = <E, R>(modules: ReadonlyArray<Module.Any>, entities: Layer.Layer<never, E, R>) =>
   Layer.unwrap(
-    Effect.map(TesseraConfig, (config: TesseraConfigShape) => {
-      const groups = standbyShardGroups(config)
+    Effect.gen(function* () {
+      const config = yield* TesseraConfig
+      const zoneGroups = yield* zoneGroupsOf(modules, config)
+      const groups = standbyShardGroups(config, zoneGroups)
       if (groups.length === 0) return Layer.empty
       const address = `${config.runnerHost}:${standbyPortOf(config)}`
-      return Layer.fresh(entities.pipe(Layer.provide(socketRunner(standbyShardingConfig(config))))).pipe(
+      return Layer.fresh(entities.pipe(Layer.provide(socketRunner(standbyShardingConfig(config, zoneGroups))))).pipe(
         Layer.merge(Layer.effectDiscard(Effect.logInfo(`standby runner ${address} serves ${groups.join(", ")}`)))
       )
     })
@@ -138,13 +168,18 @@ export const layerStandby = <E, R>(entities: Layer.Layer<never, E, R>) =>
  * A single embedded node: no transport, every shard local, messages persisted in SQL (the embedded file
  * database by default), shard locks in memory since no other runner can contend for them.
  */
-export const layerSingle: Layer.Layer<ClusterServices, never, SqlClient.SqlClient | TesseraConfig> = Layer.unwrap(
-  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-    Sharding.layer.pipe(
-      Layer.provideMerge(Runners.layerNoop),
-      Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
-      Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
-      Layer.provide(ShardingConfig.layer(shardingConfig(config, "single")))
-    )
+export const layerSingle = (
+  modules: ReadonlyArray<Module.Any>
+): Layer.Layer<ClusterServices, unknown, SqlClient.SqlClient | TesseraConfig> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const config = yield* TesseraConfig
+      const zoneGroups = yield* Hosted.zoneGroups(modules)
+      return Sharding.layer.pipe(
+        Layer.provideMerge(Runners.layerNoop),
+        Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
+        Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+        Layer.provide(ShardingConfig.layer(shardingConfig(config, "single", zoneGroups)))
+      )
+    })
   )
-)

@@ -55,18 +55,12 @@ describe("config", () => {
   rejects({ REDIS_CLUSTER: "maybe" }, "REDIS_CLUSTER")
   rejects({ TESSERA_MESSAGE_POLL: "soon" }, "TESSERA_MESSAGE_POLL")
   rejects({ TESSERA_SHARD_LOCK_REFRESH: "9 seconds" }, "TESSERA_SHARD_LOCK_REFRESH")
-  rejects({ TESSERA_GRAPH_ZONES: "a,a" }, "listed twice")
-  rejects({ TESSERA_GRAPH_ZONES: "a,b c" }, "TESSERA_GRAPH_ZONES")
-  rejects({ TESSERA_GRAPH_ZONES: "a,-b" }, "TESSERA_GRAPH_ZONES")
   rejects({ TESSERA_STANDBY_PORT: "0" }, "TESSERA_STANDBY_PORT")
-  rejects({ TESSERA_GRAPH_ZONES: "a", TESSERA_RUNNER_PORT: "4000", TESSERA_STANDBY_PORT: "4000" }, "must differ")
-  rejects({ TESSERA_GRAPH_ZONES: "a", TESSERA_PORT: "34432" }, "must differ")
 
-  it("reads graph zones and the standby port", async () => {
-    const result = await load({ TESSERA_GRAPH_ZONES: " us-east-1a, us-east-1b ,", TESSERA_RUNNER_PORT: "4000" })
+  it("reads the standby port", async () => {
+    const result = await load({ TESSERA_RUNNER_PORT: "4000" })
     assert.strictEqual(result._tag, "Success")
     if (result._tag !== "Success") return
-    assert.deepStrictEqual(result.success.graphZones, ["us-east-1a", "us-east-1b"])
     assert.strictEqual(standbyPortOf(result.success), 4001, "default: the runner port + 1")
     const explicit = await load({ TESSERA_STANDBY_PORT: "5000" })
     assert.strictEqual(explicit._tag === "Success" ? standbyPortOf(explicit.success) : 0, 5000)

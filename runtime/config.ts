@@ -4,7 +4,8 @@
  * Every setting has a documented default, so `npm start` needs no environment at all. Bad values fail at
  * startup with a `ConfigError` naming the variable, never later at first use.
  */
-import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { duration, port, positiveInt, url } from "@tessera/platform/ConfigKit"
+import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 
 export interface TesseraConfigShape {
   /** Postgres URL (`DATABASE_URL`). None: embedded node:sqlite storage under `dataDir`. */
@@ -29,14 +30,14 @@ export interface TesseraConfigShape {
   /** Embedded data folder (`TESSERA_DATA`, default `.tessera`). */
   readonly dataDir: string
   /**
-   * Availability zone of this runner (`TESSERA_ZONE`). With `graphZones`, the runner prefers the graph partitions of
-   * its zone and stands by for the others'.
+   * Availability zone of this runner (`TESSERA_ZONE`). Modules with zone groups (the graph's `TESSERA_GRAPH_ZONES`)
+   * prefer runners of each group's zone; a runner stands by for the other zones' groups.
    */
   readonly zone: Option.Option<string>
   /**
    * Cluster transport port of this runner's standby identity (`TESSERA_STANDBY_PORT`, default `runnerPort + 1`). Only
-   * used with `graphZones` in a multi-runner cluster: the standby holds, at a small weight, the graph partitions of
-   * the other zones, so they stay served when their own zone has no live runner.
+   * used when a module declares zone groups, in a multi-runner cluster: the standby holds, at a small weight, the
+   * other zones' groups, so they stay served when their own zone has no live runner.
    */
   readonly standbyPort: Option.Option<number>
   /** Largest request body the gateway reads (`TESSERA_MAX_BODY_BYTES`, default 1 MiB). */
@@ -62,27 +63,6 @@ export interface TesseraConfigShape {
   readonly healthCheck: Duration.Duration
   /** Persisted-message poll (`TESSERA_MESSAGE_POLL`, default 1 second): how soon orphaned messages are resent. */
   readonly messagePoll: Duration.Duration
-  /**
-   * Place keys `(account, clientOrderId)` a symbol shard remembers with their results, newest first, and as many
-   * Cancel/Move request ids (`TESSERA_SHARD_RECENT_KEYS`, default 100000: a few hundred bytes each). An older key
-   * is checked against the `orders` table and refused (`key_expired`), never placed twice.
-   */
-  readonly shardRecentKeys: number
-  /**
-   * Finished orders whose final state a symbol shard keeps in memory (`TESSERA_SHARD_FINISHED_ORDERS`, default
-   * 100000); GetOrder reads older ones from the `orders` table.
-   */
-  readonly shardFinishedOrders: number
-  /**
-   * Bits of a symbol shard's filter of forgotten idempotency keys (`TESSERA_SHARD_KEY_FILTER_BITS`, default 2^24 =
-   * 2 MiB, about 1% false positives at 1.7M forgotten keys); a false positive costs one indexed `orders` read.
-   */
-  readonly shardKeyFilterBits: number
-  /**
-   * Commands between two snapshots of a symbol shard (`TESSERA_SHARD_SNAPSHOT_EVERY`, default 100000). A snapshot
-   * bounds the journal replayed on activation; the journal before the previous snapshot is then deleted.
-   */
-  readonly shardSnapshotEvery: number
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
   /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`). None: no trace export, no cost. */
@@ -91,37 +71,6 @@ export interface TesseraConfigShape {
   readonly otelServiceName: string
   /** Share of root traces kept (`OTEL_TRACES_SAMPLER_ARG`, 0..1, default 1); children follow their parent. */
   readonly traceSampleRatio: number
-  /** Market-data venue WebSocket URL for the gatherers (`TESSERA_VENUE_URL`). None: no gatherer fleet runs. */
-  readonly venueUrl: Option.Option<string>
-  /** Gatherer replicas, each collecting every market (`TESSERA_GATHER_REPLICAS`, default 3). */
-  readonly gatherReplicas: number
-  /** Venue connections per replica, each with a slice of the markets (`TESSERA_GATHER_CONNECTIONS`, default 1). */
-  readonly gatherConnections: number
-  /** Deduplicator entities, each market in one (`TESSERA_DEDUP_SHARDS`, default 8: lower lag measured than 16). */
-  readonly dedupShards: number
-  /**
-   * In-process demo venue for a single node (`TESSERA_DEMO_VENUE`: `on` = 200 markets at 500 deltas/s, or
-   * `<markets>x<rate>`), used when `TESSERA_VENUE_URL` is unset. None (default): no demo feed.
-   */
-  readonly demoVenue: Option.Option<{ readonly markets: number; readonly rate: number }>
-  /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
-  readonly graphPartitions: number
-  /**
-   * Zones graph partitions are spread over (`TESSERA_GRAPH_ZONES`, comma-separated, e.g. `us-east-1a,us-east-1b`):
-   * partition p prefers `graphZones[p mod n]`. Empty (default): no placement preference. Equal on every runner.
-   */
-  readonly graphZones: ReadonlyArray<string>
-  /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
-  readonly graphKeyPrefix: string
-  /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
-  readonly graphIdle: Duration.Duration
-  /**
-   * Cold tier of graph partitions (`TESSERA_GRAPH_COLD`): `s3://bucket/prefix` for S3, a folder path otherwise.
-   * None: the folder `graph-cold` under `dataDir`.
-   */
-  readonly graphCold: Option.Option<string>
-  /** S3 endpoint for an S3-compatible store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
-  readonly s3Endpoint: Option.Option<string>
 }
 
 export class TesseraConfig extends Context.Service<TesseraConfig, TesseraConfigShape>()("tessera/runtime/Config") {}
@@ -145,99 +94,11 @@ export const defaults: TesseraConfigShape = {
   assignmentRefresh: Duration.millis(500),
   healthCheck: Duration.seconds(1),
   messagePoll: Duration.seconds(1),
-  shardRecentKeys: 100_000,
-  shardFinishedOrders: 100_000,
-  shardKeyFilterBits: 2 ** 24,
-  shardSnapshotEvery: 100_000,
   entityMaxIdle: Duration.minutes(5),
   otlpEndpoint: Option.none(),
   otelServiceName: "tessera",
-  traceSampleRatio: 1,
-  venueUrl: Option.none(),
-  gatherReplicas: 3,
-  gatherConnections: 1,
-  dedupShards: 8,
-  demoVenue: Option.none(),
-  graphPartitions: 64,
-  graphZones: [],
-  graphKeyPrefix: "g",
-  graphIdle: Duration.minutes(10),
-  graphCold: Option.none(),
-  s3Endpoint: Option.none()
+  traceSampleRatio: 1
 }
-
-const positiveInt = (name: string, fallback: number) =>
-  Config.Int(name).pipe(
-    Config.mapEffect((n) =>
-      n > 0
-        ? Effect.succeed(n)
-        : Effect.fail(
-            new Config.ConfigError(
-              new ConfigProvider.SourceError({ message: `${name} must be a positive integer, got ${n}` })
-            )
-          )
-    ),
-    Config.withDefault(fallback)
-  )
-
-const port = (name: string, fallback: number) =>
-  Config.Int(name).pipe(
-    Config.mapEffect((n) =>
-      n >= 0 && n <= 65535
-        ? Effect.succeed(n)
-        : Effect.fail(
-            new Config.ConfigError(
-              new ConfigProvider.SourceError({ message: `${name} must be a port number (0-65535), got ${n}` })
-            )
-          )
-    ),
-    Config.withDefault(fallback)
-  )
-
-const url = (name: string, schemes: ReadonlyArray<string>) =>
-  Config.Redacted(name).pipe(
-    Config.mapEffect((value) => {
-      let parsed: URL | undefined
-      try {
-        parsed = new URL(Redacted.value(value))
-      } catch {
-        parsed = undefined
-      }
-      return parsed !== undefined && schemes.includes(parsed.protocol)
-        ? Effect.succeed(value)
-        : Effect.fail(
-            new Config.ConfigError(
-              new ConfigProvider.SourceError({ message: `${name} must be a URL starting with ${schemes.join(" or ")}` })
-            )
-          )
-    }),
-    Config.option
-  )
-
-const zoneList = (name: string) =>
-  Config.String(name).pipe(
-    Config.mapEffect((value) => {
-      const zones = value
-        .split(",")
-        .map((zone) => zone.trim())
-        .filter((zone) => zone.length > 0)
-      const bad = zones.find((zone) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(zone))
-      const duplicate = zones.find((zone, i) => zones.indexOf(zone) !== i)
-      const problem =
-        bad !== undefined
-          ? `${name}: zone ${JSON.stringify(bad)} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`
-          : duplicate !== undefined
-            ? `${name}: zone ${duplicate} is listed twice`
-            : undefined
-      return problem === undefined
-        ? Effect.succeed(zones as ReadonlyArray<string>)
-        : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
-    }),
-    Config.withDefault(defaults.graphZones)
-  )
-
-const duration = (name: string, fallback: Duration.Duration) =>
-  Config.Duration(name).pipe(Config.map(Duration.fromInputUnsafe), Config.withDefault(fallback))
 
 /** The environment description: variable names, parsing, defaults. */
 export const config: Config.Config<TesseraConfigShape> = Config.all({
@@ -272,10 +133,6 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   assignmentRefresh: duration("TESSERA_ASSIGNMENT_REFRESH", defaults.assignmentRefresh),
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
-  shardRecentKeys: positiveInt("TESSERA_SHARD_RECENT_KEYS", defaults.shardRecentKeys),
-  shardFinishedOrders: positiveInt("TESSERA_SHARD_FINISHED_ORDERS", defaults.shardFinishedOrders),
-  shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
-  shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
   otlpEndpoint: Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
     Config.mapEffect((value) =>
@@ -301,33 +158,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
           )
     ),
     Config.withDefault(defaults.traceSampleRatio)
-  ),
-  venueUrl: Config.String("TESSERA_VENUE_URL").pipe(Config.option),
-  gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
-  gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
-  dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
-  demoVenue: Config.String("TESSERA_DEMO_VENUE").pipe(
-    Config.mapEffect((value) => {
-      if (value === "on") return Effect.succeed({ markets: 200, rate: 500 })
-      const match = /^(\d+)x(\d+)$/.exec(value)
-      return match !== null && Number(match[1]) > 0
-        ? Effect.succeed({ markets: Number(match[1]), rate: Number(match[2]) })
-        : Effect.fail(
-            new Config.ConfigError(
-              new ConfigProvider.SourceError({
-                message: "TESSERA_DEMO_VENUE must be on or <markets>x<rate>, e.g. 200x500"
-              })
-            )
-          )
-    }),
-    Config.option
-  ),
-  graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
-  graphZones: zoneList("TESSERA_GRAPH_ZONES"),
-  graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
-  graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
-  graphCold: Config.String("TESSERA_GRAPH_COLD").pipe(Config.option),
-  s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
+  )
 })
 
 /** Reads and validates a configuration from an environment record (tests pass their own). */
@@ -338,9 +169,7 @@ export const fromEnv = (
     Effect.flatMap((cfg) => {
       const problem = Duration.isGreaterThanOrEqualTo(cfg.shardLockRefresh, cfg.shardLockExpiration)
         ? "TESSERA_SHARD_LOCK_REFRESH must be shorter than TESSERA_SHARD_LOCK_EXPIRATION"
-        : cfg.graphZones.length > 0 && [cfg.runnerPort, cfg.port].includes(standbyPortOf(cfg))
-          ? `TESSERA_STANDBY_PORT (${standbyPortOf(cfg)}) must differ from TESSERA_RUNNER_PORT and TESSERA_PORT`
-          : undefined
+        : undefined
       return problem === undefined
         ? Effect.succeed(cfg)
         : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
@@ -371,10 +200,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_RUNNER_PORT", "cluster transport port (34431)"],
   ["TESSERA_TOKEN", "bearer token required by the gateway (none)"],
   ["TESSERA_DATA", "embedded data folder (.tessera)"],
-  ["TESSERA_ZONE", "availability zone of this runner: it prefers the graph partitions of its zone (none)"],
+  ["TESSERA_ZONE", "availability zone of this runner: it prefers the zone groups of its zone (none)"],
   [
     "TESSERA_STANDBY_PORT",
-    "with TESSERA_GRAPH_ZONES: transport port of the runner's standby identity, which serves other zones' graph partitions when their zone has no live runner (TESSERA_RUNNER_PORT + 1)"
+    "with zone groups (e.g. TESSERA_GRAPH_ZONES): transport port of the runner's standby identity, which serves other zones' groups when their zone has no live runner (TESSERA_RUNNER_PORT + 1)"
   ],
   ["TESSERA_MAX_BODY_BYTES", "largest gateway request body (1048576)"],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
@@ -383,38 +212,8 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_ASSIGNMENT_REFRESH", "shard assignment refresh (500 millis)"],
   ["TESSERA_HEALTH_CHECK", "runner health check interval (1 second)"],
   ["TESSERA_MESSAGE_POLL", "persisted message poll interval (1 second)"],
-  [
-    "TESSERA_SHARD_RECENT_KEYS",
-    "place keys (and as many cancel/move request ids) a symbol shard remembers; older ones are refused as key_expired, never placed twice (100000)"
-  ],
-  [
-    "TESSERA_SHARD_FINISHED_ORDERS",
-    "finished orders a symbol shard keeps in memory; GetOrder reads older ones from the orders table (100000)"
-  ],
-  ["TESSERA_SHARD_KEY_FILTER_BITS", "bits of a symbol shard's filter of forgotten keys (16777216)"],
-  [
-    "TESSERA_SHARD_SNAPSHOT_EVERY",
-    "commands between symbol shard snapshots; the journal before the previous snapshot is deleted (100000)"
-  ],
   ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
   ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector URL for traces (none: no export)"],
   ["OTEL_SERVICE_NAME", "service name on exported traces (tessera)"],
-  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"],
-  ["TESSERA_VENUE_URL", "market-data venue ws:// URL for the gatherer fleet; unset: no gatherers"],
-  ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
-  ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
-  ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (8)"],
-  ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
-  ["TESSERA_GRAPH_PARTITIONS", "graph partitions in the cluster, equal on all runners (64)"],
-  [
-    "TESSERA_GRAPH_ZONES",
-    "comma-separated zones graph partitions prefer, partition p -> zone p mod n; equal on all runners (none: no preference)"
-  ],
-  ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
-  [
-    "TESSERA_GRAPH_IDLE",
-    "idle time before a graph partition is demoted to the cold tier; partitions report and check every min(5 s, idle/2) (10 minutes)"
-  ],
-  ["TESSERA_GRAPH_COLD", "graph cold tier: s3://bucket/prefix or a folder (TESSERA_DATA/graph-cold)"],
-  ["TESSERA_S3_ENDPOINT", "S3 endpoint for an S3-compatible store (AWS)"]
+  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"]
 ]

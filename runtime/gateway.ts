@@ -9,17 +9,13 @@
 import { timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
+import { Contract, Control, type Module } from "@tessera/contracts"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
-import * as GathererEntity from "../actors/gatherer/entity.ts"
-import { Probe } from "../actors/probe/protocol.ts"
-import { layerGraphRpcs, layerProxyRpcHandlers } from "../actors/proxy-partition/entity.ts"
-import { layerOrderRpcs } from "../actors/symbol-shard/gateway.ts"
-import { SymbolShard } from "../actors/symbol-shard/protocol.ts"
-import { ControlRpcs, TesseraApi } from "../packages/client/src/Api.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import * as Hosted from "./hosted.ts"
 import * as Metrics from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
 import * as StatusPage from "./statusPage.ts"
@@ -81,85 +77,90 @@ const limitBody =
       )
     })
 
-/** The RPC handlers the gateway serves: control RPCs plus a proxy for each actor protocol. */
-export const layerHandlers = Layer.mergeAll(
-  ControlRpcs.toLayer(
+/**
+ * The RPC handlers the gateway serves: control RPCs, Effect's entity proxy for every module's entities, then each
+ * module's own handlers (which may replace a proxy, e.g. one addressed by zone shard group), and the id guard.
+ */
+export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
+  Layer.mergeAll(
+    Control.ControlRpcs.toLayer(
+      Effect.gen(function* () {
+        const status = yield* NodeStatus
+        return Control.ControlRpcs.of({ Status: () => status.cluster })
+      })
+    ),
+    ...modules.flatMap((module) =>
+      module.contract.entities.map((entity) => EntityProxyServer.layerRpcHandlers(entity))
+    ),
+    ...modules.map((module) => Hosted.withConfig(module, module.handlers ?? Layer.empty)),
+    Hosted.layerEntityGuard(modules)
+  )
+
+const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.Any>) =>
+  Layer.effectDiscard(
     Effect.gen(function* () {
+      const config = yield* TesseraConfig
       const status = yield* NodeStatus
-      return ControlRpcs.of({ Status: () => status.cluster })
+      const router = yield* HttpRouter.HttpRouter
+      const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
+
+      // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
+      // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
+      const rpcOptions = { spanPrefix: "gateway", disableTracing: Option.isNone(config.otlpEndpoint) }
+      const rpcHttp = yield* RpcServer.toHttpEffect(api, rpcOptions).pipe(
+        Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+        Metrics.instrumentRpcHandlers(api)
+      )
+      const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(api, rpcOptions).pipe(
+        Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+        Metrics.instrumentRpcHandlers(api)
+      )
+      yield* router.add("POST", "/rpc", guard(rpcHttp))
+      yield* router.add("GET", "/rpc", guard(rpcSocket))
+
+      yield* router.add(
+        "GET",
+        "/health",
+        Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok", runner: status.self }))
+      )
+      yield* router.add(
+        "GET",
+        "/ready",
+        Effect.map(status.ready, (ready) =>
+          HttpServerResponse.jsonUnsafe(
+            { status: ready ? "ready" : "starting", runner: status.self },
+            { status: ready ? 200 : 503 }
+          )
+        )
+      )
+      yield* router.add("GET", "/metrics", authorize(config.token)(yield* Metrics.makeHandler))
+      yield* router.add("GET", "/", StatusPage.page)
+      yield* router.add("GET", "/status/live", authorize(config.token)(yield* StatusPage.makeLive(modules)))
+      yield* router.add(
+        "GET",
+        "/status",
+        authorize(config.token)(
+          status.cluster.pipe(
+            Effect.map((cluster) => HttpServerResponse.jsonUnsafe(cluster)),
+            Effect.catch((error) => Effect.succeed(errorResponse(503, error._tag, error.message)))
+          )
+        )
+      )
     })
-  ),
-  EntityProxyServer.layerRpcHandlers(Probe),
-  EntityProxyServer.layerRpcHandlers(SymbolShard),
-  // Orders.PlaceMany: one PlaceBatch per symbol, fanned out from the gateway.
-  layerOrderRpcs,
-  // Addressed by zone shard group when TESSERA_GRAPH_ZONES is set.
-  layerProxyRpcHandlers,
-  layerGraphRpcs,
-  GathererEntity.layerGatherRpcs
-)
+  )
 
-const routes = Layer.effectDiscard(
-  Effect.gen(function* () {
-    const config = yield* TesseraConfig
-    const status = yield* NodeStatus
-    const router = yield* HttpRouter.HttpRouter
-    const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
-
-    // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
-    // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
-    const rpcOptions = { spanPrefix: "gateway", disableTracing: Option.isNone(config.otlpEndpoint) }
-    const rpcHttp = yield* RpcServer.toHttpEffect(TesseraApi, rpcOptions).pipe(
-      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
-      Metrics.instrumentRpcHandlers(TesseraApi)
-    )
-    const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(TesseraApi, rpcOptions).pipe(
-      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
-      Metrics.instrumentRpcHandlers(TesseraApi)
-    )
-    yield* router.add("POST", "/rpc", guard(rpcHttp))
-    yield* router.add("GET", "/rpc", guard(rpcSocket))
-
-    yield* router.add(
-      "GET",
-      "/health",
-      Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok", runner: status.self }))
-    )
-    yield* router.add(
-      "GET",
-      "/ready",
-      Effect.map(status.ready, (ready) =>
-        HttpServerResponse.jsonUnsafe(
-          { status: ready ? "ready" : "starting", runner: status.self },
-          { status: ready ? 200 : 503 }
-        )
+/** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`, serving `modules` besides the control RPCs. */
+export const layer = (modules: ReadonlyArray<Module.Any>) =>
+  Layer.unwrap(
+    Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+      HttpRouter.serve(routes(Contract.api(...modules.map((module) => module.contract)), modules), {
+        disableLogger: true
+      }).pipe(
+        Layer.provide(layerHandlers(modules)),
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
       )
-    )
-    yield* router.add("GET", "/metrics", authorize(config.token)(yield* Metrics.makeHandler))
-    yield* router.add("GET", "/", StatusPage.page)
-    yield* router.add("GET", "/status/live", authorize(config.token)(yield* StatusPage.makeLive))
-    yield* router.add(
-      "GET",
-      "/status",
-      authorize(config.token)(
-        status.cluster.pipe(
-          Effect.map((cluster) => HttpServerResponse.jsonUnsafe(cluster)),
-          Effect.catch((error) => Effect.succeed(errorResponse(503, error._tag, error.message)))
-        )
-      )
-    )
-  })
-)
-
-/** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`. */
-export const layer = Layer.unwrap(
-  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-    HttpRouter.serve(routes, { disableLogger: true }).pipe(
-      Layer.provide(layerHandlers),
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
     )
   )
-)
 
 /** Prints `tessera ready <url>` once the gateway listens (scripts and tests wait for this line). */
 export const announceReady = Layer.effectDiscard(

@@ -1,65 +1,17 @@
 /**
- * Metrics: one Prometheus registry per process, served at `GET /metrics` by every gateway.
- *
- * A scrape joins three sources: Effect's own metrics (`effect_cluster_*`: entities per type, shards,
- * runners, mailbox sizes), Tessera's registry (gateway RPCs and whatever actors declare with `counter`,
- * `gauge`, `histogram` below) and process figures read at scrape time (CPU, memory, event-loop delay,
- * Postgres and Valkey reachability). Updates on hot paths are plain synchronous calls on a kept series.
- *
- * Actors declare their metrics once at module level:
- *
- *   const ordersPlaced = Metrics.counter("tessera_orders_placed_total", "Orders accepted", ["symbol"])
- *   const placeLatency = Metrics.histogram("tessera_order_place_seconds", "Order placement latency")
- *   ordersPlaced.labels({ symbol }).inc()          // keep the labelled series when the label is fixed
- *   placeLatency.observe(seconds)
+ * `/metrics`: one scrape joins Effect's own metrics (`effect_cluster_*`: entities per type, shards, runners,
+ * mailbox sizes), Tessera's registry (`@tessera/platform/Metrics`: gateway RPCs and whatever modules declare) and
+ * process figures read at scrape time (CPU, memory, event-loop delay, Postgres and Valkey reachability).
  */
 import { monitorEventLoopDelay } from "node:perf_hooks"
+import { counter, gauge, histogram, registry, type Scalar, type Series, secondsSince } from "@tessera/platform/Metrics"
+import { Valkey } from "@tessera/platform/Valkey"
 import { Cause, Context, Duration, Effect, type Exit } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import type { Rpc, RpcGroup } from "effect/rpc"
 import { SqlClient } from "effect/sql"
-import * as Prometheus from "./internal/prometheus.ts"
 import { NodeStatus } from "./NodeStatus.ts"
-import { Valkey } from "./Valkey.ts"
-
-export type { Counter, Gauge, Histogram, Labels, Scalar, Series } from "./internal/prometheus.ts"
-export { latencyBuckets, quantile, sizeBuckets } from "./internal/prometheus.ts"
-
-/** The process-wide registry every Tessera metric lives in. */
-export const registry = new Prometheus.Registry()
-
-const checkName = (name: string) => {
-  if (!name.startsWith("tessera_")) throw new TypeError(`Tessera metric names start with tessera_: ${name}`)
-}
-
-/** A counter (`tessera_<what>_total`): things that happened. */
-export const counter = (name: string, help: string, labelNames: ReadonlyArray<string> = []): Prometheus.Counter => {
-  checkName(name)
-  return registry.counter(name, help, labelNames)
-}
-
-/** A gauge (`tessera_<what>`, base units): a level that goes up and down (depth, lag, count held). */
-export const gauge = (name: string, help: string, labelNames: ReadonlyArray<string> = []): Prometheus.Gauge => {
-  checkName(name)
-  return registry.gauge(name, help, labelNames)
-}
-
-/**
- * A histogram. Durations are observed in seconds and named `tessera_<what>_seconds` (default buckets
- * 100 µs - 10 s); sizes use `buckets: sizeBuckets` and a unit suffix such as `_items` or `_bytes`.
- */
-export const histogram = (
-  name: string,
-  help: string,
-  options: { readonly labelNames?: ReadonlyArray<string>; readonly buckets?: ReadonlyArray<number> } = {}
-): Prometheus.Histogram => {
-  checkName(name)
-  return registry.histogram(name, help, options)
-}
-
-/** Seconds since `startMs` (a `performance.now()` reading): what `_seconds` histograms observe. */
-export const secondsSince = (startMs: number): number => (performance.now() - startMs) / 1000
 
 // --- gateway RPCs --------------------------------------------------------------------------------------
 
@@ -85,11 +37,11 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>) =>
         : "interrupted"
 
 interface RpcSeries {
-  readonly duration: Prometheus.Series
-  readonly ok: Prometheus.Scalar
-  readonly error: Prometheus.Scalar
-  readonly defect: Prometheus.Scalar
-  readonly interrupted: Prometheus.Scalar
+  readonly duration: Series
+  readonly ok: Scalar
+  readonly error: Scalar
+  readonly defect: Scalar
+  readonly interrupted: Scalar
 }
 
 const seriesFor = (tag: string): RpcSeries => {
@@ -191,7 +143,7 @@ const processLines = (out: Array<string>) => {
   }
 }
 
-const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Prometheus.Scalar, ping: Prometheus.Scalar) =>
+const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Scalar, ping: Scalar) =>
   Effect.suspend(() => {
     const start = performance.now()
     return check.pipe(

@@ -6,10 +6,11 @@
  * Failovers are runners this node saw healthy that then went silent or vanished; a background check every
  * two seconds records them (the last 20) with the time they were noticed.
  */
+
+import type { Module } from "@tessera/contracts"
 import { Effect, Metric, Schedule } from "effect"
 import { ShardId, Sharding } from "effect/cluster"
 import { HttpServerResponse } from "effect/http"
-import * as GraphMetrics from "../actors/proxy-partition/metrics.ts"
 import { rpcDuration, rpcRequests } from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
 
@@ -31,11 +32,13 @@ export interface LiveStatus {
   /** Shards held by this runner, as compact ranges (`1-150,301-450`). */
   readonly shards: string
   readonly failovers: ReadonlyArray<Failover>
-  /**
-   * Graph traffic this runner served (entity requests and gateway direct reads) for partitions with a preferred zone
-   * (`TESSERA_GRAPH_ZONES`): inside that zone, and outside it (crossed zones). Both 0 without zones.
-   */
-  readonly graphZones: { readonly same: number; readonly cross: number }
+  /** The hosted modules' own figures (`Module.statusTiles`), read now. */
+  readonly tiles: ReadonlyArray<{
+    readonly module: string
+    readonly label: string
+    readonly title: string
+    readonly value: string
+  }>
 }
 
 const ranges = (ids: ReadonlyArray<number>): string => {
@@ -56,12 +59,6 @@ const requestTotals = () => {
   return totals
 }
 
-const counterTotal = (counter: typeof GraphMetrics.sameZone) => {
-  let total = 0
-  for (const [, series] of counter.series()) total += series.value
-  return total
-}
-
 const latencyTotals = () => {
   let merged: Array<number> | undefined
   for (const [, series] of rpcDuration.series()) {
@@ -73,53 +70,61 @@ const latencyTotals = () => {
 }
 
 /** The `/status/live` handler, with a background failover watch scoped to the gateway. */
-export const makeLive = Effect.gen(function* () {
-  const status = yield* NodeStatus
-  const sharding = yield* Sharding.Sharding
-  const failovers: Array<Failover> = []
-  const healthySeen = new Set<string>()
+export const makeLive = (modules: ReadonlyArray<Module.Any>) =>
+  Effect.gen(function* () {
+    const status = yield* NodeStatus
+    const sharding = yield* Sharding.Sharding
+    const failovers: Array<Failover> = []
+    const healthySeen = new Set<string>()
 
-  const watch = Effect.gen(function* () {
-    const cluster = yield* status.cluster
-    const now = Date.now()
-    const present = new Map(cluster.runners.map((runner) => [runner.address, runner.healthy]))
-    for (const address of healthySeen) {
-      const healthy = present.get(address)
-      if (healthy === true) continue
-      healthySeen.delete(address)
-      failovers.unshift({ address, noticedAt: now, reason: healthy === undefined ? "gone" : "unhealthy" })
-      if (failovers.length > 20) failovers.length = 20
-    }
-    for (const [address, healthy] of present) if (healthy) healthySeen.add(address)
-  }).pipe(Effect.ignore)
-  yield* Effect.forkScoped(Effect.repeat(watch, Schedule.spaced(2000)))
-
-  const live = Effect.gen(function* () {
-    const snapshot = yield* Metric.snapshot
-    const entities: Array<{ type: string; count: number }> = []
-    for (const metric of snapshot) {
-      if (metric.id === "effect_cluster_entities" && metric.type === "Gauge") {
-        const value = (metric.state as { readonly value: number | bigint }).value
-        entities.push({ type: metric.attributes?.type ?? "?", count: Number(value) })
+    const watch = Effect.gen(function* () {
+      const cluster = yield* status.cluster
+      const now = Date.now()
+      const present = new Map(cluster.runners.map((runner) => [runner.address, runner.healthy]))
+      for (const address of healthySeen) {
+        const healthy = present.get(address)
+        if (healthy === true) continue
+        healthySeen.delete(address)
+        failovers.unshift({ address, noticedAt: now, reason: healthy === undefined ? "gone" : "unhealthy" })
+        if (failovers.length > 20) failovers.length = 20
       }
-    }
-    const shardsPerGroup = (yield* Effect.orElseSucceed(status.cluster, () => undefined))?.shardsPerGroup ?? 0
-    const held: Array<number> = []
-    for (let i = 1; i <= shardsPerGroup; i++) if (sharding.hasShardId(ShardId.make("default", i))) held.push(i)
-    const body: LiveStatus = {
-      self: status.self,
-      now: Date.now(),
-      requests: requestTotals(),
-      latency: latencyTotals(),
-      entities,
-      shards: ranges(held),
-      failovers,
-      graphZones: { same: counterTotal(GraphMetrics.sameZone), cross: counterTotal(GraphMetrics.crossZone) }
-    }
-    return HttpServerResponse.jsonUnsafe(body)
+      for (const [address, healthy] of present) if (healthy) healthySeen.add(address)
+    }).pipe(Effect.ignore)
+    yield* Effect.forkScoped(Effect.repeat(watch, Schedule.spaced(2000)))
+
+    const live = Effect.gen(function* () {
+      const snapshot = yield* Metric.snapshot
+      const entities: Array<{ type: string; count: number }> = []
+      for (const metric of snapshot) {
+        if (metric.id === "effect_cluster_entities" && metric.type === "Gauge") {
+          const value = (metric.state as { readonly value: number | bigint }).value
+          entities.push({ type: metric.attributes?.type ?? "?", count: Number(value) })
+        }
+      }
+      const shardsPerGroup = (yield* Effect.orElseSucceed(status.cluster, () => undefined))?.shardsPerGroup ?? 0
+      const held: Array<number> = []
+      for (let i = 1; i <= shardsPerGroup; i++) if (sharding.hasShardId(ShardId.make("default", i))) held.push(i)
+      const body: LiveStatus = {
+        self: status.self,
+        now: Date.now(),
+        requests: requestTotals(),
+        latency: latencyTotals(),
+        entities,
+        shards: ranges(held),
+        failovers,
+        tiles: modules.flatMap((module) =>
+          (module.statusTiles ?? []).map((tile) => ({
+            module: module.name,
+            label: tile.label,
+            title: tile.title,
+            value: tile.read()
+          }))
+        )
+      }
+      return HttpServerResponse.jsonUnsafe(body)
+    })
+    return live
   })
-  return live
-})
 
 const html = `<!doctype html>
 <html lang="en">
@@ -159,12 +164,13 @@ const html = `<!doctype html>
     <div class="tile"><div class="label">Requests/s (this runner)</div><div class="value" id="rps">–</div></div>
     <div class="tile"><div class="label">Latency p50 / p99</div><div class="value" id="latency">–</div></div>
     <div class="tile"><div class="label">Errors/s</div><div class="value" id="errors">–</div></div>
-    <div class="tile"><div class="label">Graph traffic across zones</div><div class="value" id="graph-zones">–</div></div>
   </div>
+  <div class="tiles" id="module-tiles"></div>
   <section><h2>Request rate, last 2 minutes</h2><svg id="spark" width="100%" height="60" viewBox="0 0 120 60" preserveAspectRatio="none"></svg></section>
   <section><h2>Runners</h2>
     <table id="runners"><thead><tr><th>Address</th><th>Health</th><th>Shards</th><th>Entities</th><th>Zone</th><th>Up</th><th>Seen</th></tr></thead><tbody></tbody></table>
   </section>
+  <section><h2>Modules</h2><table id="modules"><thead><tr><th>Module</th><th>Entity types</th><th>Gateway RPCs</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Entities on this runner</h2><table id="entities"><thead><tr><th>Type</th><th>Active</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Shards held by this runner</h2><code id="shards">–</code></section>
   <section><h2>Recent failovers</h2><ul id="failovers"><li class="muted">none seen</li></ul></section>
@@ -211,9 +217,10 @@ async function tick() {
     $("entities").tBodies[0].innerHTML = live.entities.length === 0 ? "<tr><td class=muted colspan=2>none active</td></tr>" :
       live.entities.map((e) => "<tr><td>" + esc(e.type) + "</td><td>" + e.count + "</td></tr>").join("")
     $("shards").textContent = live.shards || "none"
-    const zoned = live.graphZones.same + live.graphZones.cross
-    $("graph-zones").textContent = zoned === 0 ? "–" : (100 * live.graphZones.cross / zoned).toFixed(1) + "% of " + zoned
-    $("graph-zones").title = "graph requests served by this runner outside the partition's preferred zone (TESSERA_GRAPH_ZONES), since start"
+    $("module-tiles").innerHTML = live.tiles.map((t) =>
+      "<div class=tile title="" + esc(t.title) + ""><div class=label>" + esc(t.label) + "</div><div class=value>" + esc(t.value) + "</div></div>").join("")
+    $("modules").tBodies[0].innerHTML = cluster.modules.map((m) =>
+      "<tr><td>" + esc(m.name) + "</td><td>" + m.entityTypes.map(esc).join(", ") + "</td><td>" + (m.rpcs.map(esc).join(", ") || "–") + "</td></tr>").join("")
     $("failovers").innerHTML = live.failovers.length === 0 ? "<li class=muted>none seen</li>" :
       live.failovers.map((f) => "<li><code>" + esc(f.address) + "</code> " + f.reason + ", noticed " + new Date(f.noticedAt).toLocaleTimeString() + " (" + ago(live.now - f.noticedAt) + " ago)</li>").join("")
     if (previous) {

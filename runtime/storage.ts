@@ -4,11 +4,11 @@
  */
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
+import * as SqliteClient from "@tessera/platform/SqliteClient"
+import * as Valkey from "@tessera/platform/Valkey"
 import { Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
-import * as SqliteClient from "./SqliteClient.ts"
-import * as Valkey from "./Valkey.ts"
 
 /** File name of the embedded database inside the data folder. */
 export const embeddedDatabaseFile = "tessera.db"

@@ -2,9 +2,10 @@
 // SymbolShard orders, trades, group-commit flushes, book depth and journal replay after a restart; the graph
 // proxy's requests by op, hot-tier hits and misses, demotion, promotion and partition gauges.
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, type Scope } from "effect"
+import { SeedApi } from "../actors/api.ts"
 import { graphClient } from "../actors/proxy-partition/client.ts"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import {
   deleteRedisKeys,
   freshDatabase,
@@ -127,7 +128,9 @@ describe("actor metrics on /metrics after traffic (real Postgres + Redis)", () =
     const node = started.at(-1) ?? (await start("actor-metrics-g"))
     const withGraph = <A, E>(body: (g: ReturnType<typeof graphClient>) => Effect.Effect<A, E, Scope.Scope>) =>
       Effect.scoped(
-        Effect.flatMap(TesseraClient.make({ url: node.url }), (client) => body(graphClient(client, partitions)))
+        Effect.flatMap(TesseraClient.make(SeedApi, { url: node.url }), (client) =>
+          body(graphClient(client, partitions))
+        )
       ).pipe(Effect.runPromise)
     const before = await scrape(node)
     const count = (samples: ReadonlyArray<Sample>, name: string, labels: Record<string, string> = {}) => {

@@ -1,13 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
+import { SeedApi } from "../actors/api.ts"
 import { type Cluster, startCluster } from "./harness.ts"
 
 const entityIds = Array.from({ length: 40 }, (_, i) => `probe-${i}`)
 
 const whereAll = (url: string) =>
   Effect.scoped(
-    Effect.flatMap(TesseraClient.make({ url }), (client) =>
+    Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
       Effect.forEach(
         entityIds,
         (entityId) =>

@@ -1,7 +1,8 @@
 import { get as httpGet } from "node:http"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
+import { SeedApi } from "../actors/api.ts"
 import { type Cluster, rawRpc, rpcRequest, startCluster } from "./harness.ts"
 
 const token = "s3cret-token"
@@ -43,7 +44,7 @@ describe("gateway (one runner process on real Postgres)", () => {
 
   it("serves the typed client with the token", () =>
     Effect.gen(function* () {
-      const client = yield* TesseraClient.make({ url, token })
+      const client = yield* TesseraClient.make(SeedApi, { url, token })
       const status = yield* client.Status()
       assert.strictEqual(status.runners.length, 1)
       assert.isTrue(status.runners[0].shards > 0)
@@ -53,7 +54,7 @@ describe("gateway (one runner process on real Postgres)", () => {
 
   it("serves the typed client over one WebSocket, token in the query; refuses the socket without it", async () => {
     const replies = await Effect.gen(function* () {
-      const client = yield* TesseraClient.make({ url, token, transport: "websocket" })
+      const client = yield* TesseraClient.make(SeedApi, { url, token, transport: "websocket" })
       return yield* Effect.forEach(
         ["w1", "w2", "w3", "w1"],
         (entityId) => client["Probe.Where"]({ entityId, payload: {} }),

@@ -79,7 +79,7 @@ export interface StartOptions {
 export const startProcess = async (name: string, options: StartOptions = {}): Promise<RunnerProcess> => {
   const gatewayPort = await freePort()
   const runnerPort = await freePort()
-  const entry = join(repoRoot, "runtime", `${options.entry ?? "runner"}.ts`)
+  const entry = join(repoRoot, "app", `${options.entry ?? "runner"}.ts`)
   const bin = options.command?.bin ?? nodeBin
   const args = [...(options.command?.args ?? []), entry]
   const child = spawn(bin, args, {
@@ -197,7 +197,8 @@ export const rawRpc = async (url: string, body: string, headers: Record<string, 
 /** Runs the `tessera` CLI in process (no environment); its exit code, stdout and stderr. */
 export const runCli = async (args: ReadonlyArray<string>) => {
   const { PassThrough } = await import("node:stream")
-  const { main } = await import("../packages/client/src/cli.ts")
+  const { main } = await import("@tessera/client/cli")
+  const { seedCli } = await import("../actors/cli.ts")
   let out = ""
   let err = ""
   const stdout = new PassThrough().on("data", (chunk: Buffer) => {
@@ -206,7 +207,7 @@ export const runCli = async (args: ReadonlyArray<string>) => {
   const stderr = new PassThrough().on("data", (chunk: Buffer) => {
     err += chunk
   })
-  const code = await main(args, { stdin: new PassThrough(), stdout, stderr, env: {} })
+  const code = await main(args, { stdin: new PassThrough(), stdout, stderr, env: {} }, seedCli)
   return { code, out, err }
 }
 

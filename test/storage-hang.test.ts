@@ -4,15 +4,16 @@
 // connection stays open) while A keeps running and keeps its cluster transport; runner B takes A's shards once
 // the locks expire. A must never answer for an entity after B has started it.
 import { assert, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
+import { SeedApi } from "../actors/api.ts"
 import { freshDatabase, pausableProxy, redisUrl, startProcess } from "./harness.ts"
 
 const entityIds = Array.from({ length: 24 }, (_, i) => `hang-${i}`)
 
 const where = (url: string, entityId: string) =>
   Effect.scoped(
-    Effect.flatMap(TesseraClient.make({ url }), (client) =>
+    Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
       client["Probe.Where"]({ entityId, payload: {} }).pipe(
         Effect.map((reply) => reply.runner),
         Effect.timeout("1500 millis"),

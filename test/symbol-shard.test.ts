@@ -2,11 +2,12 @@
 // full restart, failover after kill -9 with every acknowledged order present and no trade twice, market data,
 // and bad input through the gateway.
 import { assert, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, Fiber } from "effect"
 import { Redis } from "ioredis"
+import { SeedApi } from "../actors/api.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
 import { freshDatabase, type RunnerProcess, rawRpc, redisUrl, rpcRequest, runCli, startProcess } from "./harness.ts"
 
 const symbols = defaultSymbols.map((s) => s.symbol)
@@ -31,15 +32,15 @@ const killAll = async (runners: ReadonlyArray<RunnerProcess>) => {
   await Promise.all(runners.map((r) => r.exited))
 }
 
-const withClient = <A, E>(url: string, f: (client: TesseraClient.Client) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(TesseraClient.make({ url }), f))
+const withClient = <A, E>(url: string, f: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E>) =>
+  Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), f))
 
 // Volatile messages caught in a shard handover (a runner joining or leaving) are not answered: clients time out
 // and retry, which is safe because places are idempotent.
 const retrying = <A, E>(call: Effect.Effect<A, E>) =>
   call.pipe(Effect.timeout("3 seconds"), Effect.retry({ times: 20 }))
 
-const books = (client: TesseraClient.Client) =>
+const books = (client: TesseraClient.Client<SeedApi>) =>
   Effect.forEach(symbols, (entityId) => retrying(client["SymbolShard.Depth"]({ entityId, payload: { depth: 1000 } })), {
     concurrency: 8
   })

@@ -3,8 +3,9 @@ import { createServer, type Server } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import * as TesseraClient from "../packages/client/src/TesseraClient.ts"
+import { SeedApi } from "../actors/api.ts"
 import {
   type Cluster,
   freePort,
@@ -89,7 +90,7 @@ describe("traces over OTLP/HTTP", () => {
   it("exports one trace from the client call through the gateway to the entity handler", async () => {
     // the client's own span is the root: the RPC request carries its trace id to the gateway
     const clientTrace = await Effect.gen(function* () {
-      const client = yield* TesseraClient.make({ url: node.url })
+      const client = yield* TesseraClient.make(SeedApi, { url: node.url })
       yield* client["Probe.Where"]({ entityId: "traced", payload: { note: "trace me" } })
       const span = yield* Effect.currentSpan
       return span.traceId

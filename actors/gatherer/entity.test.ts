@@ -3,9 +3,11 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { layerSingle } from "../../runtime/cluster.ts"
 import * as Config from "../../runtime/config.ts"
+import * as Hosted from "../../runtime/hosted.ts"
 import { layerSql, layerValkey } from "../../runtime/storage.ts"
 import { freshDatabase, redisUrl } from "../../test/harness.ts"
-import * as GathererEntity from "./entity.ts"
+import { layer as gatherConfig } from "./config.ts"
+import { GatherModule } from "./module.ts"
 import { Deduplicator, dedupEntityId, Gatherer, gathererEntityId } from "./protocol.ts"
 import { setFleetReplicas } from "./store.ts"
 import { startVenue, type Venue } from "./venue.ts"
@@ -14,18 +16,24 @@ const replicas = 3
 const shards = 4
 
 const nodeLayer = (databaseUrl: string, venueUrl: string, replicas = 3) =>
-  GathererEntity.layer.pipe(
-    Layer.provideMerge(layerSingle),
+  Hosted.layerModules([
+    {
+      ...GatherModule,
+      config: gatherConfig({
+        venueUrl: Option.some(venueUrl),
+        gatherReplicas: replicas,
+        gatherConnections: 1,
+        dedupShards: shards
+      })
+    }
+  ]).pipe(
+    Layer.provideMerge(layerSingle([])),
     Layer.provideMerge(layerSql),
     Layer.provideMerge(layerValkey),
     Layer.provideMerge(
       Config.layer({
         databaseUrl: Option.some(Redacted.make(databaseUrl)),
         redisUrl: Option.some(Redacted.make(redisUrl)),
-        venueUrl: Option.some(venueUrl),
-        gatherReplicas: replicas,
-        gatherConnections: 1,
-        dedupShards: shards,
         shardsPerGroup: 16
       })
     )

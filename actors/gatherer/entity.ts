@@ -2,13 +2,14 @@
  * Gatherer and Deduplicator entities and the supervisor singleton that keeps the fleet running.
  * The pure parts live in `dedup.ts` (window) and `feed.ts` (frame parsing); this file is the wiring.
  */
+
+import * as Metrics from "@tessera/platform/Metrics"
+import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
-import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
-import * as Metrics from "../../runtime/metrics.ts"
-import { Cmd, type Command, Valkey } from "../../runtime/Valkey.ts"
+import { GatherConfig, type GatherConfigShape } from "./config.ts"
 import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
 import { feedCounters, parseFrame } from "./feed.ts"
 import {
@@ -23,14 +24,7 @@ import {
   gathererEntityId,
   parseGathererId
 } from "./protocol.ts"
-import {
-  fleetReplicas,
-  insertChunk,
-  insertDeltas,
-  lastWrittenSeqs,
-  layerMigrations,
-  setFleetReplicas
-} from "./store.ts"
+import { fleetReplicas, insertChunk, insertDeltas, lastWrittenSeqs, setFleetReplicas } from "./store.ts"
 import { startVenue } from "./venue.ts"
 
 /** `ws://host:port/path?faults` → `http://host:port` (markets and snapshots are served over HTTP). */
@@ -52,7 +46,7 @@ const writeEveryMs = 20
 const gapCheckEveryMs = 50
 const lagSamples = 8192
 
-const metrics = {
+export const metrics = {
   received: Metrics.counter("tessera_gatherer_deltas_received_total", "Delta copies taken from the venue", [
     "gatherer"
   ]),
@@ -83,7 +77,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
   Effect.gen(function* () {
     const address = yield* Entity.CurrentAddress
     const runner = runnerName(yield* Entity.CurrentRunnerAddress)
-    const config = yield* TesseraConfig
+    const config = yield* GatherConfig
     const valkey = yield* Valkey
     const venueHttp = Option.map(config.venueUrl, venueHttpBase)
     const window = new DedupWindow()
@@ -297,7 +291,7 @@ export const GathererLayer = Gatherer.toLayer(
   Effect.gen(function* () {
     const address = yield* Entity.CurrentAddress
     const runner = runnerName(yield* Entity.CurrentRunnerAddress)
-    const config = yield* TesseraConfig
+    const config = yield* GatherConfig
     const dedupClient = yield* Deduplicator.client
     const slot = parseGathererId(address.entityId)
     const shards = config.dedupShards
@@ -484,16 +478,16 @@ const fleetIds = (replicas: number, connections: number) => {
 }
 
 /** The replica count set at run time, else the configured one. */
-const currentReplicas = (config: TesseraConfigShape) =>
+const currentReplicas = (config: GatherConfigShape) =>
   fleetReplicas.pipe(
     Effect.map((replicas) => replicas ?? config.gatherReplicas),
     Effect.orElseSucceed(() => config.gatherReplicas)
   )
 
 /** The cluster singleton that keeps `replicas × connections` gatherers running while a venue is configured. */
-export const GatherSupervisorLayer: Layer.Layer<never, never, TesseraConfig | Sharding.Sharding | SqlClient.SqlClient> =
+export const GatherSupervisorLayer: Layer.Layer<never, never, GatherConfig | Sharding.Sharding | SqlClient.SqlClient> =
   Layer.unwrap(
-    Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
+    Effect.map(GatherConfig, (config: GatherConfigShape) =>
       Option.isNone(config.venueUrl)
         ? Layer.empty
         : Singleton.make(
@@ -525,10 +519,10 @@ const layerFleet = Layer.mergeAll(DeduplicatorLayer, GathererLayer, GatherSuperv
  * Both entities, the supervisor and the tables. With `TESSERA_DEMO_VENUE` (and no `TESSERA_VENUE_URL`) an
  * in-process venue simulator feeds the fleet: the demo of `npm start`.
  */
-export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
+export const layer: Layer.Layer<never, unknown, GatherConfig | Valkey | SqlClient.SqlClient | Sharding.Sharding> =
   Layer.unwrap(
     Effect.gen(function* () {
-      const config = yield* TesseraConfig
+      const config = yield* GatherConfig
       if (Option.isNone(config.demoVenue) || Option.isSome(config.venueUrl)) return layerFleet
       const { markets, rate } = config.demoVenue.value
       const venue = yield* Effect.acquireRelease(
@@ -537,15 +531,15 @@ export const layer: Layer.Layer<never, unknown, TesseraConfig | Valkey | SqlClie
       )
       yield* Effect.logInfo(`demo venue: ${markets} markets at ${rate} deltas/s on ${venue.url}`)
       return layerFleet.pipe(
-        Layer.provide(Layer.succeed(TesseraConfig)({ ...config, venueUrl: Option.some(venue.url) }))
+        Layer.provide(Layer.succeed(GatherConfig)({ ...config, venueUrl: Option.some(venue.url) }))
       )
     })
-  ).pipe(Layer.provideMerge(layerMigrations))
+  )
 
 /** Gateway handler of `Gather.Status`: asks every gatherer and deduplicator, each with a short timeout. */
 export const layerGatherRpcs = GatherRpcs.toLayer(
   Effect.gen(function* () {
-    const config = yield* TesseraConfig
+    const config = yield* GatherConfig
     const gatherer = yield* Gatherer.client
     const dedup = yield* Deduplicator.client
     return GatherRpcs.of({

@@ -1,13 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import { type Cluster, startCluster } from "../../test/harness.ts"
+import { SeedApi } from "../api.ts"
 import type { FleetStatus } from "./protocol.ts"
 import { startVenue, type Venue } from "./venue.ts"
 
 const fleet = (url: string) =>
   Effect.scoped(
-    Effect.flatMap(TesseraClient.make({ url }), (client) => client["Gather.Status"]().pipe(Effect.timeout("5 seconds")))
+    Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
+      client["Gather.Status"]().pipe(Effect.timeout("5 seconds"))
+    )
   ).pipe(Effect.orElseSucceed((): FleetStatus | undefined => undefined))
 
 /** Per market `n lo hi` from the table, via psql. */

@@ -4,6 +4,7 @@
  * (id `d<k>`, each market hashed to one k) keeps the first copy of each `(market, seq)`, heals gaps from venue
  * snapshots and writes `orderbook_deltas` plus the Valkey stream `md:book:{market}`.
  */
+import { Contract } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
@@ -105,10 +106,13 @@ export type FleetStatus = typeof FleetStatus.Type
 
 export const GatherFleetStatus = Rpc.make("Gather.Status", { success: FleetStatus })
 
-/** Gateway-level RPCs that fan out over the fleet (merged into `TesseraApi`). */
+/** Gateway-level RPCs that fan out over the fleet. */
 export const GatherSetReplicas = Rpc.make("Gather.SetReplicas", {
   payload: { replicas: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 64 })) },
   success: Schema.Struct({ replicas: Schema.Int })
 })
 
 export const GatherRpcs = RpcGroup.make(GatherFleetStatus, GatherSetReplicas)
+
+/** The gatherer module's wire contract: both entities and the `Gather.*` gateway RPCs. */
+export const GatherContract = Contract.make({ name: "gatherer", entities: [Gatherer, Deduplicator], rpcs: GatherRpcs })

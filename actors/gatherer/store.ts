@@ -2,9 +2,10 @@
  * `orderbook_deltas`: one row per `(market, seq)`, unique, so a deduplicator replaying after failover cannot
  * write a delta twice. Portable SQL (Postgres in clusters, node:sqlite embedded).
  */
+
+import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
 import type { DeltaColumns } from "./dedup.ts"
 
 export const migrations: SqlMigrator.Migrations = {

@@ -2,6 +2,7 @@
  * Probe: a tiny diagnostic actor. `Where` answers which runner hosts the entity and how many messages it has
  * handled since activation — enough to watch entities spread over runners and move on failover.
  */
+import { Contract } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc } from "effect/rpc"
@@ -20,3 +21,5 @@ export const Where = Rpc.make("Where", {
 })
 
 export const Probe = Entity.make("Probe", [Where])
+
+export const ProbeContract = Contract.make({ name: "probe", entities: [Probe] })

@@ -6,13 +6,13 @@
 import { createRequire } from "node:module"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as ObjectStore from "@tessera/platform/ObjectStore"
+import * as SqliteClient from "@tessera/platform/SqliteClient"
+import * as SqlMigrator from "@tessera/platform/SqlMigrator"
+import { layerIoredis, Valkey } from "@tessera/platform/Valkey"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import * as SqliteClient from "../../runtime/SqliteClient.ts"
-import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
-import { layerIoredis, Valkey } from "../../runtime/Valkey.ts"
 import { tempDataDir } from "../../test/harness.ts"
-import * as ObjectStore from "./ObjectStore.ts"
 import { makePartition, migrations, migrationsTable, readMeta } from "./Partition.ts"
 
 interface S3rverInstance {

@@ -13,9 +13,11 @@
  * restore writes a vertex's edges before its key, and eviction deletes both in one DEL. So a present vertex key
  * comes with its complete edge set, and a missing one sends the read to the owner, which promotes if needed.
  */
+
+import type { ObjectStoreShape } from "@tessera/platform/ObjectStore"
+import { Cmd, type Command, type ValkeyService } from "@tessera/platform/Valkey"
 import { Effect, Semaphore } from "effect"
 import { SqlClient } from "effect/sql"
-import { Cmd, type Command, type ValkeyService } from "../../runtime/Valkey.ts"
 import {
   decodeSnapshot,
   edgeMember,
@@ -28,7 +30,6 @@ import {
   snapshotKey
 } from "./core.ts"
 import * as GraphMetrics from "./metrics.ts"
-import type { ObjectStoreShape } from "./ObjectStore.ts"
 import { GraphStorageError, type Neighbor, type Tier } from "./protocol.ts"
 
 /** Migrations of the graph-proxy actor, recorded in `proxy_partition_migrations`. */

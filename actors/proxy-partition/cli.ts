@@ -2,9 +2,10 @@
  * `tessera graph ...`: turns the subcommand's arguments into one gateway call (the CLI prints the result).
  * Throws `GraphUsage` for bad arguments.
  */
+
+import { callGateway, connectionHelp, connectionOptions, type Io, parse, UsageError } from "@tessera/client/cli"
 import { Effect } from "effect"
-import type { Client } from "../../packages/client/src/TesseraClient.ts"
-import { graphClient } from "./client.ts"
+import { type GraphApiClient, graphApi, graphClient } from "./client.ts"
 import { DEFAULT_PARTITIONS } from "./core.ts"
 import type { Properties } from "./protocol.ts"
 
@@ -57,11 +58,11 @@ export const graphCall = (
   positionals: ReadonlyArray<string>,
   values: GraphValues,
   env: Record<string, string | undefined>
-): ((client: Client) => Effect.Effect<unknown, unknown>) => {
+): ((client: GraphApiClient) => Effect.Effect<unknown, unknown>) => {
   const [sub, ...args] = positionals
   const partitions = integer("partitions", values.partitions ?? env.TESSERA_GRAPH_PARTITIONS) ?? DEFAULT_PARTITIONS
   if (partitions < 1) throw new GraphUsage("--partitions must be at least 1")
-  const g = (client: Client) => graphClient(client, partitions)
+  const g = (client: GraphApiClient) => graphClient(client, partitions)
   switch (sub) {
     case "put": {
       arity(args, 1, "put ID [--props JSON]")
@@ -113,3 +114,18 @@ export const graphCall = (
       throw new GraphUsage(`unknown graph subcommand ${JSON.stringify(sub ?? "")}\n\n${graphUsage}`)
   }
 }
+
+/** `tessera graph ...` (listed in module.ts). */
+export const graphCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const { values, positionals } = parse(argv, { ...connectionOptions, ...graphOptions }, true)
+  let call: ReturnType<typeof graphCall>
+  try {
+    call = graphCall(positionals, values, io.env)
+  } catch (error) {
+    if (error instanceof GraphUsage) throw new UsageError(error.message)
+    throw error
+  }
+  return callGateway(graphApi, values, io, call)
+}
+
+export const graphCommandUsage = `${graphUsage}\n${connectionHelp}`

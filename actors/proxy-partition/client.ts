@@ -2,11 +2,16 @@
  * Graph calls over a Tessera gateway client: computes each vertex's partition with the shared `partitionOf` and
  * calls the partition entity (or the gateway-level Graph.* RPCs).
  */
-import type { Client } from "../../packages/client/src/TesseraClient.ts"
+import type { Client } from "@tessera/client/TesseraClient"
+import { Contract } from "@tessera/contracts"
 import { DEFAULT_PARTITIONS, partitionOf } from "./core.ts"
-import type { Properties } from "./protocol.ts"
+import { GraphContract, type Properties } from "./protocol.ts"
 
-export const graphClient = (client: Client, partitions: number = DEFAULT_PARTITIONS) => {
+/** The gateway API of the graph module alone. */
+export const graphApi = Contract.api(GraphContract)
+export type GraphApiClient = Client<typeof graphApi>
+
+export const graphClient = (client: GraphApiClient, partitions: number = DEFAULT_PARTITIONS) => {
   const at = (id: string) => String(partitionOf(id, partitions))
   return {
     partitionOf: (id: string) => partitionOf(id, partitions),

@@ -5,8 +5,8 @@
  */
 
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, type Scope } from "effect"
-import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import {
   type Cluster,
   deleteRedisKeys,
@@ -16,6 +16,7 @@ import {
   startCluster,
   tempDataDir
 } from "../../test/harness.ts"
+import { SeedApi } from "../api.ts"
 import { graphClient } from "./client.ts"
 import { MAX_PROPERTIES_BYTES, partitionOf } from "./core.ts"
 
@@ -37,7 +38,7 @@ afterAll(async () => {
 })
 
 const withGraph = <A, E>(url: string, body: (g: ReturnType<typeof graphClient>) => Effect.Effect<A, E, Scope.Scope>) =>
-  Effect.scoped(Effect.flatMap(TesseraClient.make({ url }), (client) => body(graphClient(client, 64)))).pipe(
+  Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) => body(graphClient(client, 64)))).pipe(
     Effect.runPromise
   )
 
@@ -110,7 +111,7 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
           assert.strictEqual(yield* errorTag(g.khop("u0", 0)), "KHopTooDeep")
           assert.strictEqual(yield* errorTag(g.khop("nobody", 2)), "VertexNotFound")
           assert.strictEqual(yield* errorTag(g.batchGet(Array.from({ length: 1001 }, (_, i) => `b${i}`))), "TooManyIds")
-          const wrong = graphClient(yield* TesseraClient.make({ url: cluster.runners[0].url }), 7)
+          const wrong = graphClient(yield* TesseraClient.make(SeedApi, { url: cluster.runners[0].url }), 7)
           const misrouted = Array.from({ length: 20 }, (_, i) => `u${i}`).find(
             (id) => partitionOf(id, 7) !== partitionOf(id, 64)
           )!

@@ -5,6 +5,10 @@
  */
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as NodeInfo from "@tessera/platform/NodeInfo"
+import * as SqliteClient from "@tessera/platform/SqliteClient"
+import * as SqlMigrator from "@tessera/platform/SqlMigrator"
+import * as Valkey from "@tessera/platform/Valkey"
 import { Effect, Exit, Layer, Option } from "effect"
 import {
   EntityId,
@@ -17,31 +21,32 @@ import {
 } from "effect/cluster"
 import { shardingConfig } from "../../runtime/cluster.ts"
 import * as Config from "../../runtime/config.ts"
-import * as SqliteClient from "../../runtime/SqliteClient.ts"
-import * as Valkey from "../../runtime/Valkey.ts"
 import { tempDataDir } from "../../test/harness.ts"
+import * as GraphConfig from "./config.ts"
+import { zoneShardGroup } from "./core.ts"
 import * as ProxyPartitionEntity from "./entity.ts"
+import { migrations, migrationsTable } from "./Partition.ts"
 import { ProxyPartition } from "./protocol.ts"
 
 const zoned = (dir: string) => {
-  const config = Config.layer({
+  const config = GraphConfig.layer({
     graphZones: ["a", "b"],
-    zone: Option.some("a"),
     graphPartitions: 8,
     graphCold: Option.some(join(dir, "cold"))
   })
-  const cluster = Layer.unwrap(
-    Effect.map(Config.TesseraConfig, (cfg: Config.TesseraConfigShape) =>
-      Sharding.layer.pipe(
-        Layer.provideMerge(Runners.layerNoop),
-        Layer.provideMerge(MessageStorage.layerMemory),
-        Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
-        Layer.provide(ShardingConfig.layer(shardingConfig(cfg, "single")))
-      )
+  const zoneGroups = ["a", "b"].map((zone) => ({ group: zoneShardGroup(zone), zone }))
+  const cluster = Sharding.layer.pipe(
+    Layer.provideMerge(Runners.layerNoop),
+    Layer.provideMerge(MessageStorage.layerMemory),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(
+      ShardingConfig.layer(shardingConfig({ ...Config.defaults, zone: Option.some("a") }, "single", zoneGroups))
     )
   )
   return ProxyPartitionEntity.layer.pipe(
+    Layer.provide(SqlMigrator.layer({ migrations, table: migrationsTable })),
     Layer.provideMerge(cluster),
+    Layer.provideMerge(NodeInfo.layer({ zone: "a", dataDir: dir })),
     Layer.provideMerge(Valkey.layerMemory),
     Layer.provideMerge(SqliteClient.layer({ filename: join(dir, "t.db") })),
     Layer.provideMerge(config)
@@ -52,7 +57,7 @@ describe("ProxyPartition with graph zones (in-process cluster)", () => {
   it.live("serves partitions from their zone's shard group and refuses the default group", () => {
     const data = tempDataDir()
     return Effect.gen(function* () {
-      const config = yield* Config.TesseraConfig
+      const config = yield* GraphConfig.GraphConfig
       const client = yield* ProxyPartitionEntity.zonedProxyPartition(config).client
       for (let p = 0; p < 8; p++) {
         const info = yield* client(String(p)).Info()

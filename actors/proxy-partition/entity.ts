@@ -3,12 +3,13 @@
  * BatchGet, KHop, Stats), and the cold-tier layer chosen from config.
  */
 import { join } from "node:path"
+import { NodeInfo } from "@tessera/platform/NodeInfo"
+import * as ObjectStore from "@tessera/platform/ObjectStore"
+import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
 import { Duration, Effect, Layer, Option } from "effect"
 import { ClusterSchema, Entity, EntityProxyServer } from "effect/cluster"
 import { SqlClient } from "effect/sql"
-import { TesseraConfig, type TesseraConfigShape } from "../../runtime/config.ts"
-import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
-import { Cmd, type Command, Valkey } from "../../runtime/Valkey.ts"
+import { GraphConfig, type GraphConfigShape } from "./config.ts"
 import {
   DEFAULT_KHOP_LIMIT,
   groupByPartition,
@@ -26,8 +27,7 @@ import {
   vertexIdProblem
 } from "./core.ts"
 import * as GraphMetrics from "./metrics.ts"
-import * as ObjectStore from "./ObjectStore.ts"
-import { makePartition, migrations, migrationsTable, readAllMeta } from "./Partition.ts"
+import { makePartition, readAllMeta } from "./Partition.ts"
 import {
   GraphRpcs,
   GraphStorageError,
@@ -60,7 +60,7 @@ const zonedEntities = new Map<string, typeof ProxyPartition>()
  * bare `ProxyPartition` would address the `default` group (the entity refuses such requests). Registration needs no
  * annotation (a runner hosts whatever shards it holds).
  */
-export const zonedProxyPartition = (config: Pick<TesseraConfigShape, "graphZones" | "graphPartitions">) => {
+export const zonedProxyPartition = (config: Pick<GraphConfigShape, "graphZones" | "graphPartitions">) => {
   if (config.graphZones.length === 0) return ProxyPartition
   const key = `${config.graphPartitions}/${config.graphZones.join(",")}`
   let entity = zonedEntities.get(key)
@@ -77,9 +77,7 @@ export const zonedProxyPartition = (config: Pick<TesseraConfigShape, "graphZones
 
 /** The gateway's `ProxyPartition.*` proxy RPCs, addressed through `zonedProxyPartition`. */
 export const layerProxyRpcHandlers = Layer.unwrap(
-  Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-    EntityProxyServer.layerRpcHandlers(zonedProxyPartition(config))
-  )
+  Effect.map(GraphConfig, (config: GraphConfigShape) => EntityProxyServer.layerRpcHandlers(zonedProxyPartition(config)))
 )
 
 /** How often a gateway adds its direct hot-tier reads to the partitions' read counters. */
@@ -125,7 +123,8 @@ const counted = <H extends Record<string, (...args: Array<any>) => unknown>>(han
 
 export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
   Effect.gen(function* () {
-    const config = yield* TesseraConfig
+    const config = yield* GraphConfig
+    const node = yield* NodeInfo
     const valkey = yield* Valkey
     const sql = yield* SqlClient.SqlClient
     const cold = yield* ObjectStore.ObjectStore
@@ -176,7 +175,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
 
     // Without its metadata the partition cannot serve: the entity fails to start and the next request retries.
     const zone = preferredZone(partition, zones)
-    const runnerZone = Option.getOrUndefined(config.zone)
+    const runnerZone = Option.getOrUndefined(node.zone)
     const p = yield* Effect.orDie(
       makePartition({
         partition,
@@ -294,10 +293,12 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
 )
 
 /** The cold tier from config: S3 for `TESSERA_GRAPH_COLD=s3://...`, otherwise a local folder. */
-export const layerColdTier: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.ObjectStoreError, TesseraConfig> =
+export const layerColdTier: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.ObjectStoreError, GraphConfig | NodeInfo> =
   Layer.unwrap(
-    Effect.map(TesseraConfig, (config: TesseraConfigShape) => {
-      const target = Option.getOrElse(config.graphCold, () => join(config.dataDir, "graph-cold"))
+    Effect.gen(function* () {
+      const config = yield* GraphConfig
+      const node = yield* NodeInfo
+      const target = Option.getOrElse(config.graphCold, () => join(node.dataDir, "graph-cold"))
       const s3 = ObjectStore.parseS3Url(target)
       if (s3 === undefined) return ObjectStore.layerLocal({ root: target })
       return ObjectStore.layerS3({
@@ -308,16 +309,14 @@ export const layerColdTier: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.Obj
     })
   )
 
-/** The graph tables (own migrations table). */
-export const layerMigrations = SqlMigrator.layer({ migrations, table: migrationsTable })
-
-/** The entity with its cold tier and tables; needs Sharding, Valkey, SqlClient and TesseraConfig. */
-export const layer = ProxyPartitionEntityLayer.pipe(Layer.provide(layerColdTier), Layer.provide(layerMigrations))
+/** The entity with its cold tier (its tables are the module's migrations, run by the host first). */
+export const layer = ProxyPartitionEntityLayer.pipe(Layer.provide(layerColdTier))
 
 /** Gateway handlers of `GraphRpcs`: fan out over partitions and gather. */
 export const layerGraphRpcs = GraphRpcs.toLayer(
   Effect.gen(function* () {
-    const config = yield* TesseraConfig
+    const config = yield* GraphConfig
+    const node = yield* NodeInfo
     const sql = yield* SqlClient.SqlClient
     const valkey = yield* Valkey
     const makeClient = yield* zonedProxyPartition(config).client
@@ -328,7 +327,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     // once a second (the owners take them for temperature and idleness) instead of one INCRBY per request.
     const directReads = new Float64Array(partitions)
     // Zone accounting of those reads, by this gateway's zone: 0 no preferred zone, 1 same zone, 2 another zone.
-    const runnerZone = Option.getOrUndefined(config.zone)
+    const runnerZone = Option.getOrUndefined(node.zone)
     const zoneOf = Uint8Array.from({ length: partitions }, (_, p) => {
       const zone = preferredZone(p, config.graphZones)
       return zone === undefined ? 0 : zone === runnerZone ? 1 : 2

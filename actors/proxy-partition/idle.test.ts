@@ -7,9 +7,9 @@
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, type Scope } from "effect"
 import { Redis } from "ioredis"
-import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import {
   deleteRedisKeys,
   freshDatabase,
@@ -18,6 +18,7 @@ import {
   startProcess,
   tempDataDir
 } from "../../test/harness.ts"
+import { SeedApi } from "../api.ts"
 import { type GraphClient, graphClient } from "./client.ts"
 import { decodeSnapshot, partitionOf } from "./core.ts"
 import type { PartitionMeta } from "./protocol.ts"
@@ -51,7 +52,7 @@ afterAll(async () => {
 
 const withGraph = <A, E>(body: (g: GraphClient) => Effect.Effect<A, E, Scope.Scope>) =>
   Effect.scoped(
-    Effect.flatMap(TesseraClient.make({ url: node.url }), (client) => body(graphClient(client, partitions)))
+    Effect.flatMap(TesseraClient.make(SeedApi, { url: node.url }), (client) => body(graphClient(client, partitions)))
   )
 
 /** `count` vertex ids that hash to `partition`. */

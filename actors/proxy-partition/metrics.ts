@@ -7,7 +7,7 @@
  * tier (hit) or had to ask the owning partition for (miss: partition cold, being demoted, or id absent);
  * `entity` counts requests a partition served while hot (hit) or after promoting itself (miss).
  */
-import * as Metrics from "../../runtime/metrics.ts"
+import * as Metrics from "@tessera/platform/Metrics"
 
 export const requests = Metrics.counter(
   "tessera_graph_requests_total",

@@ -6,6 +6,7 @@
  * Wire calls: `{"tag":"ProxyPartition.GetVertex","payload":{"entityId":"17","payload":{"id":"alice"}}}` and
  * `{"tag":"Graph.BatchGet","payload":{"ids":["alice","bob"]}}`.
  */
+import { Contract } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
@@ -290,3 +291,6 @@ export const Stats = Rpc.make("Graph.Stats", {
 })
 
 export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats)
+
+/** The graph module's wire contract: the `ProxyPartition` entity and the `Graph.*` gateway RPCs. */
+export const GraphContract = Contract.make({ name: "graph", entities: [ProxyPartition], rpcs: GraphRpcs })

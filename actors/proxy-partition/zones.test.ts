@@ -5,8 +5,8 @@
  * after a kill -9 of the zone-a runner every partition is still served, zone a's by the zone-b runner's standby.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, type Scope } from "effect"
-import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import {
   deleteRedisKeys,
   freePort,
@@ -17,6 +17,7 @@ import {
   tempDataDir
 } from "../../test/harness.ts"
 import { parse, value } from "../../test/promText.ts"
+import { SeedApi } from "../api.ts"
 import { type GraphClient, graphClient } from "./client.ts"
 import { partitionOf } from "./core.ts"
 import type { PartitionInfo } from "./protocol.ts"
@@ -60,7 +61,7 @@ afterAll(async () => {
 
 const withGraph = <A, E>(node: RunnerProcess, body: (g: GraphClient) => Effect.Effect<A, E, Scope.Scope>) =>
   Effect.scoped(
-    Effect.flatMap(TesseraClient.make({ url: node.url }), (client) => body(graphClient(client, partitions)))
+    Effect.flatMap(TesseraClient.make(SeedApi, { url: node.url }), (client) => body(graphClient(client, partitions)))
   )
 
 const address = (port: number) => `127.0.0.1:${port}`

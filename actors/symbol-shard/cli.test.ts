@@ -1,8 +1,8 @@
 // `tessera md tail` against the real Redis, and the order/book usage errors.
 import { PassThrough } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
+import { main } from "@tessera/client/cli"
 import { Redis } from "ioredis"
-import { main } from "../../packages/client/src/cli.ts"
 import { redisUrl } from "../../test/harness.ts"
 
 const io = () => {

@@ -1,9 +1,12 @@
 // `tessera order place|cancel|move|get`, `tessera book`, `tessera md tail`: the symbol shard's CLI commands
-// (loaded lazily by packages/client/src/cli.ts).
+// (listed in module.ts, loaded when run).
 import { parseArgs } from "node:util"
+import { callGateway, type Io, UsageError } from "@tessera/client/cli"
+import { Contract } from "@tessera/contracts"
 import { Redis } from "ioredis"
-import { callGateway, type Io, UsageError } from "../../packages/client/src/cli.ts"
-import { depthStream, tradesStream } from "./protocol.ts"
+import { depthStream, SymbolShardContract, tradesStream } from "./protocol.ts"
+
+const api = Contract.api(SymbolShardContract)
 
 type Options = Record<string, { type: "string" | "boolean" }>
 
@@ -64,19 +67,19 @@ export const orderCommand = async (argv: ReadonlyArray<string>, io: Io): Promise
         tif: str("tif") as "GTC" | "IOC" | "FOK" | undefined,
         postOnly: v["post-only"] === true ? true : undefined
       }
-      return callGateway(conn, io, (client) => client["SymbolShard.Place"]({ entityId, payload }))
+      return callGateway(api, conn, io, (client) => client["SymbolShard.Place"]({ entityId, payload }))
     }
     case "cancel": {
       const payload = { orderId: need("id"), requestId: str("request-id") }
-      return callGateway(conn, io, (client) => client["SymbolShard.Cancel"]({ entityId, payload }))
+      return callGateway(api, conn, io, (client) => client["SymbolShard.Cancel"]({ entityId, payload }))
     }
     case "move": {
       const payload = { orderId: need("id"), price: str("price"), qty: str("qty"), requestId: str("request-id") }
-      return callGateway(conn, io, (client) => client["SymbolShard.Move"]({ entityId, payload }))
+      return callGateway(api, conn, io, (client) => client["SymbolShard.Move"]({ entityId, payload }))
     }
     case "get": {
       const orderId = need("id")
-      return callGateway(conn, io, (client) => client["SymbolShard.GetOrder"]({ entityId, payload: { orderId } }))
+      return callGateway(api, conn, io, (client) => client["SymbolShard.GetOrder"]({ entityId, payload: { orderId } }))
     }
     default:
       throw new UsageError(`unknown order action ${JSON.stringify(action)} (place, cancel, move, get)`)
@@ -91,7 +94,7 @@ export const bookCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<
   if (v.symbol === undefined) throw new UsageError("book needs --symbol")
   const depth = v.depth === undefined ? 10 : Number(v.depth)
   if (!Number.isInteger(depth) || depth < 1) throw new UsageError("--depth must be a positive integer")
-  return callGateway({ url: v.url, token: v.token }, io, (client) =>
+  return callGateway(api, { url: v.url, token: v.token }, io, (client) =>
     client["SymbolShard.Depth"]({ entityId: v.symbol as string, payload: { depth } })
   )
 }

@@ -13,10 +13,11 @@
  * A place whose key the shard may have forgotten (ShardCore: bounded memory) waits for one indexed `orders` read
  * before it is applied; every other command is applied synchronously on arrival.
  */
+
+import { Valkey } from "@tessera/platform/Valkey"
 import { type Cause, Deferred, Effect, Exit, Layer } from "effect"
 import { Entity } from "effect/cluster"
-import { TesseraConfig } from "../../runtime/config.ts"
-import { Valkey } from "../../runtime/Valkey.ts"
+import { SymbolShardConfig } from "./config.ts"
 import * as Journal from "./journal.ts"
 import * as MarketData from "./marketData.ts"
 import * as ShardMetrics from "./metrics.ts"
@@ -86,7 +87,7 @@ const build = Effect.gen(function* () {
   const journal = yield* Journal.make
   const writer = yield* Journal.JournalWriter
   const valkey = yield* Valkey
-  const settings = yield* TesseraConfig
+  const settings = yield* SymbolShardConfig
   const limits: ShardLimits = {
     recentKeys: settings.shardRecentKeys,
     finishedOrders: settings.shardFinishedOrders,
@@ -262,10 +263,9 @@ const build = Effect.gen(function* () {
 })
 
 /**
- * The SymbolShard entity, with its tables migrated first and one journal writer for all the runner's shards.
- * Handlers run concurrently: group commit needs it.
+ * The SymbolShard entity, with one journal writer for all the runner's shards (its tables are the module's
+ * migrations, run by the host first). Handlers run concurrently: group commit needs it.
  */
 export const SymbolShardEntityLayer = SymbolShard.toLayer(build, { concurrency: "unbounded" }).pipe(
-  Layer.provide(Journal.layerWriter),
-  Layer.provide(Journal.layerMigrations)
+  Layer.provide(Journal.layerWriter)
 )

@@ -10,9 +10,10 @@
  * the previous snapshot, so the tables keep two snapshots and the journal since the older one: one snapshot's
  * worth of commands for audit, and a way back should the newest snapshot be unusable.
  */
+
+import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import { Context, Effect, Exit, Layer } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
-import * as SqlMigrator from "../../runtime/SqlMigrator.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { placeKey, type SealedBatch, type SymbolConfig } from "./ShardCore.ts"
 

@@ -4,8 +4,9 @@
  * Valkey pipeline. Streams are capped with `MAXLEN ~`. Publication is at-most-once: a runner that dies between
  * commit and publish loses that batch's entries (the `trades` table is the record).
  */
+
+import { Cmd, type Command, type ValkeyError, type ValkeyService } from "@tessera/platform/Valkey"
 import { Effect, Exit } from "effect"
-import { Cmd, type Command, type ValkeyError, type ValkeyService } from "../../runtime/Valkey.ts"
 import type { Depth } from "./engine/OrderBook.ts"
 import { depthStream, tradesStream } from "./protocol.ts"
 import type { TradeRow } from "./ShardCore.ts"

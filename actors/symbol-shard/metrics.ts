@@ -5,7 +5,7 @@
  * integers once per request (a PlaceBatch adds its accepted and rejected counts once), and everything about the
  * book and the journal is updated once per group-commit flush.
  */
-import * as Metrics from "../../runtime/metrics.ts"
+import * as Metrics from "@tessera/platform/Metrics"
 import type { OrderBook } from "./engine/OrderBook.ts"
 
 export const orders = Metrics.counter(

@@ -3,10 +3,11 @@
  * durability, unknown symbols beside good ones, idempotent retries, the request limits, and garbage payloads.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Cause, Effect, Schema, type Scope } from "effect"
 import { ClusterError, EntityAddress, EntityId, EntityType, ShardId } from "effect/cluster"
-import * as TesseraClient from "../../packages/client/src/TesseraClient.ts"
 import { type Cluster, rawRpc, rpcRequest, startCluster } from "../../test/harness.ts"
+import { SeedApi } from "../api.ts"
 import { failedEntry } from "./gateway.ts"
 import {
   InvalidManyRequest,
@@ -26,8 +27,8 @@ beforeAll(async () => {
 }, 90_000)
 afterAll(() => cluster?.stop())
 
-const withClient = <A, E>(body: (client: TesseraClient.Client) => Effect.Effect<A, E, Scope.Scope>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(TesseraClient.make({ url: cluster.runners[0].url }), body)))
+const withClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url: cluster.runners[0].url }), body)))
 
 /** Resting buys far below any ask, valid on every default symbol's tick and lot. */
 const buys = (account: string, prefix: string, count: number): Array<PlaceOrder> =>

@@ -19,6 +19,7 @@
  *
  * Prices and quantities are decimal strings, checked against the symbol's tick and lot size.
  */
+import { Contract } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
@@ -253,3 +254,9 @@ export const OrderRpcs = RpcGroup.make(PlaceMany)
 /** The market-data stream keys of a symbol (Valkey Streams). */
 export const tradesStream = (symbol: string) => `md:${symbol}:trades`
 export const depthStream = (symbol: string) => `md:${symbol}:depth`
+
+/** The symbol shard's wire contract: the `SymbolShard` entity and the `Orders.*` gateway RPCs. */
+export const SymbolShardContract = Contract.make({ name: "symbol-shard", entities: [SymbolShard], rpcs: OrderRpcs })
+
+/** The grammar of a symbol id (`BTC-USDT`); the gateway also checks that the symbol is configured. */
+export const symbolPattern = /^[A-Z0-9]{1,16}-[A-Z0-9]{1,16}$/

@@ -3,7 +3,7 @@
 // and skipped; the run goes on. A long run shows progress on stderr (never stdout): a bar when stderr is a
 // terminal (and stdout is not), plain lines every few seconds otherwise, nothing for runs shorter than that.
 import { fstatSync } from "node:fs"
-import { progress } from "../../runtime/progress.ts"
+import { progress } from "@tessera/platform/Progress"
 import { DecimalUnit } from "./engine/Decimal.ts"
 import { bookLine, eventLines } from "./engine/events.ts"
 import { OrderBook } from "./engine/OrderBook.ts"

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+// `tessera`: the core commands (status). A project's own entry adds its modules' commands: see app/tessera.ts.
 import { main } from "../src/cli.ts"
 
-const code = await main(process.argv.slice(2), {
+process.exitCode = await main(process.argv.slice(2), {
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env
 })
-process.exitCode = code

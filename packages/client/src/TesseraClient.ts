@@ -1,19 +1,21 @@
 /**
- * TesseraClient: a typed RPC client for a Tessera gateway.
+ * TesseraClient: a typed RPC client for a Tessera gateway, typed by the contracts of the modules it talks to.
  *
  * ```ts
+ * const api = Contract.api(CounterContract)
  * const program = Effect.gen(function*() {
- *   const tessera = yield* TesseraClient
+ *   const tessera = yield* TesseraClient.make(api, { url: "http://127.0.0.1:7400" })
  *   const status = yield* tessera.Status()
- *   const where = yield* tessera["Probe.Where"]({ entityId: "p-1", payload: {} })
- * }).pipe(Effect.provide(TesseraClient.layer({ url: "http://127.0.0.1:7400", token: undefined })))
+ *   const count = yield* tessera["Counter.Increment"]({ entityId: "c-1", payload: { by: 1 } })
+ * }).pipe(Effect.scoped)
  * ```
  */
+
+import { Contract } from "@tessera/contracts"
 import { Context, Effect, Layer } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
-import { RpcClient, type RpcClientError, RpcSerialization } from "effect/rpc"
+import { RpcClient, type RpcClientError, type RpcGroup, RpcSerialization } from "effect/rpc"
 import { Socket } from "effect/socket"
-import { TesseraApi } from "./Api.ts"
 
 export interface ClientOptions {
   /** Gateway base URL, e.g. `http://127.0.0.1:7400`. */
@@ -27,8 +29,14 @@ export interface ClientOptions {
   readonly transport?: "http" | "websocket" | undefined
 }
 
-export type Client = RpcClient.RpcClient<RpcGroupRpcs<typeof TesseraApi>, RpcClientError.RpcClientError>
-type RpcGroupRpcs<G> = G extends { readonly requests: ReadonlyMap<string, infer R> } ? R : never
+/** A client of `api` (a `Contract.api(...)`; by default the control RPCs only). */
+export type Client<Api extends RpcGroup.Any = Contract.Api<never>> = RpcClient.RpcClient<
+  RpcGroup.Rpcs<Api>,
+  RpcClientError.RpcClientError
+>
+
+/** The gateway API with no modules: the control RPCs (`Status`). */
+export const controlApi: Contract.Api<never> = Contract.api()
 
 /** Builds a client over HTTP (ndjson); the scope owns its connections. */
 const baseUrl = (url: string) => url.replace(/\/+$/, "")
@@ -56,12 +64,16 @@ const layerProtocol = (options: ClientOptions) =>
             : HttpClient.mapRequest(client, HttpClientRequest.bearerToken(options.token))
       }).pipe(Layer.provide([RpcSerialization.layerNdjson, FetchHttpClient.layer]))
 
-/** Builds a client; the scope owns its connections. */
-export const make = (options: ClientOptions) =>
+/** Builds a client of `api`; the scope owns its connections. */
+export const make = <Api extends RpcGroup.Any>(api: Api, options: ClientOptions) =>
   Layer.build(layerProtocol(options)).pipe(
-    Effect.flatMap((context) => RpcClient.make(TesseraApi).pipe(Effect.provideContext(context)))
+    Effect.flatMap((context) =>
+      RpcClient.make(api as unknown as RpcGroup.RpcGroup<any>).pipe(Effect.provideContext(context))
+    ),
+    Effect.map((client) => client as unknown as Client<Api>)
   )
 
+/** A client of the control RPCs as a service (`tessera status` and health checks). */
 export class TesseraClient extends Context.Service<TesseraClient, Client>()("tessera/client/TesseraClient") {
-  static readonly layer = (options: ClientOptions) => Layer.effect(TesseraClient)(make(options))
+  static readonly layer = (options: ClientOptions) => Layer.effect(TesseraClient)(make(controlApi, options))
 }

@@ -1,40 +1,32 @@
 /**
- * The `tessera` command line: JSON on stdout, errors on stderr with a non-zero exit.
- * Each command is an entry in `commands`; later actor kinds add theirs here.
+ * The `tessera` command line: JSON on stdout, errors on stderr with a non-zero exit. The core commands are here;
+ * each module adds its own (`Module.cli`), and an entry point passes them to `main`.
  */
 import { parseArgs } from "node:util"
+import { Cli } from "@tessera/contracts"
 import { Cause, Effect, Exit, Option } from "effect"
-import { GraphUsage, graphCall, graphOptions, graphUsage } from "../../../actors/proxy-partition/cli.ts"
-import { orderUsage } from "../../../actors/symbol-shard/cli.ts"
+import type { RpcGroup } from "effect/rpc"
 import * as TesseraClient from "./TesseraClient.ts"
 
-export interface Io {
-  readonly stdin: NodeJS.ReadableStream
-  readonly stdout: NodeJS.WritableStream
-  readonly stderr: NodeJS.WritableStream
-  readonly env: Record<string, string | undefined>
-}
+export type Io = Cli.Io
+export type Command = Cli.Command
+export const UsageError = Cli.UsageError
 
-export class UsageError extends Error {
-  override readonly name = "UsageError"
-}
-
-interface Command {
-  readonly summary: string
-  readonly usage: string
-  readonly run: (argv: ReadonlyArray<string>, io: Io) => Promise<number>
-}
-
-const connectionOptions = {
+/** `--url`, `--token` and `--help`: the options every gateway command takes. */
+export const connectionOptions = {
   url: { type: "string" },
   token: { type: "string" },
   help: { type: "boolean", short: "h" }
 } as const
 
-const connectionHelp = `  --url URL      gateway URL (default: $TESSERA_URL or http://127.0.0.1:7400)
+/** Help lines for `connectionOptions`. */
+export const connectionHelp = `  --url URL      gateway URL (default: $TESSERA_URL or http://127.0.0.1:7400)
   --token TOKEN  bearer token (default: $TESSERA_TOKEN)`
 
-const parse = <const O extends Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>>(
+/** `node:util` parseArgs, strict, with parse problems as `UsageError`s. */
+export const parse = <
+  const O extends Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>
+>(
   argv: ReadonlyArray<string>,
   options: O,
   allowPositionals = false
@@ -76,14 +68,15 @@ export const describeFailure = (cause: Cause.Cause<unknown>, url: string): strin
 }
 
 /** Runs one gateway call and prints its JSON result. */
-export const callGateway = async <A>(
+export const callGateway = async <Api extends RpcGroup.Any, A>(
+  api: Api,
   values: { url?: string | undefined; token?: string | undefined },
   io: Io,
-  call: (client: TesseraClient.Client) => Effect.Effect<A, unknown>
+  call: (client: TesseraClient.Client<Api>) => Effect.Effect<A, unknown>
 ): Promise<number> => {
   const options = clientOptions(values, io.env)
   const exit = await Effect.runPromiseExit(
-    Effect.scoped(Effect.flatMap(TesseraClient.make(options), call)).pipe(Effect.timeout("30 seconds"))
+    Effect.scoped(Effect.flatMap(TesseraClient.make(api, options), call)).pipe(Effect.timeout("30 seconds"))
   )
   if (Exit.isSuccess(exit)) {
     io.stdout.write(`${JSON.stringify(exit.value, null, 2)}\n`)
@@ -93,108 +86,49 @@ export const callGateway = async <A>(
   return 1
 }
 
-export const commands: Record<string, Command> = {
-  status: {
-    summary: "runners, shards per runner and active entities (JSON)",
+/** The commands every `tessera` has; modules add theirs (`main(argv, io, module.cli)`). */
+export const coreCommands: ReadonlyArray<Command> = [
+  {
+    name: "status",
+    summary: "runners, shards per runner, active entities and hosted modules (JSON)",
     usage: `tessera status [--url URL] [--token TOKEN]\n\n${connectionHelp}`,
     run: async (argv, io) => {
       const { values } = parse(argv, connectionOptions)
-      return callGateway(values, io, (client) => client.Status())
-    }
-  },
-  probe: {
-    summary: "ask Probe entities which runner hosts them",
-    usage: `tessera probe ID [ID...] [--url URL] [--token TOKEN]\n\n${connectionHelp}`,
-    run: async (argv, io) => {
-      const { values, positionals } = parse(argv, connectionOptions, true)
-      if (positionals.length === 0) throw new UsageError("probe needs at least one entity id")
-      return callGateway(values, io, (client) =>
-        Effect.forEach(positionals, (entityId) => client["Probe.Where"]({ entityId, payload: {} }), {
-          concurrency: 16
-        })
-      )
-    }
-  },
-  gather: {
-    summary: "market-data gatherers and deduplicators: status (msgs/s, duplicates, gaps, lag) or replicas N",
-    usage: `tessera gather status [--url URL] [--token TOKEN]
-tessera gather replicas N [--url URL] [--token TOKEN]   (add or remove gatherer replicas at run time)
-
-${connectionHelp}`,
-    run: async (argv, io) => {
-      const { values, positionals } = parse(argv, connectionOptions, true)
-      if (positionals.length === 1 && positionals[0] === "status") {
-        return callGateway(values, io, (client) => client["Gather.Status"]())
-      }
-      if (positionals.length === 2 && positionals[0] === "replicas" && /^\d+$/.test(positionals[1])) {
-        const replicas = Number(positionals[1])
-        return callGateway(values, io, (client) => client["Gather.SetReplicas"]({ replicas }))
-      }
-      throw new UsageError("usage: tessera gather status | tessera gather replicas N")
-    }
-  },
-  graph: {
-    summary: "graph proxy: put, get, delete, edge, neighbors, khop, stats, demote, info (JSON)",
-    usage: `${graphUsage}\n${connectionHelp}`,
-    run: async (argv, io) => {
-      const { values, positionals } = parse(argv, { ...connectionOptions, ...graphOptions }, true)
-      let call: ReturnType<typeof graphCall>
-      try {
-        call = graphCall(positionals, values, io.env)
-      } catch (error) {
-        if (error instanceof GraphUsage) throw new UsageError(error.message)
-        throw error
-      }
-      return callGateway(values, io, call)
-    }
-  },
-  order: {
-    summary: "place, cancel, move or get an order on a symbol shard",
-    usage: orderUsage,
-    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).orderCommand(argv, io)
-  },
-  book: {
-    summary: "aggregated depth of a symbol's book",
-    usage: "tessera book --symbol S [--depth N] [--url URL] [--token TOKEN]",
-    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).bookCommand(argv, io)
-  },
-  md: {
-    summary: "follow a symbol's market data (trades and depth streams)",
-    usage: "tessera md tail --symbol S [--redis URL] [--count N]",
-    run: async (argv, io) => (await import("../../../actors/symbol-shard/cli.ts")).mdCommand(argv, io)
-  },
-  replay: {
-    summary: "run matching-engine commands (JSON lines on stdin) and print events (no cluster)",
-    usage: "tessera replay [--tick 0.01] [--lot 1]   (see DESIGN.md §3.1 for the format)",
-    run: async (argv, io) => {
-      const { replayCommand } = await import("../../../actors/symbol-shard/replay.ts")
-      return replayCommand(argv, io)
+      return callGateway(TesseraClient.controlApi, values, io, (client) => client.Status())
     }
   }
-}
+]
 
-const help = () =>
+const help = (commands: ReadonlyMap<string, Command>) =>
   `tessera: command line for a Tessera cluster
 
 usage: tessera <command> [options]
 
 commands:
-${Object.entries(commands)
-  .map(([name, command]) => `  ${name.padEnd(10)} ${command.summary}`)
-  .join("\n")}
+${[...commands].map(([name, command]) => `  ${name.padEnd(10)} ${command.summary}`).join("\n")}
 
 Run 'tessera <command> --help' for a command's options.
 `
 
-export const main = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+/** Runs `tessera <argv>` with the core commands and `extra` (modules' commands); resolves to the exit code. */
+export const main = async (
+  argv: ReadonlyArray<string>,
+  io: Io,
+  extra: ReadonlyArray<Command> = []
+): Promise<number> => {
+  const commands = new Map<string, Command>()
+  for (const command of [...coreCommands, ...extra]) {
+    if (commands.has(command.name)) throw new TypeError(`two tessera commands are named ${command.name}`)
+    commands.set(command.name, command)
+  }
   const [name, ...rest] = argv
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    io.stdout.write(help())
+    io.stdout.write(help(commands))
     return name === undefined ? 2 : 0
   }
-  const command = commands[name]
+  const command = commands.get(name)
   if (command === undefined) {
-    io.stderr.write(`tessera: unknown command "${name}"\n\n${help()}`)
+    io.stderr.write(`tessera: unknown command "${name}"\n\n${help(commands)}`)
     return 2
   }
   if (rest.includes("--help") || rest.includes("-h")) {
@@ -204,7 +138,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io): Promise<number>
   try {
     return await command.run(rest, io)
   } catch (error) {
-    if (error instanceof UsageError) {
+    if (error instanceof Cli.UsageError) {
       io.stderr.write(`tessera ${name}: ${error.message}\n\nusage: ${command.usage}\n`)
       return 2
     }

@@ -1,2 +1,2 @@
-export * as Api from "./Api.ts"
+export * as Cli from "./cli.ts"
 export * as TesseraClient from "./TesseraClient.ts"

@@ -1,11 +1,11 @@
 // An example of testing an actor with @tessera/testing: the Probe actor in an in-process cluster.
 import { assert, layer } from "@effect/vitest"
+import { Valkey } from "@tessera/platform/Valkey"
 import { Effect } from "effect"
 import { Entity } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { ProbeEntityLayer } from "../../../actors/probe/entity.ts"
 import { Probe } from "../../../actors/probe/protocol.ts"
-import { Valkey } from "../../../runtime/Valkey.ts"
 import { TesseraTest } from "./index.ts"
 
 layer(TesseraTest.layerWith(ProbeEntityLayer), { excludeTestServices: true })(

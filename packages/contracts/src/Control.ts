@@ -1,14 +1,9 @@
 /**
- * The gateway's RPC surface: control RPCs plus every actor protocol, proxied by entity id
- * (`<EntityType>.<Rpc>` with `{ entityId, payload }`). Clients and the gateway both build on this group.
+ * The control RPCs every gateway serves, whatever actors it hosts: the cluster's status as its runners report it,
+ * with the modules each node hosts.
  */
 import { Schema } from "effect"
-import { EntityProxy } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
-import { GatherRpcs } from "../../../actors/gatherer/protocol.ts"
-import { Probe } from "../../../actors/probe/protocol.ts"
-import { GraphRpcs, ProxyPartition } from "../../../actors/proxy-partition/protocol.ts"
-import { OrderRpcs, SymbolShard } from "../../../actors/symbol-shard/protocol.ts"
 
 export const RunnerStatus = Schema.Struct({
   /** Cluster address `host:port` (or `embedded:<port>` for a single node). */
@@ -25,12 +20,23 @@ export const RunnerStatus = Schema.Struct({
 })
 export type RunnerStatus = typeof RunnerStatus.Type
 
+/** An actor module the answering node hosts: its name and entity types. */
+export const ModuleStatus = Schema.Struct({
+  name: Schema.String,
+  entityTypes: Schema.Array(Schema.String),
+  /** Gateway RPCs the module serves besides its entities' proxies. */
+  rpcs: Schema.Array(Schema.String)
+})
+export type ModuleStatus = typeof ModuleStatus.Type
+
 export const ClusterStatus = Schema.Struct({
   /** The runner that answered. */
   self: Schema.String,
   mode: Schema.Literals(["single", "runner"]),
   shardsPerGroup: Schema.Int,
-  runners: Schema.Array(RunnerStatus)
+  runners: Schema.Array(RunnerStatus),
+  /** The actor modules the answering node hosts. */
+  modules: Schema.Array(ModuleStatus)
 })
 export type ClusterStatus = typeof ClusterStatus.Type
 
@@ -41,11 +47,3 @@ export class StatusUnavailable extends Schema.TaggedError<StatusUnavailable>()("
 export const Status = Rpc.make("Status", { success: ClusterStatus, error: StatusUnavailable })
 
 export const ControlRpcs = RpcGroup.make(Status)
-
-export const TesseraApi = ControlRpcs.merge(EntityProxy.toRpcGroup(Probe))
-  .merge(EntityProxy.toRpcGroup(SymbolShard))
-  .merge(OrderRpcs)
-  .merge(EntityProxy.toRpcGroup(ProxyPartition))
-  .merge(GraphRpcs)
-  .merge(GatherRpcs)
-export type TesseraApi = typeof TesseraApi

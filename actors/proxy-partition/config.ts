@@ -1,0 +1,70 @@
+/**
+ * The graph module's config slice, read through Effect `Config` (the host decides the provider: the environment by
+ * default): partition count, zone preference, hot-tier key prefix, idle time before demotion, the cold tier.
+ */
+import { duration, positiveInt, zoneList } from "@tessera/platform/ConfigKit"
+import { Config, Context, Duration, Layer, Option } from "effect"
+import { DEFAULT_PARTITIONS } from "./core.ts"
+
+export interface GraphConfigShape {
+  /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
+  readonly graphPartitions: number
+  /**
+   * Zones graph partitions are spread over (`TESSERA_GRAPH_ZONES`, comma-separated, e.g. `us-east-1a,us-east-1b`):
+   * partition p prefers `graphZones[p mod n]`. Empty (default): no placement preference. Equal on every runner.
+   */
+  readonly graphZones: ReadonlyArray<string>
+  /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
+  readonly graphKeyPrefix: string
+  /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
+  readonly graphIdle: Duration.Duration
+  /**
+   * Cold tier of graph partitions (`TESSERA_GRAPH_COLD`): `s3://bucket/prefix` for S3, a folder path otherwise.
+   * None: the folder `graph-cold` under the node's data folder.
+   */
+  readonly graphCold: Option.Option<string>
+  /** S3 endpoint for an S3-compatible store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
+  readonly s3Endpoint: Option.Option<string>
+}
+
+export class GraphConfig extends Context.Service<GraphConfig, GraphConfigShape>()("tessera/graph/Config") {}
+
+export const defaults: GraphConfigShape = {
+  graphPartitions: DEFAULT_PARTITIONS,
+  graphZones: [],
+  graphKeyPrefix: "g",
+  graphIdle: Duration.minutes(10),
+  graphCold: Option.none(),
+  s3Endpoint: Option.none()
+}
+
+export const config: Config.Config<GraphConfigShape> = Config.all({
+  graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
+  graphZones: zoneList("TESSERA_GRAPH_ZONES"),
+  graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
+  graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
+  graphCold: Config.String("TESSERA_GRAPH_COLD").pipe(Config.option),
+  s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
+})
+
+/** Read from the current `ConfigProvider` (the host's). */
+export const layerFromEnv: Layer.Layer<GraphConfig, Config.ConfigError> = Layer.effect(GraphConfig)(config)
+
+/** Defaults overridden by `options` (tests). */
+export const layer = (options?: Partial<GraphConfigShape>): Layer.Layer<GraphConfig> =>
+  Layer.succeed(GraphConfig)({ ...defaults, ...options })
+
+export const variables: ReadonlyArray<readonly [name: string, meaning: string]> = [
+  ["TESSERA_GRAPH_PARTITIONS", "graph partitions in the cluster, equal on all runners (64)"],
+  [
+    "TESSERA_GRAPH_ZONES",
+    "comma-separated zones graph partitions prefer, partition p -> zone p mod n; equal on all runners (none: no preference)"
+  ],
+  ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
+  [
+    "TESSERA_GRAPH_IDLE",
+    "idle time before a graph partition is demoted to the cold tier; partitions report and check every min(5 s, idle/2) (10 minutes)"
+  ],
+  ["TESSERA_GRAPH_COLD", "graph cold tier: s3://bucket/prefix or a folder (TESSERA_DATA/graph-cold)"],
+  ["TESSERA_S3_ENDPOINT", "S3 endpoint for an S3-compatible store (AWS)"]
+]

@@ -1,0 +1,71 @@
+/**
+ * The symbol shard's config slice, read through Effect `Config` (the host decides the provider: the environment by
+ * default). Bounds on what a shard keeps in memory, and how often it snapshots.
+ */
+import { positiveInt } from "@tessera/platform/ConfigKit"
+import { Config, Context, Layer } from "effect"
+
+export interface SymbolShardConfigShape {
+  /**
+   * Place keys `(account, clientOrderId)` a symbol shard remembers with their results, newest first, and as many
+   * Cancel/Move request ids (`TESSERA_SHARD_RECENT_KEYS`, default 100000: a few hundred bytes each). An older key
+   * is checked against the `orders` table and refused (`key_expired`), never placed twice.
+   */
+  readonly shardRecentKeys: number
+  /**
+   * Finished orders whose final state a symbol shard keeps in memory (`TESSERA_SHARD_FINISHED_ORDERS`, default
+   * 100000); GetOrder reads older ones from the `orders` table.
+   */
+  readonly shardFinishedOrders: number
+  /**
+   * Bits of a symbol shard's filter of forgotten idempotency keys (`TESSERA_SHARD_KEY_FILTER_BITS`, default 2^24 =
+   * 2 MiB, about 1% false positives at 1.7M forgotten keys); a false positive costs one indexed `orders` read.
+   */
+  readonly shardKeyFilterBits: number
+  /**
+   * Commands between two snapshots of a symbol shard (`TESSERA_SHARD_SNAPSHOT_EVERY`, default 100000). A snapshot
+   * bounds the journal replayed on activation; the journal before the previous snapshot is then deleted.
+   */
+  readonly shardSnapshotEvery: number
+}
+
+export class SymbolShardConfig extends Context.Service<SymbolShardConfig, SymbolShardConfigShape>()(
+  "tessera/symbol-shard/Config"
+) {}
+
+export const defaults: SymbolShardConfigShape = {
+  shardRecentKeys: 100_000,
+  shardFinishedOrders: 100_000,
+  shardKeyFilterBits: 2 ** 24,
+  shardSnapshotEvery: 100_000
+}
+
+export const config: Config.Config<SymbolShardConfigShape> = Config.all({
+  shardRecentKeys: positiveInt("TESSERA_SHARD_RECENT_KEYS", defaults.shardRecentKeys),
+  shardFinishedOrders: positiveInt("TESSERA_SHARD_FINISHED_ORDERS", defaults.shardFinishedOrders),
+  shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
+  shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery)
+})
+
+/** Read from the current `ConfigProvider` (the host's). */
+export const layerFromEnv: Layer.Layer<SymbolShardConfig, Config.ConfigError> = Layer.effect(SymbolShardConfig)(config)
+
+/** Defaults overridden by `options` (tests). */
+export const layer = (options?: Partial<SymbolShardConfigShape>): Layer.Layer<SymbolShardConfig> =>
+  Layer.succeed(SymbolShardConfig)({ ...defaults, ...options })
+
+export const variables: ReadonlyArray<readonly [name: string, meaning: string]> = [
+  [
+    "TESSERA_SHARD_RECENT_KEYS",
+    "place keys (and as many cancel/move request ids) a symbol shard remembers; older ones are refused as key_expired, never placed twice (100000)"
+  ],
+  [
+    "TESSERA_SHARD_FINISHED_ORDERS",
+    "finished orders a symbol shard keeps in memory; GetOrder reads older ones from the orders table (100000)"
+  ],
+  ["TESSERA_SHARD_KEY_FILTER_BITS", "bits of a symbol shard's filter of forgotten keys (16777216)"],
+  [
+    "TESSERA_SHARD_SNAPSHOT_EVERY",
+    "commands between symbol shard snapshots; the journal before the previous snapshot is deleted (100000)"
+  ]
+]

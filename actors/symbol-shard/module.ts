@@ -1,0 +1,69 @@
+/**
+ * The symbol shard module: one order book per trading pair (entity `SymbolShard`, id = symbol), the `Orders.*`
+ * gateway RPCs, its tables and config slice, and the `order`, `book`, `md` and `replay` CLI commands.
+ */
+import { Module } from "@tessera/contracts"
+import * as Metrics from "@tessera/platform/Metrics"
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import * as Cli from "./cli.ts"
+import * as ShardConfig from "./config.ts"
+import { SymbolShardEntityLayer } from "./entity.ts"
+import { layerOrderRpcs } from "./gateway.ts"
+import { migrations } from "./journal.ts"
+import * as ShardMetrics from "./metrics.ts"
+import { SymbolShardContract, symbolPattern } from "./protocol.ts"
+import { replayCommand } from "./replay.ts"
+
+/** Symbols are checked against the `symbols` table; known ones are remembered for the node's life. */
+const entityIds = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const known = new Set<string>()
+  return {
+    SymbolShard: (symbol: string) => {
+      if (!symbolPattern.test(symbol)) return Effect.succeed("a symbol is BASE-QUOTE, each 1-16 of A-Z and 0-9")
+      if (known.has(symbol)) return Effect.succeed(undefined)
+      return sql<{ symbol: string }>`SELECT symbol FROM symbols WHERE symbol = ${symbol}`.pipe(
+        Effect.map((rows) => {
+          if (rows.length === 0) return `no symbol ${symbol} is configured`
+          known.add(symbol)
+          return undefined
+        }),
+        // Storage trouble is not the client's fault: let the shard answer (or fail) as it would.
+        Effect.orElseSucceed(() => undefined)
+      )
+    }
+  }
+})
+
+export const SymbolShardModule = Module.make({
+  contract: SymbolShardContract,
+  layer: SymbolShardEntityLayer,
+  handlers: layerOrderRpcs,
+  config: ShardConfig.layerFromEnv,
+  variables: ShardConfig.variables,
+  migrations: { table: "symbol_shard_migrations", migrations },
+  entityIds,
+  metrics: Metrics.familyNames(ShardMetrics),
+  cli: [
+    {
+      name: "order",
+      summary: "place, cancel, move or get an order on a symbol shard",
+      usage: Cli.orderUsage,
+      run: Cli.orderCommand
+    },
+    { name: "book", summary: "aggregated depth of a symbol's book", usage: Cli.bookUsage, run: Cli.bookCommand },
+    {
+      name: "md",
+      summary: "follow a symbol's market data (trades and depth streams)",
+      usage: Cli.mdUsage,
+      run: Cli.mdCommand
+    },
+    {
+      name: "replay",
+      summary: "run matching-engine commands (JSON lines on stdin) and print events (no cluster)",
+      usage: "tessera replay [--tick 0.01] [--lot 1]   (see DESIGN.md §3.1 for the format)",
+      run: replayCommand
+    }
+  ]
+})

@@ -1,0 +1,80 @@
+/**
+ * An actor module's manifest: everything a Tessera host needs to run one kind of actor. A host folds a list of
+ * manifests (entities, gateway RPCs, migrations, config, id checks) and names no actor itself.
+ *
+ * ```ts
+ * export const CounterModule = Module.make({
+ *   contract: CounterContract,
+ *   layer: CounterEntityLayer,
+ *   migrations: { table: "counter_migrations", migrations },
+ *   entityIds: Effect.succeed({ Counter: (id) => Effect.succeed(/^[a-z0-9-]{1,64}$/.test(id) ? undefined : "...") })
+ * })
+ * ```
+ */
+import type { Effect, Layer } from "effect"
+import type { SqlClient } from "effect/sql"
+import type { Command } from "./Cli.ts"
+import type * as Contract from "./Contract.ts"
+
+/** Migration effects keyed `"<id>_<name>"` (`"1_counters"`), applied in id order, once per database. */
+export type Migrations = Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
+
+/**
+ * Checks an entity id at the gateway: `undefined` when it is valid, else the reason it is refused (sent to the
+ * client in an `InvalidEntityId`). Runs on every proxied request, so keep it cheap (a pattern, a range, a cache).
+ */
+export type EntityIdCheck = (entityId: string) => Effect.Effect<string | undefined>
+
+/** A shard group of the module's entities that prefers runners of one availability zone. */
+export interface ZoneGroup {
+  readonly group: string
+  readonly zone: string
+}
+
+/** A figure of the module on the node's status page, read at each refresh. */
+export interface StatusTile {
+  readonly label: string
+  /** Hover text: what the figure counts. */
+  readonly title: string
+  readonly read: () => string
+}
+
+export interface Module<C extends Contract.Any = Contract.Any, R = any> {
+  readonly name: C["name"]
+  readonly contract: C
+  /** The entities and background work (singletons, timers), built on the host's platform services. */
+  readonly layer: Layer.Layer<never, unknown, R>
+  /**
+   * Gateway handlers of `contract.rpcs`, and of entity proxies the module serves itself (the host serves the
+   * others with Effect's entity proxy).
+   */
+  readonly handlers?: Layer.Layer<any, unknown, R> | undefined
+  /** The module's config slice (read through Effect `Config`, so the host's provider decides where from). */
+  readonly config?: Layer.Layer<any, unknown, never> | undefined
+  /** Its variables for help text: `[name, meaning (default)]`. */
+  readonly variables?: ReadonlyArray<readonly [name: string, meaning: string]> | undefined
+  /** SQL migrations, run by the host before `layer` builds, recorded in their own `table`. */
+  readonly migrations?: { readonly table: string; readonly migrations: Migrations } | undefined
+  /**
+   * Builds the id checks, by entity type, once per node (a check may keep a cache). Every id must also pass the
+   * host's grammar: 1-256 characters, no control characters.
+   */
+  readonly entityIds?: Effect.Effect<Readonly<Record<string, EntityIdCheck>>, unknown, R> | undefined
+  /** Extra shard groups with a zone preference (read from the module's config). */
+  readonly zoneGroups?: Effect.Effect<ReadonlyArray<ZoneGroup>, unknown, R> | undefined
+  /** The entities a runner's standby identity hosts for zone groups whose own zone has no live runner. */
+  readonly standby?: Layer.Layer<never, unknown, R> | undefined
+  /** Metric families the module declares (names), listed in docs and checked by tests. */
+  readonly metrics?: ReadonlyArray<string> | undefined
+  readonly statusTiles?: ReadonlyArray<StatusTile> | undefined
+  /** Commands the module adds to the `tessera` CLI. */
+  readonly cli?: ReadonlyArray<Command> | undefined
+}
+
+export type Any = Module<Contract.Any, any>
+
+/** A manifest; `name` comes from the contract. */
+export const make = <C extends Contract.Any, R = never>(module: Omit<Module<C, R>, "name">): Module<C, R> => ({
+  name: module.contract.name,
+  ...module
+})

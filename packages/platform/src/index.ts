@@ -1,0 +1,7 @@
+export * as Metrics from "./Metrics.ts"
+export * as NodeInfo from "./NodeInfo.ts"
+export * as ObjectStore from "./ObjectStore.ts"
+export * as Progress from "./Progress.ts"
+export * as SqliteClient from "./SqliteClient.ts"
+export * as SqlMigrator from "./SqlMigrator.ts"
+export * as Valkey from "./Valkey.ts"

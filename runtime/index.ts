@@ -1,0 +1,2 @@
+export * as Config from "./config.ts"
+export * as Node from "./node.ts"
