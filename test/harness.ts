@@ -8,6 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import * as TesseraClient from "@tessera/client/TesseraClient"
+import { Effect } from "effect"
+import { SeedApi } from "../actors/api.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "..")
 export const nodeBin = process.execPath
@@ -139,7 +142,12 @@ export interface Cluster {
 /** Starts `count` runners sharing one fresh Postgres database (and the real Redis). */
 export const startCluster = async (
   count: number,
-  options: { readonly env?: Record<string, string>; readonly label?: string } = {}
+  options: {
+    readonly env?: Record<string, string>
+    readonly label?: string
+    /** Command each runner runs under instead of node (see `StartOptions.command`). */
+    readonly command?: StartOptions["command"]
+  } = {}
 ): Promise<Cluster> => {
   const database = freshDatabase(options.label)
   const runners: Array<RunnerProcess> = []
@@ -152,7 +160,8 @@ export const startCluster = async (
     for (let i = 0; i < count; i++) {
       runners.push(
         await startProcess(`runner-${i}`, {
-          env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, ...options.env }
+          env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, ...options.env },
+          command: options.command
         })
       )
     }
@@ -170,6 +179,23 @@ export const startCluster = async (
     stop
   }
 }
+
+/** Asks each Probe entity through the gateway at `url` which runner hosts it ("unanswered" after 2 s). */
+export const whereAll = (url: string, entityIds: ReadonlyArray<string>) =>
+  Effect.scoped(
+    Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
+      Effect.forEach(
+        entityIds,
+        (entityId) =>
+          client["Probe.Where"]({ entityId, payload: {} }).pipe(
+            Effect.map((reply) => reply.runner),
+            Effect.timeout("2 seconds"),
+            Effect.orElseSucceed(() => "unanswered")
+          ),
+        { concurrency: 8 }
+      )
+    )
+  )
 
 /** A temporary data folder for embedded nodes. */
 export const tempDataDir = () => {
