@@ -9,6 +9,7 @@ FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/ packages/
+COPY runtime/package.json runtime/
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
   && npm cache clean --force
 
@@ -29,6 +30,7 @@ COPY package.json ./
 COPY packages/ packages/
 COPY runtime/ runtime/
 COPY actors/ actors/
+COPY app/ app/
 COPY docker/ecs-metadata.ts docker/
 RUN mkdir -p /data && chown node:node /data
 USER node
@@ -36,4 +38,4 @@ EXPOSE 7400 34431 34432
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + process.env.TESSERA_PORT + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # On ECS the preload fills TESSERA_RUNNER_HOST and TESSERA_ZONE from the task metadata endpoint.
-CMD ["node", "--import", "./docker/ecs-metadata.ts", "runtime/runner.ts"]
+CMD ["node", "--import", "./docker/ecs-metadata.ts", "app/runner.ts"]

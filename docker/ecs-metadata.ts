@@ -1,5 +1,5 @@
 /**
- * Preloaded by the runner image (`node --import ./docker/ecs-metadata.ts runtime/runner.ts`). On ECS every task
+ * Preloaded by the runner image (`node --import ./docker/ecs-metadata.ts app/runner.ts`). On ECS every task
  * has its own address and zone, which a task definition cannot spell out, so this fills `TESSERA_RUNNER_HOST`
  * (the task's private IP, what other runners dial) and `TESSERA_ZONE` from the task metadata endpoint v4 before
  * `runtime/config.ts` reads the environment. Values already set win; outside ECS it does nothing. On ECS without

@@ -83,7 +83,7 @@ describe("Dockerfile", () => {
     )
   })
 
-  it("runs as a non-root user, checks /health, and starts runtime/runner.ts", () => {
+  it("runs as a non-root user, checks /health, and starts app/runner.ts", () => {
     const ops = final.instructions.map((i) => i.op)
     const user = final.instructions.filter((i) => i.op === "USER").at(-1)
     assert.isDefined(user)
@@ -94,7 +94,7 @@ describe("Dockerfile", () => {
     assert.include(healthcheck.args, "/health")
     const cmd = execForm(final.instructions.find((i) => i.op === "CMD")!.args)
     assert.strictEqual(cmd[0], "node")
-    assert.strictEqual(cmd.at(-1), "runtime/runner.ts")
+    assert.strictEqual(cmd.at(-1), "app/runner.ts")
     assert.include(final.instructions.find((i) => i.op === "EXPOSE")?.args.split(/\s+/) ?? [], "7400")
   })
 
@@ -125,7 +125,7 @@ describe("Dockerfile", () => {
       const top = source.replace(/\/$/, "").split("/")[0]
       assert.notInclude(ignore, top, `${source} is not ignored`)
     }
-    assert.isTrue(existsSync(path.join(root, "runtime", "runner.ts")))
+    assert.isTrue(existsSync(path.join(root, "app", "runner.ts")))
   })
 })
 

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { nodeBin, repoRoot, type StartOptions, startProcess, tempDataDir } from "./harness.ts"
 
 const run = promisify(execFile)
-const tesseraBin = join(repoRoot, "packages/client/bin/tessera.ts")
+const tesseraBin = join(repoRoot, "app/tessera.ts")
 const denoBin = join(repoRoot, "node_modules/.bin/deno")
 
 const smoke = async (name: string, command?: StartOptions["command"]) => {

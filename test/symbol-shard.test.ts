@@ -420,7 +420,8 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
             payload: { account: "a", clientOrderId: "c", side: "buy", price: "1", qty: "1" }
           })
         )
-        assert.strictEqual(unknown.lines[0].exit.cause[0]?.error?._tag ?? "", "UnknownSymbol", unknown.text)
+        // Refused at the gateway, before a SymbolShard entity for it could start.
+        assert.strictEqual(unknown.lines[0].exit.cause[0]?.error?._tag ?? "", "InvalidEntityId", unknown.text)
         const offTick = yield* Effect.promise(() =>
           call("2", "SymbolShard.Place", {
             entityId: "BTC-USDT",

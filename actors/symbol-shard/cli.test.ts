@@ -1,9 +1,12 @@
 // `tessera md tail` against the real Redis, and the order/book usage errors.
 import { PassThrough } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
-import { main } from "@tessera/client/cli"
+import { main as clientMain } from "@tessera/client/cli"
 import { Redis } from "ioredis"
 import { redisUrl } from "../../test/harness.ts"
+import { seedCli } from "../cli.ts"
+
+const main = (argv: ReadonlyArray<string>, io: Parameters<typeof clientMain>[1]) => clientMain(argv, io, seedCli)
 
 const io = () => {
   const stdout = new PassThrough()

@@ -15,6 +15,7 @@ import {
   SymbolShard,
   UnknownSymbol
 } from "./protocol.ts"
+import { makeSymbolCheck } from "./symbols.ts"
 
 /** Why a PlaceMany must be refused, or undefined when it is within the limits. */
 export const manyRequestProblem = (batches: ReadonlyArray<SymbolBatch>): string | undefined => {
@@ -67,11 +68,23 @@ export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEn
 export const layerOrderRpcs = OrderRpcs.toLayer(
   Effect.gen(function* () {
     const shards = yield* SymbolShard.client
-    const place = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
+    const symbolProblem = yield* makeSymbolCheck
+    const send = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
       Effect.matchCause(shards(entry.symbol).PlaceBatch({ orders: entry.orders }), {
         onSuccess: (answer): ManyEntry => ({ _tag: "Placed", symbol: entry.symbol, results: answer.results }),
         onFailure: (cause) => failedEntry(entry.symbol, cause)
       })
+    // An unconfigured symbol is answered here, so it never becomes a resident entity.
+    const place = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
+      Effect.flatMap(symbolProblem(entry.symbol), (problem) =>
+        problem === undefined
+          ? send(entry)
+          : Effect.succeed<ManyEntry>({
+              _tag: "Failed",
+              symbol: entry.symbol,
+              error: new UnknownSymbol({ symbol: entry.symbol, message: problem })
+            })
+      )
     return OrderRpcs.of({
       "Orders.PlaceMany": ({ batches }) => {
         const problem = manyRequestProblem(batches)

@@ -5,36 +5,15 @@
 import { Module } from "@tessera/contracts"
 import * as Metrics from "@tessera/platform/Metrics"
 import { Effect } from "effect"
-import { SqlClient } from "effect/sql"
 import * as Cli from "./cli.ts"
 import * as ShardConfig from "./config.ts"
 import { SymbolShardEntityLayer } from "./entity.ts"
 import { layerOrderRpcs } from "./gateway.ts"
 import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
-import { SymbolShardContract, symbolPattern } from "./protocol.ts"
+import { SymbolShardContract } from "./protocol.ts"
 import { replayCommand } from "./replay.ts"
-
-/** Symbols are checked against the `symbols` table; known ones are remembered for the node's life. */
-const entityIds = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  const known = new Set<string>()
-  return {
-    SymbolShard: (symbol: string) => {
-      if (!symbolPattern.test(symbol)) return Effect.succeed("a symbol is BASE-QUOTE, each 1-16 of A-Z and 0-9")
-      if (known.has(symbol)) return Effect.succeed(undefined)
-      return sql<{ symbol: string }>`SELECT symbol FROM symbols WHERE symbol = ${symbol}`.pipe(
-        Effect.map((rows) => {
-          if (rows.length === 0) return `no symbol ${symbol} is configured`
-          known.add(symbol)
-          return undefined
-        }),
-        // Storage trouble is not the client's fault: let the shard answer (or fail) as it would.
-        Effect.orElseSucceed(() => undefined)
-      )
-    }
-  }
-})
+import { makeSymbolCheck } from "./symbols.ts"
 
 export const SymbolShardModule = Module.make({
   contract: SymbolShardContract,
@@ -43,7 +22,7 @@ export const SymbolShardModule = Module.make({
   config: ShardConfig.layerFromEnv,
   variables: ShardConfig.variables,
   migrations: { table: "symbol_shard_migrations", migrations },
-  entityIds,
+  entityIds: Effect.map(makeSymbolCheck, (check) => ({ SymbolShard: check })),
   metrics: Metrics.familyNames(ShardMetrics),
   cli: [
     {

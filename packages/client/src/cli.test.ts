@@ -1,6 +1,18 @@
 import { PassThrough } from "node:stream"
 import { assert, describe, it } from "@effect/vitest"
-import { main } from "./cli.ts"
+import { type Command, main, UsageError } from "./cli.ts"
+
+/** A module's command, as a module contributes it. */
+const echo: Command = {
+  name: "echo",
+  summary: "prints its arguments",
+  usage: "tessera echo WORD...",
+  run: async (argv, io) => {
+    if (argv.length === 0) throw new UsageError("echo needs a word")
+    io.stdout.write(`${argv.join(" ")}\n`)
+    return 0
+  }
+}
 
 const capture = () => {
   const stdout = new PassThrough()
@@ -13,11 +25,25 @@ const capture = () => {
 }
 
 describe("tessera CLI", () => {
-  it("prints help listing the commands", async () => {
+  it("prints help listing the core commands and the modules' commands", async () => {
     const c = capture()
-    assert.strictEqual(await main(["--help"], c.io), 0)
+    assert.strictEqual(await main(["--help"], c.io, [echo]), 0)
     assert.include(c.out(), "status")
-    assert.include(c.out(), "replay")
+    assert.include(c.out(), "prints its arguments")
+    const d = capture()
+    assert.strictEqual(await main(["echo", "--help"], d.io, [echo]), 0)
+    assert.include(d.out(), "tessera echo WORD...")
+  })
+
+  it("runs a module's command, and refuses two commands of one name", async () => {
+    const c = capture()
+    assert.strictEqual(await main(["echo", "a", "b"], c.io, [echo]), 0)
+    assert.strictEqual(c.out(), "a b\n")
+    const twice = await main(["echo"], capture().io, [echo, echo]).then(
+      () => "resolved",
+      (error: Error) => error.message
+    )
+    assert.include(twice, "two tessera commands are named echo")
   })
 
   it("rejects unknown commands and options with exit 2 and usage on stderr", async () => {
@@ -28,8 +54,9 @@ describe("tessera CLI", () => {
     assert.strictEqual(await main(["status", "--bogus"], b.io), 2)
     assert.include(b.err(), "--bogus")
     const c = capture()
-    assert.strictEqual(await main(["probe"], c.io), 2)
-    assert.include(c.err(), "at least one entity id")
+    assert.strictEqual(await main(["echo"], c.io, [echo]), 2)
+    assert.include(c.err(), "echo needs a word")
+    assert.include(c.err(), "usage: tessera echo WORD...")
   })
 
   it("reports an unreachable gateway on stderr with exit 1 and nothing on stdout", async () => {
