@@ -218,7 +218,7 @@ async function tick() {
       live.entities.map((e) => "<tr><td>" + esc(e.type) + "</td><td>" + e.count + "</td></tr>").join("")
     $("shards").textContent = live.shards || "none"
     $("module-tiles").innerHTML = live.tiles.map((t) =>
-      "<div class=tile title="" + esc(t.title) + ""><div class=label>" + esc(t.label) + "</div><div class=value>" + esc(t.value) + "</div></div>").join("")
+      "<div class=tile title='" + esc(t.title).replace(/'/g, "&#39;") + "'><div class=label>" + esc(t.label) + "</div><div class=value>" + esc(t.value) + "</div></div>").join("")
     $("modules").tBodies[0].innerHTML = cluster.modules.map((m) =>
       "<tr><td>" + esc(m.name) + "</td><td>" + m.entityTypes.map(esc).join(", ") + "</td><td>" + (m.rpcs.map(esc).join(", ") || "–") + "</td></tr>").join("")
     $("failovers").innerHTML = live.failovers.length === 0 ? "<li class=muted>none seen</li>" :

@@ -53,6 +53,13 @@ describe("status page in headless Chromium", () => {
       timeout: 20_000
     })
     assert.match(await text("#shards"), /^\d+(-\d+)?(,\d+(-\d+)?)*$/)
+    // the hosted modules, with their entity types, and the graph module's own tile
+    const modules = await page.locator("#modules tbody tr").allTextContents()
+    assert.isTrue(
+      modules.some((row) => row.includes("symbol-shard") && row.includes("SymbolShard")),
+      modules.join("|")
+    )
+    assert.include(await text("#module-tiles"), "Graph traffic across zones")
 
     // traffic through this gateway shows up as a request rate, a latency and Probe entities
     let sending = true
