@@ -105,12 +105,12 @@ const valkeyUp = postgresUp.labels({ store: "valkey" })
 const sqlPing = storagePing.labels({ store: "sql" })
 const valkeyPing = storagePing.labels({ store: "valkey" })
 
-let loopDelay: ReturnType<typeof monitorEventLoopDelay> | undefined
+type LoopDelay = ReturnType<typeof monitorEventLoopDelay>
 /** The event-loop delay monitor's timer period. */
 const LOOP_DELAY_RESOLUTION_MS = 10
 const startedAt = Date.now() / 1000
 
-const processLines = (out: Array<string>) => {
+const processLines = (out: Array<string>, loopDelay: LoopDelay | undefined) => {
   const cpu = process.cpuUsage()
   const memory = process.memoryUsage()
   const push = (name: string, type: string, help: string, value: number) => {
@@ -161,13 +161,17 @@ const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Scalar, ping: Scal
     )
   })
 
-/** Renders the whole exposition text: Effect's metrics, Tessera's registry and process figures. */
-export const render = Effect.gen(function* () {
-  const effectText = yield* PrometheusMetrics.format()
-  const lines = registry.render([])
-  processLines(lines)
-  return `${effectText}${lines.join("\n")}\n`
-})
+/**
+ * Renders the whole exposition text: Effect's metrics, Tessera's registry and process figures (with the
+ * event-loop delay since the last scrape when a monitor is given).
+ */
+export const render = (loopDelay?: LoopDelay) =>
+  Effect.gen(function* () {
+    const effectText = yield* PrometheusMetrics.format()
+    const lines = registry.render([])
+    processLines(lines, loopDelay)
+    return `${effectText}${lines.join("\n")}\n`
+  })
 
 /**
  * The `/metrics` handler, with this node's services captured: probes storage, samples shards held, then
@@ -177,10 +181,15 @@ export const makeHandler = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const valkey = yield* Valkey
   const status = yield* NodeStatus
-  if (loopDelay === undefined) {
-    loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
-    loopDelay.enable()
-  }
+  // One monitor per gateway, for the gateway's lifetime.
+  const loopDelay = yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      const monitor = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
+      monitor.enable()
+      return monitor
+    }),
+    (monitor) => Effect.sync(() => monitor.disable())
+  )
   return Effect.gen(function* () {
     shardsHeld.set(yield* status.shardsHeld)
     yield* Effect.all(
@@ -190,7 +199,7 @@ export const makeHandler = Effect.gen(function* () {
         discard: true
       }
     )
-    const body = yield* render
+    const body = yield* render(loopDelay)
     return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
   })
 })

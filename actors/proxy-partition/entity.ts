@@ -51,8 +51,6 @@ import {
 export const reportInterval = (idle: Duration.Duration): Duration.Duration =>
   Duration.min(Duration.seconds(5), Duration.divideUnsafe(idle, 2))
 
-const zonedEntities = new Map<string, typeof ProxyPartition>()
-
 /**
  * `ProxyPartition` placed by zone: with `TESSERA_GRAPH_ZONES`, partition p lives in the shard group of its preferred
  * zone (`graph-<zone>`), which a runner of that zone serves at full weight and every other runner's standby identity
@@ -62,17 +60,12 @@ const zonedEntities = new Map<string, typeof ProxyPartition>()
  */
 export const zonedProxyPartition = (config: Pick<GraphConfigShape, "graphZones" | "graphPartitions">) => {
   if (config.graphZones.length === 0) return ProxyPartition
-  const key = `${config.graphPartitions}/${config.graphZones.join(",")}`
-  let entity = zonedEntities.get(key)
-  if (entity === undefined) {
-    const zones = [...config.graphZones]
-    const partitions = config.graphPartitions
-    entity = ProxyPartition.annotate(ClusterSchema.ShardGroup, (entityId) =>
-      partitionShardGroup(entityId, partitions, zones)
-    )
-    zonedEntities.set(key, entity)
-  }
-  return entity
+  const zones = [...config.graphZones]
+  const partitions = config.graphPartitions
+  // Called when a layer builds, not per request: no cache needed.
+  return ProxyPartition.annotate(ClusterSchema.ShardGroup, (entityId) =>
+    partitionShardGroup(entityId, partitions, zones)
+  )
 }
 
 /** The gateway's `ProxyPartition.*` proxy RPCs, addressed through `zonedProxyPartition`. */
