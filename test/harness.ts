@@ -72,6 +72,8 @@ process.once("exit", killAll)
 
 export interface StartOptions {
   readonly entry?: "runner" | "main"
+  /** An entry file to run instead of `app/<entry>.ts` (e.g. an example's main.ts), absolute or from the repo root. */
+  readonly entryPath?: string
   readonly env?: Record<string, string>
   readonly timeoutMs?: number
   /** Command to run instead of node (e.g. deno); gets the entry path as its last argument. */
@@ -82,7 +84,10 @@ export interface StartOptions {
 export const startProcess = async (name: string, options: StartOptions = {}): Promise<RunnerProcess> => {
   const gatewayPort = await freePort()
   const runnerPort = await freePort()
-  const entry = join(repoRoot, "app", `${options.entry ?? "runner"}.ts`)
+  const entry =
+    options.entryPath !== undefined
+      ? resolve(repoRoot, options.entryPath)
+      : join(repoRoot, "app", `${options.entry ?? "runner"}.ts`)
   const bin = options.command?.bin ?? nodeBin
   const args = [...(options.command?.args ?? []), entry]
   const child = spawn(bin, args, {
