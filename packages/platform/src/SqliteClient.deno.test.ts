@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { assert, describe, it } from "vitest"
 
-const root = resolve(import.meta.dirname, "..")
+const root = resolve(import.meta.dirname, "../../..")
 const deno = join(root, "node_modules", ".bin", "deno")
 
 describe("SqliteClient under Deno", () => {
@@ -13,7 +13,7 @@ describe("SqliteClient under Deno", () => {
     try {
       const result = spawnSync(
         deno,
-        ["run", "-A", "runtime/internal/sqliteSmoke.ts", join(dir, "data", "tessera.db")],
+        ["run", "-A", "packages/platform/src/internal/sqliteSmoke.ts", join(dir, "data", "tessera.db")],
         { cwd: root, encoding: "utf8", timeout: 60_000 }
       )
       assert.strictEqual(result.status, 0, result.stderr)

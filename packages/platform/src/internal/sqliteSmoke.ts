@@ -1,6 +1,6 @@
 /**
  * A runtime smoke check of the embedded client, run under Deno by `SqliteClient.deno.test.ts` (and runnable under
- * Node): `<runtime> runtime/internal/sqliteSmoke.ts <database file>`. Prints one JSON line of what it observed.
+ * Node): `<runtime> packages/platform/src/internal/sqliteSmoke.ts <database file>`. Prints one JSON line of what it observed.
  * Covers the paths where Deno's `node:sqlite` differs from Node's (parameter binding, bigints, blobs) and a persisted
  * cluster message through `SingleRunner` on the same file.
  */
