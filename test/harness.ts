@@ -76,6 +76,8 @@ export interface StartOptions {
   readonly entryPath?: string
   readonly env?: Record<string, string>
   readonly timeoutMs?: number
+  /** Working directory of the process (default the repo root). */
+  readonly cwd?: string
   /** Command to run instead of node (e.g. deno); gets the entry path as its last argument. */
   readonly command?: { readonly bin: string; readonly args: ReadonlyArray<string> }
 }
@@ -91,7 +93,7 @@ export const startProcess = async (name: string, options: StartOptions = {}): Pr
   const bin = options.command?.bin ?? nodeBin
   const args = [...(options.command?.args ?? []), entry]
   const child = spawn(bin, args, {
-    cwd: repoRoot,
+    cwd: options.cwd ?? repoRoot,
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
