@@ -34,16 +34,20 @@ const build = (mode: NodeStatus.NodeMode, modules: ReadonlyArray<Module.Any>) =>
     Layer.provideMerge(Telemetry.layer)
   )
 
+/** The services a node gives its modules' layers: the cluster, SQL, Valkey, node facts and Tessera's config. */
+export type HostServices = Layer.Success<ReturnType<typeof build>> | Config.TesseraConfig
+
 /**
  * A node hosting `modules` in `mode`: `single` (one embedded node), `runner` (a cluster member over the socket
  * transport), or `auto` (`runner` when DATABASE_URL is set, since runners can only share Postgres, otherwise
- * `single`).
+ * `single`). Typed by the modules, so a module needing a service the host does not provide fails to compile at
+ * `Node.launch` instead of at startup.
  */
-export const make = (
+export const make = <const Modules extends ReadonlyArray<Module.Any>>(
   mode: NodeStatus.NodeMode | "auto",
-  modules: ReadonlyArray<Module.Any>,
+  modules: Modules,
   config: Layer.Layer<Config.TesseraConfig, unknown> = Config.layerFromEnv
-) =>
+): Layer.Layer<HostServices, unknown, Exclude<Module.Requirements<Modules[number]>, HostServices>> =>
   (mode === "auto"
     ? Layer.unwrap(
         Effect.map(Config.TesseraConfig, (cfg: Config.TesseraConfigShape) =>
@@ -51,7 +55,7 @@ export const make = (
         )
       )
     : build(mode, modules)
-  ).pipe(Layer.provideMerge(config))
+  ).pipe(Layer.provideMerge(config)) as Layer.Layer<HostServices, unknown> // `build` sees `Module.Any` (needs `any`)
 
 /** Runs a node until SIGINT/SIGTERM; a clean stop (interruption after draining) exits 0. */
 export const launch = <A, E>(layer: Layer.Layer<A, E>) =>

@@ -72,8 +72,12 @@ process.once("exit", killAll)
 
 export interface StartOptions {
   readonly entry?: "runner" | "main"
+  /** An entry file to run instead of `app/<entry>.ts` (e.g. an example's main.ts), absolute or from the repo root. */
+  readonly entryPath?: string
   readonly env?: Record<string, string>
   readonly timeoutMs?: number
+  /** Working directory of the process (default the repo root). */
+  readonly cwd?: string
   /** Command to run instead of node (e.g. deno); gets the entry path as its last argument. */
   readonly command?: { readonly bin: string; readonly args: ReadonlyArray<string> }
 }
@@ -82,11 +86,14 @@ export interface StartOptions {
 export const startProcess = async (name: string, options: StartOptions = {}): Promise<RunnerProcess> => {
   const gatewayPort = await freePort()
   const runnerPort = await freePort()
-  const entry = join(repoRoot, "app", `${options.entry ?? "runner"}.ts`)
+  const entry =
+    options.entryPath !== undefined
+      ? resolve(repoRoot, options.entryPath)
+      : join(repoRoot, "app", `${options.entry ?? "runner"}.ts`)
   const bin = options.command?.bin ?? nodeBin
   const args = [...(options.command?.args ?? []), entry]
   const child = spawn(bin, args, {
-    cwd: repoRoot,
+    cwd: options.cwd ?? repoRoot,
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",

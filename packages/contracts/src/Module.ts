@@ -39,7 +39,11 @@ export interface StatusTile {
   readonly read: () => string
 }
 
-export interface Module<C extends Contract.Any = Contract.Any, R = any> {
+/**
+ * `C`: the contract; `R`: what the module's layers need; `Config`: the services its config slice provides (so a host
+ * needs to provide only `Exclude<R, Config>`, see `Requirements`).
+ */
+export interface Module<C extends Contract.Any = Contract.Any, R = any, Config = never> {
   readonly name: C["name"]
   readonly contract: C
   /** The entities and background work (singletons, timers), built on the host's platform services. */
@@ -50,7 +54,7 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any> {
    */
   readonly handlers?: Layer.Layer<any, unknown, R> | undefined
   /** The module's config slice (read through Effect `Config`, so the host's provider decides where from). */
-  readonly config?: Layer.Layer<any, unknown, never> | undefined
+  readonly config?: Layer.Layer<Config, unknown, never> | undefined
   /** Its variables for help text: `[name, meaning (default)]`. */
   readonly variables?: ReadonlyArray<readonly [name: string, meaning: string]> | undefined
   /** SQL migrations, run by the host before `layer` builds, recorded in their own `table`. */
@@ -71,10 +75,16 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any> {
   readonly cli?: ReadonlyArray<Command> | undefined
 }
 
-export type Any = Module<Contract.Any, any>
+// Config `never` admits every module: a layer providing X also counts as providing `never` (`Layer<in ROut>`).
+export type Any = Module<Contract.Any, any, never>
+
+/** What a host must provide to run module `M`: its layers' needs less what its own config slice provides. */
+export type Requirements<M> = M extends Module<any, infer R, infer Config> ? Exclude<R, Config> : never
 
 /** A manifest; `name` comes from the contract. */
-export const make = <C extends Contract.Any, R = never>(module: Omit<Module<C, R>, "name">): Module<C, R> => ({
+export const make = <C extends Contract.Any, R = never, Config = never>(
+  module: Omit<Module<C, R, Config>, "name">
+): Module<C, R, Config> => ({
   name: module.contract.name,
   ...module
 })
