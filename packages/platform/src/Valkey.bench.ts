@@ -1,6 +1,6 @@
 /**
  * Read throughput through the Valkey service versus raw ioredis (the graph proxy needs 50K reads/s).
- * `npx node runtime/Valkey.bench.ts [--url redis://127.0.0.1:6379] [--reads 200000] [--json]`
+ * `npx node packages/platform/src/Valkey.bench.ts [--url redis://127.0.0.1:6379] [--reads 200000] [--json]`
  */
 import { Effect } from "effect"
 import { Redis } from "ioredis"
