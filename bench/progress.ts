@@ -1,2 +1,2 @@
 /** Progress for bench sweeps and loads: see `@tessera/platform/Progress` (shared with the CLI's `tessera replay`). */
-export { advanceWhile, type Progress, type ProgressOptions, progress } from "@tessera/platform/Progress"
+export { advanceWhile, type Progress, progress } from "@tessera/platform/Progress"

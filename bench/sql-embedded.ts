@@ -1,6 +1,6 @@
 /**
  * Persisted cluster messages per second through one in-process runner (`SingleRunner`-style wiring) on SQL storage:
- * the embedded client (`packages/platform/src/SqliteClient.ts`, synchronous NORMAL and FULL) vs PostgreSQL via @effect/sql-pg.
+ * the embedded client (`@tessera/platform/SqliteClient`, synchronous NORMAL and FULL) vs PostgreSQL via @effect/sql-pg.
  * Not part of the bench dispatcher:
  * `node bench/sql-embedded.ts [--messages N] [--entities K] [--rounds R] [--targets normal,full,pg] [--json]`
  * (or `npx node ...` so Node 24 runs it). Each message is a persisted request awaited for its reply; K entities are

@@ -3,7 +3,7 @@
  * write a delta twice. Portable SQL (Postgres in clusters, node:sqlite embedded).
  */
 
-import * as SqlMigrator from "@tessera/platform/SqlMigrator"
+import type * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import type { DeltaColumns } from "./dedup.ts"
@@ -29,8 +29,6 @@ export const migrations: SqlMigrator.Migrations = {
     yield* sql`CREATE TABLE IF NOT EXISTS gatherer_fleet (id INTEGER PRIMARY KEY, replicas INTEGER NOT NULL)`
   })
 }
-
-export const layerMigrations = SqlMigrator.layer({ migrations, table: "gatherer_migrations" })
 
 /** Rows per INSERT (SQLite binds 7 parameters per row; Postgres binds six arrays). */
 export const insertChunk = 4000

@@ -236,8 +236,6 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
   }
 }
 
-export type HotTier = ReturnType<typeof hotTier>
-
 export interface PartitionOptions {
   readonly partition: number
   readonly keyPrefix: string
@@ -422,5 +420,3 @@ export const makePartition = (options: PartitionOptions) =>
       }
     }
   })
-
-export type PartitionRuntime = Effect.Success<ReturnType<typeof makePartition>>

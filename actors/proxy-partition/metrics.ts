@@ -62,10 +62,3 @@ export const entitySameZone = sameZone.labels({ path: "entity" })
 export const entityCrossZone = crossZone.labels({ path: "entity" })
 export const gatewaySameZone = sameZone.labels({ path: "gateway" })
 export const gatewayCrossZone = crossZone.labels({ path: "gateway" })
-
-/** The request counter of each operation, kept so that counting is one increment. */
-export const requestsOf = <const Op extends string>(ops: ReadonlyArray<Op>): Record<Op, Metrics.Scalar> => {
-  const out = {} as Record<Op, Metrics.Scalar>
-  for (const op of ops) out[op] = requests.labels({ op })
-  return out
-}

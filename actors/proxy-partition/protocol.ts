@@ -1,5 +1,5 @@
 /**
- * Graph-proxy partitions: the wire protocol. Vertex ids hash to partitions (`partitionOf`, shared by client and
+ * Graph-proxy partitions: the wire protocol. Vertex ids hash to partitions (`partitionOf` in `core.ts`, shared by client and
  * runtime); each partition is a `ProxyPartition` entity whose id is the partition number. `GraphRpcs` are
  * gateway-level RPCs that fan out over partitions (BatchGet, KHop) or read partition metadata (Stats).
  *
@@ -11,16 +11,6 @@ import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
 import { isJsonObject } from "./core.ts"
-
-export {
-  DEFAULT_PARTITIONS,
-  groupByPartition,
-  MAX_BATCH,
-  MAX_HOPS,
-  MAX_KHOP_LIMIT,
-  MAX_PROPERTIES_BYTES,
-  partitionOf
-} from "./core.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors

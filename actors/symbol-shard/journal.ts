@@ -252,8 +252,6 @@ export const make = Effect.gen(function* () {
   return { loadSymbol, load, write, writeMany, usedKeys, loadOrder } as const
 })
 
-export type Journal = Effect.Success<typeof make>
-
 export interface JournalWriterShape {
   /** Makes one sealed batch durable (with every other shard's batch written in the same statement, if any). */
   readonly write: (batch: SealedBatch) => Effect.Effect<void, SqlError.SqlError>

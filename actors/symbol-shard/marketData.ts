@@ -5,7 +5,7 @@
  * commit and publish loses that batch's entries (the `trades` table is the record).
  */
 
-import { Cmd, type Command, type ValkeyError, type ValkeyService } from "@tessera/platform/Valkey"
+import { Cmd, type Command, type ValkeyService } from "@tessera/platform/Valkey"
 import { Effect, Exit } from "effect"
 import type { Depth } from "./engine/OrderBook.ts"
 import { depthStream, tradesStream } from "./protocol.ts"
@@ -58,9 +58,6 @@ export const commands = (md: MarketDataBatch): Array<Command> => {
   )
   return out
 }
-
-export const publish = (valkey: ValkeyService, md: MarketDataBatch): Effect.Effect<void, ValkeyError> =>
-  Effect.asVoid(valkey.pipeline(commands(md)))
 
 /**
  * One publisher per Valkey client (so per runner) for all its shards: at most one pipeline in flight, and the

@@ -45,7 +45,6 @@ export const REJECT_NAMES = [
   "would_cross"
 ] as const
 export const DONE_NAMES = ["", "filled", "canceled", "expired", "killed"] as const
-export const EVENT_NAMES = ["", "accepted", "rejected", "trade", "done", "moved"] as const
 
 // Local copies: module constants inline better than property loads in the hot path.
 const BUY = 0
