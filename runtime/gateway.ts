@@ -86,7 +86,11 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     Control.ControlRpcs.toLayer(
       Effect.gen(function* () {
         const status = yield* NodeStatus
-        return Control.ControlRpcs.of({ Status: () => status.cluster })
+        return Control.ControlRpcs.of({
+          Status: () => status.cluster,
+          [Control.UnknownRpcTag]: ({ tag }: { readonly tag: string }) =>
+            Effect.fail(new Control.UnknownRpc({ tag, message: `this gateway serves no RPC ${JSON.stringify(tag)}` }))
+        })
       })
     ),
     ...modules.flatMap((module) =>
@@ -96,6 +100,38 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     Hosted.layerEntityGuard(modules)
   )
 
+/**
+ * ndjson as the RPC server reads it, but a request for a tag `api` does not serve is sent to `Tessera.UnknownRpc`
+ * (its tag as the payload), so the client gets a typed `UnknownRpc`. One Set lookup per request.
+ */
+const serializationFor = (api: Contract.Api<Contract.Any>): RpcSerialization.RpcSerialization["Service"] => {
+  const known = new Set(api.requests.keys())
+  const base = RpcSerialization.ndjson
+  return {
+    contentType: base.contentType,
+    includesFraming: base.includesFraming,
+    codecFor: base.codecFor,
+    makeUnsafe: () => {
+      const parser = base.makeUnsafe()
+      return {
+        encode: parser.encode,
+        decode: (data) => {
+          const messages = parser.decode(data)
+          let out: Array<unknown> | undefined
+          for (let i = 0; i < messages.length; i++) {
+            const message = messages[i] as { readonly _tag?: unknown; readonly tag?: unknown }
+            if (message?._tag !== "Request" || known.has(message.tag as string)) continue
+            out ??= [...messages]
+            const tag = String(message.tag).slice(0, 256)
+            out[i] = { ...message, tag: Control.UnknownRpcTag, payload: { tag } }
+          }
+          return out ?? messages
+        }
+      }
+    }
+  }
+}
+
 const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.Any>) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
@@ -104,15 +140,16 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       const router = yield* HttpRouter.HttpRouter
       const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
 
+      const serialization = serializationFor(api)
       // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
       // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
       const rpcOptions = { spanPrefix: "gateway", disableTracing: Option.isNone(config.otlpEndpoint) }
       const rpcHttp = yield* RpcServer.toHttpEffect(api, rpcOptions).pipe(
-        Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+        Effect.provideService(RpcSerialization.RpcSerialization, serialization),
         Metrics.instrumentRpcHandlers(api)
       )
       const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(api, rpcOptions).pipe(
-        Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson),
+        Effect.provideService(RpcSerialization.RpcSerialization, serialization),
         Metrics.instrumentRpcHandlers(api)
       )
       yield* router.add("POST", "/rpc", guard(rpcHttp))

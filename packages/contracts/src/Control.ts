@@ -46,4 +46,17 @@ export class StatusUnavailable extends Schema.TaggedError<StatusUnavailable>()("
 
 export const Status = Rpc.make("Status", { success: ClusterStatus, error: StatusUnavailable })
 
-export const ControlRpcs = RpcGroup.make(Status)
+/** A request for an RPC the gateway does not serve (a typo, or a module this node does not host). */
+export class UnknownRpc extends Schema.TaggedError<UnknownRpc>()("UnknownRpc", {
+  tag: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The gateway answers every request whose tag it does not serve through this RPC, with `UnknownRpc`: a typed error
+ * the client can read, where Effect's RPC server alone would answer a defect.
+ */
+export const UnknownRpcTag = "Tessera.UnknownRpc"
+export const Unknown = Rpc.make(UnknownRpcTag, { payload: { tag: Schema.String }, error: UnknownRpc })
+
+export const ControlRpcs = RpcGroup.make(Status, Unknown)
