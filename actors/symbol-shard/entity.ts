@@ -14,7 +14,6 @@
  * before it is applied; every other command is applied synchronously on arrival.
  */
 
-import { Valkey } from "@tessera/platform/Valkey"
 import { type Cause, Deferred, Effect, Exit, Layer } from "effect"
 import { Entity } from "effect/cluster"
 import { SymbolShardConfig } from "./config.ts"
@@ -86,7 +85,7 @@ const build = Effect.gen(function* () {
   const symbol = address.entityId
   const journal = yield* Journal.make
   const writer = yield* Journal.JournalWriter
-  const valkey = yield* Valkey
+  const publisher = yield* MarketData.MarketDataPublisher
   const settings = yield* SymbolShardConfig
   const limits: ShardLimits = {
     recentKeys: settings.shardRecentKeys,
@@ -113,7 +112,7 @@ const build = Effect.gen(function* () {
   let flushing = false
   const work = new Signal(() => core.pendingCount > 0)
 
-  // Market data leaves after the commit, in batch order, off the acknowledgement path (MarketData.publishLater).
+  // Market data leaves after the commit, in batch order, off the acknowledgement path (the runner's publisher).
   const flushOnce = Effect.suspend(() => {
     flushing = true
     const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
@@ -133,7 +132,7 @@ const build = Effect.gen(function* () {
       metrics.flushed(sealed.count, sealed.trades.length, (performance.now() - started) / 1000, core.book)
       ShardCore.markDurable(sealed.batch)
       Deferred.doneUnsafe(token, Effect.void)
-      MarketData.publishLater(valkey, { symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
+      publisher.publishLater({ symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
       return Effect.void
     })
   })
@@ -263,9 +262,9 @@ const build = Effect.gen(function* () {
 })
 
 /**
- * The SymbolShard entity, with one journal writer for all the runner's shards (its tables are the module's
- * migrations, run by the host first). Handlers run concurrently: group commit needs it.
+ * The SymbolShard entity, with one journal writer and one market-data publisher for all the runner's shards (its
+ * tables are the module's migrations, run by the host first). Handlers run concurrently: group commit needs it.
  */
 export const SymbolShardEntityLayer = SymbolShard.toLayer(build, { concurrency: "unbounded" }).pipe(
-  Layer.provide(Journal.layerWriter)
+  Layer.provide(Layer.mergeAll(Journal.layerWriter, MarketData.layer))
 )

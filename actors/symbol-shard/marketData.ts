@@ -5,9 +5,10 @@
  * commit and publish loses that batch's entries (the `trades` table is the record).
  */
 
-import { Cmd, type Command, type ValkeyService } from "@tessera/platform/Valkey"
-import { Effect, Exit } from "effect"
+import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
+import { Context, type Duration, Effect, Exit, Layer, Queue, type Scope } from "effect"
 import type { Depth } from "./engine/OrderBook.ts"
+import * as ShardMetrics from "./metrics.ts"
 import { depthStream, tradesStream } from "./protocol.ts"
 import type { TradeRow } from "./ShardCore.ts"
 
@@ -16,6 +17,15 @@ export const streamMaxLen = 100_000
 
 /** Levels per side in a depth entry. */
 export const depthLevels = 20
+
+/**
+ * Flushed batches waiting for the runner's publisher, at most. A queue this long means Valkey has stopped keeping
+ * up; newer batches are then dropped (and counted) rather than held, since publication is at-most-once anyway.
+ */
+export const publishQueueBound = 10_000
+
+/** At most one warning about dropped batches per this interval (the metric counts every one). */
+export const dropWarningInterval: Duration.Input = "10 seconds"
 
 export interface MarketDataBatch {
   readonly symbol: string
@@ -59,51 +69,75 @@ export const commands = (md: MarketDataBatch): Array<Command> => {
   return out
 }
 
+export interface MarketDataPublisherShape {
+  /**
+   * Queues a durable batch's market data and returns at once (synchronous, no Effect: called on the flush path).
+   * A batch that finds the queue full is dropped and counted.
+   */
+  readonly publishLater: (md: MarketDataBatch) => void
+}
+
 /**
- * One publisher per Valkey client (so per runner) for all its shards: at most one pipeline in flight, and the
- * batches flushed meanwhile, by any shard, leave together in the next one (group publishing, no timer). In batch
- * order per symbol. Measured: per-shard pipelines cost the runner a Valkey round trip per flush (~6% of its CPU
- * at 5K orders/s); shared, several flushes share one write.
+ * One publisher per runner for all its shards: at most one pipeline in flight, and the batches flushed meanwhile,
+ * by any shard, leave together in the next one (group publishing, no timer), in batch order per symbol.
+ * Per-shard pipelines would cost the runner a Valkey round trip per flush; shared, several flushes share one write.
  */
-class Publisher {
-  private queue: Array<MarketDataBatch> = []
-  /** A pipeline is in flight, or a drain is scheduled. */
-  private busy = false
-  private readonly valkey: ValkeyService
-  constructor(valkey: ValkeyService) {
-    this.valkey = valkey
-  }
-  push(md: MarketDataBatch): void {
-    this.queue.push(md)
-    if (this.busy) return
-    this.busy = true
-    // After the acknowledgements the flush just released (they are scheduled already), never before them.
-    setImmediate(this.drain)
-  }
-  private readonly drain = (): void => {
-    const batches = this.queue
-    this.queue = []
-    const out: Array<Command> = []
-    for (const md of batches) for (const command of commands(md)) out.push(command)
-    void Effect.runPromiseExit(this.valkey.pipeline(out)).then((exit) => {
-      if (Exit.isFailure(exit)) {
+export class MarketDataPublisher extends Context.Service<MarketDataPublisher, MarketDataPublisherShape>()(
+  "tessera/symbol-shard/MarketDataPublisher"
+) {}
+
+/** Builds the publisher; its drain and its warning fibers live in the scope. */
+export const make = (
+  options: { readonly capacity?: number; readonly warnEvery?: Duration.Input } = {}
+): Effect.Effect<MarketDataPublisherShape, never, Valkey | Scope.Scope> =>
+  Effect.gen(function* () {
+    const valkey = yield* Valkey
+    const capacity = options.capacity ?? publishQueueBound
+    const queue = yield* Queue.dropping<MarketDataBatch>(capacity)
+    // A pending warning (one slot): drops while a warning is pending or the interval runs only add to `dropped`.
+    const alarm = yield* Queue.dropping<void>(1)
+    let dropped = 0
+
+    const publishLater = (md: MarketDataBatch): void => {
+      if (Queue.offerUnsafe(queue, md)) return
+      ShardMetrics.marketDataDropped.inc()
+      dropped++
+      Queue.offerUnsafe(alarm, undefined)
+    }
+
+    const pipeline = (batches: ReadonlyArray<MarketDataBatch>) =>
+      Effect.suspend(() => {
+        const out: Array<Command> = []
+        for (const md of batches) for (const command of commands(md)) out.push(command)
+        return valkey.pipeline(out)
+      })
+    const publishAll = (batches: ReadonlyArray<MarketDataBatch>): Effect.Effect<void> =>
+      Effect.flatMap(Effect.exit(pipeline(batches)), (exit) => {
+        if (Exit.isSuccess(exit)) return Effect.void
         const symbols = [...new Set(batches.map((md) => md.symbol))].join(", ")
-        void Effect.runPromise(Effect.logWarning(`market data for ${symbols} not published`, exit.cause))
-      }
-      if (this.queue.length > 0) this.drain()
-      else this.busy = false
-    })
-  }
-}
+        return Effect.logWarning(`market data for ${symbols} not published`, exit.cause)
+      })
 
-const publishers = new WeakMap<ValkeyService, Publisher>()
+    // takeAll waits for the first batch, then takes every batch queued meanwhile: the next pipeline carries them all.
+    // A pipeline's failure (or defect) is logged by publishAll; the loop goes on. No yield between rounds (each
+    // waits on the queue or on Valkey anyway): batches queued while a pipeline was in flight leave at once.
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.takeAll(queue), publishAll), { disableYield: true }))
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(Queue.take(alarm), () => {
+          const n = dropped
+          dropped = 0
+          return Effect.andThen(
+            Effect.logWarning(
+              `market data: ${n} batch(es) dropped, the publish queue is full (${capacity}); Valkey is not keeping up`
+            ),
+            Effect.sleep(options.warnEvery ?? dropWarningInterval)
+          )
+        })
+      )
+    )
+    return { publishLater }
+  })
 
-/** Queues a durable batch's market data on the runner-wide publisher of `valkey` (returns at once). */
-export const publishLater = (valkey: ValkeyService, md: MarketDataBatch): void => {
-  let publisher = publishers.get(valkey)
-  if (publisher === undefined) {
-    publisher = new Publisher(valkey)
-    publishers.set(valkey, publisher)
-  }
-  publisher.push(md)
-}
+/** The runner's publisher (one per runner: provided once to the SymbolShard entity layer). */
+export const layer: Layer.Layer<MarketDataPublisher, never, Valkey> = Layer.effect(MarketDataPublisher, make())

@@ -37,6 +37,10 @@ export const flushFailures = Metrics.counter(
   "Group-commit flushes that failed (the shard restarts)",
   ["symbol"]
 )
+export const marketDataDropped = Metrics.counter(
+  "tessera_market_data_dropped_total",
+  "Flushed batches whose market data was not published: the runner's publish queue was full"
+)
 export const restingOrders = Metrics.gauge(
   "tessera_book_resting_orders",
   "Orders resting in a symbol's book (at the last flush)",

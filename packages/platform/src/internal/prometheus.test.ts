@@ -38,6 +38,22 @@ describe("prometheus registry", () => {
     assert.throws(() => a.inc(), /labels/)
   })
 
+  it("reads an unlabelled metric's current value, count and sum, not the ones it had when declared", () => {
+    const registry = new Registry()
+    const dropped = registry.counter("t_dropped_total", "Dropped")
+    const level = registry.gauge("t_level", "Level")
+    const latency = registry.histogram("t_latency_seconds", "Latency")
+    dropped.inc()
+    dropped.inc(2)
+    level.set(7)
+    latency.observe(0.5)
+    latency.observe(1.5)
+    assert.strictEqual(dropped.value, 3)
+    assert.strictEqual(level.value, 7)
+    assert.strictEqual(latency.count, 2)
+    assert.strictEqual(latency.sum, 2)
+  })
+
   it("estimates quantiles like histogram_quantile", () => {
     const bounds = [1, 2, 4]
     assert.isNaN(quantile(0.5, bounds, [0, 0, 0, 0]))

@@ -272,14 +272,13 @@ const scalarMetric = (name: string, help: string, labelNames: ReadonlyArray<stri
   const noRoot = () => {
     throw new TypeError(`${name} has labels (${labelNames}); use .labels({...})`)
   }
-  return Object.assign(metric, {
-    inc: (value?: number) => (root ? root.inc(value) : noRoot()),
-    set: (value: number) => (root ? root.set(value) : noRoot()),
-    dec: (value?: number) => (root ? root.dec(value) : noRoot()),
-    get value() {
-      return root ? root.value : Number.NaN
-    }
-  })
+  // defineProperties, not Object.assign: assign would copy a getter's value once instead of the getter.
+  return Object.defineProperties(metric, {
+    inc: { value: (value?: number) => (root ? root.inc(value) : noRoot()) },
+    set: { value: (value: number) => (root ? root.set(value) : noRoot()) },
+    dec: { value: (value?: number) => (root ? root.dec(value) : noRoot()) },
+    value: { get: () => (root ? root.value : Number.NaN) }
+  }) as typeof metric & Scalar
 }
 
 const histogramMetric = (
@@ -290,20 +289,18 @@ const histogramMetric = (
 ) => {
   const metric = makeMetric(name, help, labelNames, () => new SeriesImpl(buckets))
   const root = metric.root
-  return Object.assign(metric, {
-    observe: (value: number) => {
-      if (root === undefined) throw new TypeError(`${name} has labels (${labelNames}); use .labels({...})`)
-      root.observe(value)
+  return Object.defineProperties(metric, {
+    observe: {
+      value: (value: number) => {
+        if (root === undefined) throw new TypeError(`${name} has labels (${labelNames}); use .labels({...})`)
+        root.observe(value)
+      }
     },
-    get count() {
-      return root ? root.count : 0
-    },
-    get sum() {
-      return root ? root.sum : 0
-    },
-    cumulative: () => (root ? root.cumulative() : []),
-    bounds: buckets
-  })
+    count: { get: () => (root ? root.count : 0) },
+    sum: { get: () => (root ? root.sum : 0) },
+    cumulative: { value: () => (root ? root.cumulative() : []) },
+    bounds: { value: buckets }
+  }) as typeof metric & Series
 }
 
 const renderScalar = (metric: Metric<Scalar>, out: Array<string>) => {
