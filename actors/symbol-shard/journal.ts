@@ -12,7 +12,7 @@
  */
 
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
-import { Context, Effect, Exit, Layer } from "effect"
+import { Context, Effect, Exit, Layer, Queue } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import * as ShardMetrics from "./metrics.ts"
 import { placeKey, type SealedBatch, type SymbolConfig } from "./ShardCore.ts"
@@ -278,6 +278,13 @@ export class JournalWriter extends Context.Service<JournalWriter, JournalWriterS
   "tessera/symbol-shard/JournalWriter"
 ) {}
 
+/**
+ * Batches waiting for the writer, at most. Each shard has one flush in flight, so the queue holds at most one batch
+ * per shard of the runner; the bound only guards against a bug (a write that finds the queue full dies: its shard
+ * restarts) instead of letting the queue grow.
+ */
+export const writerQueueBound = 65_536
+
 interface Waiting {
   readonly batch: SealedBatch
   readonly resume: (effect: Effect.Effect<void, SqlError.SqlError>) => void
@@ -306,31 +313,40 @@ export const layerWriter = Layer.effect(
       return JournalWriter.of({ write: single, stats })
     }
 
-    let queue: Array<Waiting> = []
-    /** A statement is in flight, or a drain is scheduled. */
-    let busy = false
+    const queue = yield* Queue.bounded<Waiting>(writerQueueBound)
+    /** Batches of a symbol already taken in the round that took them: they lead the next round (drain fiber only). */
+    let later: Array<Waiting> = []
 
     const settle = (taken: ReadonlyArray<Waiting>, exit: Exit.Exit<void, SqlError.SqlError>) => {
       // An Exit is an Effect: each waiting write resumes with the statement's own outcome.
       for (const waiting of taken) waiting.resume(exit)
     }
 
-    const drain = (): void => {
-      // Take every waiting batch, one per symbol (a later batch of a symbol already taken waits for the next round).
-      let taken: Array<Waiting> = queue
-      queue = []
-      if (taken.length > 1) {
-        const symbols = new Set<string>()
-        const now: Array<Waiting> = []
-        for (const waiting of taken) {
-          if (symbols.has(waiting.batch.symbol)) queue.push(waiting)
-          else {
-            symbols.add(waiting.batch.symbol)
-            now.push(waiting)
-          }
+    // Every waiting batch: those held back by the last round first, then all the queue holds (waiting for one if
+    // there is none): the batches sealed since the last statement left, in this event-loop turn or while it ran.
+    const next: Effect.Effect<ReadonlyArray<Waiting>> = Effect.suspend(() => {
+      if (later.length === 0) return Queue.takeAll(queue)
+      const first = later
+      later = []
+      return Effect.map(Queue.clear(queue), (more) => (more.length === 0 ? first : first.concat(more)))
+    })
+
+    /** One per symbol (a later batch of a symbol already taken waits for the next round). */
+    const onePerSymbol = (all: ReadonlyArray<Waiting>): ReadonlyArray<Waiting> => {
+      if (all.length === 1) return all
+      const symbols = new Set<string>()
+      const now: Array<Waiting> = []
+      for (const waiting of all) {
+        if (symbols.has(waiting.batch.symbol)) later.push(waiting)
+        else {
+          symbols.add(waiting.batch.symbol)
+          now.push(waiting)
         }
-        taken = now
       }
+      return now
+    }
+
+    const round = (taken: ReadonlyArray<Waiting>): Effect.Effect<void> => {
       counted(taken.length)
       const run =
         taken.length === 1
@@ -350,32 +366,47 @@ export const layerWriter = Layer.effect(
                       undefined
                     )
             )
-      const next = () => {
-        if (queue.length > 0) drain()
-        else busy = false
-      }
-      void Effect.runPromise(run).then(
-        (exit) => {
-          if (exit !== undefined) settle(taken, exit)
-          next()
-        },
-        // Not expected (`run` catches every failure); still, never leave shards waiting on a writer that stopped.
-        (error: unknown) => {
-          settle(taken, Exit.die(error))
-          next()
-        }
+      return Effect.asVoid(
+        Effect.exit(
+          Effect.onExit(run, (exit) =>
+            Effect.sync(() => {
+              if (Exit.isFailure(exit)) settle(taken, Exit.failCause(exit.cause))
+              else if (exit.value !== undefined) settle(taken, exit.value)
+            })
+          )
+        )
       )
     }
 
+    // Runs after the drain fiber is interrupted (finalizers run in reverse): whatever still waits is answered, and
+    // the queue refuses later writes, so no shard waits on a writer that stopped.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Queue.clear(queue), (rest) =>
+        Effect.sync(() => {
+          Queue.shutdownUnsafe(queue)
+          settle(later.concat(rest), Exit.interrupt())
+          later = []
+        })
+      )
+    )
+    // `run` answers every batch it took, whatever its outcome (a defect or the interruption included), so the loop
+    // never stops on a failure. No yield between rounds (each waits on the queue or the database anyway): batches
+    // sealed while a statement was in flight leave at once, as one statement.
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.flatMap(next, (all) => round(onePerSymbol(all))),
+        { disableYield: true }
+      )
+    )
+
+    const refused = Effect.die(new Error("journal writer: queue full or closed; the shard restarts"))
     const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
       batch.snapshot !== undefined
         ? single(batch)
         : Effect.callback<void, SqlError.SqlError>((resume) => {
-            queue.push({ batch, resume })
-            if (busy) return
-            busy = true
-            // The batches other shards seal in this event-loop turn join this statement.
-            setImmediate(drain)
+            // The drain fiber wakes on a scheduled task, so the batches other shards seal in this event-loop turn
+            // join the same statement.
+            if (!Queue.offerUnsafe(queue, { batch, resume })) resume(refused)
           })
 
     return JournalWriter.of({ write, stats })
