@@ -1,12 +1,13 @@
 /**
- * `/metrics`: one scrape joins Effect's own metrics (`effect_cluster_*`: entities per type, shards, runners,
- * mailbox sizes), Tessera's registry (`@tessera/platform/Metrics`: gateway RPCs and whatever modules declare) and
- * process figures read at scrape time (CPU, memory, event-loop delay, Postgres and Valkey reachability).
+ * `/metrics`: one Effect metric registry rendered by Effect's Prometheus exporter. It holds the cluster's own
+ * metrics (`effect_cluster_*`: entities per type, shards, runners, mailbox sizes), Tessera's
+ * (`@tessera/platform/Metrics`: gateway RPCs and whatever modules declare) and process figures read at scrape
+ * time (CPU, memory, event-loop delay, Postgres and Valkey reachability).
  */
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { counter, gauge, histogram, registry, type Scalar, type Series, secondsSince } from "@tessera/platform/Metrics"
 import { Valkey } from "@tessera/platform/Valkey"
-import { Cause, Context, Duration, Effect, type Exit } from "effect"
+import { Cause, Context, Duration, Effect, type Exit, Metric } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import type { Rpc, RpcGroup } from "effect/rpc"
@@ -108,40 +109,66 @@ const valkeyPing = storagePing.labels({ store: "valkey" })
 type LoopDelay = ReturnType<typeof monitorEventLoopDelay>
 /** The event-loop delay monitor's timer period. */
 const LOOP_DELAY_RESOLUTION_MS = 10
-const startedAt = Date.now() / 1000
 
-const processLines = (out: Array<string>, loopDelay: LoopDelay | undefined) => {
-  const cpu = process.cpuUsage()
-  const memory = process.memoryUsage()
-  const push = (name: string, type: string, help: string, value: number) => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`)
-  }
-  push("process_cpu_seconds_total", "counter", "User and system CPU time", (cpu.user + cpu.system) / 1e6)
-  push("process_resident_memory_bytes", "gauge", "Resident set size", memory.rss)
-  push("process_start_time_seconds", "gauge", "Process start, seconds since the epoch", startedAt)
-  push("nodejs_heap_used_bytes", "gauge", "V8 heap in use", memory.heapUsed)
-  push("nodejs_heap_total_bytes", "gauge", "V8 heap reserved", memory.heapTotal)
-  push("nodejs_external_memory_bytes", "gauge", "Memory of C++ objects bound to JS (buffers)", memory.external)
-  if (loopDelay !== undefined) {
-    const delay = loopDelay
-    // The histogram records each timer interval, resolution included: the delay is the part beyond it.
-    const beyond = (nanos: number) => Math.max(0, nanos / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000
-    push(
-      "nodejs_eventloop_delay_p50_seconds",
-      "gauge",
-      "Event-loop delay median since last scrape",
-      beyond(delay.percentile(50))
-    )
-    push(
-      "nodejs_eventloop_delay_p99_seconds",
-      "gauge",
-      "Event-loop delay p99 since last scrape",
-      beyond(delay.percentile(99))
-    )
-    push("nodejs_eventloop_delay_max_seconds", "gauge", "Event-loop delay max since last scrape", beyond(delay.max))
-    loopDelay.reset()
-  }
+// Node's conventional names, so not under the tessera_ prefix.
+const loopDelayP50 = registry.gauge("nodejs_eventloop_delay_p50_seconds", "Event-loop delay median since last scrape")
+const loopDelayP99 = registry.gauge("nodejs_eventloop_delay_p99_seconds", "Event-loop delay p99 since last scrape")
+const loopDelayMax = registry.gauge("nodejs_eventloop_delay_max_seconds", "Event-loop delay max since last scrape")
+
+/** Samples the event-loop delay since the last scrape into its gauges, then starts a new window. */
+const sampleLoopDelay = (delay: LoopDelay) => {
+  // The histogram records each timer interval, resolution included: the delay is the part beyond it.
+  const beyond = (nanos: number) => Math.max(0, nanos / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000
+  loopDelayP50.set(beyond(delay.percentile(50)))
+  loopDelayP99.set(beyond(delay.percentile(99)))
+  loopDelayMax.set(beyond(delay.max))
+  delay.reset()
 }
+
+/**
+ * Process figures as series read when the registry is exported (Prometheus' conventional names), registered
+ * for the scope's lifetime.
+ */
+const registerProcessSeries = Effect.acquireRelease(
+  Effect.sync(() => {
+    const startedAt = Date.now() / 1000
+    const context = registry.context
+    const read = (name: string, description: string, get: () => number) =>
+      Metric.registerUnsafe(Metric.gauge(name, { description }), context, {
+        get: () => ({ value: get() }),
+        update: () => {},
+        modify: () => {}
+      })
+    const cpu = Metric.registerUnsafe(
+      Metric.counter("process_cpu_seconds_total", { description: "User and system CPU time", incremental: true }),
+      context,
+      {
+        get: () => {
+          const usage = process.cpuUsage()
+          return { count: (usage.user + usage.system) / 1e6, incremental: true }
+        },
+        update: () => {},
+        modify: () => {}
+      }
+    )
+    return [
+      cpu,
+      read("process_resident_memory_bytes", "Resident set size", () => process.memoryUsage.rss()),
+      read("process_start_time_seconds", "Process start, seconds since the epoch", () => startedAt),
+      read("nodejs_heap_used_bytes", "V8 heap in use", () => process.memoryUsage().heapUsed),
+      read("nodejs_heap_total_bytes", "V8 heap reserved", () => process.memoryUsage().heapTotal),
+      read(
+        "nodejs_external_memory_bytes",
+        "Memory of C++ objects bound to JS (buffers)",
+        () => process.memoryUsage().external
+      )
+    ]
+  }),
+  (registrations) =>
+    Effect.sync(() => {
+      for (const registration of registrations) registration.remove()
+    })
+)
 
 const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Scalar, ping: Scalar) =>
   Effect.suspend(() => {
@@ -161,17 +188,8 @@ const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Scalar, ping: Scal
     )
   })
 
-/**
- * Renders the whole exposition text: Effect's metrics, Tessera's registry and process figures (with the
- * event-loop delay since the last scrape when a monitor is given).
- */
-export const render = (loopDelay?: LoopDelay) =>
-  Effect.gen(function* () {
-    const effectText = yield* PrometheusMetrics.format()
-    const lines = registry.render([])
-    processLines(lines, loopDelay)
-    return `${effectText}${lines.join("\n")}\n`
-  })
+/** The whole exposition text: every series in the registry, Effect's cluster metrics and Tessera's alike. */
+export const render = Effect.sync(() => PrometheusMetrics.formatUnsafe(registry.context))
 
 /**
  * The `/metrics` handler, with this node's services captured: probes storage, samples shards held, then
@@ -181,6 +199,7 @@ export const makeHandler = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const valkey = yield* Valkey
   const status = yield* NodeStatus
+  yield* registerProcessSeries
   // One monitor per gateway, for the gateway's lifetime.
   const loopDelay = yield* Effect.acquireRelease(
     Effect.sync(() => {
@@ -199,7 +218,8 @@ export const makeHandler = Effect.gen(function* () {
         discard: true
       }
     )
-    const body = yield* render(loopDelay)
+    sampleLoopDelay(loopDelay)
+    const body = yield* render
     return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
   })
 })

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { ClusterMetrics } from "effect/cluster"
+import { seedModules } from "../actors/index.ts"
 import { type RunnerProcess, rawRpc, repoRoot, rpcRequest, startProcess } from "./harness.ts"
 import { families, parse, value } from "./promText.ts"
 
@@ -57,8 +58,16 @@ describe("/metrics on a node's gateway", () => {
     assert.isTrue(value(samples, "process_cpu_seconds_total") > 0)
     assert.isTrue(value(samples, "nodejs_heap_used_bytes") > 0)
     assert.isTrue(value(samples, "nodejs_eventloop_delay_p99_seconds") >= 0)
-    // The delay beyond the monitor's 10 ms timer period (the raw histogram would read at least 0.010).
-    assert.isBelow(value(samples, "nodejs_eventloop_delay_p50_seconds"), 0.01)
+    // The delay beyond the monitor's 10 ms timer period: the raw histogram would read at least 0.010 on every
+    // scrape, while on a loop that is not busy the gauge reads less (other test files may load the box).
+    const medians = [value(samples, "nodejs_eventloop_delay_p50_seconds")]
+    for (let i = 0; i < 10 && Math.min(...medians) >= 0.01; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      medians.push(
+        value(parse(await (await fetch(`${node.url}/metrics`)).text()), "nodejs_eventloop_delay_p50_seconds")
+      )
+    }
+    assert.isBelow(Math.min(...medians), 0.01, `medians ${medians}`)
   })
 
   it("counts control RPCs under entity=control, and each call once", async () => {
@@ -108,6 +117,8 @@ describe("Grafana dashboard ops/grafana/tessera.json", () => {
     const text = await (await fetch(`${node.url}/metrics`)).text()
     const exported = new Set(families(text).keys())
     for (const metric of Object.values(ClusterMetrics)) exported.add((metric as { readonly id: string }).id)
+    // A labelled family has no series before its first update: the modules' declarations name the rest.
+    for (const module of seedModules) for (const name of module.metrics ?? []) exported.add(name)
     const known = (name: string) =>
       exported.has(name) ||
       ["_bucket", "_sum", "_count"].some((s) => name.endsWith(s) && exported.has(name.slice(0, -s.length)))

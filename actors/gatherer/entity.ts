@@ -5,7 +5,7 @@
 
 import * as Metrics from "@tessera/platform/Metrics"
 import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
-import { Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Duration, Effect, Latch, Layer, Option, Schedule } from "effect"
 import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
@@ -302,8 +302,6 @@ export const GathererLayer = Gatherer.toLayer(
     let markets: Array<string> = []
     let socket: WebSocket | undefined
     let connected = false
-    let opening = false
-    let stopped = false
     let leaseUntil = 0
     let reconnects = 0
     let backoffMs = 100
@@ -314,6 +312,7 @@ export const GathererLayer = Gatherer.toLayer(
     let msgsPerSec = 0
     let loggedGarbage = 0
     let reportedReconnects = 0
+    let reportedFailures = 0
 
     const venueUrl = (base: string) => {
       const url = new URL(base)
@@ -323,67 +322,85 @@ export const GathererLayer = Gatherer.toLayer(
       return url.toString()
     }
 
-    const leased = () => !stopped && Date.now() < leaseUntil
+    const leased = () => Date.now() < leaseUntil
+    // Opened by each lease renewal; the connection loop waits on it while no lease is held.
+    const leaseRenewed = Latch.makeUnsafe(false)
 
-    const scheduleReconnect = () => {
-      if (!leased()) return
-      reconnects++
-      const delay = backoffMs * (0.5 + Math.random())
-      backoffMs = Math.min(backoffMs * 2, 5000)
-      setTimeout(open, delay)
-    }
-
-    const open = () => {
-      if (!leased() || socket !== undefined || opening || Option.isNone(config.venueUrl) || slot === undefined) {
-        return
-      }
-      opening = true
-      const base = config.venueUrl.value
-      const ready =
-        shardOf !== undefined
-          ? Promise.resolve()
-          : fetch(`${venueHttpBase(base)}/markets`)
-              .then((response) => response.json() as Promise<Array<string>>)
-              .then((all) => {
-                markets = all.filter((_, i) => i % config.gatherConnections === slot.connection)
-                shardOf = new Map(markets.map((market) => [market, dedupShardOf(market, shards)]))
-              })
-      ready.then(
-        () => {
-          opening = false
-          if (!leased()) return
-          const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false })
-          socket = ws
-          ws.on("open", () => {
-            connected = true
-            backoffMs = 100
-            ws.send(JSON.stringify({ op: "subscribe", markets }))
-          })
-          ws.on("message", (data) => {
-            parseFrame(String(data), shardOf!, batches, counters)
-          })
-          ws.on("close", () => {
-            connected = false
-            if (socket === ws) socket = undefined
-            scheduleReconnect()
-          })
-          ws.on("error", () => {
-            // `close` follows and reconnects.
-          })
-        },
-        () => {
-          opening = false
-          scheduleReconnect()
-        }
+    const fetchMarkets = (base: string) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          fetch(`${venueHttpBase(base)}/markets`, { signal }).then((response) => {
+            if (!response.ok) throw new Error(`GET /markets answered ${response.status}`)
+            return response.json() as Promise<unknown>
+          }),
+        catch: (cause) => cause
+      }).pipe(
+        Effect.timeout(Duration.seconds(5)),
+        Effect.flatMap((all) =>
+          Array.isArray(all) && all.every((market) => typeof market === "string")
+            ? Effect.succeed(all as Array<string>)
+            : Effect.fail(new Error("GET /markets did not answer a list of market names"))
+        )
       )
-    }
 
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        stopped = true
-        socket?.terminate()
+    /** One venue session: connects, subscribes, and completes when the socket closes (interrupting closes it). */
+    const session = (base: string) =>
+      Effect.callback<void>((resume) => {
+        const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false })
+        socket = ws
+        ws.on("open", () => {
+          connected = true
+          backoffMs = 100
+          ws.send(JSON.stringify({ op: "subscribe", markets }))
+        })
+        ws.on("message", (data) => {
+          parseFrame(String(data), shardOf!, batches, counters)
+        })
+        ws.on("close", () => {
+          connected = false
+          if (socket === ws) socket = undefined
+          resume(Effect.void)
+        })
+        ws.on("error", () => {
+          // `close` follows.
+        })
+        return Effect.sync(() => ws.terminate())
       })
-    )
+
+    /** Keeps one venue session open while the lease is held, reconnecting with jittered exponential backoff. */
+    const connection = (base: string, own: { readonly connection: number }) =>
+      Effect.gen(function* () {
+        while (true) {
+          yield* leaseRenewed.close
+          if (!leased()) {
+            yield* leaseRenewed.await
+            continue
+          }
+          const exit = yield* Effect.exit(
+            Effect.gen(function* () {
+              if (shardOf === undefined) {
+                const all = yield* fetchMarkets(base)
+                markets = all.filter((_, i) => i % config.gatherConnections === own.connection)
+                shardOf = new Map(markets.map((market) => [market, dedupShardOf(market, shards)]))
+              }
+              yield* session(base)
+            })
+          )
+          if (!leased()) continue
+          reconnects++
+          if (exit._tag === "Failure" && reconnects - reportedFailures >= 10) {
+            reportedFailures = reconnects
+            yield* Effect.logWarning(`gatherer ${address.entityId}: venue unreachable, retrying`, exit.cause)
+          }
+          const delay = backoffMs * (0.5 + Math.random())
+          backoffMs = Math.min(backoffMs * 2, 5000)
+          yield* Effect.sleep(Duration.millis(delay))
+        }
+      })
+
+    if (Option.isSome(config.venueUrl) && slot !== undefined) {
+      yield* Effect.forkScoped(connection(config.venueUrl.value, slot))
+    }
 
     const flush = Effect.gen(function* () {
       const now = Date.now()
@@ -457,7 +474,7 @@ export const GathererLayer = Gatherer.toLayer(
       Ensure: () =>
         Effect.sync(() => {
           leaseUntil = Date.now() + gathererLeaseMs
-          open()
+          leaseRenewed.openUnsafe()
           return status()
         }),
       Status: () => Effect.sync(status)
