@@ -14,7 +14,7 @@
  * before it is applied; every other command is applied synchronously on arrival.
  */
 
-import { type Cause, Deferred, Effect, Exit, Layer } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { Entity } from "effect/cluster"
 import { SymbolShardConfig } from "./config.ts"
 import * as Journal from "./journal.ts"
@@ -97,6 +97,8 @@ const build = Effect.gen(function* () {
   if (config === undefined) return unknownHandlers(symbol)
 
   const restoreStart = performance.now()
+  // Claimed before the state is read: writes of an earlier owner either committed first (and are read here) or fail.
+  const epoch = yield* Effect.orDie(journal.claim(symbol))
   const stored = yield* Effect.orDie(journal.load(symbol))
   const core =
     stored.snapshot === undefined
@@ -119,15 +121,30 @@ const build = Effect.gen(function* () {
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
     const started = performance.now()
-    return Effect.flatMap(Effect.exit(writer.write(sealed)), (exit) => {
+    return Effect.flatMap(Effect.exit(writer.write(sealed, epoch)), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
         broken = exit.cause
         metrics.failures.inc()
-        const defect = Effect.die(new Error(`journal write for ${symbol}#${sealed.seq} failed; shard restarts`))
+        // A stale owner stands down: its waiting requests die unacknowledged (nothing of them was written) and the
+        // activation ends; the shard's new owner holds the durable state.
+        const stale = Cause.findErrorOption(exit.cause).pipe(Option.filter((e) => e._tag === "StaleOwner"))
+        if (Option.isSome(stale)) metrics.staleOwner.inc()
+        const defect = Effect.die(
+          new Error(
+            Option.isSome(stale)
+              ? `${stale.value.message}; this activation stands down`
+              : `journal write for ${symbol}#${sealed.seq} failed; shard restarts`
+          )
+        )
         Deferred.doneUnsafe(token, defect)
         Deferred.doneUnsafe(tokenOf(core.pending), defect)
-        return Effect.andThen(Effect.logError(`journal write for ${symbol} failed`, exit.cause), defect)
+        return Effect.andThen(
+          Option.isSome(stale)
+            ? Effect.logWarning(stale.value.message)
+            : Effect.logError(`journal write for ${symbol} failed`, exit.cause),
+          defect
+        )
       }
       metrics.flushed(sealed.count, sealed.trades.length, (performance.now() - started) / 1000, core.book)
       ShardCore.markDurable(sealed.batch)

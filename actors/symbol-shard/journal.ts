@@ -2,9 +2,15 @@
  * The shard's storage: symbol configs, the group-commit journal, the `orders` and `trades` tables and book
  * snapshots. Portable SQL (PostgreSQL and the embedded SQLite): multi-row INSERTs, `ON CONFLICT` upserts.
  *
- * One journal row per flushed batch: `(symbol, seq)` is its primary key, so two writers for one symbol (a
- * stale owner during a handover) cannot both commit the same sequence number: the second transaction fails
- * and its requests are never acknowledged.
+ * One journal row per flushed batch: `(symbol, seq)` is its primary key, so two writers for one symbol cannot both
+ * commit the same sequence number.
+ *
+ * Fencing: each activation of a shard claims the next owner epoch of its symbol (`symbol_owners`) before it reads
+ * its state, and every write is conditional on that epoch still being current, checked under a share lock on the
+ * owner row in the same statement or transaction. A claim waits for writes in flight under the old epoch (they
+ * commit first and the new owner reads them); a write after a claim writes nothing and fails with `StaleOwner`.
+ * So an owner that paused past its lock (GC, VM steal, partition) cannot insert below the new owner's journal or
+ * overwrite its `orders` rows, even after retention deleted the rows whose keys would have collided.
  *
  * Retention: a batch carrying a snapshot deletes the snapshots before the previous one and the journal rows up to
  * the previous snapshot, so the tables keep two snapshots and the journal since the older one: one snapshot's
@@ -12,7 +18,7 @@
  */
 
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
-import { Context, Effect, Exit, Layer, Queue } from "effect"
+import { Context, Data, Effect, Exit, Layer, Queue } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import * as ShardMetrics from "./metrics.ts"
 import { placeKey, type SealedBatch, type SymbolConfig } from "./ShardCore.ts"
@@ -29,7 +35,7 @@ export const defaultSymbols: ReadonlyArray<SymbolConfig> = [
   { symbol: "LTC-USDT", tick: "0.01", lot: "0.001", minQty: "0.001", maxQty: "100000" }
 ]
 
-export const migrations: SqlMigrator.Migrations = {
+export const migrations: Record<string, SqlMigrator.Migrations[string]> = {
   "1_symbol_shard": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE IF NOT EXISTS symbols (
@@ -88,6 +94,34 @@ export const migrations: SqlMigrator.Migrations = {
   })
 }
 
+/** The owner epochs (fencing): one row per symbol, bumped by every activation of its shard. */
+migrations["2_owner_epoch"] = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE IF NOT EXISTS symbol_owners (
+    symbol TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL
+  )`
+})
+
+/**
+ * A write under an owner epoch that is no longer current: another activation of the shard claimed the symbol since.
+ * Nothing of the write was applied; the activation that got it must stand down.
+ */
+export class StaleOwner extends Data.TaggedError("StaleOwner")<{
+  readonly symbol: string
+  readonly epoch: number
+  readonly message: string
+}> {}
+
+const staleOwner = (symbol: string, epoch: number) =>
+  new StaleOwner({
+    symbol,
+    epoch,
+    message: `${symbol}: owner epoch ${epoch} is no longer current (the shard moved); the write was refused`
+  })
+
+export type WriteError = SqlError.SqlError | StaleOwner
+
 /** Runs the shard's migrations (own table, so other actors' migration ids never collide). */
 export const layerMigrations = SqlMigrator.layer({ migrations, table: "symbol_shard_migrations" })
 
@@ -130,6 +164,14 @@ export const make = Effect.gen(function* () {
             }
     )
 
+  /** Claims the symbol for a new activation: the next owner epoch, which fences out every earlier one. */
+  const claim = (symbol: string): Effect.Effect<number, SqlError.SqlError> =>
+    Effect.map(
+      sql<{ epoch: number | string }>`INSERT INTO symbol_owners (symbol, epoch) VALUES (${symbol}, 1)
+        ON CONFLICT (symbol) DO UPDATE SET epoch = symbol_owners.epoch + 1 RETURNING epoch`,
+      (rows) => Number(rows[0].epoch)
+    )
+
   const load = (symbol: string): Effect.Effect<StoredState, SqlError.SqlError> =>
     Effect.gen(function* () {
       const snaps = yield* sql<{ seq: number | string; snapshot: string }>`
@@ -142,32 +184,49 @@ export const make = Effect.gen(function* () {
     })
 
   /**
-   * PostgreSQL: the journal row, the order upserts and the trades as ONE statement of data-modifying CTEs (atomic,
-   * one round trip instead of BEGIN + 3 statements + COMMIT). The rows travel as two JSON parameters expanded by
-   * `json_populate_recordset`, so the SQL text never changes with the batch size: prepared once per connection,
-   * no parse and plan per flush, no parameter limit. Measured against the transaction (1 runner, same run):
-   * flush p50 5.7 vs 9.8 ms at 5K orders/s offered, 27-29K vs 23K acked/s at 30K offered.
+   * PostgreSQL: the fence, the journal row, the order upserts and the trades as ONE statement of CTEs (atomic, one
+   * round trip instead of BEGIN + 4 statements + COMMIT). `f` share-locks the owner row if the epoch is current; every
+   * insert joins it, so a stale write inserts nothing and returns no row. The rows travel as JSON parameters expanded
+   * by `json_populate_recordset`, so the SQL text never changes with the batch size: prepared once per connection,
+   * no parse and plan per flush, no parameter limit. Measured against the transaction (1 runner, same run): flush
+   * p50 5.7 vs 9.8 ms at 5K orders/s offered, 27-29K vs 23K acked/s at 30K offered.
    */
-  const writeOneStatement = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
-    Effect.asVoid(
-      sql`WITH j AS (INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})),
-        o AS (INSERT INTO orders SELECT * FROM json_populate_recordset(NULL::orders, ${JSON.stringify(batch.orders)}::json)
+  const writeOneStatement = (batch: SealedBatch, epoch: number): Effect.Effect<void, WriteError> =>
+    Effect.flatMap(
+      sql<{
+        symbol: string
+      }>`WITH f AS (SELECT symbol FROM symbol_owners WHERE symbol = ${batch.symbol} AND epoch = ${epoch} FOR SHARE),
+        j AS (INSERT INTO symbol_journal (symbol, seq, commands) SELECT ${batch.symbol}, ${batch.seq}, ${batch.commands} FROM f),
+        o AS (INSERT INTO orders SELECT r.* FROM json_populate_recordset(NULL::orders, ${JSON.stringify(batch.orders)}::json) r, f
           ON CONFLICT (symbol, order_id) DO UPDATE SET price = excluded.price, qty = excluded.qty,
           filled_qty = excluded.filled_qty, status = excluded.status),
-        t AS (INSERT INTO trades SELECT * FROM json_populate_recordset(NULL::trades, ${JSON.stringify(batch.trades)}::json))
-        SELECT 1`
+        t AS (INSERT INTO trades SELECT r.* FROM json_populate_recordset(NULL::trades, ${JSON.stringify(batch.trades)}::json) r, f)
+        SELECT symbol FROM f`,
+      (rows) => (rows.length === 1 ? Effect.void : Effect.fail(staleOwner(batch.symbol, epoch)))
     )
 
-  /** Writes one sealed batch atomically: journal row, order upserts, new trades, optional snapshot. */
-  const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+  /** Writes one sealed batch atomically under `epoch`: journal row, order upserts, new trades, optional snapshot. */
+  const write = (batch: SealedBatch, epoch: number): Effect.Effect<void, WriteError> =>
     batch.snapshot === undefined
-      ? sql.onDialectOrElse({ pg: () => writeOneStatement(batch), orElse: () => writeTransaction(batch) })
-      : writeTransaction(batch)
+      ? sql.onDialectOrElse({
+          pg: () => writeOneStatement(batch, epoch),
+          orElse: () => writeTransaction(batch, epoch)
+        })
+      : writeTransaction(batch, epoch)
+
+  // PostgreSQL share-locks the owner row until commit; SQLite has one connection whose transactions run one at a time.
+  const fence = (symbol: string, epoch: number) =>
+    sql.onDialectOrElse({
+      pg: () => sql`SELECT epoch FROM symbol_owners WHERE symbol = ${symbol} AND epoch = ${epoch} FOR SHARE`,
+      orElse: () => sql`SELECT epoch FROM symbol_owners WHERE symbol = ${symbol} AND epoch = ${epoch}`
+    })
 
   /** The portable form: one transaction of multi-row INSERTs (SQLite, and batches carrying a snapshot). */
-  const writeTransaction = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+  const writeTransaction = (batch: SealedBatch, epoch: number): Effect.Effect<void, WriteError> =>
     sql.withTransaction(
       Effect.gen(function* () {
+        const current = yield* fence(batch.symbol, epoch)
+        if (current.length === 0) return yield* Effect.fail(staleOwner(batch.symbol, epoch))
         yield* sql`INSERT INTO symbol_journal (symbol, seq, commands) VALUES (${batch.symbol}, ${batch.seq}, ${batch.commands})`
         if (batch.orders.length > 0) {
           for (const rows of chunks(batch.orders)) {
@@ -228,33 +287,49 @@ export const make = Effect.gen(function* () {
 
   /**
    * PostgreSQL: several shards' batches (distinct symbols, none carrying a snapshot) as ONE statement, shaped like
-   * `writeOneStatement` with the journal rows as a third JSON parameter. Atomic: all of them or none.
+   * `writeOneStatement`, with the journal rows and their epochs as a third JSON parameter. Atomic: the batches whose
+   * epoch is current are all written or none is; the stale ones are written in no case. Answers the symbols written.
    */
-  const writeMany = (batches: ReadonlyArray<SealedBatch>): Effect.Effect<void, SqlError.SqlError> => {
-    const journal: Array<{ symbol: string; seq: number; commands: string }> = []
+  const writeMany = (batches: ReadonlyArray<Fenced>): Effect.Effect<ReadonlySet<string>, SqlError.SqlError> => {
+    const journal: Array<{ symbol: string; seq: number; commands: string; epoch: number }> = []
     const orders: Array<SealedBatch["orders"][number]> = []
     const trades: Array<SealedBatch["trades"][number]> = []
-    for (const batch of batches) {
-      journal.push({ symbol: batch.symbol, seq: batch.seq, commands: batch.commands })
+    for (const { batch, epoch } of batches) {
+      journal.push({ symbol: batch.symbol, seq: batch.seq, commands: batch.commands, epoch })
       for (const row of batch.orders) orders.push(row)
       for (const row of batch.trades) trades.push(row)
     }
-    return Effect.asVoid(
-      sql`WITH j AS (INSERT INTO symbol_journal SELECT * FROM json_populate_recordset(NULL::symbol_journal, ${JSON.stringify(journal)}::json)),
-        o AS (INSERT INTO orders SELECT * FROM json_populate_recordset(NULL::orders, ${JSON.stringify(orders)}::json)
+    return Effect.map(
+      sql<{ symbol: string }>`WITH x AS (SELECT * FROM json_to_recordset(${JSON.stringify(journal)}::json)
+          AS x(symbol text, seq bigint, commands text, epoch bigint)),
+        f AS (SELECT o.symbol FROM symbol_owners o JOIN x ON o.symbol = x.symbol AND o.epoch = x.epoch FOR SHARE OF o),
+        j AS (INSERT INTO symbol_journal (symbol, seq, commands) SELECT x.symbol, x.seq, x.commands FROM x JOIN f ON f.symbol = x.symbol),
+        o AS (INSERT INTO orders SELECT r.* FROM json_populate_recordset(NULL::orders, ${JSON.stringify(orders)}::json) r
+          JOIN f ON f.symbol = r.symbol
           ON CONFLICT (symbol, order_id) DO UPDATE SET price = excluded.price, qty = excluded.qty,
           filled_qty = excluded.filled_qty, status = excluded.status),
-        t AS (INSERT INTO trades SELECT * FROM json_populate_recordset(NULL::trades, ${JSON.stringify(trades)}::json))
-        SELECT 1`
+        t AS (INSERT INTO trades SELECT r.* FROM json_populate_recordset(NULL::trades, ${JSON.stringify(trades)}::json) r
+          JOIN f ON f.symbol = r.symbol)
+        SELECT symbol FROM f`,
+      (rows) => new Set(rows.map((row) => row.symbol))
     )
   }
 
-  return { loadSymbol, load, write, writeMany, usedKeys, loadOrder } as const
+  return { loadSymbol, claim, load, write, writeMany, usedKeys, loadOrder } as const
 })
 
+/** A sealed batch with the owner epoch it is written under. */
+export interface Fenced {
+  readonly batch: SealedBatch
+  readonly epoch: number
+}
+
 export interface JournalWriterShape {
-  /** Makes one sealed batch durable (with every other shard's batch written in the same statement, if any). */
-  readonly write: (batch: SealedBatch) => Effect.Effect<void, SqlError.SqlError>
+  /**
+   * Makes one sealed batch durable under the owner epoch (with other shards' batches in the same statement, if any);
+   * fails with `StaleOwner`, writing nothing, if the epoch is no longer current.
+   */
+  readonly write: (batch: SealedBatch, epoch: number) => Effect.Effect<void, WriteError>
   /** Statements written and batches they carried, since the writer started. */
   readonly stats: () => { readonly statements: number; readonly batches: number }
 }
@@ -268,9 +343,9 @@ export interface JournalWriterShape {
  * flight per runner. On this machine a statement costs the runner a socket write and read (~0.1-0.2 ms each of CPU
  * under nested virtualisation) and PostgreSQL a commit, whatever its size, so N shards flushing together cost one.
  *
- * A merged statement that fails is retried batch by batch (one statement each), so that one shard's failure (a
- * stale owner's duplicate journal sequence during a handover) never fails another shard's batch; nothing of a
- * failed statement was written, so the retries cannot apply anything twice. Batches carrying a snapshot, and every
+ * A batch whose owner epoch is stale is left out of the statement and answered `StaleOwner`; the others are written.
+ * A merged statement that fails is retried batch by batch (one statement each), so that one shard's failure never
+ * fails another shard's batch; nothing of a failed statement was written, so the retries cannot apply anything twice. Batches carrying a snapshot, and every
  * batch on SQLite (the embedded node has a single connection and a single runner), are written on their own as
  * before. Two batches of one symbol never share a statement (a shard has one flush in flight; the check keeps it so).
  */
@@ -285,9 +360,8 @@ export class JournalWriter extends Context.Service<JournalWriter, JournalWriterS
  */
 export const writerQueueBound = 65_536
 
-interface Waiting {
-  readonly batch: SealedBatch
-  readonly resume: (effect: Effect.Effect<void, SqlError.SqlError>) => void
+interface Waiting extends Fenced {
+  readonly resume: (effect: Effect.Effect<void, WriteError>) => void
 }
 
 export const layerWriter = Layer.effect(
@@ -304,10 +378,10 @@ export const layerWriter = Layer.effect(
       ShardMetrics.journalStatements.inc()
       ShardMetrics.journalStatementBatches.observe(n)
     }
-    const single = (batch: SealedBatch) =>
+    const single = (batch: SealedBatch, epoch: number) =>
       Effect.suspend(() => {
         counted(1)
-        return journal.write(batch)
+        return journal.write(batch, epoch)
       })
     if (!sql.onDialectOrElse({ pg: () => true, orElse: () => false })) {
       return JournalWriter.of({ write: single, stats })
@@ -317,7 +391,7 @@ export const layerWriter = Layer.effect(
     /** Batches of a symbol already taken in the round that took them: they lead the next round (drain fiber only). */
     let later: Array<Waiting> = []
 
-    const settle = (taken: ReadonlyArray<Waiting>, exit: Exit.Exit<void, SqlError.SqlError>) => {
+    const settle = (taken: ReadonlyArray<Waiting>, exit: Exit.Exit<void, WriteError>) => {
       // An Exit is an Effect: each waiting write resumes with the statement's own outcome.
       for (const waiting of taken) waiting.resume(exit)
     }
@@ -350,21 +424,33 @@ export const layerWriter = Layer.effect(
       counted(taken.length)
       const run =
         taken.length === 1
-          ? Effect.exit(journal.write(taken[0].batch))
+          ? Effect.exit(journal.write(taken[0].batch, taken[0].epoch))
           : Effect.flatMap(
-              Effect.exit(journal.writeMany(taken.map((waiting) => waiting.batch))),
-              (exit): Effect.Effect<Exit.Exit<void, SqlError.SqlError> | undefined> =>
-                Exit.isSuccess(exit)
-                  ? Effect.succeed(exit)
-                  : // Isolate the failure: each batch again on its own, each answered with its own outcome.
-                    Effect.as(
-                      Effect.forEach(
-                        taken,
-                        (waiting) => Effect.map(Effect.exit(single(waiting.batch)), (own) => settle([waiting], own)),
-                        { concurrency: 4, discard: true }
-                      ),
-                      undefined
+              Effect.exit(journal.writeMany(taken)),
+              (exit): Effect.Effect<Exit.Exit<void, WriteError> | undefined> => {
+                if (Exit.isSuccess(exit)) {
+                  // Each batch answered on its own: written, or refused because its owner epoch is stale.
+                  for (const waiting of taken) {
+                    settle(
+                      [waiting],
+                      exit.value.has(waiting.batch.symbol)
+                        ? Exit.void
+                        : Exit.fail(staleOwner(waiting.batch.symbol, waiting.epoch))
                     )
+                  }
+                  return Effect.succeed(undefined)
+                }
+                // Isolate the failure: each batch again on its own, each answered with its own outcome.
+                return Effect.as(
+                  Effect.forEach(
+                    taken,
+                    (waiting) =>
+                      Effect.map(Effect.exit(single(waiting.batch, waiting.epoch)), (own) => settle([waiting], own)),
+                    { concurrency: 4, discard: true }
+                  ),
+                  undefined
+                )
+              }
             )
       return Effect.asVoid(
         Effect.exit(
@@ -400,13 +486,13 @@ export const layerWriter = Layer.effect(
     )
 
     const refused = Effect.die(new Error("journal writer: queue full or closed; the shard restarts"))
-    const write = (batch: SealedBatch): Effect.Effect<void, SqlError.SqlError> =>
+    const write = (batch: SealedBatch, epoch: number): Effect.Effect<void, WriteError> =>
       batch.snapshot !== undefined
-        ? single(batch)
-        : Effect.callback<void, SqlError.SqlError>((resume) => {
+        ? single(batch, epoch)
+        : Effect.callback<void, WriteError>((resume) => {
             // The drain fiber wakes on a scheduled task, so the batches other shards seal in this event-loop turn
             // join the same statement.
-            if (!Queue.offerUnsafe(queue, { batch, resume })) resume(refused)
+            if (!Queue.offerUnsafe(queue, { batch, epoch, resume })) resume(refused)
           })
 
     return JournalWriter.of({ write, stats })

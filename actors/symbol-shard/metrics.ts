@@ -37,6 +37,11 @@ export const flushFailures = Metrics.counter(
   "Group-commit flushes that failed (the shard restarts)",
   ["symbol"]
 )
+export const staleOwnerWrites = Metrics.counter(
+  "tessera_symbol_stale_owner_writes_total",
+  "Flushes refused because the shard's owner epoch was stale (another activation claimed the symbol)",
+  ["symbol"]
+)
 export const marketDataDropped = Metrics.counter(
   "tessera_market_data_dropped_total",
   "Flushed batches whose market data was not published: the runner's publish queue was full"
@@ -71,6 +76,7 @@ export class ShardSeries {
   readonly rejected: Metrics.Scalar
   readonly trades: Metrics.Scalar
   readonly failures: Metrics.Scalar
+  readonly staleOwner: Metrics.Scalar
   readonly resting: Metrics.Scalar
   readonly bids: Metrics.Scalar
   readonly asks: Metrics.Scalar
@@ -81,6 +87,7 @@ export class ShardSeries {
     this.rejected = orders.labels({ symbol, outcome: "rejected" })
     this.trades = trades.labels({ symbol })
     this.failures = flushFailures.labels({ symbol })
+    this.staleOwner = staleOwnerWrites.labels({ symbol })
     this.resting = restingOrders.labels({ symbol })
     this.bids = bookLevels.labels({ symbol, side: "buy" })
     this.asks = bookLevels.labels({ symbol, side: "sell" })
