@@ -306,7 +306,7 @@ describe("SqliteClient", () => {
           const [fk] = yield* sql<{ foreign_keys: number }>`PRAGMA foreign_keys`
           assert.strictEqual(fk.foreign_keys, 1)
           const [sync] = yield* sql<{ synchronous: number }>`PRAGMA synchronous`
-          assert.strictEqual(sync.synchronous, 1) // NORMAL
+          assert.strictEqual(sync.synchronous, 2) // FULL: an acknowledged commit survives power loss
           yield* sql`CREATE TABLE kept (k TEXT PRIMARY KEY, v BLOB)`
           yield* sql.withTransaction(sql`INSERT INTO kept VALUES ('a', ${new Uint8Array([7, 8])})`)
           return yield* (yield* SqliteClient.SqliteClient).withDatabase((database) => database)

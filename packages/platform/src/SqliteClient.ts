@@ -63,10 +63,9 @@ export interface SqliteClientConfig {
    */
   readonly busyTimeout?: Duration.Input | undefined
   /**
-   * `PRAGMA synchronous`. Default `"NORMAL"`: in WAL mode a commit is durable against a crash of the process, and
-   * the database can never be corrupted; only an OS crash or power loss can roll back the last commits since the
-   * previous checkpoint. `"FULL"` fsyncs the WAL on every commit (closes that window, costs an fsync per
-   * transaction); cluster messages are retried by senders, so NORMAL is the right default for the embedded node.
+   * `PRAGMA synchronous`. Default `"FULL"`: the WAL is fsynced on every commit, so an acknowledged commit survives
+   * power loss or an OS crash, not only a crash of the process (one fsync per transaction). `"NORMAL"` skips that
+   * fsync: never corrupt, but the last commits since the previous checkpoint can roll back on power loss.
    */
   readonly synchronous?: "OFF" | "NORMAL" | "FULL" | "EXTRA" | undefined
   /** How many prepared statements to keep, keyed by SQL text (least recently used evicted). Default 256. */
@@ -349,7 +348,7 @@ const open = (config: SqliteClientConfig): DatabaseSync => {
     if (!readOnly) {
       // WAL: readers never block the writer and a commit appends instead of rewriting pages.
       if (isOnDisk(config.filename)) database.exec("PRAGMA journal_mode = WAL")
-      database.exec(`PRAGMA synchronous = ${config.synchronous ?? "NORMAL"}`)
+      database.exec(`PRAGMA synchronous = ${config.synchronous ?? "FULL"}`)
     }
   } catch (cause) {
     database.close()
