@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
 import * as TesseraClient from "@tessera/client/TesseraClient"
+import { pgPoolConfig } from "@tessera/runtime/storage"
 import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { SeedApi } from "../actors/api.ts"
@@ -59,7 +60,7 @@ const rawInsertRate = (url: string, rows: number) =>
       const seconds = (performance.now() - started) / 1000
       yield* sql`DROP TABLE orderbook_deltas_raw`
       return rows / seconds
-    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url) })))
+    }).pipe(Effect.provide(PgClient.layer(pgPoolConfig({ url: Redacted.make(url) }))))
   )
 
 const missingSeqs = (venue: Venue, query: (sql: string) => string) => {

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import * as SqliteClient from "@tessera/platform/SqliteClient"
+import { pgPoolConfig } from "@tessera/runtime/storage"
 import {
   ClusterSchema,
   Entity,
@@ -101,7 +102,7 @@ export const run = async (args: ReadonlyArray<string>) => {
   }
   const dir = mkdtempSync(join(tmpdir(), "tessera-bench-sql-"))
   const schema = `tessera_bench_${process.pid}_${Date.now().toString(36)}`
-  const admin = PgClient.layer(pgConfig)
+  const admin = PgClient.layer(pgPoolConfig(pgConfig))
   const inAdmin = (statement: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, unknown>) =>
     Effect.runPromise(
       Effect.gen(function* () {
@@ -121,7 +122,7 @@ export const run = async (args: ReadonlyArray<string>) => {
         results[`sqlite (synchronous ${synchronous})`].push(rate)
       }
       if (!targets.has("pg")) continue
-      const pg = PgClient.layer({ ...pgConfig, startupParameters: { search_path: schema } })
+      const pg = PgClient.layer(pgPoolConfig({ ...pgConfig, startupParameters: { search_path: schema } }))
       results.postgres.push(await Effect.runPromise(measure(pg, `bench_${round}`, messages, entities)))
     }
   } finally {

@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
 import * as TesseraClient from "@tessera/client/TesseraClient"
+import { pgPoolConfig } from "@tessera/runtime/storage"
 import { Effect, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { SeedApi } from "../actors/api.ts"
@@ -83,7 +84,7 @@ const pgRowsPerSecond = (url: string, seconds: number) =>
       yield* sql.withTransaction(sql`INSERT INTO bench_rows ${sql.insert(rows as never)}`)
     }
     return id / ((performance.now() - start) / 1000)
-  }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url) })), Effect.scoped)
+  }).pipe(Effect.provide(PgClient.layer(pgPoolConfig({ url: Redacted.make(url) }))), Effect.scoped)
 
 export const run = async (args: ReadonlyArray<string>) => {
   const { values } = parseArgs({

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Option, Redacted } from "effect"
-import { defaults, fromEnv, standbyPortOf } from "./config.ts"
+import { defaults, fromEnv, standbyPortOf, variables } from "./config.ts"
+import { pgPoolConfig } from "./storage.ts"
 
 const load = (env: Record<string, string>) => Effect.runPromise(Effect.result(fromEnv(env)))
 
@@ -56,6 +57,56 @@ describe("config", () => {
   rejects({ TESSERA_MESSAGE_POLL: "soon" }, "TESSERA_MESSAGE_POLL")
   rejects({ TESSERA_SHARD_LOCK_REFRESH: "9 seconds" }, "TESSERA_SHARD_LOCK_REFRESH")
   rejects({ TESSERA_STANDBY_PORT: "0" }, "TESSERA_STANDBY_PORT")
+  rejects({ TESSERA_PG_CONNECT_TIMEOUT: "0 millis" }, "TESSERA_PG_CONNECT_TIMEOUT")
+  rejects({ TESSERA_PG_KEEPALIVE: "500 millis" }, "TESSERA_PG_KEEPALIVE")
+  rejects({ TESSERA_PG_STATEMENT_TIMEOUT: "whenever" }, "TESSERA_PG_STATEMENT_TIMEOUT")
+  rejects({ TESSERA_PG_STATEMENT_TIMEOUT: "1.5 millis" }, "TESSERA_PG_STATEMENT_TIMEOUT")
+  rejects({ TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT: "-1 seconds" }, "TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT")
+  rejects({ TESSERA_REDIS_COMMAND_TIMEOUT: "0 seconds" }, "TESSERA_REDIS_COMMAND_TIMEOUT")
+
+  it("reads the dependency timeouts; 0 disables the server-side ones", async () => {
+    assert.isTrue(Duration.equals(defaults.pgConnectTimeout, Duration.seconds(5)))
+    assert.isTrue(Duration.equals(defaults.pgKeepAlive, Duration.seconds(10)))
+    assert.isTrue(Duration.equals(defaults.pgStatementTimeout, Duration.seconds(10)))
+    assert.isTrue(Duration.equals(defaults.pgIdleInTransactionTimeout, Duration.seconds(10)))
+    assert.isTrue(Duration.equals(defaults.redisCommandTimeout, Duration.seconds(2)))
+    const result = await load({
+      TESSERA_PG_CONNECT_TIMEOUT: "2 seconds",
+      TESSERA_PG_KEEPALIVE: "30 seconds",
+      TESSERA_PG_STATEMENT_TIMEOUT: "0 millis",
+      TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT: "1 minute",
+      TESSERA_REDIS_COMMAND_TIMEOUT: "750 millis"
+    })
+    assert.strictEqual(result._tag, "Success")
+    if (result._tag !== "Success") return
+    const cfg = result.success
+    assert.strictEqual(Duration.toMillis(cfg.pgConnectTimeout), 2000)
+    assert.strictEqual(Duration.toMillis(cfg.pgKeepAlive), 30_000)
+    assert.strictEqual(Duration.toMillis(cfg.pgStatementTimeout), 0)
+    assert.strictEqual(Duration.toMillis(cfg.pgIdleInTransactionTimeout), 60_000)
+    assert.strictEqual(Duration.toMillis(cfg.redisCommandTimeout), 750)
+    const pool = pgPoolConfig({ url: Redacted.make("postgres://db/x"), startupParameters: { search_path: "s" } }, cfg)
+    assert.deepStrictEqual(pool.startupParameters, {
+      statement_timeout: "0",
+      idle_in_transaction_session_timeout: "60000",
+      search_path: "s"
+    })
+    assert.strictEqual(pool.connectTimeout, cfg.pgConnectTimeout)
+    assert.strictEqual(pool.keepAlive, cfg.pgKeepAlive)
+  })
+
+  it("lists every variable it reads", () => {
+    const listed = new Set(variables.map(([name]) => name))
+    for (const name of [
+      "TESSERA_PG_CONNECT_TIMEOUT",
+      "TESSERA_PG_KEEPALIVE",
+      "TESSERA_PG_STATEMENT_TIMEOUT",
+      "TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT",
+      "TESSERA_REDIS_COMMAND_TIMEOUT"
+    ]) {
+      assert.isTrue(listed.has(name), name)
+    }
+  })
 
   it("reads the standby port", async () => {
     const result = await load({ TESSERA_RUNNER_PORT: "4000" })

@@ -4,7 +4,7 @@
  * Every setting has a documented default, so `npm start` needs no environment at all. Bad values fail at
  * startup with a `ConfigError` naming the variable, never later at first use.
  */
-import { duration, port, positiveInt, url } from "@tessera/platform/ConfigKit"
+import { duration, invalid, port, positiveInt, url } from "@tessera/platform/ConfigKit"
 import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
 
 export interface TesseraConfigShape {
@@ -17,6 +17,34 @@ export interface TesseraConfigShape {
    * cluster-mode configuration endpoint) and commands follow the cluster's slot map.
    */
   readonly redisCluster: boolean
+  /**
+   * Postgres connect timeout (`TESSERA_PG_CONNECT_TIMEOUT`, default 5 seconds): one connection attempt, TCP to
+   * authenticated, so an unreachable server fails a checkout instead of hanging it.
+   */
+  readonly pgConnectTimeout: Duration.Duration
+  /**
+   * Idle time before TCP keepalive probes start on a Postgres connection (`TESSERA_PG_KEEPALIVE`, default 10
+   * seconds, whole seconds): a peer that vanished while the connection idled is noticed about 10 s later.
+   */
+  readonly pgKeepAlive: Duration.Duration
+  /**
+   * Server-side `statement_timeout` of every Postgres session (`TESSERA_PG_STATEMENT_TIMEOUT`, default 10 seconds;
+   * 0 disables it): a statement stuck on a lock or a sick server ends with an error. Every Tessera statement takes
+   * milliseconds; the cluster's shard-lock session only runs non-blocking `pg_try_advisory_lock` statements.
+   */
+  readonly pgStatementTimeout: Duration.Duration
+  /**
+   * Server-side `idle_in_transaction_session_timeout` (`TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT`, default 10 seconds;
+   * 0 disables it): a runner cut off inside a transaction loses that session, so its row locks (the owner rows
+   * other runners claim) do not outlive it.
+   */
+  readonly pgIdleInTransactionTimeout: Duration.Duration
+  /**
+   * Valkey command timeout (`TESSERA_REDIS_COMMAND_TIMEOUT`, default 2 seconds): a command without a reply by then
+   * fails with a `Connection` `ValkeyError` instead of waiting on a dead or black-holed server. XREAD BLOCK reads
+   * have their own bound (their block time plus a grace).
+   */
+  readonly redisCommandTimeout: Duration.Duration
   /** Gateway port (`TESSERA_PORT`, default 7400). 0 picks a free port. */
   readonly port: number
   /** Gateway bind address (`TESSERA_HOST`, default 127.0.0.1; containers set 0.0.0.0). */
@@ -79,6 +107,11 @@ export const defaults: TesseraConfigShape = {
   databaseUrl: Option.none(),
   redisUrl: Option.none(),
   redisCluster: false,
+  pgConnectTimeout: Duration.seconds(5),
+  pgKeepAlive: Duration.seconds(10),
+  pgStatementTimeout: Duration.seconds(10),
+  pgIdleInTransactionTimeout: Duration.seconds(10),
+  redisCommandTimeout: Duration.seconds(2),
   port: 7400,
   host: "127.0.0.1",
   runnerHost: "localhost",
@@ -100,11 +133,46 @@ export const defaults: TesseraConfigShape = {
   traceSampleRatio: 1
 }
 
+/** A duration of at least `min`, in whole milliseconds (Postgres reads its timeouts as integer milliseconds). */
+const boundedDuration = (name: string, fallback: Duration.Duration, min: Duration.Duration, meaning: string) =>
+  duration(name, fallback).pipe(
+    Config.mapEffect((value) =>
+      Duration.isGreaterThanOrEqualTo(value, min) && Number.isSafeInteger(Duration.toMillis(value))
+        ? Effect.succeed(value)
+        : Effect.fail(invalid(`${name} must be ${meaning}, got ${Duration.format(value)}`))
+    )
+  )
+
 /** The environment description: variable names, parsing, defaults. */
 export const config: Config.Config<TesseraConfigShape> = Config.all({
   databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
   redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
   redisCluster: Config.Boolean("REDIS_CLUSTER").pipe(Config.withDefault(defaults.redisCluster)),
+  pgConnectTimeout: boundedDuration(
+    "TESSERA_PG_CONNECT_TIMEOUT",
+    defaults.pgConnectTimeout,
+    Duration.millis(1),
+    "a positive duration"
+  ),
+  pgKeepAlive: boundedDuration("TESSERA_PG_KEEPALIVE", defaults.pgKeepAlive, Duration.seconds(1), "at least 1 second"),
+  pgStatementTimeout: boundedDuration(
+    "TESSERA_PG_STATEMENT_TIMEOUT",
+    defaults.pgStatementTimeout,
+    Duration.zero,
+    "a duration (0 disables it)"
+  ),
+  pgIdleInTransactionTimeout: boundedDuration(
+    "TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT",
+    defaults.pgIdleInTransactionTimeout,
+    Duration.zero,
+    "a duration (0 disables it)"
+  ),
+  redisCommandTimeout: boundedDuration(
+    "TESSERA_REDIS_COMMAND_TIMEOUT",
+    defaults.redisCommandTimeout,
+    Duration.millis(1),
+    "a positive duration"
+  ),
   port: port("TESSERA_PORT", defaults.port),
   host: Config.String("TESSERA_HOST").pipe(Config.withDefault(defaults.host)),
   runnerHost: Config.String("TESSERA_RUNNER_HOST").pipe(Config.withDefault(defaults.runnerHost)),
@@ -194,6 +262,14 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["DATABASE_URL", "Postgres URL; unset: embedded storage under TESSERA_DATA"],
   ["REDIS_URL", "Valkey/Redis URL; unset: in-memory cache"],
   ["REDIS_CLUSTER", "true: REDIS_URL is a seed node of a Valkey/Redis Cluster, e.g. ElastiCache cluster mode (false)"],
+  ["TESSERA_PG_CONNECT_TIMEOUT", "Postgres connection attempt timeout (5 seconds)"],
+  ["TESSERA_PG_KEEPALIVE", "idle time before TCP keepalive probes on Postgres connections (10 seconds)"],
+  ["TESSERA_PG_STATEMENT_TIMEOUT", "server-side statement_timeout of Postgres sessions, 0 disables (10 seconds)"],
+  [
+    "TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT",
+    "server-side idle_in_transaction_session_timeout of Postgres sessions, 0 disables (10 seconds)"
+  ],
+  ["TESSERA_REDIS_COMMAND_TIMEOUT", "a Valkey command without a reply by then fails (2 seconds)"],
   ["TESSERA_PORT", "gateway port (7400)"],
   ["TESSERA_HOST", "gateway bind address (127.0.0.1)"],
   ["TESSERA_RUNNER_HOST", "address other runners reach this one at (localhost)"],

@@ -6,18 +6,43 @@ import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import * as SqliteClient from "@tessera/platform/SqliteClient"
 import * as Valkey from "@tessera/platform/Valkey"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
-import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import { defaults, TesseraConfig, type TesseraConfigShape } from "./config.ts"
 
 /** File name of the embedded database inside the data folder. */
 export const embeddedDatabaseFile = "tessera.db"
+
+/** The Postgres settings that bound how long a sick server can hold a caller (see `TesseraConfigShape`). */
+export type PgTimeouts = Pick<
+  TesseraConfigShape,
+  "pgConnectTimeout" | "pgKeepAlive" | "pgStatementTimeout" | "pgIdleInTransactionTimeout"
+>
+
+/**
+ * Every Tessera Postgres pool's options (runners, benches, tools): `connection` (url or host fields, its own
+ * `startupParameters` such as a `search_path`) plus the connect timeout, TCP keepalive, and the server-side
+ * statement and idle-in-transaction timeouts sent in each session's startup packet.
+ */
+export const pgPoolConfig = (
+  connection: PgClient.PgPoolConfig,
+  timeouts: PgTimeouts = defaults
+): PgClient.PgPoolConfig => ({
+  ...connection,
+  connectTimeout: timeouts.pgConnectTimeout,
+  keepAlive: timeouts.pgKeepAlive,
+  startupParameters: {
+    statement_timeout: String(Duration.toMillis(timeouts.pgStatementTimeout)),
+    idle_in_transaction_session_timeout: String(Duration.toMillis(timeouts.pgIdleInTransactionTimeout)),
+    ...connection.startupParameters
+  }
+})
 
 export const layerSql: Layer.Layer<SqlClient.SqlClient, SqlError.SqlError, TesseraConfig> = Layer.unwrap(
   Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
     Option.match(config.databaseUrl, {
       onNone: () => SqliteClient.layer({ filename: join(config.dataDir, embeddedDatabaseFile) }),
-      onSome: (url) => PgClient.layer({ url })
+      onSome: (url) => PgClient.layer(pgPoolConfig({ url }, config))
     })
   )
 )
@@ -30,7 +55,8 @@ export const layerValkey: Layer.Layer<Valkey.Valkey, Valkey.ValkeyError, Tessera
   Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
     Valkey.layer({
       url: Option.getOrUndefined(Option.map(config.redisUrl, Redacted.value)),
-      cluster: config.redisCluster
+      cluster: config.redisCluster,
+      commandTimeout: Duration.toMillis(config.redisCommandTimeout)
     })
   )
 )
