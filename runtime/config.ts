@@ -70,6 +70,13 @@ export interface TesseraConfigShape {
   readonly standbyPort: Option.Option<number>
   /** Largest request body the gateway reads (`TESSERA_MAX_BODY_BYTES`, default 1 MiB). */
   readonly maxBodyBytes: number
+  /**
+   * Longest a client may take to send a request's headers (`TESSERA_HTTP_HEADERS_TIMEOUT`, default 10 seconds): a
+   * slow-loris client that trickles them is answered 408 and disconnected instead of holding a socket forever.
+   */
+  readonly httpHeadersTimeout: Duration.Duration
+  /** Longest a client may take to send a whole request, body included (`TESSERA_HTTP_REQUEST_TIMEOUT`, default 30 s). */
+  readonly httpRequestTimeout: Duration.Duration
   /** Shards per group (`TESSERA_SHARDS`, default 300). Must be equal on every runner. */
   readonly shardsPerGroup: number
   /**
@@ -121,6 +128,8 @@ export const defaults: TesseraConfigShape = {
   zone: Option.none(),
   standbyPort: Option.none(),
   maxBodyBytes: 1024 * 1024,
+  httpHeadersTimeout: Duration.seconds(10),
+  httpRequestTimeout: Duration.seconds(30),
   shardsPerGroup: 300,
   shardLockExpiration: Duration.seconds(5),
   shardLockRefresh: Duration.seconds(1),
@@ -195,6 +204,8 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
     Config.option
   ),
   maxBodyBytes: positiveInt("TESSERA_MAX_BODY_BYTES", defaults.maxBodyBytes),
+  httpHeadersTimeout: duration("TESSERA_HTTP_HEADERS_TIMEOUT", defaults.httpHeadersTimeout),
+  httpRequestTimeout: duration("TESSERA_HTTP_REQUEST_TIMEOUT", defaults.httpRequestTimeout),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
   shardLockExpiration: duration("TESSERA_SHARD_LOCK_EXPIRATION", defaults.shardLockExpiration),
   shardLockRefresh: duration("TESSERA_SHARD_LOCK_REFRESH", defaults.shardLockRefresh),
@@ -282,6 +293,8 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
     "with zone groups (e.g. TESSERA_GRAPH_ZONES): transport port of the runner's standby identity, which serves other zones' groups when their zone has no live runner (TESSERA_RUNNER_PORT + 1)"
   ],
   ["TESSERA_MAX_BODY_BYTES", "largest gateway request body (1048576)"],
+  ["TESSERA_HTTP_HEADERS_TIMEOUT", "a client must send a request's headers within this (10 seconds)"],
+  ["TESSERA_HTTP_REQUEST_TIMEOUT", "a client must send a whole request within this (30 seconds)"],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
   ["TESSERA_SHARD_LOCK_EXPIRATION", "shard lock expiry (5 seconds)"],
   ["TESSERA_SHARD_LOCK_REFRESH", "shard lock refresh (1 second)"],
