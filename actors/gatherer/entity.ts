@@ -24,7 +24,15 @@ import {
   gathererEntityId,
   parseGathererId
 } from "./protocol.ts"
-import { fleetReplicas, insertChunk, insertDeltas, lastWrittenSeqs, setFleetReplicas } from "./store.ts"
+import {
+  claimOwner,
+  fleetReplicas,
+  insertChunk,
+  lastWrittenSeqs,
+  type StaleOwner,
+  setFleetReplicas,
+  writeDeltas
+} from "./store.ts"
 import { startVenue } from "./venue.ts"
 
 /** `ws://host:port/path?faults` → `http://host:port` (markets and snapshots are served over HTTP). */
@@ -57,6 +65,11 @@ export const metrics = {
   written: Metrics.counter("tessera_dedup_written_total", "Deltas written to orderbook_deltas", ["dedup"]),
   gaps: Metrics.counter("tessera_dedup_gaps_total", "Holes that outlived the gap deadline", ["dedup"]),
   healed: Metrics.counter("tessera_dedup_healed_total", "Deltas only a venue snapshot supplied", ["dedup"]),
+  staleOwner: Metrics.counter(
+    "tessera_dedup_stale_owner_writes_total",
+    "orderbook_deltas inserts refused because the deduplicator's owner epoch was stale (another activation claimed it)",
+    ["dedup"]
+  ),
   lag: Metrics.histogram("tessera_dedup_sync_lag_seconds", "Venue timestamp to row written")
 }
 
@@ -81,6 +94,8 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     const valkey = yield* Valkey
     const venueHttp = Option.map(config.venueUrl, venueHttpBase)
     const window = new DedupWindow()
+    // Claimed before anything is read from the table: inserts of an earlier owner committed first or fail.
+    const owner = yield* Effect.orDie(claimOwner(address.entityId))
     const dedupLabel = { dedup: address.entityId }
     const writtenMetric = metrics.written.labels(dedupLabel)
     const copiesMetric = metrics.copies.labels(dedupLabel)
@@ -94,6 +109,19 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     let writeFailures = 0
     const lags = new Float64Array(lagSamples)
     let lagCount = 0
+    /** Set when an insert was refused as stale: this activation writes nothing more and its handlers die. */
+    let stale: StaleOwner | undefined
+
+    const standDown = (error: StaleOwner) =>
+      Effect.suspend(() => {
+        if (stale === undefined) metrics.staleOwner.labels(dedupLabel).inc()
+        stale = error
+        return Effect.logWarning(`${error.message}; this activation stands down`)
+      })
+    // A handler that dies makes the entity manager end this activation (a rebuild claims a new epoch).
+    const refuseIfStale = Effect.suspend(() =>
+      stale === undefined ? Effect.void : Effect.die(new Error(`${stale.message}; this activation stands down`))
+    )
 
     const publish = (rows: DeltaColumns) => {
       const byMarket = new Map<string, Array<string>>()
@@ -118,14 +146,20 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       const writtenAt = Date.now()
       for (let from = 0; from < rows.seq.length; from += insertChunk) {
         const to = Math.min(rows.seq.length, from + insertChunk)
-        // Retried until it lands: ON CONFLICT makes a repeat harmless, and the window already moved on.
-        yield* insertDeltas(rows, from, to, writtenAt).pipe(
+        // Retried until it lands (ON CONFLICT makes a repeat harmless, and the window already moved on), unless the
+        // owner epoch is stale: then nothing more is written and the loop ends.
+        yield* writeDeltas(owner, rows, from, to, writtenAt).pipe(
           Effect.tapError((error) =>
-            Effect.sync(() => {
-              writeFailures++
-            }).pipe(Effect.andThen(Effect.logWarning("orderbook_deltas insert failed; retrying", error)))
+            error._tag === "StaleOwner"
+              ? Effect.void
+              : Effect.sync(() => {
+                  writeFailures++
+                }).pipe(Effect.andThen(Effect.logWarning("orderbook_deltas insert failed; retrying", error)))
           ),
-          Effect.retry(Schedule.spaced(Duration.millis(200)))
+          Effect.retry({
+            schedule: Schedule.spaced(Duration.millis(200)),
+            while: (error) => error._tag !== "StaleOwner"
+          })
         )
       }
       const now = Date.now()
@@ -144,16 +178,21 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       clearColumns(rows)
     })
 
-    yield* Effect.forkScoped(Effect.forever(paced(writeEveryMs, writeOnce), { disableYield: true }))
+    yield* Effect.forkScoped(
+      Effect.forever(paced(writeEveryMs, writeOnce), { disableYield: true }).pipe(
+        Effect.catchTag("StaleOwner", standDown)
+      )
+    )
     // On passivation or a shard moving away, write what was accepted (a hand-over, not a failure, so nothing
     // has to be healed from snapshots). Bounded: the next owner heals whatever this misses.
     yield* Effect.addFinalizer(() =>
       Effect.forEach(
         [writing, pending],
         (rows) =>
-          rows.seq.length === 0
+          rows.seq.length === 0 || stale !== undefined
             ? Effect.void
-            : insertDeltas(rows, 0, rows.seq.length, Date.now()).pipe(
+            : writeDeltas(owner, rows, 0, rows.seq.length, Date.now()).pipe(
+                Effect.catchTag("StaleOwner", standDown),
                 Effect.timeout(Duration.seconds(5)),
                 Effect.ignore
               ),
@@ -241,6 +280,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     return Deduplicator.of({
       Ingest: ({ payload: { batch } }) =>
         Effect.gen(function* () {
+          yield* refuseIfStale
           let unknown: Array<string> | undefined
           for (let i = 0; i < batch.market.length; i++) {
             const market = batch.market[i]
@@ -282,7 +322,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
           duplicatesMetric.inc(window.counters.duplicates - before)
           return { accepted, duplicates: window.counters.duplicates - before }
         }),
-      Status: () => Effect.sync(status)
+      Status: () => Effect.andThen(refuseIfStale, Effect.sync(status))
     })
   })
 )

@@ -1,11 +1,17 @@
 /**
  * `orderbook_deltas`: one row per `(market, seq)`, unique, so a deduplicator replaying after failover cannot
  * write a delta twice. Portable SQL (Postgres in clusters, node:sqlite embedded).
+ *
+ * Fencing: each activation of a deduplicator claims the next owner epoch of its id (`dedup_owners`) before it
+ * reads where its markets stopped, and every insert is conditional on that epoch, checked under a share lock on
+ * the owner row in the same statement (SQLite: the same transaction; its transactions run one at a time). A claim
+ * waits for an insert in flight under the old epoch; an insert after it writes nothing and fails `StaleOwner`, so a
+ * deduplicator that paused past its shard lock cannot write rows the new owner has not accounted for.
  */
 
 import type * as SqlMigrator from "@tessera/platform/SqlMigrator"
-import { Effect } from "effect"
-import { SqlClient } from "effect/sql"
+import { Data, Effect } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
 import type { DeltaColumns } from "./dedup.ts"
 
 export const migrations: SqlMigrator.Migrations = {
@@ -27,17 +33,72 @@ export const migrations: SqlMigrator.Migrations = {
     const sql = yield* SqlClient.SqlClient
     // The replica count set at run time (`tessera gather replicas N`); no row: the configured count.
     yield* sql`CREATE TABLE IF NOT EXISTS gatherer_fleet (id INTEGER PRIMARY KEY, replicas INTEGER NOT NULL)`
+  }),
+  "3_dedup_owner_epoch": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // One row per deduplicator id, bumped by every activation (the fence of its writes).
+    yield* sql`CREATE TABLE IF NOT EXISTS dedup_owners (dedup TEXT PRIMARY KEY, epoch BIGINT NOT NULL)`
   })
 }
+
+/** A deduplicator activation's claim: its id and the owner epoch its writes are conditional on. */
+export interface DedupOwner {
+  readonly dedup: string
+  readonly epoch: number
+}
+
+/**
+ * A write under an owner epoch that is no longer current: another activation of the deduplicator claimed it since.
+ * Nothing of the write was applied; the activation that got it must stand down.
+ */
+export class StaleOwner extends Data.TaggedError("StaleOwner")<{
+  readonly dedup: string
+  readonly epoch: number
+  readonly message: string
+}> {}
+
+const staleOwner = (owner: DedupOwner) =>
+  new StaleOwner({
+    dedup: owner.dedup,
+    epoch: owner.epoch,
+    message: `deduplicator ${owner.dedup}: owner epoch ${owner.epoch} is no longer current (it moved); the write was refused`
+  })
+
+/** Claims a deduplicator for a new activation: the next owner epoch, which fences out every earlier one. */
+export const claimOwner = (dedup: string): Effect.Effect<DedupOwner, SqlError.SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ epoch: number | string }>`INSERT INTO dedup_owners (dedup, epoch) VALUES (${dedup}, 1)
+        ON CONFLICT (dedup) DO UPDATE SET epoch = dedup_owners.epoch + 1 RETURNING epoch`,
+      (rows) => ({ dedup, epoch: Number(rows[0].epoch) })
+    )
+  )
 
 /** Rows per INSERT (SQLite binds 7 parameters per row; Postgres binds six arrays). */
 export const insertChunk = 4000
 
+// Numbers go as array literals: a JS array of numbers mixes integer and float parameter types.
+const numbers = (values: Array<number>, from: number, to: number) => `{${values.slice(from, to).join(",")}}`
+
+const rowsOf = (columns: DeltaColumns, from: number, to: number, writtenAt: number) => {
+  const rows: Array<Record<string, unknown>> = new Array(to - from)
+  for (let i = from; i < to; i++) {
+    rows[i - from] = {
+      market: columns.market[i],
+      seq: columns.seq[i],
+      ts: columns.ts[i],
+      side: columns.side[i],
+      price: columns.price[i],
+      qty: columns.qty[i],
+      written_at: writtenAt
+    }
+  }
+  return rows as unknown as readonly [Record<string, unknown>]
+}
+
 /**
- * Inserts rows `[from, to)` of `columns` with one statement that skips rows already present: on Postgres one
- * INSERT ... SELECT FROM UNNEST of six array parameters (no per-row parameters to bind), elsewhere a multi-row
- * INSERT. `written_at` is the database clock as each row is inserted on Postgres (so sync lag includes the
- * insert), else `writtenAt` (ms); `table` is for benches of the same statement.
+ * Inserts rows `[from, to)` of `columns` with one statement that skips rows already present, without a fence: the
+ * raw statement's cost for benches (`table`). Deduplicators write through `writeDeltas`.
  */
 export const insertDeltas = (
   columns: DeltaColumns,
@@ -48,32 +109,57 @@ export const insertDeltas = (
 ) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    // Numbers go as array literals: a JS array of numbers mixes integer and float parameter types.
-    const numbers = (values: Array<number>) => `{${values.slice(from, to).join(",")}}`
     yield* sql.onDialectOrElse({
       pg: () =>
         sql`INSERT INTO ${sql(table)} (market, seq, ts, side, price, qty, written_at)
           SELECT m, s, t, d, p, q, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint FROM UNNEST(${columns.market.slice(from, to)}::text[],
-            ${numbers(columns.seq)}::bigint[], ${numbers(columns.ts)}::bigint[], ${numbers(columns.side)}::smallint[],
-            ${numbers(columns.price)}::float8[], ${numbers(columns.qty)}::float8[]) AS u(m, s, t, d, p, q)
+            ${numbers(columns.seq, from, to)}::bigint[], ${numbers(columns.ts, from, to)}::bigint[], ${numbers(columns.side, from, to)}::smallint[],
+            ${numbers(columns.price, from, to)}::float8[], ${numbers(columns.qty, from, to)}::float8[]) AS u(m, s, t, d, p, q)
           ON CONFLICT (market, seq) DO NOTHING`,
-      orElse: () => {
-        const rows: Array<Record<string, unknown>> = new Array(to - from)
-        for (let i = from; i < to; i++) {
-          rows[i - from] = {
-            market: columns.market[i],
-            seq: columns.seq[i],
-            ts: columns.ts[i],
-            side: columns.side[i],
-            price: columns.price[i],
-            qty: columns.qty[i],
-            written_at: writtenAt
-          }
-        }
-        return sql`INSERT INTO ${sql(table)} ${sql.insert(rows as unknown as readonly [Record<string, unknown>])} ON CONFLICT (market, seq) DO NOTHING`
-      }
+      orElse: () =>
+        sql`INSERT INTO ${sql(table)} ${sql.insert(rowsOf(columns, from, to, writtenAt))} ON CONFLICT (market, seq) DO NOTHING`
     })
   })
+
+/**
+ * Inserts rows `[from, to)` of `columns` under `owner`'s epoch, skipping rows already present; fails `StaleOwner`,
+ * writing nothing, if the epoch is no longer current. On Postgres one statement: `f` share-locks the owner row if
+ * the epoch is current and the INSERT ... SELECT FROM UNNEST of six array parameters joins it, so a stale insert
+ * inserts nothing and returns no row; `written_at` is the database clock as each row is inserted (sync lag includes
+ * the insert). Elsewhere the check and a multi-row INSERT in one transaction, `written_at` = `writtenAt` (ms).
+ */
+export const writeDeltas = (
+  owner: DedupOwner,
+  columns: DeltaColumns,
+  from: number,
+  to: number,
+  writtenAt: number
+): Effect.Effect<void, SqlError.SqlError | StaleOwner, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () =>
+        Effect.flatMap(
+          sql<{ dedup: string }>`WITH f AS (SELECT dedup FROM dedup_owners
+              WHERE dedup = ${owner.dedup} AND epoch = ${owner.epoch} FOR SHARE),
+            i AS (INSERT INTO orderbook_deltas (market, seq, ts, side, price, qty, written_at)
+              SELECT m, s, t, d, p, q, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint FROM UNNEST(${columns.market.slice(from, to)}::text[],
+                ${numbers(columns.seq, from, to)}::bigint[], ${numbers(columns.ts, from, to)}::bigint[], ${numbers(columns.side, from, to)}::smallint[],
+                ${numbers(columns.price, from, to)}::float8[], ${numbers(columns.qty, from, to)}::float8[]) AS u(m, s, t, d, p, q), f
+              ON CONFLICT (market, seq) DO NOTHING)
+            SELECT dedup FROM f`,
+          (rows) => (rows.length === 1 ? Effect.void : Effect.fail(staleOwner(owner)))
+        ),
+      orElse: () =>
+        sql.withTransaction(
+          Effect.gen(function* () {
+            const current =
+              yield* sql`SELECT epoch FROM dedup_owners WHERE dedup = ${owner.dedup} AND epoch = ${owner.epoch}`
+            if (current.length === 0) return yield* Effect.fail(staleOwner(owner))
+            yield* sql`INSERT INTO orderbook_deltas ${sql.insert(rowsOf(columns, from, to, writtenAt))} ON CONFLICT (market, seq) DO NOTHING`
+          })
+        )
+    })
+  )
 
 /** The last written seq of each of `markets` that has rows. */
 export const lastWrittenSeqs = (markets: ReadonlyArray<string>) =>
