@@ -4,14 +4,17 @@
  * (id `d<k>`, each market hashed to one k) keeps the first copy of each `(market, seq)`, heals gaps from venue
  * snapshots and writes `orderbook_deltas` plus the Valkey stream `md:book:{market}`.
  */
-import { Contract } from "@tessera/contracts"
+import { Contract, Ids } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
 
+/** A market name as the venue lists it: 1-256 characters, no control characters (`Ids.Id`; written to Postgres). */
+const Market = Ids.Id
+
 /** A batch of delta copies as parallel arrays (one message per deduplicator per flush, not per delta). */
 export const DeltaBatch = Schema.Struct({
-  market: Schema.Array(Schema.String),
+  market: Schema.Array(Market),
   seq: Schema.Array(Schema.Number),
   ts: Schema.Array(Schema.Number),
   side: Schema.Array(Schema.Number),

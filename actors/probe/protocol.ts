@@ -2,7 +2,7 @@
  * Probe: a tiny diagnostic actor. `Where` answers which runner hosts the entity and how many messages it has
  * handled since activation — enough to watch entities spread over runners and move on failover.
  */
-import { Contract } from "@tessera/contracts"
+import { Contract, Ids } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc } from "effect/rpc"
@@ -16,7 +16,7 @@ export const ProbeReply = Schema.Struct({
 export type ProbeReply = typeof ProbeReply.Type
 
 export const Where = Rpc.make("Where", {
-  payload: { note: Schema.optional(Schema.String.check(Schema.isMaxLength(256))) },
+  payload: { note: Schema.optional(Ids.text({ minLength: 0, maxLength: 256 })) },
   success: ProbeReply
 })
 

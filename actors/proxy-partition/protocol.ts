@@ -6,11 +6,11 @@
  * Wire calls: `{"tag":"ProxyPartition.GetVertex","payload":{"entityId":"17","payload":{"id":"alice"}}}` and
  * `{"tag":"Graph.BatchGet","payload":{"ids":["alice","bob"]}}`.
  */
-import { Contract } from "@tessera/contracts"
+import { Contract, Ids } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
-import { isJsonObject } from "./core.ts"
+import { isJsonObject, MAX_LABEL_LENGTH, MAX_VERTEX_ID_LENGTH } from "./core.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -71,8 +71,12 @@ const Common = [InvalidPartition, WrongPartition, InvalidVertexId, GraphStorageE
 // Data
 // ---------------------------------------------------------------------------------------------------------------
 
-export const VertexId = Schema.String
-export const Label = Schema.String
+/**
+ * Vertex ids and labels follow the contracts' grammar (no control characters, bounded): a payload outside it fails
+ * decoding at the gateway. The partition's own rules (a label has no `|`, the id's partition) give typed errors.
+ */
+export const VertexId = Ids.text({ maxLength: MAX_VERTEX_ID_LENGTH })
+export const Label = Ids.text({ maxLength: MAX_LABEL_LENGTH })
 /**
  * A JSON object (see `isJsonObject`). Declared with one synchronous check instead of `Record(String, Json)`,
  * whose per-key effects and cycle-tracking walk cost more than the rest of a BatchGet; the JSON form is the
@@ -83,6 +87,17 @@ export const Properties = Schema.declare<Properties>(isJsonObject as (u: unknown
   expected: "a JSON object",
   toCodecJson: () => undefined
 })
+
+/** Properties as a client writes them: also every top-level key is an `Ids.Key` (1-64 characters, no controls). */
+export const PropertiesInput = Properties.check(
+  Schema.makeFilter((properties) => {
+    for (const key in properties) {
+      const problem = Ids.problem(key, Ids.maxKeyLength)
+      if (problem !== undefined) return { path: [key], issue: `property key ${problem}` }
+    }
+    return undefined
+  })
+)
 
 export const Vertex = Schema.Struct({ id: Schema.String, properties: Properties })
 export type Vertex = typeof Vertex.Type
@@ -113,7 +128,7 @@ export type PartitionInfo = typeof PartitionInfo.Type
 
 /** Creates or replaces a vertex's properties; `created` is false when it replaced one. */
 export const PutVertex = Rpc.make("PutVertex", {
-  payload: { id: VertexId, properties: Properties },
+  payload: { id: VertexId, properties: PropertiesInput },
   success: Schema.Struct({ created: Schema.Boolean }),
   error: Schema.Union([...Common, PropertiesTooLarge])
 })

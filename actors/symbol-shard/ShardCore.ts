@@ -198,7 +198,11 @@ interface Remembered<A> {
   readonly batch: PendingBatch | undefined
 }
 
-/** The idempotency key of a place. */
+/**
+ * The idempotency key of a place. Injective because the wire grammar (`Ids.Key`) refuses U+0000 in accounts and client
+ * order ids, so the separator cannot occur inside either; the format stays as it is because snapshots hold these keys
+ * (and the forgotten-key filter their hashes).
+ */
 export const placeKey = (account: string, clientOrderId: string) => `${account}\u0000${clientOrderId}`
 const requestKey = (op: "c" | "m", orderId: string, requestId: string) => `${op}\u0000${orderId}\u0000${requestId}`
 

@@ -19,7 +19,7 @@
  *
  * Prices and quantities are decimal strings, checked against the symbol's tick and lot size.
  */
-import { Contract } from "@tessera/contracts"
+import { Contract, Ids } from "@tessera/contracts"
 import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
@@ -33,7 +33,11 @@ export type SymbolId = typeof SymbolId.Type
 /** A plain positive decimal string (`"100.25"`); tick/lot multiples are checked by the shard. */
 export const DecimalString = Schema.String.check(Schema.isPattern(/^\d{1,20}(\.\d{1,18})?$/))
 
-const Key = Schema.String.check(Schema.isBetweenLength(1, 64))
+/**
+ * Accounts, client order ids and request ids: 1-64 characters, no control characters (`Ids.Key`). The grammar keeps
+ * U+0000 out, which PostgreSQL text refuses and which separates account and client order id in the place key.
+ */
+const Key = Ids.Key
 /** Order ids are assigned by the shard: decimal digits, unique per symbol. */
 export const OrderId = Schema.String.check(Schema.isPattern(/^\d{1,16}$/))
 
@@ -214,7 +218,7 @@ export class ShardUnavailable extends Schema.TaggedError<ShardUnavailable>()("Sh
 }) {}
 
 /** The orders of one symbol in a PlaceMany. */
-export const SymbolBatch = Schema.Struct({ symbol: Schema.String, orders: Schema.Array(PlaceOrder) })
+export const SymbolBatch = Schema.Struct({ symbol: Ids.Id, orders: Schema.Array(PlaceOrder) })
 export type SymbolBatch = typeof SymbolBatch.Type
 
 /** A symbol's batch was answered: one `BatchItem` per order, in order (as PlaceBatch answers). */

@@ -1,4 +1,5 @@
 export * as Cli from "./Cli.ts"
 export * as Contract from "./Contract.ts"
 export * as Control from "./Control.ts"
+export * as Ids from "./Ids.ts"
 export * as Module from "./Module.ts"
