@@ -1,8 +1,9 @@
 import { Buffer } from "node:buffer"
 import { assert, describe, it, layer, type Vitest } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Redis } from "ioredis"
+import { pausableProxy } from "../../../test/harness.ts"
 import { type RedisCluster, startRedisCluster } from "../../../test/redisCluster.ts"
 import { MemoryStore } from "./internal/valkeyMemoryStore.ts"
 import { keySlot } from "./internal/valkeySlot.ts"
@@ -821,6 +822,49 @@ describe("Valkey", () => {
         // A hang would fail here instead of running into the test timeout.
         Effect.timeout("20 seconds")
       )
+    )
+
+    it.live(
+      "a server that stops answering (black-holed behind a paused proxy) fails commands at the default 2 s timeout; it recovers",
+      () =>
+        Effect.gen(function* () {
+          const proxy = yield* Effect.acquireRelease(
+            Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 6379 })),
+            (p) => Effect.promise(() => p.close())
+          )
+          const v = yield* Layer.build(
+            Layer.provideMerge(
+              cleanup,
+              layerIoredis({ url: `redis://127.0.0.1:${proxy.port}`, keyPrefix: `${runPrefix}bh:` })
+            )
+          ).pipe(Effect.map(Context.get(Valkey)))
+          assert.isTrue(yield* v.set("k", "before"))
+          // A blocked read outlives the command timeout: it has its own bound.
+          assert.deepStrictEqual(yield* v.xread([["s", "$"]], { block: 2500 }), [])
+
+          proxy.pause()
+          const started = Date.now()
+          const [get, pipeline] = yield* Effect.all(
+            [Effect.flip(v.get("k")), Effect.flip(v.pipeline([Cmd.set("k", "during"), Cmd.get("k")]))],
+            { concurrency: 2 }
+          )
+          const waited = Date.now() - started
+          for (const error of [get, pipeline]) {
+            assert.instanceOf(error, ValkeyError)
+            assert.strictEqual(error.reason, "Connection")
+            assert.include(error.message, "timed out")
+          }
+          assert.isBelow(waited, 4000, "failed at the command timeout, not at some later socket error")
+
+          proxy.resume()
+          // The held bytes flow again; late replies of the timed-out commands are dropped, new ones line up.
+          const after = yield* v
+            .get("k")
+            .pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }), Effect.timeout("5 seconds"))
+          assert.oneOf(after, ["before", "during"])
+          assert.isTrue(yield* v.set("k", "after"))
+          assert.strictEqual(yield* v.get("k"), "after")
+        }).pipe(Effect.scoped, Effect.timeout("20 seconds"))
     )
 
     it.live("wrong credentials give a typed error that does not carry the password", () =>

@@ -397,7 +397,11 @@ export interface IoredisOptions {
    * `4 * (connectTimeout + 1 s)` when it does not answer at all.
    */
   readonly maxRetriesPerRequest?: number | undefined
-  /** Fail a (non-blocking) command with no reply after this many milliseconds. Default: no limit. */
+  /**
+   * Fail a command with no reply after this many milliseconds, with a `Connection` error, so a server that stops
+   * answering (a black-holed network keeps the socket open) cannot hold callers. Default 2000. XREAD BLOCK is not
+   * bound by it: a blocked read fails when no reply came within its block time plus a grace.
+   */
   readonly commandTimeout?: number | undefined
   /**
    * Send the commands issued in the same tick as one write (ioredis auto-pipelining). Default true: concurrent
@@ -431,6 +435,8 @@ const parseSeed = (seed: string): { readonly host: string; readonly port: number
   return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) }
 }
 
+/** Default `commandTimeout`: far above a healthy round trip, well under the shard-lock expiry. */
+const DEFAULT_COMMAND_TIMEOUT_MS = 2000
 /** Longest BLOCK of one XREAD on the wire; `block: 0` (forever) repeats such reads. */
 const BLOCK_CHUNK_MS = 10_000
 /** Idle blocking connections kept for the next XREAD BLOCK. */
@@ -718,7 +724,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       protocol: 2,
       connectTimeout,
       maxRetriesPerRequest: maxRetries,
-      commandTimeout: options.commandTimeout,
+      commandTimeout: options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT_MS,
       connectionName: "tessera"
     } satisfies RedisOptions
 
@@ -835,6 +841,8 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       const redis = connect({
         enableAutoPipelining: false,
         connectionName: "tessera-xread",
+        // A blocked read waits longer than any command timeout by design; its own guard follows.
+        commandTimeout: undefined,
         // Client-side guard: a BLOCK n read fails if no reply came after n + 1 s (a dead socket).
         blockingTimeout: BLOCK_CHUNK_MS + 5000,
         blockingTimeoutGrace: 1000
