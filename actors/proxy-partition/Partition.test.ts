@@ -1,26 +1,47 @@
 import { existsSync, readdirSync } from "node:fs"
 import { join } from "node:path"
-import { assert, describe, it } from "@effect/vitest"
+import { PgClient } from "@effect/sql-pg"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ObjectStore from "@tessera/platform/ObjectStore"
 import * as SqliteClient from "@tessera/platform/SqliteClient"
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import { layerIoredis, Valkey } from "@tessera/platform/Valkey"
-import { Effect, Exit, Layer } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { tempDataDir } from "../../test/harness.ts"
+import { freshDatabase, tempDataDir } from "../../test/harness.ts"
 import { decodeSnapshot, partitionKeys, snapshotKey } from "./core.ts"
-import { makePartition, migrations, migrationsTable, readMeta } from "./Partition.ts"
+import * as GraphMetrics from "./metrics.ts"
+import {
+  claimPartition,
+  type MetaRow,
+  makePartition,
+  migrations,
+  migrationsTable,
+  readMeta,
+  touchMeta,
+  writeMeta
+} from "./Partition.ts"
 
 const redisUrl = process.env.TESSERA_TEST_REDIS ?? "redis://127.0.0.1:6379"
 
-/** Real Redis under a unique prefix, a fresh SQLite file with the graph tables, a local cold-tier folder. */
-const fixture = () => {
+const database = freshDatabase("graph_fence")
+afterAll(() => database.drop())
+
+/**
+ * Real Redis under a unique prefix, the graph tables (a fresh SQLite file, or the test's PostgreSQL database), a
+ * local cold-tier folder.
+ */
+const fixture = (dialect: "sqlite" | "pg" = "sqlite") => {
   const data = tempDataDir()
   const prefix = `test:pp:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
   const layer = Layer.mergeAll(
     layerIoredis({ url: redisUrl, keyPrefix: prefix }),
     SqlMigrator.layer({ migrations, table: migrationsTable }).pipe(
-      Layer.provideMerge(SqliteClient.layer({ filename: join(data.dir, "t.db") }))
+      Layer.provideMerge(
+        dialect === "pg"
+          ? PgClient.layer({ url: Redacted.make(database.url) })
+          : SqliteClient.layer({ filename: join(data.dir, "t.db") })
+      )
     ),
     ObjectStore.layerLocal({ root: join(data.dir, "cold") })
   )
@@ -36,9 +57,10 @@ const open = (partition: number, zones?: { readonly preferredZone?: string; read
   })
 
 const withFixture = <A, E>(
-  body: (f: ReturnType<typeof fixture>) => Effect.Effect<A, E, Valkey | SqlClient.SqlClient | ObjectStore.ObjectStore>
+  body: (f: ReturnType<typeof fixture>) => Effect.Effect<A, E, Valkey | SqlClient.SqlClient | ObjectStore.ObjectStore>,
+  dialect: "sqlite" | "pg" = "sqlite"
 ) => {
-  const f = fixture()
+  const f = fixture(dialect)
   return body(f).pipe(
     Effect.tap(() =>
       Effect.flatMap(Valkey, (v) =>
@@ -95,8 +117,8 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         assert.deepStrictEqual(yield* valkey.keys("g:{9}:*"), [], "evicted from Valkey")
         const row = yield* readMeta(sql, 9)
         assert.strictEqual(row?.tier, "cold")
-        assert.strictEqual(row?.location, snapshotKey(9, 1))
-        assert.isTrue(existsSync(join(f.coldDir, snapshotKey(9, 1))))
+        assert.strictEqual(row?.location, snapshotKey(9, 1, p.epoch))
+        assert.isTrue(existsSync(join(f.coldDir, snapshotKey(9, 1, p.epoch))))
 
         // A new incarnation (the entity restarted elsewhere) sees the cold pointer and promotes on first use.
         const again = yield* open(9)
@@ -110,7 +132,7 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         // A second demotion writes version 2 and removes version 1.
         yield* again.write(again.hot.put("v50", "{}"))
         assert.strictEqual((yield* again.demote).version, 2)
-        assert.isFalse(existsSync(join(f.coldDir, snapshotKey(9, 1))))
+        assert.isFalse(existsSync(join(f.coldDir, snapshotKey(9, 1, p.epoch))))
         assert.strictEqual(yield* again.run(again.hot.get("v50")), "{}")
       })
     )
@@ -130,18 +152,20 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         assert.strictEqual(written.version, 2)
         const row = yield* readMeta(sql, 3)
         assert.strictEqual(row?.tier, "hot", "pointer still says hot")
-        assert.strictEqual(row?.location, snapshotKey(3, 1), "previous snapshot still referenced")
+        assert.strictEqual(row?.location, snapshotKey(3, 1, p.epoch), "previous snapshot still referenced")
 
         // The restarted partition serves the latest acknowledged write from the hot tier...
         const restarted = yield* open(3)
         assert.strictEqual(yield* restarted.run(restarted.hot.get("a")), '{"v":2}')
-        // ...and the next complete demotion overwrites the orphan v2 and round-trips the data.
+        // ...and the next complete demotion writes v2 under its own epoch (the orphan is never pointed to) and
+        // round-trips the data.
         const demoted = yield* restarted.demote
         assert.strictEqual(demoted.version, 2)
+        assert.strictEqual((yield* readMeta(sql, 3))?.location, snapshotKey(3, 2, restarted.epoch))
         assert.strictEqual(yield* restarted.run(restarted.hot.get("a")), '{"v":2}')
 
         // A crash in the middle of a local write (temporary file written, never renamed) keeps the old object.
-        const key = snapshotKey(3, 2)
+        const key = snapshotKey(3, 2, restarted.epoch)
         const before = readdirSync(join(f.coldDir, "graph/partitions/3"))
         yield* Effect.promise(() =>
           ObjectStore.writeAtomically(join(f.coldDir, key), new TextEncoder().encode("garbage"), true)
@@ -162,7 +186,7 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         const p = yield* open(4)
         yield* p.write(p.hot.put("a", "{}"))
         yield* p.demote
-        yield* cold.delete(snapshotKey(4, 1))
+        yield* cold.delete(snapshotKey(4, 1, p.epoch))
         const again = yield* open(4)
         const exit = yield* Effect.exit(again.run(again.hot.get("a")))
         assert.isTrue(Exit.isFailure(exit))
@@ -232,3 +256,144 @@ describe("ProxyPartition zone accounting (real Redis)", () => {
     )
   )
 })
+
+const isStale = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) &&
+  Cause.findErrorOption(exit.cause).pipe(Option.exists((e) => (e as { _tag?: string })._tag === "StaleOwner"))
+
+/** Every way a stale activation could touch the metadata, the cold tier or the hot tier is refused. */
+const staleOwnerTouchesNothing = (p: number, dialect: "sqlite" | "pg") =>
+  withFixture(
+    (f) =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const valkey = yield* Valkey
+        // The counters are the process's: the refusals are counted from here.
+        const counted = [p, p + 1, p + 2].map(
+          (q) => GraphMetrics.staleOwnerWrites.labels({ partition: String(q) }).value
+        )
+        const staleWrites = (partition: number) =>
+          GraphMetrics.staleOwnerWrites.labels({ partition: String(partition) }).value - counted[partition - p]
+
+        // A demotion (snapshot object, pointer swap, eviction) by an owner that lost the partition.
+        const old = yield* open(p)
+        yield* old.write(old.hot.put("a", '{"v":1}'))
+        const current = yield* open(p)
+        assert.strictEqual(current.epoch, old.epoch + 1)
+        assert.isTrue(isStale(yield* Effect.exit(old.demote)))
+        const row = yield* readMeta(sql, p)
+        assert.deepStrictEqual([row?.tier, row?.location, row?.version], ["hot", null, 0], "metadata unchanged")
+        assert.strictEqual(yield* current.run(current.hot.get("a")), '{"v":1}', "keys not evicted")
+        const dir = join(f.coldDir, `graph/partitions/${p}`)
+        assert.deepStrictEqual(existsSync(dir) ? readdirSync(dir) : [], [], "the refused snapshot object is removed")
+        assert.strictEqual(staleWrites(p), 1)
+        // From then on it refuses everything, touching nothing (and counting nothing: no write was attempted).
+        assert.isTrue(isStale(yield* Effect.exit(old.run(old.hot.get("a")))))
+        assert.isTrue(isStale(yield* Effect.exit(old.report)))
+        assert.strictEqual(staleWrites(p), 1)
+        // The current owner demotes as usual.
+        assert.strictEqual((yield* current.demote).version, 1)
+        assert.strictEqual((yield* readMeta(sql, p))?.location, snapshotKey(p, 1, current.epoch))
+
+        // A report (last access, temperature, zone traffic) by a stale owner changes nothing.
+        const oldReporter = yield* open(p + 1, { preferredZone: "a", runnerZone: "a" })
+        yield* oldReporter.write(oldReporter.hot.put("b", "{}"))
+        const untouched = yield* readMeta(sql, p + 1)
+        yield* open(p + 1, { preferredZone: "a", runnerZone: "a" })
+        assert.isTrue(isStale(yield* Effect.exit(oldReporter.report)))
+        assert.deepStrictEqual(yield* readMeta(sql, p + 1), untouched)
+        assert.strictEqual(staleWrites(p + 1), 1)
+
+        // A promotion by a stale owner restores nothing into the hot tier and leaves the pointer cold.
+        const cold = yield* open(p + 2)
+        yield* cold.write(cold.hot.put("c", "{}"))
+        yield* cold.demote
+        yield* open(p + 2)
+        assert.isTrue(isStale(yield* Effect.exit(cold.run(cold.hot.get("c")))))
+        assert.strictEqual((yield* readMeta(sql, p + 2))?.tier, "cold")
+        assert.deepStrictEqual(yield* valkey.keys(`g:{${p + 2}}:*`), [], "nothing restored by the stale owner")
+        assert.strictEqual(staleWrites(p + 2), 1)
+
+        // A stale owner's snapshot of the same version never replaces the one the current owner points to.
+        const slow = yield* open(p + 3)
+        yield* slow.write(slow.hot.put("d", '{"v":1}'))
+        const owner = yield* open(p + 3)
+        yield* owner.write(owner.hot.put("d", '{"v":2}'))
+        assert.strictEqual((yield* owner.demote).version, 1)
+        assert.isTrue(isStale(yield* Effect.exit(slow.demote)))
+        assert.strictEqual(yield* owner.run(owner.hot.get("d")), '{"v":2}', "promoted from the owner's own snapshot")
+      }),
+    dialect
+  )
+
+describe("owner epochs fence the partition metadata (PostgreSQL)", () => {
+  it.live("a stale owner's demotion, report and promotion fail StaleOwner and change nothing", () =>
+    staleOwnerTouchesNothing(40, "pg")
+  )
+
+  it.live("a claim waits for a metadata write in flight under the old epoch, which commits first", () =>
+    withFixture(
+      () =>
+        Effect.gen(function* () {
+          const release = yield* Deferred.make<void>()
+          // A failed assertion ends the blocking session first, so the queries waiting on it return.
+          yield* claimDuringWrite(release).pipe(Effect.ensuring(Deferred.succeed(release, undefined)))
+        }),
+      "pg"
+    )
+  )
+})
+
+describe("owner epochs fence the partition metadata (embedded SQLite)", () => {
+  it.live("a stale owner's demotion, report and promotion fail StaleOwner and change nothing", () =>
+    staleOwnerTouchesNothing(40, "sqlite")
+  )
+})
+
+const metaRow = (partition: number, version: number): MetaRow => ({
+  partition,
+  tier: "hot",
+  location: null,
+  version,
+  lastAccess: version,
+  temperature: 0,
+  zone: null,
+  sameZone: 0,
+  crossZone: 0
+})
+
+/** The old owner's pointer swap is held in flight by another session's row lock; a claim then waits for it. */
+const claimDuringWrite = (release: Deferred.Deferred<void>) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const partition = 60
+    const old = yield* claimPartition(sql, partition)
+    yield* writeMeta(sql, metaRow(partition, 1), old)
+    const held = yield* Deferred.make<void>()
+    const blocker = yield* Effect.forkChild(
+      sql.withTransaction(
+        Effect.gen(function* () {
+          yield* sql`SELECT partition FROM graph_partitions WHERE partition = ${partition} FOR UPDATE`
+          yield* Deferred.succeed(held, undefined)
+          yield* Deferred.await(release)
+        })
+      )
+    )
+    yield* Deferred.await(held)
+    const writing = yield* Effect.forkChild(Effect.exit(writeMeta(sql, metaRow(partition, 2), old)))
+    yield* Effect.sleep("200 millis")
+    assert.isUndefined(writing.pollUnsafe(), "the write must be in flight")
+    const claiming = yield* Effect.forkChild(claimPartition(sql, partition))
+    yield* Effect.sleep("200 millis")
+    assert.isUndefined(claiming.pollUnsafe(), "the claim must wait for the in-flight write's share lock")
+    yield* Deferred.succeed(release, undefined)
+    yield* Fiber.join(blocker)
+    assert.isTrue(Exit.isSuccess(yield* Fiber.join(writing)), "the in-flight write commits under its epoch")
+    assert.strictEqual(yield* Fiber.join(claiming), old + 1)
+    assert.strictEqual((yield* readMeta(sql, partition))?.version, 2)
+    // After the claim, both kinds of metadata write by the old owner are refused.
+    assert.isTrue(isStale(yield* Effect.exit(writeMeta(sql, metaRow(partition, 3), old))))
+    assert.isTrue(isStale(yield* Effect.exit(touchMeta(sql, partition, old, 99, 1))))
+    const row = yield* readMeta(sql, partition)
+    assert.deepStrictEqual([row?.version, row?.lastAccess], [2, 2])
+  })

@@ -12,12 +12,20 @@
  * holds the latest properties (writes go through the owner, which promotes first, and eviction only deletes), a
  * restore writes a vertex's edges before its key, and eviction deletes both in one DEL. So a present vertex key
  * comes with its complete edge set, and a missing one sends the read to the owner, which promotes if needed.
+ *
+ * Fencing: each activation claims the next owner epoch of its partition (`graph_partition_owners`) before it reads
+ * the metadata row, and every metadata write is conditional on that epoch, checked under a share lock on the owner
+ * row in the same transaction (SQLite: its transactions run one at a time). A claim waits for a write in flight under
+ * the old epoch; a write after it changes nothing and fails `StaleOwner`, and the partition then refuses every later
+ * request. Snapshot objects carry the epoch in their key, so a stale owner's object never replaces one the metadata
+ * points to (and is deleted when its pointer swap is refused). A promotion checks the epoch before it rewrites the
+ * hot tier, which narrows (does not close) the window in which a stale owner touches Valkey.
  */
 
 import type { ObjectStoreShape } from "@tessera/platform/ObjectStore"
 import { Cmd, type Command, type ValkeyService } from "@tessera/platform/Valkey"
-import { Effect, Semaphore } from "effect"
-import { SqlClient } from "effect/sql"
+import { Data, Effect, Semaphore } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
 import {
   decodeSnapshot,
   edgeMember,
@@ -51,6 +59,14 @@ export const migrations = {
     yield* sql`ALTER TABLE graph_partitions ADD COLUMN zone TEXT`
     yield* sql`ALTER TABLE graph_partitions ADD COLUMN same_zone BIGINT NOT NULL DEFAULT 0`
     yield* sql`ALTER TABLE graph_partitions ADD COLUMN cross_zone BIGINT NOT NULL DEFAULT 0`
+  }),
+  // Owner epochs (fencing): one row per partition, bumped by every activation.
+  "3_graph_partition_owners": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS graph_partition_owners (
+      partition INTEGER PRIMARY KEY,
+      epoch BIGINT NOT NULL
+    )`
   })
 }
 export const migrationsTable = "proxy_partition_migrations"
@@ -95,26 +111,90 @@ export const readAllMeta = (sql: SqlClient.SqlClient) =>
     (rows) => rows.map(toRow)
   )
 
-/** Upserts the row; the zone traffic counters are only ever added to (`touchMeta`), never overwritten. */
-export const writeMeta = (sql: SqlClient.SqlClient, row: MetaRow) =>
-  sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature, zone)
-    VALUES (${row.partition}, ${row.tier}, ${row.location}, ${row.version}, ${row.lastAccess}, ${row.temperature},
-      ${row.zone})
-    ON CONFLICT (partition) DO UPDATE SET tier = excluded.tier, location = excluded.location,
-      version = excluded.version, last_access = excluded.last_access, temperature = excluded.temperature,
-      zone = excluded.zone`
+/**
+ * A metadata write under an owner epoch that is no longer current: another activation claimed the partition since.
+ * Nothing was written; the activation that got it must stand down.
+ */
+export class StaleOwner extends Data.TaggedError("StaleOwner")<{
+  readonly partition: number
+  readonly epoch: number
+  readonly message: string
+}> {}
 
-/** Last access and temperature, and the zone traffic served since the previous report (added to the totals). */
+const staleOwner = (partition: number, epoch: number) =>
+  new StaleOwner({
+    partition,
+    epoch,
+    message: `partition ${partition}: owner epoch ${epoch} is no longer current (the partition moved); the write was refused`
+  })
+
+/** Claims the partition for a new activation: the next owner epoch, which fences out every earlier one. */
+export const claimPartition = (sql: SqlClient.SqlClient, partition: number): Effect.Effect<number, SqlError.SqlError> =>
+  Effect.map(
+    sql<{ epoch: number | string }>`INSERT INTO graph_partition_owners (partition, epoch) VALUES (${partition}, 1)
+      ON CONFLICT (partition) DO UPDATE SET epoch = graph_partition_owners.epoch + 1 RETURNING epoch`,
+    (rows) => Number(rows[0].epoch)
+  )
+
+/**
+ * Runs `write` in a transaction that first checks `epoch` is the partition's current one; PostgreSQL share-locks the
+ * owner row until commit (a claim waits for it), SQLite has one connection whose transactions run one at a time.
+ */
+const fenced = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  partition: number,
+  epoch: number,
+  write: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError.SqlError | StaleOwner, R> =>
+  sql.withTransaction(
+    Effect.gen(function* () {
+      const current = yield* sql.onDialectOrElse({
+        pg: () =>
+          sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch} FOR SHARE`,
+        orElse: () => sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch}`
+      })
+      if (current.length === 0) return yield* Effect.fail(staleOwner(partition, epoch))
+      return yield* write
+    })
+  )
+
+/**
+ * Upserts the row under owner `epoch`; the zone traffic counters are only ever added to (`touchMeta`), never
+ * overwritten.
+ */
+export const writeMeta = (sql: SqlClient.SqlClient, row: MetaRow, epoch: number) =>
+  fenced(
+    sql,
+    row.partition,
+    epoch,
+    sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature, zone)
+      VALUES (${row.partition}, ${row.tier}, ${row.location}, ${row.version}, ${row.lastAccess}, ${row.temperature},
+        ${row.zone})
+      ON CONFLICT (partition) DO UPDATE SET tier = excluded.tier, location = excluded.location,
+        version = excluded.version, last_access = excluded.last_access, temperature = excluded.temperature,
+        zone = excluded.zone`
+  )
+
+/**
+ * Last access and temperature, and the zone traffic served since the previous report (added to the totals), under
+ * owner `epoch`.
+ */
 export const touchMeta = (
   sql: SqlClient.SqlClient,
   partition: number,
+  epoch: number,
   lastAccess: number,
   temperature: number,
   zoneTraffic: { readonly same: number; readonly cross: number } = { same: 0, cross: 0 }
 ) =>
-  sql`UPDATE graph_partitions SET last_access = ${lastAccess}, temperature = ${temperature},
-    same_zone = same_zone + ${zoneTraffic.same}, cross_zone = cross_zone + ${zoneTraffic.cross}
-    WHERE partition = ${partition}`
+  fenced(
+    sql,
+    partition,
+    epoch,
+    sql`UPDATE graph_partitions SET last_access = ${lastAccess}, temperature = ${temperature},
+      same_zone = same_zone + ${zoneTraffic.same}, cross_zone = cross_zone + ${zoneTraffic.cross}
+      WHERE partition = ${partition}`
+  )
 
 const storageError = (error: { readonly message: string }) => new GraphStorageError({ message: error.message })
 
@@ -263,7 +343,26 @@ export const makePartition = (options: PartitionOptions) =>
     const gate = yield* Semaphore.make(GATE)
     const writeLock = yield* Semaphore.make(1)
     const failSql = Effect.mapError(storageError)
+    const staleWrites = GraphMetrics.staleOwnerWrites.labels({ partition: String(partition) })
+    /** Set by the first refused write: from then on this activation refuses every request, touching nothing. */
+    let stale: StaleOwner | undefined
 
+    const refused = (error: StaleOwner) =>
+      Effect.suspend(() => {
+        stale ??= error
+        staleWrites.inc()
+        return Effect.fail(error)
+      })
+    /** A fenced metadata write: a refusal is counted and fences this activation off; other failures are storage errors. */
+    const metaWrite = <A>(write: Effect.Effect<A, SqlError.SqlError | StaleOwner>) =>
+      write.pipe(
+        Effect.catchTag("StaleOwner", refused),
+        Effect.mapError((error) => (error._tag === "StaleOwner" ? error : storageError(error)))
+      )
+    const refuseIfStale = Effect.suspend(() => (stale === undefined ? Effect.void : Effect.fail(stale)))
+
+    // Claimed before the metadata is read: writes of an earlier owner committed first (and are read here) or fail.
+    const epoch = yield* failSql(claimPartition(sql, partition))
     const zone = options.preferredZone ?? null
     let meta: MetaRow = yield* failSql(readMeta(sql, partition)).pipe(
       Effect.flatMap((row) => {
@@ -271,7 +370,7 @@ export const makePartition = (options: PartitionOptions) =>
         if (row !== undefined) {
           if (row.zone === zone) return Effect.succeed(row)
           const rezoned: MetaRow = { ...row, zone }
-          return Effect.as(failSql(writeMeta(sql, rezoned)), rezoned)
+          return Effect.as(metaWrite(writeMeta(sql, rezoned, epoch)), rezoned)
         }
         const fresh: MetaRow = {
           partition,
@@ -284,7 +383,7 @@ export const makePartition = (options: PartitionOptions) =>
           sameZone: 0,
           crossZone: 0
         }
-        return Effect.as(failSql(writeMeta(sql, fresh)), fresh)
+        return Effect.as(metaWrite(writeMeta(sql, fresh, epoch)), fresh)
       })
     )
     // Requests served here count as same- or cross-zone; a partition without a preferred zone is not counted.
@@ -298,8 +397,14 @@ export const makePartition = (options: PartitionOptions) =>
     hotGauge.set(meta.tier === "hot" ? 1 : 0)
 
     const promoteLocked = Effect.gen(function* () {
+      yield* refuseIfStale
       if (meta.tier === "hot") return 0
       const started = performance.now()
+      // Checked before the hot tier is rewritten: a stale owner must not evict the new owner's keys.
+      const current = yield* failSql(
+        sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch}`
+      )
+      if (current.length === 0) return yield* refused(staleOwner(partition, epoch))
       const location = meta.location
       if (location !== null) {
         const bytes = yield* Effect.mapError(cold.get(location), storageError)
@@ -312,7 +417,7 @@ export const makePartition = (options: PartitionOptions) =>
         yield* hot.restore(snapshot)
       }
       const next: MetaRow = { ...meta, tier: "hot", lastAccess: Date.now() }
-      yield* failSql(writeMeta(sql, next))
+      yield* metaWrite(writeMeta(sql, next, epoch))
       meta = next
       const millis = performance.now() - started
       GraphMetrics.promotions.inc()
@@ -325,12 +430,13 @@ export const makePartition = (options: PartitionOptions) =>
     const writeSnapshot = Effect.gen(function* () {
       const version = meta.version + 1
       const snapshot = yield* hot.snapshot(partition, version)
-      const key = snapshotKey(partition, version)
+      const key = snapshotKey(partition, version, epoch)
       yield* Effect.mapError(cold.put(key, encodeSnapshot(snapshot)), storageError)
       return { key, version, vertices: snapshot.vertices.length }
     })
 
     const demoteLocked = Effect.gen(function* () {
+      yield* refuseIfStale
       if (meta.tier === "cold") return { version: meta.version, vertices: 0, millis: 0 }
       const started = performance.now()
       // Gateways keep reading the keys directly until they are evicted; a key evicted under them sends them here.
@@ -343,7 +449,12 @@ export const makePartition = (options: PartitionOptions) =>
         version: written.version,
         lastAccess
       }
-      yield* failSql(writeMeta(sql, next))
+      // A refused pointer swap leaves the keys alone and removes the object nobody points to.
+      yield* metaWrite(writeMeta(sql, next, epoch)).pipe(
+        Effect.tapError((error) =>
+          error._tag === "StaleOwner" ? Effect.ignore(cold.delete(written.key)) : Effect.void
+        )
+      )
       meta = next
       yield* hot.evict
       if (previous !== null && previous !== written.key) yield* Effect.ignore(cold.delete(previous))
@@ -358,7 +469,8 @@ export const makePartition = (options: PartitionOptions) =>
     const promote = exclusive(promoteLocked)
     const demote = exclusive(demoteLocked)
 
-    const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError, R> => {
+    const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError | StaleOwner, R> => {
+      if (stale !== undefined) return Effect.fail(stale)
       requests++
       lastAccess = Date.now()
       if (meta.tier === "hot") {
@@ -374,7 +486,7 @@ export const makePartition = (options: PartitionOptions) =>
      * Flushes last access, temperature and zone traffic to the metadata row. Zone traffic: this entity's requests
      * (same or cross by this runner's zone) plus the gateways' direct reads (cross as the gateways counted them).
      */
-    const report = Effect.flatMap(hot.takeDirectReads, (direct) => {
+    const report = Effect.flatMap(Effect.andThen(refuseIfStale, hot.takeDirectReads), (direct) => {
       const served = requests
       if (direct.total > 0) {
         requests += direct.total
@@ -399,11 +511,13 @@ export const makePartition = (options: PartitionOptions) =>
       }
       meta = { ...meta, lastAccess, temperature, sameZone: meta.sameZone + same, crossZone: meta.crossZone + cross }
       temperatureGauge.set(temperature)
-      return failSql(touchMeta(sql, partition, lastAccess, temperature, { same, cross }))
+      return metaWrite(touchMeta(sql, partition, epoch, lastAccess, temperature, { same, cross }))
     })
 
     return {
       partition,
+      /** The owner epoch this activation claimed. */
+      epoch,
       hot,
       run,
       write,

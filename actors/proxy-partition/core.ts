@@ -227,9 +227,12 @@ export const decodeSnapshot = (bytes: Uint8Array): Snapshot => {
   return parsed
 }
 
-/** Object-store key of a snapshot; versions never overwrite each other. */
-export const snapshotKey = (partition: number, version: number): string =>
-  `graph/partitions/${partition}/snapshot-${String(version).padStart(10, "0")}.json`
+/**
+ * Object-store key of a snapshot: versions never overwrite each other, and the owner epoch keeps a stale owner's
+ * snapshot from replacing the one of the same version the current owner wrote.
+ */
+export const snapshotKey = (partition: number, version: number, epoch: number): string =>
+  `graph/partitions/${partition}/snapshot-${String(version).padStart(10, "0")}-e${epoch}.json`
 
 /**
  * Temperature: requests per second, an exponentially weighted moving average updated once per window.

@@ -27,7 +27,7 @@ import {
   vertexIdProblem
 } from "./core.ts"
 import * as GraphMetrics from "./metrics.ts"
-import { makePartition, readAllMeta } from "./Partition.ts"
+import { makePartition, readAllMeta, StaleOwner } from "./Partition.ts"
 import {
   GraphRpcs,
   GraphStorageError,
@@ -169,7 +169,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     // Without its metadata the partition cannot serve: the entity fails to start and the next request retries.
     const zone = preferredZone(partition, zones)
     const runnerZone = Option.getOrUndefined(node.zone)
-    const p = yield* Effect.orDie(
+    const partitionState = yield* Effect.orDie(
       makePartition({
         partition,
         keyPrefix: config.graphKeyPrefix,
@@ -180,12 +180,36 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         runnerZone
       })
     )
+    // A stale owner stands down: the request that found out dies, so the entity manager ends this activation (a new
+    // one claims the next epoch); the partition's current owner holds the metadata.
+    const standDown = (error: StaleOwner) =>
+      Effect.andThen(
+        Effect.logWarning(`${error.message}; this activation stands down`),
+        Effect.die(new Error(`${error.message}; this activation stands down`))
+      )
+    const standingDown = <A, E, R>(effect: Effect.Effect<A, E | StaleOwner, R>): Effect.Effect<A, E, R> =>
+      Effect.catch(effect, (error) =>
+        error instanceof StaleOwner ? standDown(error) : Effect.fail(error as Exclude<E, StaleOwner>)
+      )
+    const p = {
+      ...partitionState,
+      run: <A, E, R>(effect: Effect.Effect<A, E, R>) => standingDown(partitionState.run(effect)),
+      write: <A, E, R>(effect: Effect.Effect<A, E, R>) => standingDown(partitionState.write(effect)),
+      demote: standingDown(partitionState.demote)
+    }
     const idleMillis = Duration.toMillis(config.graphIdle)
     yield* Effect.forkScoped(
       Effect.gen(function* () {
-        yield* Effect.ignore(p.report)
-        if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) yield* Effect.ignore(p.demote)
-      }).pipe(Effect.delay(reportInterval(config.graphIdle)), Effect.forever)
+        yield* Effect.catchTag(partitionState.report, "GraphStorageError", () => Effect.void)
+        if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) {
+          yield* Effect.catchTag(partitionState.demote, "GraphStorageError", () => Effect.void)
+        }
+      }).pipe(
+        Effect.delay(reportInterval(config.graphIdle)),
+        Effect.forever,
+        // Stale: nothing more to report; the next request ends the activation.
+        Effect.catchTag("StaleOwner", (error) => Effect.logWarning(`${error.message}; reports stop`))
+      )
     )
     yield* Effect.addFinalizer(() => Effect.andThen(Effect.ignore(p.report), Effect.sync(p.released)))
 

@@ -31,6 +31,11 @@ export const temperature = Metrics.gauge(
   "Decayed request rate of an active partition (requests/s, at its last report)",
   ["partition"]
 )
+export const staleOwnerWrites = Metrics.counter(
+  "tessera_graph_stale_owner_writes_total",
+  "Partition metadata writes refused because the partition's owner epoch was stale (another activation claimed it)",
+  ["partition"]
+)
 export const partitionHot = Metrics.gauge(
   "tessera_graph_partition_hot",
   "1 while an active partition is in the hot tier, 0 when cold",
