@@ -3,16 +3,20 @@
  *
  * Each runner writes one row to `tessera_runners` every second (shards held, active entities, zone); the
  * status RPC and `/ready` read from here. A row not refreshed for `staleAfterMs` marks its runner unhealthy;
- * a clean shutdown deletes the row.
+ * a clean shutdown deletes the row. That write is also this runner's storage probe: bounded by a deadline well
+ * under the shard-lock expiry, its last outcome decides whether `/ready` may answer 200.
  */
 
 import { Control, type Module } from "@tessera/contracts"
-import { Context, Effect, Layer, Option, Schedule } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Option, Ref, Schedule } from "effect"
 import { ShardId, Sharding } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { TesseraConfig } from "./config.ts"
 
 export type NodeMode = "single" | "runner"
+
+/** Why `/ready` answers as it does: 200 only when `ready`. */
+export type Readiness = "ready" | "starting" | "storage unreachable"
 
 export class NodeStatus extends Context.Service<
   NodeStatus,
@@ -22,8 +26,13 @@ export class NodeStatus extends Context.Service<
     readonly mode: NodeMode
     /** Shards this runner holds now. */
     readonly shardsHeld: Effect.Effect<number>
-    /** True once this runner holds shards (or is the only node). */
+    /**
+     * True once this runner holds shards (or is the only node) and its last storage probe, less than
+     * `staleAfterMs` ago, succeeded.
+     */
     readonly ready: Effect.Effect<boolean>
+    /** `ready`, with the reason when it is false. */
+    readonly readiness: Effect.Effect<Readiness>
     /** The cluster as its runners last reported it. */
     readonly cluster: Effect.Effect<Control.ClusterStatus, Control.StatusUnavailable>
   }
@@ -32,6 +41,14 @@ export class NodeStatus extends Context.Service<
 const reportIntervalMs = 1000
 const staleAfterMs = 3000
 const forgetAfterMs = 60_000
+/** Upper bound of the storage probe's deadline; it is also kept under a third of the shard-lock expiry. */
+const maxProbeTimeoutMs = 2000
+
+interface Probe {
+  readonly ok: boolean
+  /** When the probe last finished (`Date.now()`). */
+  readonly at: number
+}
 
 const migrate = (sql: SqlClient.SqlClient) =>
   sql`CREATE TABLE IF NOT EXISTS tessera_runners (
@@ -71,6 +88,9 @@ export const layer = (
         rpcs: [...module.contract.rpcs.requests.keys()]
       }))
       const allShards = Array.from({ length: config.shardsPerGroup }, (_, i) => ShardId.make("default", i + 1))
+      const layerScope = yield* Effect.scope
+      const probeTimeoutMs = Math.min(maxProbeTimeoutMs, Duration.toMillis(config.shardLockExpiration) / 3)
+      const probe = yield* Ref.make<Probe>({ ok: false, at: 0 })
 
       const shardsHeld = Effect.sync(() => {
         let held = 0
@@ -80,7 +100,7 @@ export const layer = (
 
       yield* migrate(sql).pipe(Effect.orDie)
 
-      const report = Effect.gen(function* () {
+      const write = Effect.gen(function* () {
         const shards = yield* shardsHeld
         const entities = yield* sharding.activeEntityCount
         const now = Date.now()
@@ -89,9 +109,26 @@ export const layer = (
           ON CONFLICT (address) DO UPDATE SET mode = excluded.mode, shards = excluded.shards,
             entities = excluded.entities, zone = excluded.zone, started_at = excluded.started_at,
             seen_at = excluded.seen_at`
+      })
+      // A black-holed server never answers and interrupting a query on it may itself wait: the write runs in its
+      // own fiber and only the wait for it has the deadline, so a report always settles in time.
+      const report = Effect.gen(function* () {
+        const fiber = yield* Effect.forkIn(write, layerScope, { startImmediately: true })
+        yield* Fiber.join(fiber).pipe(
+          Effect.timeout(probeTimeoutMs),
+          Effect.onExit(() =>
+            fiber.pollUnsafe() === undefined ? Effect.forkIn(Fiber.interrupt(fiber), layerScope) : Effect.void
+          )
+        )
       }).pipe(
-        Effect.catchCause((cause) => Effect.logWarning("runner status report failed", cause)),
-        Effect.ignore
+        Effect.matchCauseEffect({
+          onSuccess: () => Ref.set(probe, { ok: true, at: Date.now() }),
+          onFailure: (cause) =>
+            Effect.andThen(
+              Ref.set(probe, { ok: false, at: Date.now() }),
+              Effect.logWarning("runner status report failed", cause)
+            )
+        })
       )
       yield* report
       yield* Effect.forkScoped(Effect.repeat(report, Schedule.spaced(reportIntervalMs)))
@@ -125,11 +162,19 @@ export const layer = (
         )
       )
 
+      const readiness: Effect.Effect<Readiness> = Effect.gen(function* () {
+        const last = yield* Ref.get(probe)
+        if (!last.ok || Date.now() - last.at > staleAfterMs) return "storage unreachable"
+        if (mode === "single") return "ready"
+        return (yield* shardsHeld) > 0 ? "ready" : "starting"
+      })
+
       return NodeStatus.of({
         self,
         mode,
         shardsHeld,
-        ready: mode === "single" ? Effect.succeed(true) : Effect.map(shardsHeld, (n) => n > 0),
+        ready: Effect.map(readiness, (r) => r === "ready"),
+        readiness,
         cluster
       })
     })

@@ -1,6 +1,6 @@
 /**
  * The gateway: every actor protocol and the control RPCs over Effect RPC on HTTP (`POST /rpc`, ndjson) and
- * WebSocket (`GET /rpc`, upgrade), plus `/health` (liveness), `/ready` (holds shards) and `/status` (JSON).
+ * WebSocket (`GET /rpc`, upgrade), plus `/health` (liveness), `/ready` (can serve) and `/status` (JSON).
  *
  * Requests are checked before they reach the RPC server: a bearer token when one is configured (401 without
  * it), and a body-size limit (413). Malformed RPC payloads are answered by the RPC server with typed errors;
@@ -163,10 +163,10 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       yield* router.add(
         "GET",
         "/ready",
-        Effect.map(status.ready, (ready) =>
+        Effect.map(status.readiness, (readiness) =>
           HttpServerResponse.jsonUnsafe(
-            { status: ready ? "ready" : "starting", runner: status.self },
-            { status: ready ? 200 : 503 }
+            { status: readiness, runner: status.self },
+            { status: readiness === "ready" ? 200 : 503 }
           )
         )
       )
