@@ -132,7 +132,10 @@ export const layer = (
       )
       yield* report
       yield* Effect.forkScoped(Effect.repeat(report, Schedule.spaced(reportIntervalMs)))
-      yield* Effect.addFinalizer(() => sql`DELETE FROM tessera_runners WHERE address = ${self}`.pipe(Effect.ignore))
+      // Bounded, so a runner cut off from storage still shuts down; its row then goes stale instead.
+      yield* Effect.addFinalizer(() =>
+        sql`DELETE FROM tessera_runners WHERE address = ${self}`.pipe(Effect.timeout(probeTimeoutMs), Effect.ignore)
+      )
 
       const cluster = Effect.gen(function* () {
         const now = Date.now()
