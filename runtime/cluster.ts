@@ -36,6 +36,7 @@ import { RpcSerialization } from "effect/rpc"
 import type { SqlClient } from "effect/sql"
 import { standbyPortOf, TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as Hosted from "./hosted.ts"
+import * as LockRefresh from "./lockRefresh.ts"
 
 /** Weight of every main runner when zones are configured (equal on all, so `default` stays evenly spread). */
 export const ZONED_RUNNER_WEIGHT = 10
@@ -117,7 +118,8 @@ const socketRunner = (options: Partial<ShardingConfig.ShardingConfig["Service"]>
     Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
     Layer.provide(health),
     Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
-    Layer.provide(Layer.orDie(SqlRunnerStorage.layer)),
+    // Refreshes made late by a busy event loop keep the shards; late storage still marks the locks unhealthy.
+    Layer.provide(LockRefresh.layer(Layer.orDie(SqlRunnerStorage.layer))),
     Layer.provide(ShardingConfig.layer(options)),
     Layer.provide(RpcSerialization.layerSchemaBinary())
   )

@@ -77,6 +77,21 @@ export interface TesseraConfigShape {
   readonly httpHeadersTimeout: Duration.Duration
   /** Longest a client may take to send a whole request, body included (`TESSERA_HTTP_REQUEST_TIMEOUT`, default 30 s). */
   readonly httpRequestTimeout: Duration.Duration
+  /**
+   * Admission bound of this runner's gateway (`TESSERA_MAX_IN_FLIGHT`, default 2000): the weight of the requests it
+   * handles at once (a request weighs 1, an order RPC the orders it carries). Past it a request is refused with a
+   * typed `Overloaded` at once, so what is admitted keeps its normal latency instead of joining an unbounded queue.
+   */
+  readonly maxInFlight: number
+  /** The same bound per client connection (`TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`, default 2000). */
+  readonly maxInFlightPerConnection: number
+  /** Retry hint sent with `Overloaded`, in milliseconds (`TESSERA_OVERLOAD_RETRY_AFTER_MS`, default 50). */
+  readonly overloadRetryAfterMs: number
+  /**
+   * Latency an admitted request should stay under, in milliseconds (`TESSERA_ADMISSION_TARGET_MS`, default 50): the
+   * runner's admission limit shrinks while more than a tenth of its requests take longer, and grows back after.
+   */
+  readonly admissionTargetMs: number
   /** Shards per group (`TESSERA_SHARDS`, default 300). Must be equal on every runner. */
   readonly shardsPerGroup: number
   /**
@@ -130,6 +145,10 @@ export const defaults: TesseraConfigShape = {
   maxBodyBytes: 1024 * 1024,
   httpHeadersTimeout: Duration.seconds(10),
   httpRequestTimeout: Duration.seconds(30),
+  maxInFlight: 2000,
+  maxInFlightPerConnection: 2000,
+  overloadRetryAfterMs: 50,
+  admissionTargetMs: 50,
   shardsPerGroup: 300,
   shardLockExpiration: Duration.seconds(5),
   shardLockRefresh: Duration.seconds(1),
@@ -206,6 +225,10 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   maxBodyBytes: positiveInt("TESSERA_MAX_BODY_BYTES", defaults.maxBodyBytes),
   httpHeadersTimeout: duration("TESSERA_HTTP_HEADERS_TIMEOUT", defaults.httpHeadersTimeout),
   httpRequestTimeout: duration("TESSERA_HTTP_REQUEST_TIMEOUT", defaults.httpRequestTimeout),
+  maxInFlight: positiveInt("TESSERA_MAX_IN_FLIGHT", defaults.maxInFlight),
+  maxInFlightPerConnection: positiveInt("TESSERA_MAX_IN_FLIGHT_PER_CONNECTION", defaults.maxInFlightPerConnection),
+  overloadRetryAfterMs: positiveInt("TESSERA_OVERLOAD_RETRY_AFTER_MS", defaults.overloadRetryAfterMs),
+  admissionTargetMs: positiveInt("TESSERA_ADMISSION_TARGET_MS", defaults.admissionTargetMs),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
   shardLockExpiration: duration("TESSERA_SHARD_LOCK_EXPIRATION", defaults.shardLockExpiration),
   shardLockRefresh: duration("TESSERA_SHARD_LOCK_REFRESH", defaults.shardLockRefresh),
@@ -295,6 +318,13 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_MAX_BODY_BYTES", "largest gateway request body (1048576)"],
   ["TESSERA_HTTP_HEADERS_TIMEOUT", "a client must send a request's headers within this (10 seconds)"],
   ["TESSERA_HTTP_REQUEST_TIMEOUT", "a client must send a whole request within this (30 seconds)"],
+  ["TESSERA_MAX_IN_FLIGHT", "admission bound: request weight (orders) the gateway handles at once (2000)"],
+  ["TESSERA_MAX_IN_FLIGHT_PER_CONNECTION", "the same bound per client connection (2000)"],
+  ["TESSERA_OVERLOAD_RETRY_AFTER_MS", "retry hint sent with Overloaded, in milliseconds (50)"],
+  [
+    "TESSERA_ADMISSION_TARGET_MS",
+    "latency admitted requests should stay under; the admission limit shrinks while they do not (50)"
+  ],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
   ["TESSERA_SHARD_LOCK_EXPIRATION", "shard lock expiry (5 seconds)"],
   ["TESSERA_SHARD_LOCK_REFRESH", "shard lock refresh (1 second)"],

@@ -14,6 +14,7 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
+import * as Admission from "./admission.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as Hosted from "./hosted.ts"
 import * as Metrics from "./metrics.ts"
@@ -97,7 +98,8 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
       module.contract.entities.map((entity) => EntityProxyServer.layerRpcHandlers(entity))
     ),
     ...modules.map((module) => Hosted.withConfig(module, module.handlers ?? Layer.empty)),
-    Hosted.layerEntityGuard(modules)
+    Hosted.layerEntityGuard(modules),
+    Admission.layer(modules)
   )
 
 /**

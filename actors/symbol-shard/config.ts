@@ -2,8 +2,8 @@
  * The symbol shard's config slice, read through Effect `Config` (the host decides the provider: the environment by
  * default). Bounds on what a shard keeps in memory, and how often it snapshots.
  */
-import { positiveInt } from "@tessera/platform/ConfigKit"
-import { Config, Context, Layer } from "effect"
+import { duration, positiveInt } from "@tessera/platform/ConfigKit"
+import { Config, Context, Duration, Layer } from "effect"
 
 export interface SymbolShardConfigShape {
   /**
@@ -27,6 +27,12 @@ export interface SymbolShardConfigShape {
    * bounds the journal replayed on activation; the journal before the previous snapshot is then deleted.
    */
   readonly shardSnapshotEvery: number
+  /**
+   * How long `Orders.PlaceMany` waits for each entry's shard (`TESSERA_PLACE_DEADLINE`, default 2 seconds): an entry
+   * whose shard has not answered by then is answered `ShardUnavailable` (retry with the same keys; the orders may
+   * still be placed, once), so a moving or sick shard never holds the other entries of the request.
+   */
+  readonly placeDeadline: Duration.Duration
 }
 
 export class SymbolShardConfig extends Context.Service<SymbolShardConfig, SymbolShardConfigShape>()(
@@ -37,14 +43,16 @@ export const defaults: SymbolShardConfigShape = {
   shardRecentKeys: 100_000,
   shardFinishedOrders: 100_000,
   shardKeyFilterBits: 2 ** 24,
-  shardSnapshotEvery: 100_000
+  shardSnapshotEvery: 100_000,
+  placeDeadline: Duration.seconds(2)
 }
 
 export const config: Config.Config<SymbolShardConfigShape> = Config.all({
   shardRecentKeys: positiveInt("TESSERA_SHARD_RECENT_KEYS", defaults.shardRecentKeys),
   shardFinishedOrders: positiveInt("TESSERA_SHARD_FINISHED_ORDERS", defaults.shardFinishedOrders),
   shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
-  shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery)
+  shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery),
+  placeDeadline: duration("TESSERA_PLACE_DEADLINE", defaults.placeDeadline)
 })
 
 /** Read from the current `ConfigProvider` (the host's). */
@@ -67,5 +75,9 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_SHARD_SNAPSHOT_EVERY",
     "commands between symbol shard snapshots; the journal before the previous snapshot is deleted (100000)"
+  ],
+  [
+    "TESSERA_PLACE_DEADLINE",
+    "how long Orders.PlaceMany waits for each entry's shard before answering it ShardUnavailable (2 seconds)"
   ]
 ]

@@ -3,7 +3,8 @@
  * and answers each entry with its own outcome. The hot path of the TPS bench: the order arrays are passed through
  * untouched, and the only per-request work is the limit check and one answer object per entry.
  */
-import { Cause, Effect, Option } from "effect"
+import { Cause, Duration, Effect, Option } from "effect"
+import { SymbolShardConfig } from "./config.ts"
 import {
   InvalidManyRequest,
   type ManyEntry,
@@ -35,6 +36,22 @@ export const manyRequestProblem = (batches: ReadonlyArray<SymbolBatch>): string 
   return undefined
 }
 
+/** Admission weights of the order RPCs: the orders a request carries (at least 1), so bounds are in orders. */
+export const admissionWeights = {
+  "Orders.PlaceMany": (payload: unknown): number => {
+    const batches = (payload as { readonly batches?: ReadonlyArray<SymbolBatch> } | undefined)?.batches
+    if (!Array.isArray(batches)) return 1
+    let orders = 0
+    for (let i = 0; i < batches.length; i++) orders += batches[i]?.orders?.length ?? 0
+    return Math.max(1, orders)
+  },
+  "SymbolShard.PlaceBatch": (payload: unknown): number => {
+    const orders = (payload as { readonly payload?: { readonly orders?: ReadonlyArray<unknown> } } | undefined)?.payload
+      ?.orders
+    return Array.isArray(orders) ? Math.max(1, orders.length) : 1
+  }
+} as const
+
 const describe = (value: unknown): string => {
   if (typeof value === "object" && value !== null && "_tag" in value && typeof value._tag === "string") {
     const message = (value as { message?: unknown }).message
@@ -44,10 +61,10 @@ const describe = (value: unknown): string => {
   return String(value)
 }
 
-/** An entry's failure: the shard's `UnknownSymbol` as is, anything else (cluster error, defect) `ShardUnavailable`. */
+/** An entry's failure: `UnknownSymbol` and `ShardUnavailable` as they are, anything else (cluster error, defect) `ShardUnavailable`. */
 export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEntry => {
   const failure = Cause.findErrorOption(cause)
-  if (Option.isSome(failure) && failure.value instanceof UnknownSymbol) {
+  if (Option.isSome(failure) && (failure.value instanceof UnknownSymbol || failure.value instanceof ShardUnavailable)) {
     return { _tag: "Failed", symbol, error: failure.value }
   }
   let reason: string
@@ -69,11 +86,29 @@ export const layerOrderRpcs = OrderRpcs.toLayer(
   Effect.gen(function* () {
     const shards = yield* SymbolShard.client
     const symbolProblem = yield* makeSymbolCheck
+    const { placeDeadline } = yield* SymbolShardConfig
+    const deadlineMs = Duration.toMillis(placeDeadline)
     const send = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
-      Effect.matchCause(shards(entry.symbol).PlaceBatch({ orders: entry.orders }), {
-        onSuccess: (answer): ManyEntry => ({ _tag: "Placed", symbol: entry.symbol, results: answer.results }),
-        onFailure: (cause) => failedEntry(entry.symbol, cause)
-      })
+      Effect.matchCause(
+        shards(entry.symbol)
+          .PlaceBatch({ orders: entry.orders })
+          .pipe(
+            Effect.timeoutOrElse({
+              duration: placeDeadline,
+              orElse: () =>
+                Effect.fail(
+                  new ShardUnavailable({
+                    symbol: entry.symbol,
+                    message: `shard ${entry.symbol} did not answer within ${deadlineMs} ms; its orders may still be placed: retry with the same keys`
+                  })
+                )
+            })
+          ),
+        {
+          onSuccess: (answer): ManyEntry => ({ _tag: "Placed", symbol: entry.symbol, results: answer.results }),
+          onFailure: (cause) => failedEntry(entry.symbol, cause)
+        }
+      )
     // An unconfigured symbol is answered here, so it never becomes a resident entity.
     const place = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
       Effect.flatMap(symbolProblem(entry.symbol), (problem) =>

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import * as Cli from "./cli.ts"
 import * as ShardConfig from "./config.ts"
 import { SymbolShardEntityLayer } from "./entity.ts"
-import { layerOrderRpcs } from "./gateway.ts"
+import { admissionWeights, layerOrderRpcs } from "./gateway.ts"
 import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { SymbolShardContract } from "./protocol.ts"
@@ -19,6 +19,7 @@ export const SymbolShardModule = Module.make({
   contract: SymbolShardContract,
   layer: SymbolShardEntityLayer,
   handlers: layerOrderRpcs,
+  admissionWeights,
   config: ShardConfig.layerFromEnv,
   variables: ShardConfig.variables,
   migrations: { table: "symbol_shard_migrations", migrations },

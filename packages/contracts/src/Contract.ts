@@ -23,6 +23,20 @@ export class EntityGuard extends RpcMiddleware.Service<EntityGuard>()("tessera/c
   error: InvalidEntityId
 }) {}
 
+/**
+ * The gateway is at its in-flight bound (per runner or per connection) and refused the request before doing any of
+ * its work: nothing changed. Retry after `retryAfterMs` (with jitter), or shed the load.
+ */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
+  message: Schema.String,
+  retryAfterMs: Schema.Number
+}) {}
+
+/** Gateway middleware on every RPC, outermost: admission control with bounded in-flight work. */
+export class Admission extends RpcMiddleware.Service<Admission>()("tessera/contracts/Admission", {
+  error: Overloaded
+}) {}
+
 export interface Contract<Name extends string, Entities extends AnyEntity, Rpcs extends Rpc.Any> {
   /** The module's name, unique in a node (`symbol-shard`, `counter`). */
   readonly name: Name
@@ -68,9 +82,12 @@ type ProxyRpcs<E> = E extends Entity.Entity<infer Type, infer Rpcs> ? EntityProx
 /** Every RPC a contract exposes through the gateway. */
 export type ApiRpcs<C> = C extends Contract<string, infer E, infer R> ? ProxyRpcs<E> | R : never
 
-/** A gateway API: the control RPCs plus the contracts' RPCs, guarded by `EntityGuard`. */
+/** A gateway API: the control RPCs plus the contracts' RPCs, guarded by `EntityGuard` and `Admission`. */
 export type Api<C extends Any> = RpcGroup.RpcGroup<
-  Rpc.AddMiddleware<RpcGroup.Rpcs<typeof ControlRpcs> | ApiRpcs<C>, typeof EntityGuard>
+  Rpc.AddMiddleware<
+    Rpc.AddMiddleware<RpcGroup.Rpcs<typeof ControlRpcs> | ApiRpcs<C>, typeof EntityGuard>,
+    typeof Admission
+  >
 >
 
 /** The entity type of a proxy RPC tag (`Counter.Increment` -> `Counter`), if it is one of `entityTypes`. */
@@ -102,5 +119,6 @@ export const api = <const Cs extends ReadonlyArray<Any>>(...contracts: Cs): Api<
     for (const entity of contract.entities) add(contract.name, EntityProxy.toRpcGroup(entity) as never)
     add(contract.name, contract.rpcs as never)
   }
-  return group.middleware(EntityGuard) as never
+  // Middleware added last runs first: a refused request is not even id-checked.
+  return group.middleware(EntityGuard).middleware(Admission) as never
 }

@@ -25,6 +25,12 @@ export type Migrations = Record<string, Effect.Effect<void, unknown, SqlClient.S
  */
 export type EntityIdCheck = (entityId: string) => Effect.Effect<string | undefined>
 
+/**
+ * The admission weight of one request of an RPC (e.g. the orders it carries), counted against the gateway's
+ * in-flight bounds while it runs. Called on every request before its handler: keep it cheap. Default 1.
+ */
+export type AdmissionWeight = (payload: unknown) => number
+
 /** A shard group of the module's entities that prefers runners of one availability zone. */
 export interface ZoneGroup {
   readonly group: string
@@ -64,6 +70,8 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any, Config =
    * host's grammar: 1-256 characters, no control characters.
    */
   readonly entityIds?: Effect.Effect<Readonly<Record<string, EntityIdCheck>>, unknown, R> | undefined
+  /** Admission weights by RPC tag (proxied entity RPCs are `<EntityType>.<Rpc>`); unlisted RPCs weigh 1. */
+  readonly admissionWeights?: Readonly<Record<string, AdmissionWeight>> | undefined
   /** Extra shard groups with a zone preference (read from the module's config). */
   readonly zoneGroups?: Effect.Effect<ReadonlyArray<ZoneGroup>, unknown, R> | undefined
   /** The entities a runner's standby identity hosts for zone groups whose own zone has no live runner. */

@@ -1,0 +1,146 @@
+/**
+ * Admission control: the gateway's outermost RPC middleware. Every request takes its weight (1, or what its module
+ * declares, e.g. the orders a `PlaceMany` carries) from two bounds, this runner's and its connection's, for as long
+ * as it runs. A request that would pass a bound is answered `Overloaded` at once, before any decoding of work or
+ * message to a shard, so past saturation the runner keeps serving what it admitted at its normal latency instead
+ * of queueing everything (each queue then grows without bound and every reply is late).
+ *
+ * The runner's bound adapts to latency (additive increase, multiplicative decrease, as TCP's congestion window):
+ * every `windowMs`, if more than a tenth of the requests completed in the window took longer than `targetMs`, the
+ * limit shrinks by a quarter (not below `minimum`); if the window's work reached most of the limit and stayed fast,
+ * it grows by a tenth (not above `runner`). So the limit settles near what the runner completes within the target,
+ * whatever its speed today, and an accepted request keeps a bounded wait.
+ *
+ * A request is always admitted when nothing of its scope is in flight, so one request larger than a bound still
+ * passes on an idle runner.
+ */
+import { Contract, type Module } from "@tessera/contracts"
+import { counter, gauge } from "@tessera/platform/Metrics"
+import { Effect, Layer } from "effect"
+import { TesseraConfig } from "./config.ts"
+
+const overloaded = counter(
+  "tessera_gateway_overloaded_total",
+  "Gateway requests refused with Overloaded, by the bound they would have passed (runner, connection)",
+  ["bound"]
+)
+const overloadedRunner = overloaded.labels({ bound: "runner" })
+const overloadedConnection = overloaded.labels({ bound: "connection" })
+const admittedWeight = gauge("tessera_gateway_admitted_weight", "Admission weight of the requests being handled now")
+const admissionLimit = gauge(
+  "tessera_gateway_admission_limit",
+  "The runner's current admission limit (adapted to latency, at most TESSERA_MAX_IN_FLIGHT)"
+)
+
+/** Every module's admission weights by RPC tag. */
+export const weightsOf = (modules: ReadonlyArray<Module.Any>): ReadonlyMap<string, Module.AdmissionWeight> => {
+  const weights = new Map<string, Module.AdmissionWeight>()
+  for (const module of modules) {
+    for (const [tag, weight] of Object.entries(module.admissionWeights ?? {})) weights.set(tag, weight)
+  }
+  return weights
+}
+
+/** Bounds of one admission controller. */
+export interface Bounds {
+  /** Weight in flight on the runner, at most (the adaptive limit's ceiling). */
+  readonly runner: number
+  /** The adaptive limit's floor. */
+  readonly minimum: number
+  /** Latency an admitted request should stay under, in milliseconds. */
+  readonly targetMs: number
+  /** How often the limit adapts, in milliseconds. */
+  readonly windowMs: number
+  /** Weight in flight per client connection, at most. */
+  readonly connection: number
+  /** The retry hint sent with `Overloaded`. */
+  readonly retryAfterMs: number
+}
+
+/**
+ * The admission middleware over `bounds`. Its counts live in the returned closure (one per gateway): a `Map` entry
+ * per connection with work in flight, deleted when it drains.
+ */
+export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.AdmissionWeight>) => {
+  let inFlight = 0
+  let limit = bounds.runner
+  // The current window: completions, those over target, the most weight in flight, its start.
+  let completed = 0
+  let slow = 0
+  let peak = 0
+  let windowStart = performance.now()
+  admissionLimit.set(limit)
+  const perConnection = new Map<number, number>()
+  const adapt = (now: number) => {
+    if (slow * 10 > completed) limit = Math.max(bounds.minimum, Math.floor(limit * 0.75))
+    else if (peak >= limit * 0.8) limit = Math.min(bounds.runner, Math.ceil(limit * 1.1))
+    admissionLimit.set(limit)
+    completed = 0
+    slow = 0
+    peak = inFlight
+    windowStart = now
+  }
+  const refuse = (scope: string, held: number, bound: number) =>
+    Effect.fail(
+      new Contract.Overloaded({
+        message: `the ${scope} is at its in-flight bound (${held} of ${bound}); retry after ${bounds.retryAfterMs} ms or send less`,
+        retryAfterMs: bounds.retryAfterMs
+      })
+    )
+  const middleware: Contract.Admission["Service"] = (effect, { client, rpc, payload }) => {
+    const weigh = weights.get(rpc._tag)
+    const weight = weigh === undefined ? 1 : weigh(payload)
+    if (!(weight > 0)) return effect
+    if (inFlight > 0 && inFlight + weight > limit) {
+      overloadedRunner.inc()
+      return refuse("runner", inFlight, limit)
+    }
+    const id = client.id
+    const mine = perConnection.get(id) ?? 0
+    if (mine > 0 && mine + weight > bounds.connection) {
+      overloadedConnection.inc()
+      return refuse("connection", mine, bounds.connection)
+    }
+    inFlight += weight
+    if (inFlight > peak) peak = inFlight
+    perConnection.set(id, mine + weight)
+    admittedWeight.set(inFlight)
+    const start = performance.now()
+    return Effect.ensuring(
+      effect,
+      Effect.sync(() => {
+        const now = performance.now()
+        completed++
+        if (now - start > bounds.targetMs) slow++
+        if (now - windowStart >= bounds.windowMs) adapt(now)
+        inFlight -= weight
+        admittedWeight.set(inFlight)
+        const left = (perConnection.get(id) ?? weight) - weight
+        if (left > 0) perConnection.set(id, left)
+        else perConnection.delete(id)
+      })
+    )
+  }
+  return { middleware, inFlight: () => inFlight, limit: () => limit, connections: () => perConnection.size }
+}
+
+/** The gateway's admission middleware, bounded by `TESSERA_MAX_IN_FLIGHT` and `TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`. */
+export const layer = (modules: ReadonlyArray<Module.Any>) =>
+  Layer.effect(Contract.Admission)(
+    Effect.map(
+      TesseraConfig,
+      (config) =>
+        make(
+          {
+            runner: config.maxInFlight,
+            // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
+            minimum: Math.min(config.maxInFlight, 256),
+            targetMs: config.admissionTargetMs,
+            windowMs: 100,
+            connection: config.maxInFlightPerConnection,
+            retryAfterMs: config.overloadRetryAfterMs
+          },
+          weightsOf(modules)
+        ).middleware
+    )
+  )

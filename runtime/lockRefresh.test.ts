@@ -1,0 +1,118 @@
+// The decorator is called as Effect's sharding calls it: `refresh(...)` under a timeout of one interval, whose
+// expiry marks every shard lost. A blocked event loop must not make it expire; slow or failing storage must.
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Ref } from "effect"
+import { RunnerAddress, RunnerStorage, ShardId } from "effect/cluster"
+import * as LockRefresh from "./lockRefresh.ts"
+
+const intervalMs = 200
+const timing = { intervalMs, expirationMs: 1000 }
+const address = RunnerAddress.make("localhost", 1)
+const shards = [ShardId.make("default", 1), ShardId.make("default", 2), ShardId.make("default", 3)]
+
+/** Blocks the event loop, as a long synchronous stretch of work does. */
+const blockLoop = (ms: number) => {
+  const until = performance.now() + ms
+  while (performance.now() < until) {}
+}
+
+interface Answer {
+  readonly delayMs: number
+  /** The shards the storage confirms, or a failure. */
+  readonly held: ReadonlyArray<ShardId.ShardId> | "fail"
+}
+
+/**
+ * A storage whose refresh answers after `delayMs`, the answer read in the loop's check phase (after the timers
+ * phase), as a reply read from a socket is: so after a stall, timers due meanwhile fire first.
+ */
+const fakeStorage = (answer: Ref.Ref<Answer>) =>
+  Effect.map(RunnerStorage.makeMemory, (memory) =>
+    RunnerStorage.RunnerStorage.of({
+      ...memory,
+      refresh: () =>
+        Effect.flatMap(Ref.get(answer), ({ delayMs, held }) =>
+          Effect.sleep(Duration.millis(delayMs)).pipe(
+            Effect.andThen(Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))),
+            Effect.andThen(
+              held === "fail"
+                ? Effect.fail(new Error("storage refused") as never)
+                : Effect.succeed(shards.filter((id) => held.includes(id)))
+            )
+          )
+        )
+    })
+  )
+
+/** Sharding's call: the refresh under a timeout of one interval, with the loop stalled `stallMs` right after. */
+const shardingRefresh = (storage: RunnerStorage.RunnerStorage["Service"], stallMs = 0) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.forkChild(
+      Effect.exit(storage.refresh(address, shards).pipe(Effect.timeout(Duration.millis(intervalMs)))),
+      { startImmediately: true }
+    )
+    if (stallMs > 0) blockLoop(stallMs)
+    return yield* Fiber.join(fiber)
+  })
+
+const setup = (initial: Answer) =>
+  Effect.gen(function* () {
+    const answer = yield* Ref.make(initial)
+    const raw = yield* fakeStorage(answer)
+    const storage = yield* LockRefresh.make(raw, timing)
+    return { answer, raw, storage }
+  })
+
+describe("lag-tolerant shard-lock refresh", () => {
+  it.live("keeps the shards when a stalled event loop, not storage, makes the refresh late", () =>
+    Effect.gen(function* () {
+      const { raw, storage } = yield* setup({ delayMs: 5, held: shards })
+      // The scenario is real: the undecorated storage times out under the same stall.
+      const bare = yield* shardingRefresh(raw, intervalMs * 1.5)
+      assert.isTrue(Exit.isFailure(bare), "without the decorator a stalled loop times the refresh out")
+      const covered = yield* shardingRefresh(storage, intervalMs * 1.5)
+      assert.deepStrictEqual(covered, Exit.succeed(shards))
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("still times out when storage is slow and the loop is not", () =>
+    Effect.gen(function* () {
+      const { storage } = yield* setup({ delayMs: intervalMs * 3, held: shards })
+      const exit = yield* shardingRefresh(storage)
+      assert.isTrue(Exit.isFailure(exit), "a slow storage is not hidden")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("reports at the next refresh the shards the background refresh found lost", () =>
+    Effect.gen(function* () {
+      const { answer, storage } = yield* setup({ delayMs: 5, held: [shards[0], shards[2]] })
+      const covered = yield* shardingRefresh(storage, intervalMs * 1.5)
+      assert.deepStrictEqual(covered, Exit.succeed(shards), "answered from the last confirmation")
+      yield* Effect.sleep(Duration.millis(50))
+      yield* Ref.set(answer, { delayMs: 5, held: shards })
+      const next = yield* shardingRefresh(storage)
+      assert.deepStrictEqual(next, Exit.succeed([shards[0], shards[2]]), "the loss is reported one refresh later")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("fails the next refresh when the background refresh failed", () =>
+    Effect.gen(function* () {
+      const { answer, storage } = yield* setup({ delayMs: 5, held: "fail" })
+      const covered = yield* shardingRefresh(storage, intervalMs * 1.5)
+      assert.isTrue(Exit.isSuccess(covered))
+      yield* Effect.sleep(Duration.millis(50))
+      yield* Ref.set(answer, { delayMs: 5, held: shards })
+      const next = yield* shardingRefresh(storage)
+      assert.isTrue(Exit.isFailure(next), "the storage error surfaces")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("gives no cover once the last confirmation is older than the expiry less an interval", () =>
+    Effect.gen(function* () {
+      const { storage } = yield* setup({ delayMs: 5, held: shards })
+      yield* Effect.sleep(Duration.millis(timing.expirationMs))
+      const exit = yield* shardingRefresh(storage, intervalMs * 1.5)
+      assert.isTrue(Exit.isFailure(exit), "no cover without a recent confirmation")
+    }).pipe(Effect.scoped)
+  )
+})

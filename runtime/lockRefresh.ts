@@ -1,0 +1,120 @@
+/**
+ * Shard-lock refresh that tells "my lock is gone" from "I am slow".
+ *
+ * Effect's sharding refreshes its shard locks every `interval` under a timeout of the same length, and a timeout
+ * marks lock storage unhealthy: every shard is dropped at once (its entities stopped, `pg_advisory_unlock_all`) and
+ * peers take them over after health checks, so the shards replay their journals on a box that was only busy. On a
+ * saturated event loop that happens without any storage problem: after a synchronous stretch longer than the
+ * interval, the timeout's timer fires before the reply sitting in the socket is read.
+ *
+ * This decorator of `RunnerStorage` starts the real refresh and a guard timer of half the interval. If the guard
+ * itself fires late by more than half its length, the loop was blocked (the measured lag, not storage, made the
+ * refresh late): it answers with the shards the caller holds, counted as a late refresh, and lets the real refresh
+ * finish in the background. Its outcome is applied at the next refresh: shards it found lost are reported lost
+ * then, and its error fails that refresh (storage unhealthy), so a loss is reported at most one interval later. A
+ * guard that fires on time means storage is slow, and the caller's timeout decides as before. Cover is given only
+ * while the last confirmed refresh is younger than the lock expiry less one interval, and never to the empty
+ * refresh (the storage probe while locks are unhealthy).
+ *
+ * With Postgres advisory locks (the cluster's default) a lock lives as long as its session, so a refresh answered
+ * from the last confirmation cannot claim a lock the session lost without the next refresh reporting it; the
+ * owner epochs of the stateful actors (symbol_owners and the like) fence whatever a stale activation writes meanwhile.
+ */
+import { counter, gauge } from "@tessera/platform/Metrics"
+import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { RunnerStorage, type ShardId, ShardingConfig } from "effect/cluster"
+
+const lateRefreshes = counter(
+  "tessera_shard_lock_refresh_late_total",
+  "Shard-lock refreshes answered from the last confirmed refresh because the event loop, not storage, made them late"
+)
+const refreshLag = gauge(
+  "tessera_shard_lock_refresh_lag_seconds",
+  "How late the last shard-lock refresh's guard timer fired (event-loop lag seen by the refresh)"
+)
+
+export interface Timing {
+  /** The caller's refresh interval (its timeout). */
+  readonly intervalMs: number
+  /** The lock expiry: cover ends once the last confirmed refresh is this old, less one interval. */
+  readonly expirationMs: number
+}
+
+/** Decorates `storage` (see the module comment). The background refreshes run in the current scope. */
+export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Timing) =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const guardMs = Math.max(1, Math.floor(timing.intervalMs / 2))
+    // The real refresh still running after a covered answer, and when a refresh last confirmed the locks.
+    let background: Fiber.Fiber<Array<ShardId.ShardId>, unknown> | undefined
+    let confirmedAt = performance.now()
+
+    /** The outcome of a background refresh that finished since the last call, applied to `ids`. */
+    const settleBackground = (ids: ReadonlyArray<ShardId.ShardId>) => {
+      const fiber = background
+      if (fiber === undefined) return undefined
+      const exit = fiber.pollUnsafe()
+      if (exit === undefined) return undefined
+      background = undefined
+      if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+      confirmedAt = performance.now()
+      const held = exit.value
+      // Report what the real refresh found lost; shards acquired since it started are the caller's to judge.
+      const lost = ids.filter((id) => !held.includes(id))
+      return lost.length === 0 ? undefined : Effect.succeed(ids.filter((id) => !lost.includes(id)))
+    }
+
+    const refresh: RunnerStorage.RunnerStorage["Service"]["refresh"] = (address, shardIds) =>
+      Effect.suspend(() => {
+        const ids = Array.from(shardIds)
+        if (ids.length === 0) return storage.refresh(address, ids)
+        const settled = settleBackground(ids)
+        if (settled !== undefined) return settled as Effect.Effect<Array<ShardId.ShardId>, never>
+        if (background !== undefined) {
+          // The previous real refresh has not finished yet: wait for it rather than pile another one up.
+          return Effect.flatMap(Fiber.await(background), () => refresh(address, ids))
+        }
+        return Effect.gen(function* () {
+          const fiber = yield* Effect.forkIn(storage.refresh(address, ids), scope, { startImmediately: true })
+          const start = performance.now()
+          const first = yield* Effect.raceFirst(
+            Effect.map(Fiber.await(fiber), Option.some),
+            Effect.as(Effect.sleep(Duration.millis(guardMs)), Option.none())
+          )
+          if (Option.isSome(first)) {
+            if (Exit.isSuccess(first.value)) confirmedAt = performance.now()
+            return yield* first.value
+          }
+          const now = performance.now()
+          const lateBy = now - start - guardMs
+          refreshLag.set(Math.max(0, lateBy) / 1000)
+          const covered = now - confirmedAt < timing.expirationMs - timing.intervalMs
+          if (lateBy > guardMs / 2 && covered) {
+            lateRefreshes.inc()
+            background = fiber
+            return ids
+          }
+          // Storage, not the loop, is slow: the caller's timeout decides.
+          const exit = yield* Fiber.await(fiber)
+          if (Exit.isSuccess(exit)) confirmedAt = performance.now()
+          return yield* exit
+        })
+      })
+
+    return RunnerStorage.RunnerStorage.of({ ...storage, refresh })
+  })
+
+/** `RunnerStorage` from `inner`, with lag-tolerant refresh timed by the sharding config. */
+export const layer = <E, R>(inner: Layer.Layer<RunnerStorage.RunnerStorage, E, R>) =>
+  Layer.effect(RunnerStorage.RunnerStorage)(
+    Effect.gen(function* () {
+      const storage = yield* RunnerStorage.RunnerStorage
+      const config = yield* ShardingConfig.ShardingConfig
+      const expirationMs = Duration.toMillis(Duration.fromInputUnsafe(config.shardLockExpiration))
+      const intervalMs = Math.min(
+        Duration.toMillis(Duration.fromInputUnsafe(config.shardLockRefreshInterval)),
+        expirationMs / 3
+      )
+      return yield* make(storage, { intervalMs, expirationMs })
+    })
+  ).pipe(Layer.provide(inner))

@@ -1,0 +1,103 @@
+/**
+ * Overload through a real runner process (Postgres + Redis): admission control answers what passes its bound with a
+ * typed `Overloaded` and places none of it, while what it admitted is placed; `Orders.PlaceMany` answers an entry
+ * whose shard misses the deadline `ShardUnavailable` without waiting for it, and the orders are placed once.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as TesseraClient from "@tessera/client/TesseraClient"
+import { Contract } from "@tessera/contracts"
+import { Effect, Exit, type Scope } from "effect"
+import { SeedApi } from "../actors/api.ts"
+import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
+import { type Cluster, startCluster } from "./harness.ts"
+
+let cluster: Cluster
+
+beforeAll(async () => {
+  cluster = await startCluster(1, {
+    label: "overload",
+    env: {
+      TESSERA_MAX_IN_FLIGHT: "40",
+      TESSERA_MAX_IN_FLIGHT_PER_CONNECTION: "40",
+      TESSERA_OVERLOAD_RETRY_AFTER_MS: "75",
+      TESSERA_PLACE_DEADLINE: "1 millis"
+    }
+  })
+}, 90_000)
+afterAll(() => cluster?.stop())
+
+const withClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url: cluster.runners[0].url }), body)))
+
+const buys = (account: string, prefix: string, count: number): Array<PlaceOrder> =>
+  Array.from({ length: count }, (_, i) => ({
+    account,
+    clientOrderId: `${prefix}-${i}`,
+    side: "buy" as const,
+    price: "100.00",
+    qty: "1"
+  }))
+
+const rowCount = (account: string) =>
+  Number(cluster.database.query(`SELECT count(*) FROM orders WHERE account = '${account}'`))
+
+describe("overload on a runner (real Postgres + Redis)", () => {
+  it("refuses requests past the in-flight bound with a typed Overloaded and places none of their orders", () =>
+    withClient((client) =>
+      Effect.gen(function* () {
+        // Warm the shard first, so the burst meets a live entity.
+        yield* client["SymbolShard.PlaceBatch"]({ entityId: "ETH-USDT", payload: { orders: buys("ov-w", "w", 1) } })
+        // 30 requests of 10 orders each at once against a bound of 40 orders.
+        const exits = yield* Effect.forEach(
+          Array.from({ length: 30 }, (_, i) => i),
+          (i) =>
+            Effect.exit(
+              client["SymbolShard.PlaceBatch"]({ entityId: "ETH-USDT", payload: { orders: buys("ov-a", `r${i}`, 10) } })
+            ),
+          { concurrency: "unbounded" }
+        )
+        const refused = exits.flatMap((exit) =>
+          Exit.isFailure(exit) &&
+          exit.cause.reasons.some((r) => r._tag === "Fail" && r.error instanceof Contract.Overloaded)
+            ? [exit]
+            : []
+        )
+        const placed = exits.filter(Exit.isSuccess)
+        assert.isAbove(refused.length, 0, "some requests are refused")
+        assert.isAbove(placed.length, 0, "some requests are admitted")
+        assert.strictEqual(refused.length + placed.length, 30, "every request is either placed or Overloaded")
+        const error = refused[0].cause.reasons.find((r) => r._tag === "Fail")
+        if (error?._tag === "Fail") {
+          const overloaded = error.error as Contract.Overloaded
+          assert.strictEqual(overloaded.retryAfterMs, 75)
+          assert.match(overloaded.message, /in-flight bound/)
+        }
+        assert.strictEqual(rowCount("ov-a"), placed.length * 10, "exactly the admitted requests' orders are stored")
+        // Once the burst has drained, the runner admits again.
+        const after = yield* client["SymbolShard.PlaceBatch"]({
+          entityId: "ETH-USDT",
+          payload: { orders: buys("ov-b", "after", 10) }
+        })
+        assert.strictEqual(after.results.length, 10)
+      })
+    ))
+
+  it("answers an entry whose shard misses the PlaceMany deadline ShardUnavailable, and a retry places its orders once", () =>
+    withClient((client) =>
+      Effect.gen(function* () {
+        // A shard not yet active (its activation reads the journal) cannot answer within 1 ms.
+        const orders = buys("ov-d", "late", 3)
+        const { results } = yield* client["Orders.PlaceMany"]({ batches: [{ symbol: "ADA-USDT", orders }] })
+        assert.strictEqual(results[0]._tag, "Failed")
+        if (results[0]._tag === "Failed") assert.match(results[0].error.message, /did not answer within 1 ms/)
+        // Whether or not the late entry landed, a retry with the same keys places each order exactly once.
+        const retry = yield* client["SymbolShard.PlaceBatch"]({ entityId: "ADA-USDT", payload: { orders } })
+        assert.deepStrictEqual(
+          retry.results.map((r) => r.clientOrderId),
+          orders.map((o) => o.clientOrderId)
+        )
+        yield* client["SymbolShard.PlaceBatch"]({ entityId: "ADA-USDT", payload: { orders } })
+        assert.strictEqual(rowCount("ov-d"), 3, "no order placed twice")
+      })
+    ))
+})
