@@ -4,7 +4,7 @@
 // omission). A failed or timed-out batch is retried with the same client order ids until acknowledged.
 
 import type * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import type { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
 
@@ -294,5 +294,131 @@ export const runLoadMany = async (
     latenciesMs: sorted,
     ackedIds: [],
     lastAckAt: new Map()
+  }
+}
+
+/** What an open-loop run against admission control counts besides acknowledgements. */
+export interface OpenLoadResult extends LoadResult {
+  /** Orders refused with `Overloaded` (not retried: the open loop's next orders are the new demand). */
+  readonly overloaded: number
+  /** Latency from the scheduled time to the `Overloaded` answer, sorted. */
+  readonly overloadedMs: Float64Array
+  /** Orders answered with another failure (a failed entry, a transport error or a timeout), by tag. */
+  readonly failed: Readonly<Record<string, number>>
+}
+
+/**
+ * Open loop with no client-side queue: every `tickMs` each client sends one `Orders.PlaceMany` with all the orders
+ * that fell due on its symbols since its last send (entries rotated so no symbol is always last), however many of
+ * its requests are still out (at most `maxInFlight`, default 512, as a guard for the generator itself). The
+ * gateways' admission control decides: an `Overloaded` answer is counted with its latency and not retried, so past
+ * saturation the figures show what the runners accept and how fast they refuse the rest.
+ */
+export const runLoadOpen = async (
+  options: LoadOptions & {
+    readonly tickMs?: number
+  }
+): Promise<OpenLoadResult> => {
+  const { clients, symbols, rate, seconds } = options
+  const tickMs = options.tickMs ?? 5
+  const maxInFlight = options.maxInFlight ?? 512
+  const clientOf = symbols.map((_, s) => options.route?.[s] ?? s % clients.length)
+  const groups: Array<Array<number>> = clients.map((_, c) => symbols.flatMap((_, s) => (clientOf[s] === c ? [s] : [])))
+  const queues: Array<Array<Pending>> = symbols.map(() => [])
+  const inFlight = new Int32Array(clients.length)
+  const lastSend = new Float64Array(clients.length)
+  const rotation = new Int32Array(clients.length)
+  const latencies: Array<number> = []
+  const refusals: Array<number> = []
+  const failed: Record<string, number> = {}
+  let acked = 0
+  let overloaded = 0
+  let outstanding = 0
+  const fail = (tag: string, n: number) => {
+    failed[tag] = (failed[tag] ?? 0) + n
+  }
+  const tagOf = (cause: Cause.Cause<unknown>): string => {
+    const error = Cause.findErrorOption(cause)
+    if (Option.isNone(error)) return Cause.hasInterrupts(cause) ? "interrupted" : "defect"
+    const tag = (error.value as { readonly _tag?: unknown })._tag
+    return typeof tag === "string" ? tag : "other"
+  }
+
+  const send = (c: number) => {
+    const group = groups[c]
+    const taken: Array<{ readonly s: number; readonly batch: Array<Pending> }> = []
+    const start = rotation[c]++ % Math.max(1, group.length)
+    // At most 5000 orders in all (the PlaceMany limit); a symbol left out goes first next time.
+    let room = 5000
+    for (let k = 0; k < group.length && room > 0; k++) {
+      const s = group[(start + k) % group.length]
+      if (queues[s].length === 0) continue
+      const batch = queues[s].splice(0, room)
+      room -= batch.length
+      taken.push({ s, batch })
+    }
+    if (taken.length === 0) return
+    inFlight[c]++
+    outstanding++
+    const call = clients[c]
+      ["Orders.PlaceMany"]({
+        batches: taken.map(({ s, batch }) => ({ symbol: symbols[s], orders: batch.map((p) => p.order) }))
+      })
+      .pipe(Effect.timeout(`${options.timeoutMs ?? 5000} millis`))
+    void Effect.runPromiseExit(call).then((exit) => {
+      inFlight[c]--
+      outstanding--
+      const now = performance.now()
+      if (Exit.isFailure(exit)) {
+        const tag = tagOf(exit.cause)
+        for (const { batch } of taken) {
+          if (tag === "Overloaded") {
+            overloaded += batch.length
+            for (const p of batch) refusals.push(now - p.scheduledAt)
+          } else fail(tag, batch.length)
+        }
+        return
+      }
+      const entries = exit.value.results
+      for (let i = 0; i < taken.length; i++) {
+        const entry = entries[i]
+        const { batch } = taken[i]
+        if (entry === undefined || entry._tag !== "Placed") {
+          fail(entry === undefined ? "missing" : entry.error._tag, batch.length)
+          continue
+        }
+        const results = entry.results
+        for (let j = 0; j < results.length; j++) {
+          if (results[j].orderId === undefined) continue
+          acked++
+          latencies.push(now - batch[j].scheduledAt)
+        }
+      }
+    })
+  }
+
+  const pump = () => {
+    const now = performance.now()
+    for (let c = 0; c < clients.length; c++) {
+      if (now - lastSend[c] < tickMs) continue
+      if (inFlight[c] >= maxInFlight) {
+        // The generator's own guard: what is due waits for the next tick rather than piling requests up.
+        continue
+      }
+      lastSend[c] = now
+      send(c)
+    }
+  }
+  const elapsed = await drive({ ...options, queues, pump, outstanding: () => outstanding })
+  return {
+    offered: Math.floor(rate * seconds),
+    acked,
+    seconds: elapsed,
+    latenciesMs: Float64Array.from(latencies).sort(),
+    ackedIds: [],
+    lastAckAt: new Map(),
+    overloaded,
+    overloadedMs: Float64Array.from(refusals).sort(),
+    failed
   }
 }
