@@ -10,7 +10,7 @@ import { timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Contract, Control, type Module } from "@tessera/contracts"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
@@ -122,6 +122,13 @@ const serializationFor = (api: Contract.Api<Contract.Any>): RpcSerialization.Rpc
           let out: Array<unknown> | undefined
           for (let i = 0; i < messages.length; i++) {
             const message = messages[i] as { readonly _tag?: unknown; readonly tag?: unknown }
+            if (message === null) {
+              // The RPC server reads `_tag` of every message: a `null` line ended the WebSocket without a word.
+              // As `{}` it is answered like any other message that is not a request: with a Defect.
+              out ??= [...messages]
+              out[i] = {}
+              continue
+            }
             if (message?._tag !== "Request" || known.has(message.tag as string)) continue
             out ??= [...messages]
             const tag = String(message.tag).slice(0, 256)
@@ -145,7 +152,14 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       const serialization = serializationFor(api)
       // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
       // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
-      const rpcOptions = { spanPrefix: "gateway", disableTracing: Option.isNone(config.otlpEndpoint) }
+      const rpcOptions = {
+        spanPrefix: "gateway",
+        disableTracing: Option.isNone(config.otlpEndpoint),
+        // The HTTP protocol queues a body's replies (16 by default) before it starts the response, and replies that
+        // come at once (a payload that fails decoding) are queued while the body is still read: 17 of them in one
+        // body deadlocked the request. A message takes at least 2 bytes ("0\n"), so this bound can never fill.
+        streamBufferSize: Math.ceil(config.maxBodyBytes / 2)
+      }
       const rpcHttp = yield* RpcServer.toHttpEffect(api, rpcOptions).pipe(
         Effect.provideService(RpcSerialization.RpcSerialization, serialization),
         Metrics.instrumentRpcHandlers(api)
@@ -188,6 +202,26 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
     })
   )
 
+/**
+ * The gateway's Node server with slow-client limits: headers within `httpHeadersTimeout`, the whole request within
+ * `httpRequestTimeout` (else 408 and the socket closes). Node checks both every `connectionsCheckingInterval`, 30 s
+ * by default, far too coarse for a 10 s limit.
+ */
+const serverFor = (config: TesseraConfigShape) => () => {
+  const headersTimeout = Math.max(1, Math.round(Duration.toMillis(config.httpHeadersTimeout)))
+  // Node refuses a request timeout shorter than the headers timeout.
+  const requestTimeout = Math.max(headersTimeout, Math.round(Duration.toMillis(config.httpRequestTimeout)))
+  return createServer({
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 2)),
+    // Longer than the AWS load balancer's 60 s idle timeout: the balancer closes an idle connection first, so it
+    // never sends a request on a socket the gateway is closing.
+    keepAliveTimeout: 65_000,
+    maxHeaderSize: 16 * 1024
+  })
+}
+
 /** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`, serving `modules` besides the control RPCs. */
 export const layer = (modules: ReadonlyArray<Module.Any>) =>
   Layer.unwrap(
@@ -196,7 +230,14 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
         disableLogger: true
       }).pipe(
         Layer.provide(layerHandlers(modules)),
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+        Layer.provideMerge(
+          NodeHttpServer.layer(serverFor(config), {
+            port: config.port,
+            host: config.host,
+            // A frame over the body limit closes the socket with 1009 (ws's own default is 100 MiB).
+            websocket: { maxPayload: config.maxBodyBytes }
+          })
+        )
       )
     )
   )
