@@ -1,5 +1,6 @@
 // `npm run bench -- tps [--json] [--rates 1000,5000,5000,5000,10000,20000,40000,40000] [--seconds 10] [--runners 2] [--inflight 1]
 //   [--transport websocket|http] [--route owner|spread] [--api open|many|batch|open,many] [--warmup 15] [--tick-ms 5]`
+// (BENCH_RUNNER_LOG=<prefix> keeps each runner's output as <prefix>-<runner>.log)
 // (--api: how orders travel. open, the default: every --tick-ms each gateway's client sends one `Orders.PlaceMany`
 // with the orders due since its last send, however many are still out, and the gateways' admission control answers
 // what they cannot take `Overloaded` (counted, not retried: see runLoadOpen); many: one `Orders.PlaceMany` per
@@ -21,6 +22,7 @@
 // 8 default symbols through the gateways at fixed arrival rates; acknowledged (durable) orders/s and latency from
 // the scheduled send time per step; and, as the limit to compare with, raw batched INSERT rows/s of the same
 // Postgres measured in the same run.
+import { writeFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
@@ -301,6 +303,9 @@ export const run = async (args: ReadonlyArray<string>) => {
       await close()
     }
   } finally {
+    // BENCH_RUNNER_LOG=/tmp/tps keeps each runner's stdout and stderr as /tmp/tps-<runner>.log, for diagnosis.
+    const logPrefix = process.env.BENCH_RUNNER_LOG
+    if (logPrefix) for (const r of cluster.runners) writeFileSync(`${logPrefix}-${r.name}.log`, r.output())
     await cluster.stop()
   }
 }
