@@ -85,6 +85,11 @@ export interface TesseraConfigShape {
   readonly maxInFlight: number
   /** The same bound per client connection (`TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`, default 2000). */
   readonly maxInFlightPerConnection: number
+  /**
+   * Client connections the gateway holds open at once (`TESSERA_MAX_CONNECTIONS`, default 10000); a connection past
+   * it is closed on arrival, so a client opening sockets without end cannot exhaust the runner's file descriptors.
+   */
+  readonly maxConnections: number
   /** Retry hint sent with `Overloaded`, in milliseconds (`TESSERA_OVERLOAD_RETRY_AFTER_MS`, default 50). */
   readonly overloadRetryAfterMs: number
   /**
@@ -147,6 +152,7 @@ export const defaults: TesseraConfigShape = {
   httpRequestTimeout: Duration.seconds(30),
   maxInFlight: 2000,
   maxInFlightPerConnection: 2000,
+  maxConnections: 10_000,
   overloadRetryAfterMs: 50,
   admissionTargetMs: 50,
   shardsPerGroup: 300,
@@ -227,6 +233,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   httpRequestTimeout: duration("TESSERA_HTTP_REQUEST_TIMEOUT", defaults.httpRequestTimeout),
   maxInFlight: positiveInt("TESSERA_MAX_IN_FLIGHT", defaults.maxInFlight),
   maxInFlightPerConnection: positiveInt("TESSERA_MAX_IN_FLIGHT_PER_CONNECTION", defaults.maxInFlightPerConnection),
+  maxConnections: positiveInt("TESSERA_MAX_CONNECTIONS", defaults.maxConnections),
   overloadRetryAfterMs: positiveInt("TESSERA_OVERLOAD_RETRY_AFTER_MS", defaults.overloadRetryAfterMs),
   admissionTargetMs: positiveInt("TESSERA_ADMISSION_TARGET_MS", defaults.admissionTargetMs),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
@@ -320,6 +327,7 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_HTTP_REQUEST_TIMEOUT", "a client must send a whole request within this (30 seconds)"],
   ["TESSERA_MAX_IN_FLIGHT", "admission bound: request weight (orders) the gateway handles at once (2000)"],
   ["TESSERA_MAX_IN_FLIGHT_PER_CONNECTION", "the same bound per client connection (2000)"],
+  ["TESSERA_MAX_CONNECTIONS", "client connections the gateway holds at once; more are closed on arrival (10000)"],
   ["TESSERA_OVERLOAD_RETRY_AFTER_MS", "retry hint sent with Overloaded, in milliseconds (50)"],
   [
     "TESSERA_ADMISSION_TARGET_MS",

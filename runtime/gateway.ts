@@ -211,7 +211,7 @@ const serverFor = (config: TesseraConfigShape) => () => {
   const headersTimeout = Math.max(1, Math.round(Duration.toMillis(config.httpHeadersTimeout)))
   // Node refuses a request timeout shorter than the headers timeout.
   const requestTimeout = Math.max(headersTimeout, Math.round(Duration.toMillis(config.httpRequestTimeout)))
-  return createServer({
+  const server = createServer({
     headersTimeout,
     requestTimeout,
     connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 2)),
@@ -220,6 +220,8 @@ const serverFor = (config: TesseraConfigShape) => () => {
     keepAliveTimeout: 65_000,
     maxHeaderSize: 16 * 1024
   })
+  server.maxConnections = config.maxConnections
+  return server
 }
 
 /** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`, serving `modules` besides the control RPCs. */

@@ -3,6 +3,8 @@
  * typed `Overloaded` and places none of it, while what it admitted is placed; `Orders.PlaceMany` answers an entry
  * whose shard misses the deadline `ShardUnavailable` without waiting for it, and the orders are placed once.
  */
+
+import { connect, type Socket } from "node:net"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Contract } from "@tessera/contracts"
@@ -20,7 +22,8 @@ beforeAll(async () => {
       TESSERA_MAX_IN_FLIGHT: "40",
       TESSERA_MAX_IN_FLIGHT_PER_CONNECTION: "40",
       TESSERA_OVERLOAD_RETRY_AFTER_MS: "75",
-      TESSERA_PLACE_DEADLINE: "1 millis"
+      TESSERA_PLACE_DEADLINE: "1 millis",
+      TESSERA_MAX_CONNECTIONS: "40"
     }
   })
 }, 90_000)
@@ -40,6 +43,19 @@ const buys = (account: string, prefix: string, count: number): Array<PlaceOrder>
 
 const rowCount = (account: string) =>
   Number(cluster.database.query(`SELECT count(*) FROM orders WHERE account = '${account}'`))
+
+/** Opens a TCP connection to the gateway; resolves whether the server closed it within `ms`. */
+const openSocket = (url: string, ms: number) =>
+  new Promise<{ readonly socket: Socket; readonly closed: boolean }>((resolve) => {
+    const { hostname, port } = new URL(url)
+    const socket = connect(Number(port), hostname)
+    const timer = setTimeout(() => resolve({ socket, closed: false }), ms)
+    socket.once("close", () => {
+      clearTimeout(timer)
+      resolve({ socket, closed: true })
+    })
+    socket.on("error", () => {})
+  })
 
 describe("overload on a runner (real Postgres + Redis)", () => {
   it("refuses requests past the in-flight bound with a typed Overloaded and places none of their orders", () =>
@@ -65,7 +81,8 @@ describe("overload on a runner (real Postgres + Redis)", () => {
         const placed = exits.filter(Exit.isSuccess)
         assert.isAbove(refused.length, 0, "some requests are refused")
         assert.isAbove(placed.length, 0, "some requests are admitted")
-        assert.strictEqual(refused.length + placed.length, 30, "every request is either placed or Overloaded")
+        const other = exits.filter((exit) => Exit.isFailure(exit) && !refused.includes(exit))
+        assert.deepStrictEqual(other.map(String), [], "every request is either placed or Overloaded")
         const error = refused[0].cause.reasons.find((r) => r._tag === "Fail")
         if (error?._tag === "Fail") {
           const overloaded = error.error as Contract.Overloaded
@@ -100,4 +117,20 @@ describe("overload on a runner (real Postgres + Redis)", () => {
         assert.strictEqual(rowCount("ov-d"), 3, "no order placed twice")
       })
     ))
+  it("closes connections past TESSERA_MAX_CONNECTIONS on arrival and serves again once they go", async () => {
+    const url = cluster.runners[0].url
+    const sockets: Array<Socket> = []
+    let refused = false
+    for (let i = 0; i < 60 && !refused; i++) {
+      const { socket, closed } = await openSocket(url, 150)
+      sockets.push(socket)
+      refused = closed
+    }
+    assert.isTrue(refused, "a connection past the cap is closed by the gateway")
+    assert.isAtMost(sockets.length, 41, "the cap (40) is what stops them")
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const health = await fetch(`${url}/health`)
+    assert.strictEqual(health.status, 200)
+  })
 })
