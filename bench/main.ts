@@ -3,7 +3,7 @@
 import { lastJsonObject, seriesOf } from "./plots.ts"
 import { writeReport } from "./report.ts"
 
-const benches = ["engine", "tps", "gatherer", "proxy", "failover"] as const
+const benches = ["engine", "tps", "gatherer", "proxy", "failover", "chaos"] as const
 
 const usage = `usage: npm run bench -- <${benches.join("|")}> [--json] [options]
 
@@ -12,6 +12,7 @@ const usage = `usage: npm run bench -- <${benches.join("|")}> [--json] [options]
   gatherer  venue simulator -> 3 gatherer replicas -> deduplicators -> Postgres
   proxy     graph-proxy reads/writes through the gateway vs raw Redis GET
   failover  kill -9 a runner under load; lost orders, duplicate trades, seconds to recover
+  chaos     seeded SIGKILL/restart and SIGSTOP/SIGCONT of runners under load; audit counts, recovery times
 `
 
 const [name, ...args] = process.argv.slice(2)
