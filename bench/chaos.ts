@@ -4,14 +4,19 @@
 // Postgres sessions cut, as a partition would, so its shard locks lapse) and SIGCONTs it. Then the database is
 // audited: acknowledged orders missing, duplicate trades, overfills, journal gaps; plus each fault's recovery time
 // (seconds until every symbol acknowledged a batch first sent after the fault) and the stale-owner writes refused.
-import { execFileSync } from "node:child_process"
 import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
 import type { SeedApi } from "../actors/api.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import { type RunnerProcess, redisUrl, startCluster, startProcess } from "../test/harness.ts"
-import { parse } from "../test/promText.ts"
+import {
+  postgresPortsOf,
+  type RunnerProcess,
+  redisUrl,
+  staleWrites,
+  startCluster,
+  startProcess
+} from "../test/harness.ts"
 import { runLoad } from "./orderLoad.ts"
 import { makeClients } from "./tps.ts"
 
@@ -54,20 +59,6 @@ const schedule = (seed: number, seconds: number): Array<Fault> => {
     at += downS + (kind === "kill" ? 6 : 2) + 4 + rand() * 4
   }
   return faults
-}
-
-/** Local ports of a process's connections to PostgreSQL (`ss` shows the owning pid). */
-const postgresPortsOf = (pid: number): Array<number> =>
-  execFileSync("ss", ["-tnpH", "state", "established", "dst", "127.0.0.1:5432"], { encoding: "utf8" })
-    .split("\n")
-    .filter((line) => line.includes(`pid=${pid},`))
-    .map((line) => Number(line.trim().split(/\s+/)[2].split(":").pop()))
-
-const staleWrites = async (url: string) => {
-  const samples = parse(await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) })).text())
-  return samples
-    .filter((s) => s.name === "tessera_symbol_stale_owner_writes_total")
-    .reduce((sum, s) => sum + s.value, 0)
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

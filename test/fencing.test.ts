@@ -2,15 +2,13 @@
 // a partition or a database failover would), so its shard locks lapse and the survivor takes its symbols under new
 // owner epochs. Resumed (SIGCONT) with commands it had applied in memory and not yet written, it must write
 // nothing: every acknowledged order is in the database, no trade twice, and the stale owner stands down.
-import { execFileSync } from "node:child_process"
 import { assert, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, Fiber } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { freshDatabase, type RunnerProcess, redisUrl, startProcess } from "./harness.ts"
-import { parse } from "./promText.ts"
+import { freshDatabase, postgresPortsOf, type RunnerProcess, redisUrl, staleWrites, startProcess } from "./harness.ts"
 
 const symbols = defaultSymbols.map((s) => s.symbol)
 const order = (account: string, clientOrderId: string, i: number): PlaceOrder => ({
@@ -20,20 +18,6 @@ const order = (account: string, clientOrderId: string, i: number): PlaceOrder =>
   price: String(100 + ((i * 7) % 11) - 5),
   qty: String(1 + (i % 3))
 })
-
-/** Local ports of a process's connections to PostgreSQL (`ss` shows the owning pid). */
-const postgresPortsOf = (pid: number): Array<number> =>
-  execFileSync("ss", ["-tnpH", "state", "established", "dst", "127.0.0.1:5432"], { encoding: "utf8" })
-    .split("\n")
-    .filter((line) => line.includes(`pid=${pid},`))
-    .map((line) => Number(line.trim().split(/\s+/)[2].split(":").pop()))
-
-const staleWrites = async (url: string) => {
-  const samples = parse(await (await fetch(`${url}/metrics`)).text())
-  return samples
-    .filter((s) => s.name === "tessera_symbol_stale_owner_writes_total")
-    .reduce((sum, s) => sum + s.value, 0)
-}
 
 describe("fenced ownership (two runner processes, real Postgres + Redis)", () => {
   it.live(

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
 import { SeedApi } from "../actors/api.ts"
+import { parse } from "./promText.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "..")
 export const nodeBin = process.execPath
@@ -317,4 +318,19 @@ export const deleteRedisKeys = async (prefix: string) => {
   } finally {
     redis.disconnect()
   }
+}
+
+/** Local ports of a process's connections to PostgreSQL (`ss` shows the owning pid), to cut them. */
+export const postgresPortsOf = (pid: number): Array<number> =>
+  execFileSync("ss", ["-tnpH", "state", "established", "dst", "127.0.0.1:5432"], { encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.includes(`pid=${pid},`))
+    .map((line) => Number(line.trim().split(/\s+/)[2].split(":").pop()))
+
+/** A runner's refused stale-owner writes of symbol shards, read from its `/metrics` (2 s deadline). */
+export const staleWrites = async (url: string): Promise<number> => {
+  const samples = parse(await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) })).text())
+  return samples
+    .filter((s) => s.name === "tessera_symbol_stale_owner_writes_total")
+    .reduce((sum, s) => sum + s.value, 0)
 }
