@@ -8,6 +8,7 @@ import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
 import type { SeedApi } from "../actors/api.ts"
+import { prng } from "../actors/gatherer/venue.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import {
   postgresPortsOf,
@@ -21,18 +22,6 @@ import { runLoad } from "./orderLoad.ts"
 import { makeClients } from "./tps.ts"
 
 type Client = TesseraClient.Client<SeedApi>
-
-/** mulberry32: a small deterministic PRNG, so one seed is one schedule. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Fault {
   readonly kind: "kill" | "stop"

@@ -115,6 +115,13 @@ interface LoadOptions {
   readonly route?: ReadonlyArray<number>
 }
 
+/** The symbol indexes each client sends (`route`, default symbol i through client i mod n). */
+const symbolsByClient = (options: LoadOptions): Array<Array<number>> => {
+  const { clients, symbols, route } = options
+  const clientOf = symbols.map((_, s) => route?.[s] ?? s % clients.length)
+  return clients.map((_, c) => symbols.flatMap((_, s) => (clientOf[s] === c ? [s] : [])))
+}
+
 /**
  * Offers `rate` orders/s for `seconds` over `symbols` (symbol i through `clients[route[i]]`, by default
  * `clients[i % clients.length]`), then waits
@@ -208,8 +215,7 @@ export const runLoadMany = async (
   const { clients, symbols, rate, seconds } = options
   const maxInFlight = options.maxInFlight ?? 2
   const eagerBacklog = options.eagerBacklog ?? 64
-  const clientOf = symbols.map((_, s) => options.route?.[s] ?? s % clients.length)
-  const groups: Array<Array<number>> = clients.map((_, c) => symbols.flatMap((_, s) => (clientOf[s] === c ? [s] : [])))
+  const groups = symbolsByClient(options)
   const queues: Array<Array<Pending>> = symbols.map(() => [])
   const inFlight = new Int32Array(clients.length)
   const latencies: Array<number> = []
@@ -322,8 +328,7 @@ export const runLoadOpen = async (
   const { clients, symbols, rate, seconds } = options
   const tickMs = options.tickMs ?? 5
   const maxInFlight = options.maxInFlight ?? 512
-  const clientOf = symbols.map((_, s) => options.route?.[s] ?? s % clients.length)
-  const groups: Array<Array<number>> = clients.map((_, c) => symbols.flatMap((_, s) => (clientOf[s] === c ? [s] : [])))
+  const groups = symbolsByClient(options)
   const queues: Array<Array<Pending>> = symbols.map(() => [])
   const inFlight = new Int32Array(clients.length)
   const lastSend = new Float64Array(clients.length)
