@@ -14,9 +14,9 @@
  * A request is always admitted when nothing of its scope is in flight, so one request larger than a bound still
  * passes on an idle runner.
  */
-import { Contract, type Module } from "@tessera/contracts"
+import { Contract, Control, type Module } from "@tessera/contracts"
 import { counter, gauge } from "@tessera/platform/Metrics"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { TesseraConfig } from "./config.ts"
 
 const overloaded = counter(
@@ -34,7 +34,8 @@ const admissionLimit = gauge(
 
 /** Every module's admission weights by RPC tag. */
 export const weightsOf = (modules: ReadonlyArray<Module.Any>): ReadonlyMap<string, Module.AdmissionWeight> => {
-  const weights = new Map<string, Module.AdmissionWeight>()
+  // A request shed while it was read is refused by its handler: it holds no weight.
+  const weights = new Map<string, Module.AdmissionWeight>([[Control.OverloadedTag, () => 0]])
   for (const module of modules) {
     for (const [tag, weight] of Object.entries(module.admissionWeights ?? {})) weights.set(tag, weight)
   }
@@ -91,10 +92,8 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
     const weigh = weights.get(rpc._tag)
     const weight = weigh === undefined ? 1 : weigh(payload)
     if (!(weight > 0)) return effect
-    if (inFlight > 0 && inFlight + weight > limit) {
-      overloadedRunner.inc()
-      return refuse("runner", inFlight, limit)
-    }
+    if (inFlight > 0 && inFlight + weight > limit) return shed(inFlight, limit)
+
     const id = client.id
     const mine = perConnection.get(id) ?? 0
     if (mine > 0 && mine + weight > bounds.connection) {
@@ -121,26 +120,55 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
       })
     )
   }
-  return { middleware, inFlight: () => inFlight, limit: () => limit, connections: () => perConnection.size }
+  /** Refuses a request at the runner's bound (`held` of `bound` in flight when it came). */
+  const shed = (held: number, bound: number) => {
+    overloadedRunner.inc()
+    return refuse("runner", held, bound)
+  }
+  /**
+   * Whether a request of `tag` with this (still undecoded, JSON) payload would be refused at the runner's bound now:
+   * the gateway asks while it reads a request, so a refused one is never decoded. The middleware decides again for
+   * the requests this lets through.
+   */
+  const wouldShed = (tag: string, payload: unknown): boolean => {
+    if (inFlight === 0) return false
+    const weigh = weights.get(tag)
+    const weight = weigh === undefined ? 1 : weigh(payload)
+    return weight > 0 && inFlight + weight > limit
+  }
+  return {
+    middleware,
+    shed,
+    wouldShed,
+    inFlight: () => inFlight,
+    limit: () => limit,
+    connections: () => perConnection.size
+  }
 }
 
-/** The gateway's admission middleware, bounded by `TESSERA_MAX_IN_FLIGHT` and `TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`. */
-export const layer = (modules: ReadonlyArray<Module.Any>) =>
-  Layer.effect(Contract.Admission)(
-    Effect.map(
-      TesseraConfig,
-      (config) =>
-        make(
-          {
-            runner: config.maxInFlight,
-            // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
-            minimum: Math.min(config.maxInFlight, 256),
-            targetMs: config.admissionTargetMs,
-            windowMs: 100,
-            connection: config.maxInFlightPerConnection,
-            retryAfterMs: config.overloadRetryAfterMs
-          },
-          weightsOf(modules)
-        ).middleware
+/** One gateway's admission controller, shared by its RPC parser (which sheds) and its middleware. */
+export class Controller extends Context.Service<Controller, ReturnType<typeof make>>()(
+  "tessera/runtime/admission/Controller"
+) {}
+
+/** The gateway's admission controller, bounded by `TESSERA_MAX_IN_FLIGHT` and `TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`. */
+export const layerController = (modules: ReadonlyArray<Module.Any>) =>
+  Layer.effect(Controller)(
+    Effect.map(TesseraConfig, (config) =>
+      make(
+        {
+          runner: config.maxInFlight,
+          // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
+          minimum: Math.min(config.maxInFlight, 256),
+          targetMs: config.admissionTargetMs,
+          windowMs: 100,
+          connection: config.maxInFlightPerConnection,
+          retryAfterMs: config.overloadRetryAfterMs
+        },
+        weightsOf(modules)
+      )
     )
   )
+
+/** The gateway's admission middleware: its controller's. */
+export const layer = Layer.effect(Contract.Admission)(Effect.map(Controller, (controller) => controller.middleware))

@@ -87,10 +87,13 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     Control.ControlRpcs.toLayer(
       Effect.gen(function* () {
         const status = yield* NodeStatus
+        const admission = yield* Admission.Controller
         return Control.ControlRpcs.of({
           Status: () => status.cluster,
           [Control.UnknownRpcTag]: ({ tag }: { readonly tag: string }) =>
-            Effect.fail(new Control.UnknownRpc({ tag, message: `this gateway serves no RPC ${JSON.stringify(tag)}` }))
+            Effect.fail(new Control.UnknownRpc({ tag, message: `this gateway serves no RPC ${JSON.stringify(tag)}` })),
+          [Control.OverloadedTag]: ({ held, bound }: { readonly held: number; readonly bound: number }) =>
+            admission.shed(held, bound)
         })
       })
     ),
@@ -99,14 +102,18 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     ),
     ...modules.map((module) => Hosted.withConfig(module, module.handlers ?? Layer.empty)),
     Hosted.layerEntityGuard(modules),
-    Admission.layer(modules)
+    Admission.layer
   )
 
 /**
  * ndjson as the RPC server reads it, but a request for a tag `api` does not serve is sent to `Tessera.UnknownRpc`
- * (its tag as the payload), so the client gets a typed `UnknownRpc`. One Set lookup per request.
+ * (its tag as the payload), so the client gets a typed `UnknownRpc`; and one the runner is too loaded to admit is
+ * sent to `Tessera.Overloaded` before its payload is decoded. One Set lookup and one admission check per request.
  */
-const serializationFor = (api: Contract.Api<Contract.Any>): RpcSerialization.RpcSerialization["Service"] => {
+export const serializationFor = (
+  api: Contract.Api<Contract.Any>,
+  admission: Admission.Controller["Service"]
+): RpcSerialization.RpcSerialization["Service"] => {
   const known = new Set(api.requests.keys())
   const base = RpcSerialization.ndjson
   return {
@@ -129,7 +136,18 @@ const serializationFor = (api: Contract.Api<Contract.Any>): RpcSerialization.Rpc
               out[i] = {}
               continue
             }
-            if (message?._tag !== "Request" || known.has(message.tag as string)) continue
+            if (message?._tag !== "Request") continue
+            if (known.has(message.tag as string)) {
+              const payload = (message as { readonly payload?: unknown }).payload
+              if (!admission.wouldShed(message.tag as string, payload)) continue
+              out ??= [...messages]
+              out[i] = {
+                ...message,
+                tag: Control.OverloadedTag,
+                payload: { held: admission.inFlight(), bound: admission.limit() }
+              }
+              continue
+            }
             out ??= [...messages]
             const tag = String(message.tag).slice(0, 256)
             out[i] = { ...message, tag: Control.UnknownRpcTag, payload: { tag } }
@@ -149,7 +167,7 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       const router = yield* HttpRouter.HttpRouter
       const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
 
-      const serialization = serializationFor(api)
+      const serialization = serializationFor(api, yield* Admission.Controller)
       // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
       // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
       const rpcOptions = {
@@ -231,7 +249,7 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
       HttpRouter.serve(routes(Contract.api(...modules.map((module) => module.contract)), modules), {
         disableLogger: true
       }).pipe(
-        Layer.provide(layerHandlers(modules)),
+        Layer.provide(Layer.provideMerge(layerHandlers(modules), Admission.layerController(modules))),
         Layer.provideMerge(
           NodeHttpServer.layer(serverFor(config), {
             port: config.port,

@@ -9,7 +9,7 @@
 import { Schema } from "effect"
 import { type Entity, EntityProxy } from "effect/cluster"
 import { type Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
-import { ControlRpcs } from "./Control.ts"
+import { ControlRpcs, Overloaded } from "./Control.ts"
 
 /** An entity id the entity's module refused at the gateway (bad grammar, out of range, not configured). */
 export class InvalidEntityId extends Schema.TaggedError<InvalidEntityId>()("InvalidEntityId", {
@@ -23,14 +23,8 @@ export class EntityGuard extends RpcMiddleware.Service<EntityGuard>()("tessera/c
   error: InvalidEntityId
 }) {}
 
-/**
- * The gateway is at its in-flight bound (per runner or per connection) and refused the request before doing any of
- * its work: nothing changed. Retry after `retryAfterMs` (with jitter), or shed the load.
- */
-export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
-  message: Schema.String,
-  retryAfterMs: Schema.Number
-}) {}
+/** The gateway refused a request at its in-flight bound (defined with the control RPC that sheds load). */
+export { Overloaded }
 
 /** Gateway middleware on every RPC, outermost: admission control with bounded in-flight work. */
 export class Admission extends RpcMiddleware.Service<Admission>()("tessera/contracts/Admission", {

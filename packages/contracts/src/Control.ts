@@ -59,4 +59,24 @@ export class UnknownRpc extends Schema.TaggedError<UnknownRpc>()("UnknownRpc", {
 export const UnknownRpcTag = "Tessera.UnknownRpc"
 export const Unknown = Rpc.make(UnknownRpcTag, { payload: { tag: Schema.String }, error: UnknownRpc })
 
-export const ControlRpcs = RpcGroup.make(Status, Unknown)
+/**
+ * The gateway is at its in-flight bound (per runner or per connection) and refused the request before doing any of
+ * its work: nothing changed. Retry after `retryAfterMs` (with jitter), or shed the load.
+ */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
+  message: Schema.String,
+  retryAfterMs: Schema.Number
+}) {}
+
+/**
+ * A request the gateway refuses while it reads it (the runner is at its in-flight bound) is sent to this RPC
+ * instead, with the bound it would have passed: its payload is never decoded and it reaches no handler, so refusing
+ * costs the parse of its line and one small answer.
+ */
+export const OverloadedTag = "Tessera.Overloaded"
+export const Shed = Rpc.make(OverloadedTag, {
+  payload: { held: Schema.Number, bound: Schema.Number },
+  error: Overloaded
+})
+
+export const ControlRpcs = RpcGroup.make(Status, Unknown, Shed)
