@@ -8,6 +8,12 @@
  * before the pointer swap leaves the partition hot and the previous snapshot untouched; a crash after it leaves a
  * cold pointer whose restore overwrites whatever keys were left.
  *
+ * Checkpoints (hot-tier durability): every `TESSERA_GRAPH_SNAPSHOT_INTERVAL` a hot partition with writes since its last
+ * snapshot is snapshotted the same way, except that the pointer swap keeps the tier hot and nothing is evicted. A
+ * `live` marker key sits beside the partition's keys while it is hot; an owner that finds it gone (Valkey wiped or
+ * failed over to an empty node) restores the last snapshot, so a Valkey loss loses at most the writes of one interval
+ * (plus those accepted between the loss and the owner's next check, one report interval at most).
+ *
  * Gateways read hot vertices and edges straight from Valkey with no tier check: whatever vertex key is present
  * holds the latest properties (writes go through the owner, which promotes first, and eviction only deletes), a
  * restore writes a vertex's edges before its key, and eviction deletes both in one DEL. So a present vertex key
@@ -285,10 +291,18 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
         for (const id of ids.slice(i, i + EVICT_CHUNK)) chunk.push(keys.vertex(id), keys.out(id))
         commands.push(Cmd.del(...chunk))
       }
+      // The marker first: a gateway or owner that finds it gone knows the keys are going.
+      commands.unshift(Cmd.del(keys.live))
       commands.push(Cmd.del(keys.ids))
       yield* fail(valkey.pipeline(commands))
       return ids.length
     }),
+    /** `[marker present, ids set present]` (0 or 1 each): a hot partition without its marker lost its keys. */
+    liveness: Effect.map(
+      fail(valkey.pipeline([Cmd.exists(keys.live), Cmd.exists(keys.ids)])),
+      ([live, ids]) => [live, ids] as const
+    ),
+    markLive: Effect.asVoid(fail(valkey.set(keys.live, "1"))),
     /** Writes a snapshot's vertices and edges (after evicting leftovers), in large pipelines. */
     restore: (snapshot: Snapshot) =>
       Effect.gen(function* () {
@@ -311,6 +325,8 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
           if (commands.length >= RESTORE_CHUNK) yield* flush
         }
         if (ids.length > 0) commands.push(Cmd.sadd(keys.ids, ...ids))
+        // Last: the marker says the whole snapshot is in.
+        commands.push(Cmd.set(keys.live, "1"))
         yield* flush
       })
   }
@@ -396,17 +412,15 @@ export const makePartition = (options: PartitionOptions) =>
     temperatureGauge.set(meta.temperature)
     hotGauge.set(meta.tier === "hot" ? 1 : 0)
 
-    const promoteLocked = Effect.gen(function* () {
-      yield* refuseIfStale
-      if (meta.tier === "hot") return 0
-      const started = performance.now()
-      // Checked before the hot tier is rewritten: a stale owner must not evict the new owner's keys.
-      const current = yield* failSql(
-        sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch}`
-      )
-      if (current.length === 0) return yield* refused(staleOwner(partition, epoch))
-      const location = meta.location
-      if (location !== null) {
+    /** Rewrites the hot tier from the snapshot at `location` (or just marks it live when there is none). */
+    const restoreFrom = (location: string | null) =>
+      Effect.gen(function* () {
+        // Checked before the hot tier is rewritten: a stale owner must not evict the new owner's keys.
+        const current = yield* failSql(
+          sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch}`
+        )
+        if (current.length === 0) return yield* refused(staleOwner(partition, epoch))
+        if (location === null) return yield* hot.markLive
         const bytes = yield* Effect.mapError(cold.get(location), storageError)
         if (bytes === null) return yield* new GraphStorageError({ message: `snapshot ${location} is missing` })
         const snapshot = yield* Effect.try({
@@ -415,7 +429,14 @@ export const makePartition = (options: PartitionOptions) =>
         })
         yield* hot.evict
         yield* hot.restore(snapshot)
-      }
+      })
+
+    const promoteLocked = Effect.gen(function* () {
+      yield* refuseIfStale
+      if (meta.tier === "hot") return 0
+      const started = performance.now()
+      yield* restoreFrom(meta.location)
+      checkpointed = writes
       const next: MetaRow = { ...meta, tier: "hot", lastAccess: Date.now() }
       yield* metaWrite(writeMeta(sql, next, epoch))
       meta = next
@@ -465,9 +486,73 @@ export const makePartition = (options: PartitionOptions) =>
       return { version: written.version, vertices: written.vertices, millis }
     })
 
+    /**
+     * Hot-tier durability: a hot partition whose Valkey keys vanished (no live marker) is rewritten from its last
+     * snapshot (a checkpoint or the demotion it was promoted from). At activation the ids set must be gone too, so a
+     * partition hot in Valkey from before the marker existed is kept as it is; while active, this activation wrote the
+     * marker itself, so its absence alone means a loss (writes accepted since the loss and before this check, at most
+     * one report interval, are lost with it).
+     */
+    const recoverLocked = (activation: boolean) =>
+      Effect.gen(function* () {
+        yield* refuseIfStale
+        if (meta.tier !== "hot") return false
+        const [live, ids] = yield* hot.liveness
+        if (live === 1) return false
+        if (meta.location === null || (activation && ids === 1)) {
+          yield* restoreFrom(null)
+          return false
+        }
+        yield* restoreFrom(meta.location)
+        // What was restored is what the snapshot holds: nothing newer to write until the next write.
+        checkpointed = writes
+        GraphMetrics.wipeRestores.inc()
+        return true
+      })
+
+    // Writes since the activation (counted when each ends) and the count the last checkpoint covered.
+    let writes = 0
+    let checkpointed = 0
+
+    /**
+     * Periodic snapshot of a hot partition that changed since the last one: the object under a new version and this
+     * epoch, then a fenced pointer swap that keeps the tier hot (a refused swap deletes the object), then the
+     * previous object is deleted. The keys stay in Valkey; a later wipe restores from here.
+     */
+    const checkpointLocked = Effect.gen(function* () {
+      yield* refuseIfStale
+      if (meta.tier !== "hot" || writes === checkpointed) return undefined
+      const started = performance.now()
+      // Writes ending after this mark may be missed by the snapshot: they leave the partition dirty for the next.
+      const mark = writes
+      const written = yield* writeSnapshot
+      const previous = meta.location
+      const next: MetaRow = { ...meta, location: written.key, version: written.version }
+      yield* metaWrite(writeMeta(sql, next, epoch)).pipe(
+        Effect.tapError((error) =>
+          error._tag === "StaleOwner" ? Effect.ignore(cold.delete(written.key)) : Effect.void
+        )
+      )
+      meta = next
+      checkpointed = mark
+      if (previous !== null && previous !== written.key) yield* Effect.ignore(cold.delete(previous))
+      const millis = performance.now() - started
+      GraphMetrics.checkpoints.inc()
+      GraphMetrics.checkpointSeconds.observe(millis / 1000)
+      return { version: written.version, vertices: written.vertices, millis }
+    })
+
+    yield* recoverLocked(true)
+
     const exclusive = gate.withPermits(GATE)
     const promote = exclusive(promoteLocked)
     const demote = exclusive(demoteLocked)
+    // Shares the gate with requests (they go on), excludes tier changes.
+    const checkpoint = gate.withPermits(1)(checkpointLocked)
+    // The cheap check runs ungated; only a missing marker takes the partition exclusively.
+    const recover = Effect.flatMap(Effect.andThen(refuseIfStale, hot.liveness), ([live]) =>
+      live === 1 || meta.tier !== "hot" ? Effect.succeed(false) : exclusive(recoverLocked(false))
+    )
 
     const run = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | GraphStorageError | StaleOwner, R> => {
       if (stale !== undefined) return Effect.fail(stale)
@@ -480,7 +565,17 @@ export const makePartition = (options: PartitionOptions) =>
       GraphMetrics.entityMisses.inc()
       return Effect.flatMap(promote, () => gate.withPermits(1)(effect))
     }
-    const write = <A, E, R>(effect: Effect.Effect<A, E, R>) => run(writeLock.withPermits(1)(effect))
+    const write = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      run(
+        writeLock.withPermits(1)(
+          Effect.ensuring(
+            effect,
+            Effect.sync(() => {
+              writes++
+            })
+          )
+        )
+      )
 
     /**
      * Flushes last access, temperature and zone traffic to the metadata row. Zone traffic: this entity's requests
@@ -523,6 +618,10 @@ export const makePartition = (options: PartitionOptions) =>
       write,
       promote,
       demote,
+      checkpoint,
+      recover,
+      /** True while writes since the last checkpoint are not in a snapshot. */
+      dirty: () => writes !== checkpointed,
       writeSnapshot,
       report,
       meta: () => meta,

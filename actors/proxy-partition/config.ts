@@ -19,6 +19,12 @@ export interface GraphConfigShape {
   /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
   readonly graphIdle: Duration.Duration
   /**
+   * How often a hot partition with writes since its last snapshot is snapshotted to the cold tier
+   * (`TESSERA_GRAPH_SNAPSHOT_INTERVAL`, default 60 s; 0 turns it off): what a Valkey loss can lose. A runner takes
+   * one such snapshot at a time, and each partition at most one per interval.
+   */
+  readonly graphSnapshotInterval: Duration.Duration
+  /**
    * Cold tier of graph partitions (`TESSERA_GRAPH_COLD`): `s3://bucket/prefix` for S3, a folder path otherwise.
    * None: the folder `graph-cold` under the node's data folder.
    */
@@ -34,6 +40,7 @@ export const defaults: GraphConfigShape = {
   graphZones: [],
   graphKeyPrefix: "g",
   graphIdle: Duration.minutes(10),
+  graphSnapshotInterval: Duration.seconds(60),
   graphCold: Option.none(),
   s3Endpoint: Option.none()
 }
@@ -43,6 +50,7 @@ export const config: Config.Config<GraphConfigShape> = Config.all({
   graphZones: zoneList("TESSERA_GRAPH_ZONES"),
   graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
   graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
+  graphSnapshotInterval: duration("TESSERA_GRAPH_SNAPSHOT_INTERVAL", defaults.graphSnapshotInterval),
   graphCold: Config.String("TESSERA_GRAPH_COLD").pipe(Config.option),
   s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
 })
@@ -64,6 +72,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_GRAPH_IDLE",
     "idle time before a graph partition is demoted to the cold tier; partitions report and check every min(5 s, idle/2) (10 minutes)"
+  ],
+  [
+    "TESSERA_GRAPH_SNAPSHOT_INTERVAL",
+    "how often a hot graph partition that changed is snapshotted to the cold tier, bounding what a Valkey loss loses; 0: never (60 s)"
   ],
   ["TESSERA_GRAPH_COLD", "graph cold tier: s3://bucket/prefix or a folder (TESSERA_DATA/graph-cold)"],
   ["TESSERA_S3_ENDPOINT", "S3 endpoint for an S3-compatible store (AWS)"]

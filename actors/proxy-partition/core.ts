@@ -179,6 +179,8 @@ export const utf8Length = (s: string): number => {
  * - `<prefix>:{p}:ids`: every vertex id of the partition (for snapshots and eviction)
  * - `<prefix>:{p}:reads`: gateway direct-read counter
  * - `<prefix>:{p}:xreads`: the part of `reads` served by gateways outside the partition's preferred zone
+ * - `<prefix>:{p}:live`: set while the partition is hot in this Valkey; its absence on a hot partition means Valkey
+ *   lost the keys (a wipe or failover to an empty node), and the owner restores its last snapshot
  */
 export interface PartitionKeys {
   readonly vertex: (id: string) => string
@@ -188,6 +190,8 @@ export interface PartitionKeys {
   readonly reads: string
   /** Of those, the reads served by gateways in another zone than the partition's preferred one. */
   readonly crossZoneReads: string
+  /** Present while the hot tier holds the partition (written after a restore, deleted by eviction). */
+  readonly live: string
 }
 
 export const partitionKeys = (prefix: string, partition: number): PartitionKeys => {
@@ -197,7 +201,8 @@ export const partitionKeys = (prefix: string, partition: number): PartitionKeys 
     out: (id) => `${base}o:${id}`,
     ids: `${base}ids`,
     reads: `${base}reads`,
-    crossZoneReads: `${base}xreads`
+    crossZoneReads: `${base}xreads`,
+    live: `${base}live`
   }
 }
 

@@ -6,7 +6,7 @@ import { join } from "node:path"
 import { NodeInfo } from "@tessera/platform/NodeInfo"
 import * as ObjectStore from "@tessera/platform/ObjectStore"
 import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Context, Duration, Effect, Layer, Option, Semaphore } from "effect"
 import { ClusterSchema, Entity, EntityProxyServer } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { GraphConfig, type GraphConfigShape } from "./config.ts"
@@ -73,6 +73,15 @@ export const layerProxyRpcHandlers = Layer.unwrap(
   Effect.map(GraphConfig, (config: GraphConfigShape) => EntityProxyServer.layerRpcHandlers(zonedProxyPartition(config)))
 )
 
+/**
+ * One periodic hot-tier snapshot at a time per runner: with many dirty partitions a snapshot interval costs their
+ * snapshots one after another, never all at once.
+ */
+export class SnapshotBudget extends Context.Service<SnapshotBudget, Semaphore.Semaphore>()(
+  "tessera/graph/SnapshotBudget"
+) {}
+export const layerSnapshotBudget: Layer.Layer<SnapshotBudget> = Layer.effect(SnapshotBudget, Semaphore.make(1))
+
 /** How often a gateway adds its direct hot-tier reads to the partitions' read counters. */
 const DIRECT_READS_FLUSH = Duration.seconds(1)
 
@@ -121,6 +130,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     const valkey = yield* Valkey
     const sql = yield* SqlClient.SqlClient
     const cold = yield* ObjectStore.ObjectStore
+    const snapshotBudget = yield* SnapshotBudget
     const address = yield* Entity.CurrentAddress
     const runner = yield* Entity.CurrentRunnerAddress
     const runnerName = `${runner.host}:${runner.port}`
@@ -200,6 +210,10 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     const idleMillis = Duration.toMillis(config.graphIdle)
     yield* Effect.forkScoped(
       Effect.gen(function* () {
+        // A hot partition whose keys Valkey lost is restored from its last snapshot before anything else.
+        yield* Effect.catchTag(partitionState.recover, "GraphStorageError", (error) =>
+          Effect.logWarning(`graph partition ${partition}: hot-tier check failed: ${error.message}`)
+        )
         yield* Effect.catchTag(partitionState.report, "GraphStorageError", () => Effect.void)
         if (p.meta().tier === "hot" && p.idleMillis() >= idleMillis) {
           yield* Effect.catchTag(partitionState.demote, "GraphStorageError", () => Effect.void)
@@ -211,6 +225,26 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         Effect.catchTag("StaleOwner", (error) => Effect.logWarning(`${error.message}; reports stop`))
       )
     )
+    const snapshotInterval = config.graphSnapshotInterval
+    if (!Duration.isZero(snapshotInterval)) {
+      // Partitions of a runner start their intervals at staggered offsets, so their checkpoints spread out.
+      const offset = Duration.times(snapshotInterval, (partition + 1) / partitions)
+      yield* Effect.forkScoped(
+        snapshotBudget
+          .withPermits(1)(partitionState.checkpoint)
+          .pipe(
+            Effect.catchTag("GraphStorageError", (error) =>
+              Effect.logWarning(
+                `graph partition ${partition}: checkpoint failed (retried next interval): ${error.message}`
+              )
+            ),
+            Effect.andThen(Effect.sleep(snapshotInterval)),
+            Effect.forever,
+            Effect.delay(offset),
+            Effect.catchTag("StaleOwner", (error) => Effect.logWarning(`${error.message}; checkpoints stop`))
+          )
+      )
+    }
     yield* Effect.addFinalizer(() => Effect.andThen(Effect.ignore(p.report), Effect.sync(p.released)))
 
     return ProxyPartition.of(
@@ -327,7 +361,7 @@ export const layerColdTier: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.Obj
   )
 
 /** The entity with its cold tier (its tables are the module's migrations, run by the host first). */
-export const layer = ProxyPartitionEntityLayer.pipe(Layer.provide(layerColdTier))
+export const layer = ProxyPartitionEntityLayer.pipe(Layer.provide(Layer.merge(layerColdTier, layerSnapshotBudget)))
 
 /** Gateway handlers of `GraphRpcs`: fan out over partitions and gather. */
 export const layerGraphRpcs = GraphRpcs.toLayer(

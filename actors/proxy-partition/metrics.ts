@@ -31,6 +31,18 @@ export const temperature = Metrics.gauge(
   "Decayed request rate of an active partition (requests/s, at its last report)",
   ["partition"]
 )
+export const checkpoints = Metrics.counter(
+  "tessera_graph_checkpoints_total",
+  "Periodic snapshots of hot partitions that changed (TESSERA_GRAPH_SNAPSHOT_INTERVAL), bounding what a Valkey loss loses"
+)
+export const checkpointSeconds = Metrics.histogram(
+  "tessera_graph_checkpoint_seconds",
+  "Time to snapshot a hot partition to the cold tier and swap its pointer (keys stay in Valkey)"
+)
+export const wipeRestores = Metrics.counter(
+  "tessera_graph_wipe_restores_total",
+  "Hot partitions found missing from Valkey (its live marker gone) and restored from their last snapshot"
+)
 export const staleOwnerWrites = Metrics.counter(
   "tessera_graph_stale_owner_writes_total",
   "Partition metadata writes refused because the partition's owner epoch was stale (another activation claimed it)",
