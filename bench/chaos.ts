@@ -1,17 +1,23 @@
-// `npm run bench -- chaos [--json] [--seed 1] [--seconds 45] [--rate 2000]`
-// Two runners (separate processes, real Postgres + Redis) under an open-loop order load over the 8 default symbols,
-// while a schedule drawn from `--seed` SIGKILLs a runner (then restarts it) or SIGSTOPs one for a few seconds (its
-// Postgres sessions cut, as a partition would, so its shard locks lapse) and SIGCONTs it. Then the database is
-// audited: acknowledged orders missing, duplicate trades, overfills, journal gaps; plus each fault's recovery time
-// (seconds until every symbol acknowledged a batch first sent after the fault) and the stale-owner writes refused.
+// `npm run bench -- chaos [--json] [--seed 1] [--seconds 60] [--rate 2000] [--graph-rate 200]`
+// Two runners (separate processes, real Postgres + Redis, each runner's Postgres traffic through its own TCP proxy)
+// under an open-loop order load over the 8 default symbols and a graph write load, while a schedule drawn from
+// `--seed` SIGKILLs a runner (then restarts it), SIGSTOPs one for a few seconds (its Postgres connections cut, as a
+// partition would, so its shard locks lapse) and SIGCONTs it, or black-holes Postgres for every runner (the proxies
+// hold every byte) for a few seconds. Then the database and the graph are audited: acknowledged orders missing,
+// duplicate trades, overfills, journal gaps, acknowledged vertex writes missing or older than acknowledged; plus each
+// fault's recovery time (seconds until every symbol acknowledged a batch first sent after the fault) and the
+// stale-owner writes refused.
+import { writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import type { SeedApi } from "../actors/api.ts"
 import { prng } from "../actors/gatherer/venue.ts"
+import { graphClient } from "../actors/proxy-partition/client.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import {
-  postgresPortsOf,
+  admissionOf,
+  pausableProxy,
   type RunnerProcess,
   redisUrl,
   staleWrites,
@@ -24,7 +30,7 @@ import { makeClients } from "./tps.ts"
 type Client = TesseraClient.Client<SeedApi>
 
 interface Fault {
-  readonly kind: "kill" | "stop"
+  readonly kind: "kill" | "stop" | "blackhole"
   readonly runner: number
   /** Seconds after the load starts. */
   readonly atS: number
@@ -32,16 +38,24 @@ interface Fault {
   readonly downS: number
 }
 
-/** Faults one at a time (one runner always up), each kind at least once, until `seconds - 8` (time to recover). */
+const kinds: ReadonlyArray<Fault["kind"]> = ["kill", "stop", "blackhole"]
+
+/**
+ * Faults one at a time (one runner always up), each kind once in a seeded order and then drawn at random, until
+ * `seconds - 8` (time to recover).
+ */
 const schedule = (seed: number, seconds: number): Array<Fault> => {
   const rand = prng(seed)
   const faults: Array<Fault> = []
-  const first = rand() < 0.5 ? "kill" : "stop"
+  const order = [...kinds]
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1))
+    ;[order[i], order[j]] = [order[j], order[i]]
+  }
   let at = 4 + rand() * 2
   for (let n = 0; ; n++) {
-    const kind: Fault["kind"] =
-      n === 0 ? first : n === 1 ? (first === "kill" ? "stop" : "kill") : rand() < 0.5 ? "kill" : "stop"
-    const downS = kind === "kill" ? 1 + rand() * 2 : 4 + rand() * 4
+    const kind = n < order.length ? order[n] : kinds[Math.floor(rand() * kinds.length)]
+    const downS = kind === "kill" ? 1 + rand() * 2 : kind === "stop" ? 4 + rand() * 4 : 3 + rand() * 3
     if (at + downS > seconds - 8) break
     faults.push({ kind, runner: rand() < 0.5 ? 0 : 1, atS: +at.toFixed(2), downS: +downS.toFixed(2) })
     // A restart takes a few seconds on its own; then leave the cluster time to settle before the next fault.
@@ -59,11 +73,13 @@ export const run = async (args: ReadonlyArray<string>) => {
       json: { type: "boolean" },
       seed: { type: "string" },
       seconds: { type: "string" },
-      rate: { type: "string" }
+      rate: { type: "string" },
+      "graph-rate": { type: "string" }
     }
   })
+  const graphRate = Number(values["graph-rate"] ?? "200")
   const seed = Number(values.seed ?? "1")
-  const seconds = Number(values.seconds ?? "45")
+  const seconds = Number(values.seconds ?? "60")
   const rate = Number(values.rate ?? "2000")
   const symbols = defaultSymbols.map((s) => s.symbol)
   const progress = (line: string) => process.stderr.write(`${line}\n`)
@@ -72,8 +88,24 @@ export const run = async (args: ReadonlyArray<string>) => {
     `chaos seed ${seed}: ${faults.map((f) => `${f.kind} runner-${f.runner} at ${f.atS}s for ${f.downS}s`).join("; ")}`
   )
 
-  const cluster = await startCluster(2, { label: "bench_chaos" })
-  const env = { DATABASE_URL: cluster.database.url, REDIS_URL: redisUrl }
+  // Each runner slot's Postgres traffic goes through its own proxy: paused to black-hole storage, cut to sever a
+  // stopped runner's sessions (its advisory locks go with them).
+  const proxies = [
+    await pausableProxy({ host: "127.0.0.1", port: 5432 }),
+    await pausableProxy({ host: "127.0.0.1", port: 5432 })
+  ]
+  const viaProxy = (i: number, url: string) => url.replace("127.0.0.1:5432", `127.0.0.1:${proxies[i].port}`)
+  // BENCH_RUNNER_ENV="TESSERA_SHARDS=64 ..." passes settings to every runner, to compare them under the same faults.
+  const extra = Object.fromEntries(
+    (process.env.BENCH_RUNNER_ENV ?? "")
+      .split(/\s+/)
+      .filter((pair) => pair.includes("="))
+      .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)])
+  )
+  const cluster = await startCluster(2, { label: "bench_chaos", databaseUrl: viaProxy, env: extra })
+  // Killed runners included, for BENCH_RUNNER_LOG.
+  const everyRunner = [...cluster.runners]
+  const envOf = (i: number) => ({ ...extra, DATABASE_URL: viaProxy(i, cluster.database.url), REDIS_URL: redisUrl })
   // One client per runner slot; `up[i]` is false while runner i is killed or stopped, so the load goes elsewhere.
   const slots: Array<{ client: Client; close: () => Promise<void>; up: boolean }> = []
   try {
@@ -112,27 +144,39 @@ export const run = async (args: ReadonlyArray<string>) => {
           await cluster.kill9(runner)
           await slot.close()
           await sleep(fault.downS * 1000)
-          const restarted: RunnerProcess = await startProcess(`${runner.name.split("~")[0]}~${n}`, { env })
+          const restarted: RunnerProcess = await startProcess(`${runner.name.split("~")[0]}~${n}`, {
+            env: envOf(fault.runner)
+          })
           cluster.runners[fault.runner] = restarted
+          everyRunner.push(restarted)
           const { clients: fresh, close } = await makeClients([restarted.url])
           slots[fault.runner] = { client: fresh[0], close, up: true }
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s restarted ${restarted.name}`)
-        } else {
+        } else if (fault.kind === "stop") {
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s SIGSTOP ${runner.name}`)
           runner.child.kill("SIGSTOP")
-          const ports = postgresPortsOf(runner.child.pid!)
-          if (ports.length > 0) {
-            cluster.database.query(
-              `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port IN (${ports.join(",")})`
-            )
-          }
+          proxies[fault.runner].cut()
           await sleep(fault.downS * 1000)
           runner.child.kill("SIGCONT")
           slot.up = true
-          progress(`${((Date.now() - start) / 1000).toFixed(1)}s SIGCONT ${runner.name} (${ports.length} sessions cut)`)
+          progress(`${((Date.now() - start) / 1000).toFixed(1)}s SIGCONT ${runner.name} (its Postgres sessions cut)`)
+        } else {
+          // Every runner's storage stops answering; the load keeps going at both (requests fail or time out).
+          slot.up = true
+          progress(`${((Date.now() - start) / 1000).toFixed(1)}s black-hole Postgres`)
+          for (const proxy of proxies) proxy.pause()
+          await sleep(fault.downS * 1000)
+          for (const proxy of proxies) proxy.resume()
+          progress(`${((Date.now() - start) / 1000).toFixed(1)}s Postgres answers again`)
         }
       }
     })()
+    const graph = graphLoad(
+      (i) => (slots[i].up ? slots[i] : (slots.find((s) => s.up) ?? slots[i])).client,
+      graphRate,
+      seconds,
+      seed
+    )
     const result = await runLoad({
       clients,
       symbols,
@@ -150,7 +194,18 @@ export const run = async (args: ReadonlyArray<string>) => {
       }
     })
     await injector
+    const writes = await graph
     progress(`load done: ${result.acked} of ${result.offered} acked in ${result.seconds.toFixed(1)} s; auditing`)
+    // Weight still in flight once the load has drained is work a gateway never finished (it refuses beside it).
+    const admission = await Promise.all(
+      cluster.runners.map(async (r) => ({ runner: r.name, ...(await admissionOf(r.url).catch(() => ({}))) }))
+    )
+    progress(`admission after the load: ${JSON.stringify(admission)}`)
+    const graphAudit = await auditGraph(
+      slots.find((s) => s.up)?.client ?? slots[0].client,
+      writes.acked,
+      writes.uncertain
+    )
 
     // Per symbol: psql's output is read through a 1 MiB buffer, and one query for every order id overflows it.
     const stored = new Set<string>()
@@ -197,7 +252,9 @@ export const run = async (args: ReadonlyArray<string>) => {
       duplicate_trades: duplicateTrades,
       overfills,
       journal_gaps: journalGaps,
+      graph_writes: { offered: writes.offered, acked: writes.acked.size, failed: writes.failed, ...graphAudit },
       stale_owner_writes: stale,
+      admission_after_load: admission,
       faults: faultRows
     }
     const out = (line: string) => process.stdout.write(`${line}\n`)
@@ -211,11 +268,87 @@ export const run = async (args: ReadonlyArray<string>) => {
     out(
       `acked ${result.acked} of ${result.offered}; lost ${lost}, duplicate trades ${duplicateTrades}, overfills ${overfills}, journal gaps ${journalGaps}`
     )
+    out(
+      `graph writes: ${writes.acked.size} vertices acked of ${writes.offered} puts (${writes.failed} failed); ` +
+        `lost ${graphAudit.lost}, not the last acked value ${graphAudit.wrong_value}`
+    )
     out(`stale-owner writes refused: ${stale.map((s) => `${s.runner} ${s.writes ?? "?"}`).join(", ")}`)
     if (values.json) out(JSON.stringify(summary))
   } finally {
     for (const runner of cluster.runners) runner.child.kill("SIGCONT")
+    // BENCH_RUNNER_LOG=/tmp/chaos keeps each runner's stdout and stderr as /tmp/chaos-<runner>.log, for diagnosis.
+    const logPrefix = process.env.BENCH_RUNNER_LOG
+    if (logPrefix) for (const r of everyRunner) writeFileSync(`${logPrefix}-${r.name}.log`, r.output())
     await Promise.all(slots.map((s) => s.close().catch(() => undefined)))
     await cluster.stop()
+    for (const proxy of proxies) await proxy.close()
   }
+}
+
+/** Vertices the graph load writes, each one put at a time, so its newest acknowledged value is well defined. */
+const graphVertices = 2000
+
+/**
+ * Puts `{ n }` (n counting up over the run) at `rate` puts/s for `seconds`, through `clientOf(worker)`, one put per
+ * vertex at a time; returns the last acknowledged `n` of each vertex, and the vertices with a put that failed or
+ * timed out (it may still land later, so their value is not audited, only their presence).
+ */
+const graphLoad = async (clientOf: (worker: number) => Client, rate: number, seconds: number, seed: number) => {
+  const acked = new Map<string, number>()
+  const uncertain = new Set<string>()
+  const busy = new Set<string>()
+  const rand = prng(seed + 1)
+  let next = 0
+  let offered = 0
+  let failed = 0
+  const workers = 16
+  const end = Date.now() + seconds * 1000
+  const interval = (workers * 1000) / Math.max(1, rate)
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      while (Date.now() < end) {
+        const started = Date.now()
+        const id = `chaos-v${Math.floor(rand() * graphVertices)}`
+        if (!busy.has(id)) {
+          busy.add(id)
+          const value = ++next
+          offered++
+          const exit = await Effect.runPromiseExit(
+            graphClient(clientOf(w % 2) as never)
+              .put(id, { n: value })
+              .pipe(Effect.timeout("1 second"))
+          )
+          if (exit._tag === "Success") acked.set(id, value)
+          else {
+            failed++
+            uncertain.add(id)
+          }
+          busy.delete(id)
+        }
+        const wait = interval - (Date.now() - started)
+        if (wait > 0) await sleep(wait)
+      }
+    })
+  )
+  return { acked, uncertain, offered, failed }
+}
+
+/** Reads every acknowledged vertex back: missing, or (all its puts answered) not holding its last acknowledged value. */
+const auditGraph = async (client: Client, acked: ReadonlyMap<string, number>, uncertain: ReadonlySet<string>) => {
+  const graph = graphClient(client as never)
+  const ids = [...acked.keys()]
+  let lost = 0
+  let wrongValue = 0
+  for (let i = 0; i < ids.length; i += 100) {
+    const chunk = ids.slice(i, i + 100)
+    const found = await Effect.runPromise(
+      graph.batchGet(chunk).pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("500 millis") }))
+    )
+    for (let j = 0; j < chunk.length; j++) {
+      const value = found[j]?.n
+      if (typeof value !== "number") lost++
+      else if (!uncertain.has(chunk[j]) && value !== acked.get(chunk[j])) wrongValue++
+    }
+  }
+  return { lost, wrong_value: wrongValue }
 }

@@ -155,6 +155,8 @@ export const startCluster = async (
     readonly label?: string
     /** Command each runner runs under instead of node (see `StartOptions.command`). */
     readonly command?: StartOptions["command"]
+    /** The database URL runner `i` connects with (e.g. through a proxy); default the fresh database's own. */
+    readonly databaseUrl?: (i: number, url: string) => string
   } = {}
 ): Promise<Cluster> => {
   const database = freshDatabase(options.label)
@@ -168,7 +170,11 @@ export const startCluster = async (
     for (let i = 0; i < count; i++) {
       runners.push(
         await startProcess(`runner-${i}`, {
-          env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, ...options.env },
+          env: {
+            DATABASE_URL: options.databaseUrl?.(i, database.url) ?? database.url,
+            REDIS_URL: redisUrl,
+            ...options.env
+          },
           command: options.command
         })
       )
@@ -296,6 +302,10 @@ export const pausableProxy = async (target: { readonly host: string; readonly po
       paused = false
       for (const flush of flushers) flush()
     },
+    /** Closes every connection through the proxy (both sides), as a network partition that resets them does. */
+    cut: () => {
+      for (const socket of sockets) socket.destroy()
+    },
     close: () =>
       new Promise<void>((resolveClose) => {
         for (const socket of sockets) socket.destroy()
@@ -333,4 +343,11 @@ export const staleWrites = async (url: string): Promise<number> => {
   return samples
     .filter((s) => s.name === "tessera_symbol_stale_owner_writes_total")
     .reduce((sum, s) => sum + s.value, 0)
+}
+
+/** A runner's admission state from its `/metrics`: weight in flight now and its adaptive limit (2 s deadline). */
+export const admissionOf = async (url: string) => {
+  const samples = parse(await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) })).text())
+  const value = (name: string) => samples.find((s) => s.name === name)?.value ?? null
+  return { in_flight: value("tessera_gateway_admitted_weight"), limit: value("tessera_gateway_admission_limit") }
 }
