@@ -4,8 +4,19 @@
  * Every setting has a documented default, so `npm start` needs no environment at all. Bad values fail at
  * startup with a `ConfigError` naming the variable, never later at first use.
  */
+import { readFileSync } from "node:fs"
 import { duration, invalid, port, positiveInt, url } from "@tessera/platform/ConfigKit"
-import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, type Redacted } from "effect"
+import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+
+/** One token of `TESSERA_TOKENS`: the accounts it may act for (`"*"`: all) and whether it may call admin RPCs. */
+export interface TokenGrant {
+  readonly token: Redacted.Redacted<string>
+  readonly accounts: ReadonlyArray<string> | "*"
+  readonly admin: boolean
+}
+
+/** Where the gateway sends `Strict-Transport-Security` (`TESSERA_HSTS`). */
+export type HstsMode = "auto" | "on" | "off"
 
 export interface TesseraConfigShape {
   /** Postgres URL (`DATABASE_URL`). None: embedded node:sqlite storage under `dataDir`. */
@@ -53,8 +64,32 @@ export interface TesseraConfigShape {
   readonly runnerHost: string
   /** Cluster transport port (`TESSERA_RUNNER_PORT`, default 34431). */
   readonly runnerPort: number
-  /** Bearer token the gateway requires (`TESSERA_TOKEN`). None: no auth (local use only). */
+  /**
+   * Bearer token the gateway requires (`TESSERA_TOKEN`): full access, admin. None (and no `tokens`): no auth (local
+   * use only).
+   */
   readonly token: Option.Option<Redacted.Redacted<string>>
+  /**
+   * Tokens scoped to accounts (`TESSERA_TOKENS`: a file path, or inline JSON starting with `{`), e.g.
+   * `{"<token>": {"accounts": ["a1"], "admin": false}}`; accepted besides `token`.
+   */
+  readonly tokens: ReadonlyArray<TokenGrant>
+  /**
+   * `Strict-Transport-Security` on gateway answers (`TESSERA_HSTS`, default `auto`): `auto` when the request came
+   * through a TLS-terminating proxy (`X-Forwarded-Proto: https`), `on` always, `off` never.
+   */
+  readonly hsts: HstsMode
+  /**
+   * Shared secret of the runner-to-runner transport (`TESSERA_CLUSTER_SECRET`, at least 16 characters). Set: the
+   * transport is TLS with this pre-shared key, so a runner without it can neither connect nor be connected to.
+   * None: plain TCP (a trusted network only).
+   */
+  readonly clusterSecret: Option.Option<Redacted.Redacted<string>>
+  /**
+   * A second secret this runner accepts from peers (`TESSERA_CLUSTER_SECRET_ACCEPTED`), for rotation: it still
+   * connects with `clusterSecret`.
+   */
+  readonly clusterSecretAccepted: Option.Option<Redacted.Redacted<string>>
   /** Embedded data folder (`TESSERA_DATA`, default `.tessera`). */
   readonly dataDir: string
   /**
@@ -144,6 +179,10 @@ export const defaults: TesseraConfigShape = {
   runnerHost: "localhost",
   runnerPort: 34431,
   token: Option.none(),
+  tokens: [],
+  hsts: "auto",
+  clusterSecret: Option.none(),
+  clusterSecretAccepted: Option.none(),
   dataDir: ".tessera",
   zone: Option.none(),
   standbyPort: Option.none(),
@@ -175,6 +214,71 @@ const boundedDuration = (name: string, fallback: Duration.Duration, min: Duratio
         ? Effect.succeed(value)
         : Effect.fail(invalid(`${name} must be ${meaning}, got ${Duration.format(value)}`))
     )
+  )
+
+/** The grants of a `TESSERA_TOKENS` document; a problem is described without ever quoting a token. */
+export const parseTokens = (text: string): ReadonlyArray<TokenGrant> | string => {
+  let document: unknown
+  try {
+    document = JSON.parse(text)
+  } catch (error) {
+    return `is not valid JSON (${(error as Error).message.replace(/"[^"]*"/g, "…")})`
+  }
+  if (typeof document !== "object" || document === null || Array.isArray(document)) {
+    return 'must be a JSON object: {"<token>": {"accounts": ["<account>", ...] or "*", "admin": true|false}}'
+  }
+  const grants: Array<TokenGrant> = []
+  let n = 0
+  for (const [token, grant] of Object.entries(document)) {
+    n++
+    // Tokens are named by position: a config error is logged, and a token must never be.
+    if (token.length < 16 || /\s/.test(token)) return `token #${n} must be at least 16 characters with no whitespace`
+    if (typeof grant !== "object" || grant === null) return `token #${n} must map to {"accounts": [...], "admin": ...}`
+    const { accounts, admin, ...rest } = grant as { accounts?: unknown; admin?: unknown }
+    const extra = Object.keys(rest)
+    if (extra.length > 0) return `token #${n} has unknown field ${JSON.stringify(extra[0])} (accounts, admin)`
+    if (admin !== undefined && typeof admin !== "boolean") return `token #${n}: admin must be true or false`
+    if (
+      accounts !== "*" &&
+      !(
+        Array.isArray(accounts) &&
+        accounts.every((account) => typeof account === "string" && account.length >= 1 && account.length <= 64)
+      )
+    ) {
+      return `token #${n}: accounts must be "*" or a list of account ids (1-64 characters)`
+    }
+    grants.push({ token: Redacted.make(token), accounts: accounts as TokenGrant["accounts"], admin: admin === true })
+  }
+  return grants
+}
+
+const tokensConfig = Config.String("TESSERA_TOKENS").pipe(
+  Config.mapEffect((value) => {
+    const inline = value.trimStart().startsWith("{")
+    let text = value
+    if (!inline) {
+      try {
+        text = readFileSync(value, "utf8")
+      } catch (error) {
+        return Effect.fail(invalid(`TESSERA_TOKENS: cannot read file ${value}: ${(error as Error).message}`))
+      }
+    }
+    const grants = parseTokens(text)
+    return typeof grants === "string"
+      ? Effect.fail(invalid(`TESSERA_TOKENS ${inline ? "(inline JSON)" : `(file ${value})`} ${grants}`))
+      : Effect.succeed(grants)
+  }),
+  Config.withDefault([] as ReadonlyArray<TokenGrant>)
+)
+
+const clusterSecretConfig = (name: string) =>
+  Config.Redacted(name).pipe(
+    Config.mapEffect((secret) =>
+      Redacted.value(secret).length >= 16
+        ? Effect.succeed(secret)
+        : Effect.fail(invalid(`${name} must be at least 16 characters`))
+    ),
+    Config.option
   )
 
 /** The environment description: variable names, parsing, defaults. */
@@ -212,6 +316,10 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   runnerHost: Config.String("TESSERA_RUNNER_HOST").pipe(Config.withDefault(defaults.runnerHost)),
   runnerPort: port("TESSERA_RUNNER_PORT", defaults.runnerPort),
   token: Config.Redacted("TESSERA_TOKEN").pipe(Config.option),
+  tokens: tokensConfig,
+  hsts: Config.Literals(["auto", "on", "off"], "TESSERA_HSTS").pipe(Config.withDefault<HstsMode>(defaults.hsts)),
+  clusterSecret: clusterSecretConfig("TESSERA_CLUSTER_SECRET"),
+  clusterSecretAccepted: clusterSecretConfig("TESSERA_CLUSTER_SECRET_ACCEPTED"),
   dataDir: Config.String("TESSERA_DATA").pipe(Config.withDefault(defaults.dataDir)),
   zone: Config.String("TESSERA_ZONE").pipe(Config.option),
   standbyPort: Config.Int("TESSERA_STANDBY_PORT").pipe(
@@ -278,7 +386,9 @@ export const fromEnv = (
     Effect.flatMap((cfg) => {
       const problem = Duration.isGreaterThanOrEqualTo(cfg.shardLockRefresh, cfg.shardLockExpiration)
         ? "TESSERA_SHARD_LOCK_REFRESH must be shorter than TESSERA_SHARD_LOCK_EXPIRATION"
-        : undefined
+        : Option.isSome(cfg.clusterSecretAccepted) && Option.isNone(cfg.clusterSecret)
+          ? "TESSERA_CLUSTER_SECRET_ACCEPTED needs TESSERA_CLUSTER_SECRET (the secret this runner connects with)"
+          : undefined
       return problem === undefined
         ? Effect.succeed(cfg)
         : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
@@ -315,7 +425,17 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_HOST", "gateway bind address (127.0.0.1)"],
   ["TESSERA_RUNNER_HOST", "address other runners reach this one at (localhost)"],
   ["TESSERA_RUNNER_PORT", "cluster transport port (34431)"],
-  ["TESSERA_TOKEN", "bearer token required by the gateway (none)"],
+  ["TESSERA_TOKEN", "bearer token required by the gateway: full access, admin (none)"],
+  [
+    "TESSERA_TOKENS",
+    'tokens scoped to accounts, a file path or inline JSON: {"<token>": {"accounts": ["a1"] or "*", "admin": false}} (none)'
+  ],
+  ["TESSERA_HSTS", "Strict-Transport-Security: auto (when X-Forwarded-Proto is https), on, off (auto)"],
+  [
+    "TESSERA_CLUSTER_SECRET",
+    "runner transport secret (16+ characters): TLS with a pre-shared key between runners (none: plain TCP)"
+  ],
+  ["TESSERA_CLUSTER_SECRET_ACCEPTED", "a second cluster secret accepted from peers, for rotation (none)"],
   ["TESSERA_DATA", "embedded data folder (.tessera)"],
   ["TESSERA_ZONE", "availability zone of this runner: it prefers the zone groups of its zone (none)"],
   [

@@ -3,17 +3,18 @@
  * WebSocket (`GET /rpc`, upgrade), plus `/health` (liveness), `/ready` (can serve) and `/status` (JSON).
  *
  * Requests are checked before they reach the RPC server: a bearer token when one is configured (401 without
- * it), and a body-size limit (413). Malformed RPC payloads are answered by the RPC server with typed errors;
+ * it; in the `Authorization` header, the status routes also take `?access_token=`), and a body-size limit (413).
+ * The RPC `Access` middleware then applies the modules' per-RPC rules (accounts, admin) with a typed `Forbidden`. Malformed RPC payloads are answered by the RPC server with typed errors;
  * nothing a client sends can stop the runner.
  */
-import { timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Contract, Control, type Module } from "@tessera/contracts"
-import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { EntityProxyServer } from "effect/cluster"
 import { HttpIncomingMessage, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { RpcSerialization, RpcServer } from "effect/rpc"
+import * as Access from "./access.ts"
 import * as Admission from "./admission.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as Hosted from "./hosted.ts"
@@ -30,26 +31,31 @@ type Handler = Effect.Effect<
 const errorResponse = (status: number, error: string, message: string) =>
   HttpServerResponse.jsonUnsafe({ error, message }, { status })
 
-const tokenMatches = (expected: Buffer, given: string): boolean => {
-  const actual = Buffer.from(given)
-  return actual.length === expected.length && timingSafeEqual(actual, expected)
-}
-
-/** Wraps a handler with bearer-token auth (header, or `access_token` query for browsers' WebSockets). */
-const authorize = (token: Option.Option<Redacted.Redacted<string>>) => {
-  if (Option.isNone(token)) return (handler: Handler): Handler => handler
-  const expected = Buffer.from(Redacted.value(token.value))
+/**
+ * Wraps a handler with bearer-token auth: the `Authorization` header, and on routes a browser opens directly (the
+ * status page's data) also an `access_token` query parameter. Never for `/rpc` or `/metrics`: a token in a URL ends
+ * up in proxy and load-balancer logs and browser history.
+ */
+const authorize = (principals: Access.Principals, options: { readonly query: boolean }) => {
+  if (!principals.enabled) return (handler: Handler): Handler => handler
   return (handler: Handler): Handler =>
     Effect.flatMap(HttpServerRequest.HttpServerRequest, (request: HttpServerRequest.HttpServerRequest) => {
-      const header = request.headers.authorization
-      const fromHeader = header?.startsWith("Bearer ") ? header.slice(7) : undefined
+      const fromHeader = Access.bearerOf(request.headers.authorization)
       const fromQuery =
-        fromHeader === undefined ? new URL(request.url, "http://x").searchParams.get("access_token") : null
+        fromHeader === undefined && options.query
+          ? new URL(request.url, "http://x").searchParams.get("access_token")
+          : null
       const given = fromHeader ?? fromQuery ?? undefined
-      if (given === undefined || !tokenMatches(expected, given)) {
+      if (given === undefined || principals.resolve(given) === undefined) {
         return Effect.succeed(
           HttpServerResponse.setHeader(
-            errorResponse(401, "Unauthorized", "a valid bearer token is required"),
+            errorResponse(
+              401,
+              "Unauthorized",
+              options.query
+                ? "a valid bearer token is required"
+                : "a valid bearer token is required in the Authorization header"
+            ),
             "www-authenticate",
             'Bearer realm="tessera"'
           )
@@ -57,6 +63,22 @@ const authorize = (token: Option.Option<Redacted.Redacted<string>>) => {
       }
       return handler
     })
+}
+
+/** One year: browsers keep to HTTPS for this long after an answer over TLS. */
+const hstsValue = "max-age=31536000"
+
+/** Adds `Strict-Transport-Security` when the gateway is served over TLS (`TESSERA_HSTS`). */
+const withHsts = (mode: TesseraConfigShape["hsts"]) => {
+  if (mode === "off") return (handler: Handler): Handler => handler
+  return (handler: Handler): Handler =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request: HttpServerRequest.HttpServerRequest) =>
+      mode === "on" || request.headers["x-forwarded-proto"] === "https"
+        ? Effect.map(handler, (response) =>
+            HttpServerResponse.setHeader(response, "strict-transport-security", hstsValue)
+          )
+        : handler
+    )
 }
 
 /** Rejects bodies over the limit up front (Content-Length) and while streaming (chunked bodies). */
@@ -102,7 +124,8 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     ),
     ...modules.map((module) => Hosted.withConfig(module, module.handlers ?? Layer.empty)),
     Hosted.layerEntityGuard(modules),
-    Admission.layer
+    Admission.layer,
+    Access.layer(modules)
   )
 
 /**
@@ -165,7 +188,11 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       const config = yield* TesseraConfig
       const status = yield* NodeStatus
       const router = yield* HttpRouter.HttpRouter
-      const guard = (handler: Handler) => authorize(config.token)(limitBody(config.maxBodyBytes)(handler))
+      const principals = yield* Access.PrincipalsService
+      const hsts = withHsts(config.hsts)
+      const byHeader = authorize(principals, { query: false })
+      const byHeaderOrQuery = authorize(principals, { query: true })
+      const guard = (handler: Handler) => hsts(byHeader(limitBody(config.maxBodyBytes)(handler)))
 
       const serialization = serializationFor(api, yield* Admission.Controller)
       // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
@@ -192,28 +219,34 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       yield* router.add(
         "GET",
         "/health",
-        Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok", runner: status.self }))
+        hsts(Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok", runner: status.self })))
       )
       yield* router.add(
         "GET",
         "/ready",
-        Effect.map(status.readiness, (readiness) =>
-          HttpServerResponse.jsonUnsafe(
-            { status: readiness, runner: status.self },
-            { status: readiness === "ready" ? 200 : 503 }
+        hsts(
+          Effect.map(status.readiness, (readiness) =>
+            HttpServerResponse.jsonUnsafe(
+              { status: readiness, runner: status.self },
+              { status: readiness === "ready" ? 200 : 503 }
+            )
           )
         )
       )
-      yield* router.add("GET", "/metrics", authorize(config.token)(yield* Metrics.makeHandler))
-      yield* router.add("GET", "/", StatusPage.page)
-      yield* router.add("GET", "/status/live", authorize(config.token)(yield* StatusPage.makeLive(modules)))
+      yield* router.add("GET", "/metrics", hsts(byHeader(yield* Metrics.makeHandler)))
+      // The status page reads `?access_token=` in the browser and sends it to its data routes, which a browser may
+      // also open directly: those alone take the token from the query.
+      yield* router.add("GET", "/", hsts(StatusPage.page))
+      yield* router.add("GET", "/status/live", hsts(byHeaderOrQuery(yield* StatusPage.makeLive(modules))))
       yield* router.add(
         "GET",
         "/status",
-        authorize(config.token)(
-          status.cluster.pipe(
-            Effect.map((cluster) => HttpServerResponse.jsonUnsafe(cluster)),
-            Effect.catch((error) => Effect.succeed(errorResponse(503, error._tag, error.message)))
+        hsts(
+          byHeaderOrQuery(
+            status.cluster.pipe(
+              Effect.map((cluster) => HttpServerResponse.jsonUnsafe(cluster)),
+              Effect.catch((error) => Effect.succeed(errorResponse(503, error._tag, error.message)))
+            )
           )
         )
       )
@@ -249,7 +282,12 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
       HttpRouter.serve(routes(Contract.api(...modules.map((module) => module.contract)), modules), {
         disableLogger: true
       }).pipe(
-        Layer.provide(Layer.provideMerge(layerHandlers(modules), Admission.layerController(modules))),
+        Layer.provide(
+          Layer.provideMerge(
+            layerHandlers(modules),
+            Layer.merge(Admission.layerController(modules), Access.layerPrincipals)
+          )
+        ),
         Layer.provideMerge(
           NodeHttpServer.layer(serverFor(config), {
             port: config.port,

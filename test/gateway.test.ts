@@ -52,7 +52,7 @@ describe("gateway (one runner process on real Postgres)", () => {
       assert.strictEqual(where.entityId, "typed")
     }).pipe(Effect.scoped, Effect.runPromise))
 
-  it("serves the typed client over one WebSocket, token in the query; refuses the socket without it", async () => {
+  it("serves the typed client over one WebSocket, token in the Authorization header; refuses the socket without it", async () => {
     const replies = await Effect.gen(function* () {
       const client = yield* TesseraClient.make(SeedApi, { url, token, transport: "websocket" })
       return yield* Effect.forEach(

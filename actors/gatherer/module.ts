@@ -39,6 +39,8 @@ export const GatherModule = Module.make({
   variables: Config.variables,
   migrations: { table: "gatherer_migrations", migrations },
   entityIds,
+  // Changing the fleet and writing deltas are operator and runner work, not a client's.
+  access: { "Gather.SetReplicas": "admin", "Gatherer.Ensure": "admin", "Deduplicator.Ingest": "admin" },
   metrics: Metrics.familyNames(metrics),
   cli: [
     {

@@ -40,6 +40,8 @@ export const GraphModule = Module.make({
     config.graphZones.map((zone) => ({ group: zoneShardGroup(zone), zone }))
   ),
   standby: layer,
+  // Demoting a partition to the cold tier is an operator's action.
+  access: { "ProxyPartition.Demote": "admin" },
   metrics: Metrics.familyNames(GraphMetrics),
   statusTiles: [
     {

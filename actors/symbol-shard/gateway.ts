@@ -3,6 +3,7 @@
  * and answers each entry with its own outcome. The hot path of the TPS bench: the order arrays are passed through
  * untouched, and the only per-request work is the limit check and one answer object per entry.
  */
+import type { Module } from "@tessera/contracts"
 import { Cause, Duration, Effect, Option } from "effect"
 import { SymbolShardConfig } from "./config.ts"
 import {
@@ -11,6 +12,7 @@ import {
   maxBatch,
   maxManySymbols,
   OrderRpcs,
+  type PlaceOrder,
   ShardUnavailable,
   type SymbolBatch,
   SymbolShard,
@@ -51,6 +53,42 @@ export const admissionWeights = {
     return Array.isArray(orders) ? Math.max(1, orders.length) : 1
   }
 } as const
+
+type Payload<T> = { readonly payload: T }
+
+/** The accounts of some orders, each once (a batch usually repeats a few accounts). */
+const accountsOf = (orders: ReadonlyArray<{ readonly account: string }>, into: Array<string> = []): Array<string> => {
+  for (let i = 0; i < orders.length; i++) {
+    const account = orders[i].account
+    if (!into.includes(account)) into.push(account)
+  }
+  return into
+}
+
+/**
+ * Who may call the order RPCs (enforced by the gateway's Access middleware on decoded payloads): a place acts for
+ * its orders' accounts. A cancel, move or order read names only the order id, and the order's account is known to
+ * its shard alone: those need a token holding every account.
+ */
+export const access = {
+  "SymbolShard.Place": { accounts: (payload: unknown) => [(payload as Payload<PlaceOrder>).payload.account] },
+  "SymbolShard.PlaceBatch": {
+    accounts: (payload: unknown) =>
+      accountsOf((payload as Payload<{ orders: ReadonlyArray<PlaceOrder> }>).payload.orders)
+  },
+  "SymbolShard.Cancel": { accounts: () => undefined },
+  "SymbolShard.Move": { accounts: () => undefined },
+  "SymbolShard.GetOrder": { accounts: () => undefined },
+  "Orders.PlaceMany": {
+    accounts: (payload: unknown) => {
+      const accounts: Array<string> = []
+      for (const batch of (payload as { readonly batches: ReadonlyArray<SymbolBatch> }).batches) {
+        accountsOf(batch.orders, accounts)
+      }
+      return accounts
+    }
+  }
+} as const satisfies Readonly<Record<string, Module.AccessRule>>
 
 const describe = (value: unknown): string => {
   if (typeof value === "object" && value !== null && "_tag" in value && typeof value._tag === "string") {

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import * as Cli from "./cli.ts"
 import * as ShardConfig from "./config.ts"
 import { SymbolShardEntityLayer } from "./entity.ts"
-import { admissionWeights, layerOrderRpcs } from "./gateway.ts"
+import { access, admissionWeights, layerOrderRpcs } from "./gateway.ts"
 import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { SymbolShardContract } from "./protocol.ts"
@@ -20,6 +20,7 @@ export const SymbolShardModule = Module.make({
   layer: SymbolShardEntityLayer,
   handlers: layerOrderRpcs,
   admissionWeights,
+  access,
   config: ShardConfig.layerFromEnv,
   variables: ShardConfig.variables,
   migrations: { table: "symbol_shard_migrations", migrations },

@@ -41,19 +41,32 @@ export const controlApi: Contract.Api<never> = Contract.api()
 /** Builds a client over HTTP (ndjson); the scope owns its connections. */
 const baseUrl = (url: string) => url.replace(/\/+$/, "")
 
-/** The WebSocket URL of a gateway; browsers' WebSockets cannot send headers, so the token goes in the query. */
+/** The WebSocket URL of a gateway's RPC endpoint. */
 export const webSocketUrl = (options: ClientOptions) => {
   const url = new URL(`${baseUrl(options.url)}/rpc`)
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:"
-  if (options.token !== undefined) url.searchParams.set("access_token", options.token)
   return url.toString()
 }
+
+/**
+ * The runtime's own WebSocket with handshake headers: the gateway takes the token only in the `Authorization` header
+ * on `/rpc` (a query string ends up in logs). Node's and Deno's WebSocket accept `{ headers }`; Effect's global
+ * constructor layer refuses any options object.
+ */
+const layerWebSocketWithHeaders = Layer.succeed(Socket.WebSocketConstructor)(
+  (url, options) => new globalThis.WebSocket(url, options as never)
+)
 
 const layerProtocol = (options: ClientOptions) =>
   options.transport === "websocket"
     ? RpcClient.layerProtocolSocket({ retryTransientErrors: true }).pipe(
-        Layer.provide(Socket.layerWebSocket(webSocketUrl(options))),
-        Layer.provide(Socket.layerWebSocketConstructorGlobal),
+        Layer.provide(
+          Socket.layerWebSocket(
+            webSocketUrl(options),
+            options.token === undefined ? undefined : { headers: { authorization: `Bearer ${options.token}` } }
+          )
+        ),
+        Layer.provide(layerWebSocketWithHeaders),
         Layer.provide(RpcSerialization.layerNdjson)
       )
     : RpcClient.layerProtocolHttp({

@@ -26,6 +26,20 @@ export class EntityGuard extends RpcMiddleware.Service<EntityGuard>()("tessera/c
 /** The gateway refused a request at its in-flight bound (defined with the control RPC that sheds load). */
 export { Overloaded }
 
+/**
+ * The caller's token does not grant this request: an order for an account the token does not hold, or an admin RPC
+ * without an admin token. Nothing was done.
+ */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
+  rpc: Schema.String,
+  message: Schema.String
+}) {}
+
+/** Gateway middleware on every RPC, after admission: the caller's token must grant the request (module `access`). */
+export class Access extends RpcMiddleware.Service<Access>()("tessera/contracts/Access", {
+  error: Forbidden
+}) {}
+
 /** Gateway middleware on every RPC, outermost: admission control with bounded in-flight work. */
 export class Admission extends RpcMiddleware.Service<Admission>()("tessera/contracts/Admission", {
   error: Overloaded
@@ -76,10 +90,13 @@ type ProxyRpcs<E> = E extends Entity.Entity<infer Type, infer Rpcs> ? EntityProx
 /** Every RPC a contract exposes through the gateway. */
 export type ApiRpcs<C> = C extends Contract<string, infer E, infer R> ? ProxyRpcs<E> | R : never
 
-/** A gateway API: the control RPCs plus the contracts' RPCs, guarded by `EntityGuard` and `Admission`. */
+/** A gateway API: the control RPCs plus the contracts' RPCs, guarded by `EntityGuard`, `Access` and `Admission`. */
 export type Api<C extends Any> = RpcGroup.RpcGroup<
   Rpc.AddMiddleware<
-    Rpc.AddMiddleware<RpcGroup.Rpcs<typeof ControlRpcs> | ApiRpcs<C>, typeof EntityGuard>,
+    Rpc.AddMiddleware<
+      Rpc.AddMiddleware<RpcGroup.Rpcs<typeof ControlRpcs> | ApiRpcs<C>, typeof EntityGuard>,
+      typeof Access
+    >,
     typeof Admission
   >
 >
@@ -113,6 +130,6 @@ export const api = <const Cs extends ReadonlyArray<Any>>(...contracts: Cs): Api<
     for (const entity of contract.entities) add(contract.name, EntityProxy.toRpcGroup(entity) as never)
     add(contract.name, contract.rpcs as never)
   }
-  // Middleware added last runs first: a refused request is not even id-checked.
-  return group.middleware(EntityGuard).middleware(Admission) as never
+  // Middleware added last runs first: a shed or forbidden request is not even id-checked.
+  return group.middleware(EntityGuard).middleware(Access).middleware(Admission) as never
 }

@@ -31,6 +31,14 @@ export type EntityIdCheck = (entityId: string) => Effect.Effect<string | undefin
  */
 export type AdmissionWeight = (payload: unknown) => number
 
+/**
+ * Who may call an RPC (module `access`): `"admin"`, only an admin token; or `accounts`, the accounts a request acts
+ * for (read from the decoded payload, cheap: it runs on every request), each of which the token must hold.
+ * `accounts` answering `undefined` means the payload does not say (e.g. a cancel by order id): only a token that
+ * holds every account may call it. RPCs without a rule are open to every valid token.
+ */
+export type AccessRule = "admin" | { readonly accounts: (payload: unknown) => ReadonlyArray<string> | undefined }
+
 /** A shard group of the module's entities that prefers runners of one availability zone. */
 export interface ZoneGroup {
   readonly group: string
@@ -72,6 +80,8 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any, Config =
   readonly entityIds?: Effect.Effect<Readonly<Record<string, EntityIdCheck>>, unknown, R> | undefined
   /** Admission weights by RPC tag (proxied entity RPCs are `<EntityType>.<Rpc>`); unlisted RPCs weigh 1. */
   readonly admissionWeights?: Readonly<Record<string, AdmissionWeight>> | undefined
+  /** Access rules by RPC tag (proxied entity RPCs are `<EntityType>.<Rpc>`), enforced by the gateway's `Access`. */
+  readonly access?: Readonly<Record<string, AccessRule>> | undefined
   /** Extra shard groups with a zone preference (read from the module's config). */
   readonly zoneGroups?: Effect.Effect<ReadonlyArray<ZoneGroup>, unknown, R> | undefined
   /** The entities a runner's standby identity hosts for zone groups whose own zone has no live runner. */
