@@ -366,9 +366,8 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
         const url = runners[0].url
         const redis = new Redis(redisUrl)
         yield* Effect.addFinalizer(() => Effect.promise(() => redis.quit()))
-        const last = async (key: string) => (await redis.xrevrange(key, "+", "-", "COUNT", 1))[0]?.[0] ?? "0"
-        const tradesFrom = yield* Effect.promise(() => last("md:DOGE-USDT:trades"))
-        const depthFrom = yield* Effect.promise(() => last("md:DOGE-USDT:depth"))
+        // Entry ids come from this database's trade ids and journal seqs: the shard's activation resets a stream left
+        // by another test's database (ids beyond its tables), so this test reads the streams whole.
 
         const tag = `md${Date.now()}`
         const result = yield* withClient(url, (client) =>
@@ -393,7 +392,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
           f.qty === "200"
         let ours: Record<string, string> | undefined
         for (let i = 0; i < 100 && ours === undefined; i++) {
-          const entries = yield* Effect.promise(() => redis.xrange("md:DOGE-USDT:trades", `(${tradesFrom}`, "+"))
+          const entries = yield* Effect.promise(() => redis.xrange("md:DOGE-USDT:trades", "-", "+"))
           ours = entries
             .map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1]]] : []))))
             .find(isOurs)
@@ -406,7 +405,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
           takerSide: "buy",
           maker: result.trades[0].makerOrderId
         })
-        const depth = yield* Effect.promise(() => redis.xrange("md:DOGE-USDT:depth", `(${depthFrom}`, "+"))
+        const depth = yield* Effect.promise(() => redis.xrange("md:DOGE-USDT:depth", "-", "+"))
         assert.isAbove(depth.length, 0, "depth updates are on md:DOGE-USDT:depth")
         assert.isTrue(
           depth.some(([, f]) => f.join(" ").includes('["0.12345","300"]')),

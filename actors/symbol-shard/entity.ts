@@ -109,6 +109,11 @@ const build = Effect.gen(function* () {
   metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
   // Runs last on passivation or handover: this runner no longer holds the book (dashboards take the max).
   yield* Effect.addFinalizer(() => Effect.sync(() => metrics.released()))
+  // Before serving: the streams get every durable trade the previous owner did not publish (a kill between commit
+  // and publish), republished from the tables after their last ids. Released after the last flush (finalizers run
+  // in reverse).
+  yield* publisher.activate(symbol, core.seq, core.book.depth(MarketData.depthLevels))
+  yield* Effect.addFinalizer(() => Effect.sync(() => publisher.release(symbol)))
 
   let broken: Cause.Cause<unknown> | undefined
   let flushing = false
