@@ -2,8 +2,8 @@
  * The gatherer module's config slice, read through Effect `Config` (the host decides the provider: the environment
  * by default): where the venue is, how many replicas and connections collect it, how many deduplicators merge it.
  */
-import { invalid, positiveInt } from "@tessera/platform/ConfigKit"
-import { Config, Context, Effect, Layer, Option } from "effect"
+import { duration, invalid, positiveInt } from "@tessera/platform/ConfigKit"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 
 export interface GatherConfigShape {
   /** Market-data venue WebSocket URL for the gatherers (`TESSERA_VENUE_URL`). None: no gatherer fleet runs. */
@@ -19,6 +19,15 @@ export interface GatherConfigShape {
    * `<markets>x<rate>`), used when `TESSERA_VENUE_URL` is unset. None (default): no demo feed.
    */
   readonly demoVenue: Option.Option<{ readonly markets: number; readonly rate: number }>
+  /** Deadline of one venue snapshot request (`TESSERA_SNAPSHOT_TIMEOUT`, default 2 s): a hung venue is retried. */
+  readonly snapshotTimeout: Duration.Duration
+  /** Largest snapshot body accepted (`TESSERA_SNAPSHOT_MAX_BYTES`, default 8 MiB; the venue retains <= 1024 deltas). */
+  readonly snapshotMaxBytes: number
+  /**
+   * Largest venue WebSocket frame (`TESSERA_VENUE_MAX_FRAME_BYTES`, default 512 KiB): a bigger one closes the
+   * connection (ws maxPayload, 1009) and the gatherer reconnects; the simulator sends at most 1000 deltas a frame.
+   */
+  readonly venueMaxFrameBytes: number
 }
 
 export class GatherConfig extends Context.Service<GatherConfig, GatherConfigShape>()("tessera/gatherer/Config") {}
@@ -28,7 +37,10 @@ export const defaults: GatherConfigShape = {
   gatherReplicas: 3,
   gatherConnections: 1,
   dedupShards: 8,
-  demoVenue: Option.none()
+  demoVenue: Option.none(),
+  snapshotTimeout: Duration.seconds(2),
+  snapshotMaxBytes: 8 * 1024 * 1024,
+  venueMaxFrameBytes: 512 * 1024
 }
 
 export const config: Config.Config<GatherConfigShape> = Config.all({
@@ -52,7 +64,10 @@ export const config: Config.Config<GatherConfigShape> = Config.all({
         : Effect.fail(invalid("TESSERA_DEMO_VENUE must be on or <markets>x<rate>, e.g. 200x500"))
     }),
     Config.option
-  )
+  ),
+  snapshotTimeout: duration("TESSERA_SNAPSHOT_TIMEOUT", defaults.snapshotTimeout),
+  snapshotMaxBytes: positiveInt("TESSERA_SNAPSHOT_MAX_BYTES", defaults.snapshotMaxBytes),
+  venueMaxFrameBytes: positiveInt("TESSERA_VENUE_MAX_FRAME_BYTES", defaults.venueMaxFrameBytes)
 })
 
 /** Read from the current `ConfigProvider` (the host's). */
@@ -67,5 +82,8 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
   ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
   ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (8)"],
-  ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"]
+  ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
+  ["TESSERA_SNAPSHOT_TIMEOUT", "deadline of one venue snapshot request (2 seconds)"],
+  ["TESSERA_SNAPSHOT_MAX_BYTES", "largest venue snapshot body accepted (8388608)"],
+  ["TESSERA_VENUE_MAX_FRAME_BYTES", "largest venue WebSocket frame; bigger closes the connection (524288)"]
 ]

@@ -5,13 +5,13 @@
 
 import * as Metrics from "@tessera/platform/Metrics"
 import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
-import { Duration, Effect, Latch, Layer, Option, Schedule } from "effect"
+import { Duration, Effect, Latch, Layer, Option, Schedule, Semaphore } from "effect"
 import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
 import { GatherConfig, type GatherConfigShape } from "./config.ts"
 import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
-import { feedCounters, parseFrame } from "./feed.ts"
+import { epochOf, escapeVenue, feedCounters, parseFrame } from "./feed.ts"
 import {
   bookStream,
   Deduplicator,
@@ -24,6 +24,7 @@ import {
   gathererEntityId,
   parseGathererId
 } from "./protocol.ts"
+import { fetchSnapshot, type SnapshotError } from "./snapshot.ts"
 import {
   claimOwner,
   fleetReplicas,
@@ -53,18 +54,49 @@ const flushEveryMs = 25
 const writeEveryMs = 20
 const gapCheckEveryMs = 50
 const lagSamples = 8192
+/** Snapshot retries: exponential from 100 ms, jittered, capped at 10 s; flagged unhealed after 3 failures in a row. */
+const snapshotBackoff = Schedule.exponential(Duration.millis(100), 2).pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(10)))),
+  Schedule.jittered
+)
+const flagAfterFailures = 3
+const listedUnhealed = 100
 
 export const metrics = {
   received: Metrics.counter("tessera_gatherer_deltas_received_total", "Delta copies taken from the venue", [
     "gatherer"
   ]),
   garbage: Metrics.counter("tessera_gatherer_garbage_total", "Venue frames or deltas rejected", ["gatherer"]),
+  garbageFrames: Metrics.counter("tessera_gatherer_garbage_frames_total", "Venue frames with garbage in them", [
+    "gatherer"
+  ]),
+  oversizeFrames: Metrics.counter(
+    "tessera_gatherer_oversize_frames_total",
+    "Venue frames over TESSERA_VENUE_MAX_FRAME_BYTES (the connection is closed and reopened)",
+    ["gatherer"]
+  ),
+  resets: Metrics.counter("tessera_gatherer_venue_resets_total", "Venue sequence-reset markers received", ["gatherer"]),
   reconnects: Metrics.counter("tessera_gatherer_reconnects_total", "Venue reconnect attempts", ["gatherer"]),
   copies: Metrics.counter("tessera_dedup_copies_total", "Delta copies offered to deduplicators", ["dedup"]),
   duplicates: Metrics.counter("tessera_dedup_duplicates_total", "Copies dropped as duplicates", ["dedup"]),
   written: Metrics.counter("tessera_dedup_written_total", "Deltas written to orderbook_deltas", ["dedup"]),
   gaps: Metrics.counter("tessera_dedup_gaps_total", "Holes that outlived the gap deadline", ["dedup"]),
   healed: Metrics.counter("tessera_dedup_healed_total", "Deltas only a venue snapshot supplied", ["dedup"]),
+  snapshotFailures: Metrics.counter(
+    "tessera_dedup_snapshot_failures_total",
+    "Venue snapshot requests that failed, by reason (timeout, http, oversize, invalid, network)",
+    ["dedup", "reason"]
+  ),
+  unhealed: Metrics.gauge(
+    "tessera_dedup_unhealed_markets",
+    "Markets whose hole snapshots could not heal after several tries (still retried with backoff)",
+    ["dedup"]
+  ),
+  sequenceResets: Metrics.counter(
+    "tessera_dedup_sequence_resets_total",
+    "Venue sequence resets a deduplicator resnapshotted (a market moved to a new venue epoch)",
+    ["dedup"]
+  ),
   staleOwner: Metrics.counter(
     "tessera_dedup_stale_owner_writes_total",
     "orderbook_deltas inserts refused because the deduplicator's owner epoch was stale (another activation claimed it)",
@@ -200,33 +232,62 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       )
     )
 
-    const fetchSnapshot = (base: string, request: SnapshotRequest) =>
-      Effect.tryPromise(async () => {
-        const response = await fetch(
-          `${base}/snapshot?market=${encodeURIComponent(request.market)}&from=${request.fromSeq}`
+    const unhealedGauge = metrics.unhealed.labels(dedupLabel)
+    const snapshotLimits = { timeout: config.snapshotTimeout, maxBytes: config.snapshotMaxBytes }
+    // Markets with a snapshot being fetched or retried: one healing fiber each, so the window's re-requests
+    // (every snapshotRetryMs) never pile up copies of it.
+    const healing = new Map<string, { failures: number; sinceMs: number; lastError: string; flagged: boolean }>()
+    const fetchPermits = yield* Semaphore.make(8)
+    let snapshotFailures = 0
+
+    const recordFailure = (market: string, error: SnapshotError) =>
+      Effect.suspend(() => {
+        snapshotFailures++
+        metrics.snapshotFailures.labels({ dedup: address.entityId, reason: error.reason }).inc()
+        const state = healing.get(market)
+        if (state === undefined) return Effect.void
+        state.failures++
+        state.lastError = error.message
+        if (state.failures < flagAfterFailures || state.flagged) return Effect.void
+        state.flagged = true
+        unhealedGauge.inc()
+        return Effect.logWarning(
+          `deduplicator ${address.entityId}: market ${escapeVenue(market, 60)} not healed after ${state.failures} snapshot attempts (${error.message}); retrying with backoff`
         )
-        if (!response.ok) throw new Error(`snapshot ${request.market}: HTTP ${response.status}`)
-        return (await response.json()) as {
-          firstSeq: number
-          d: Array<[string, number, number, number, number, number]>
-        }
-      }).pipe(
-        Effect.tap((snapshot) => {
-          const deltas = emptyColumns()
-          for (const d of snapshot.d) {
-            deltas.market.push(d[0])
-            deltas.seq.push(d[1])
-            deltas.ts.push(d[2])
-            deltas.side.push(d[3])
-            deltas.price.push(d[4])
-            deltas.qty.push(d[5])
-          }
-          window.applySnapshot(pending, Date.now(), request.market, snapshot.firstSeq, deltas)
-          return Effect.void
-        }),
-        // A failed snapshot is asked for again after the window's retry delay.
-        Effect.catch((error) => Effect.logWarning("snapshot failed", error))
-      )
+      })
+
+    /** Fetches and applies a snapshot for `market`, retried with backoff while its hole at `next` is still open. */
+    const heal = (base: string, market: string) => {
+      const holeAt = window.nextSeq(market)
+      return fetchPermits
+        .withPermits(1)(fetchSnapshot(base, market, window.nextSeq(market), snapshotLimits))
+        .pipe(
+          Effect.tapError((error) => recordFailure(market, error)),
+          Effect.retry({ schedule: snapshotBackoff, while: () => window.nextSeq(market) === holeAt }),
+          Effect.flatMap((snapshot) =>
+            Effect.sync(() => {
+              const next = window.nextSeq(market)
+              const reset = snapshot.epoch > epochOf(next)
+              const skippedBefore = window.counters.skipped
+              window.applySnapshot(pending, Date.now(), market, snapshot.firstSeq, snapshot.deltas)
+              if (reset) {
+                // The old epoch's unsent tail is gone with the venue's reset, not skipped: the jump to the new
+                // epoch's first seq is not a count of lost deltas.
+                window.counters.skipped = skippedBefore
+                metrics.sequenceResets.labels(dedupLabel).inc()
+              }
+            })
+          ),
+          // The hole was filled meanwhile (late copies): the window asks again if one is still open.
+          Effect.catch(() => Effect.void),
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (healing.get(market)?.flagged === true) unhealedGauge.dec()
+              healing.delete(market)
+            })
+          )
+        )
+    }
 
     if (Option.isSome(venueHttp)) {
       const requests: Array<SnapshotRequest> = []
@@ -241,21 +302,35 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
             if (healed > reportedHealed) metrics.healed.labels(dedupLabel).inc(healed - reportedHealed)
             reportedGaps = gaps
             reportedHealed = healed
-            if (requests.length === 0) return
-            yield* Effect.forEach(requests.slice(), (request) => fetchSnapshot(venueHttp.value, request), {
-              concurrency: 8,
-              discard: true
-            })
+            for (const request of requests) {
+              if (healing.has(request.market)) continue
+              healing.set(request.market, { failures: 0, sinceMs: Date.now(), lastError: "", flagged: false })
+              yield* Effect.forkScoped(heal(venueHttp.value, request.market))
+            }
           }),
           { disableYield: true }
         )
       )
     }
 
+    const unhealed = () => {
+      const list: Array<DeduplicatorStatus["unhealed"][number]> = []
+      let count = 0
+      for (const [market, state] of healing) {
+        if (!state.flagged) continue
+        count++
+        if (list.length < listedUnhealed) {
+          list.push({ market, failures: state.failures, sinceMs: state.sinceMs, lastError: state.lastError })
+        }
+      }
+      return { list, count }
+    }
+
     const status = (): DeduplicatorStatus => {
       const n = Math.min(lagCount, lagSamples)
       const sorted = lags.slice(0, n).sort()
       const c = window.counters
+      const flagged = unhealed()
       return {
         id: address.entityId,
         runner,
@@ -273,7 +348,10 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
         pendingWrites: pending.seq.length + writing.seq.length,
         writeFailures,
         lagP50Ms: percentile(sorted, 0.5),
-        lagP99Ms: percentile(sorted, 0.99)
+        lagP99Ms: percentile(sorted, 0.99),
+        snapshotFailures,
+        unhealed: flagged.list,
+        unhealedCount: flagged.count
       }
     }
 
@@ -351,6 +429,10 @@ export const GathererLayer = Gatherer.toLayer(
     let rateWindowReceived = 0
     let msgsPerSec = 0
     let loggedGarbage = 0
+    let reportedGarbageFrames = 0
+    let reportedResets = 0
+    let oversizeFrames = 0
+    let reportedOversize = 0
     let reportedReconnects = 0
     let reportedFailures = 0
 
@@ -386,7 +468,8 @@ export const GathererLayer = Gatherer.toLayer(
     /** One venue session: connects, subscribes, and completes when the socket closes (interrupting closes it). */
     const session = (base: string) =>
       Effect.callback<void>((resume) => {
-        const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false })
+        // maxPayload: a frame over the cap closes the connection (1009) before it is buffered whole.
+        const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false, maxPayload: config.venueMaxFrameBytes })
         socket = ws
         ws.on("open", () => {
           connected = true
@@ -401,8 +484,9 @@ export const GathererLayer = Gatherer.toLayer(
           if (socket === ws) socket = undefined
           resume(Effect.void)
         })
-        ws.on("error", () => {
+        ws.on("error", (error: Error & { code?: string }) => {
           // `close` follows.
+          if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") oversizeFrames++
         })
         return Effect.sync(() => ws.terminate())
       })
@@ -456,6 +540,18 @@ export const GathererLayer = Gatherer.toLayer(
         reportedReconnects = reconnects
         if (counters.garbage > loggedGarbage)
           metrics.garbage.labels(gathererLabel).inc(counters.garbage - loggedGarbage)
+        if (counters.garbageFrames > reportedGarbageFrames)
+          metrics.garbageFrames.labels(gathererLabel).inc(counters.garbageFrames - reportedGarbageFrames)
+        reportedGarbageFrames = counters.garbageFrames
+        if (counters.resets > reportedResets) metrics.resets.labels(gathererLabel).inc(counters.resets - reportedResets)
+        reportedResets = counters.resets
+        if (oversizeFrames > reportedOversize) {
+          metrics.oversizeFrames.labels(gathererLabel).inc(oversizeFrames - reportedOversize)
+          yield* Effect.logWarning(
+            `gatherer ${address.entityId}: ${oversizeFrames - reportedOversize} venue frames over ${config.venueMaxFrameBytes} bytes refused (connection reopened)`
+          )
+        }
+        reportedOversize = oversizeFrames
         msgsPerSec = ((counters.received - rateWindowReceived) * 1000) / (now - rateWindowStart)
         rateWindowReceived = counters.received
         rateWindowStart = now
@@ -505,6 +601,9 @@ export const GathererLayer = Gatherer.toLayer(
       received: counters.received,
       forwarded,
       garbage: counters.garbage,
+      garbageFrames: counters.garbageFrames,
+      oversizeFrames,
+      resets: counters.resets,
       reconnects,
       sendFailures,
       msgsPerSec

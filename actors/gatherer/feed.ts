@@ -1,23 +1,53 @@
 /**
  * Venue frames to per-deduplicator batches (pure, no Effect). The boundary check for what a venue sends:
  * invalid JSON, unknown markets, bad seqs or fields are counted as garbage and skipped, never thrown.
+ *
+ * Sequence resets: the venue numbers each market's deltas per epoch (a delta's optional 7th element, 0 when absent)
+ * and restarts at seq 1 in a new epoch after a reset (announced with a `reset` frame). Tessera stores
+ * `epoch * 2^40 + seq`, so a market's stored seqs keep rising across resets: the deduplicator sees a reset as a jump
+ * and resnapshots the new epoch at once, and rows of the old epoch never collide with the new ones.
  */
 import { type DeltaColumns, pushDelta } from "./dedup.ts"
+
+/** Venue seqs per epoch are below 2^40; epochs up to 8191 keep stored seqs below 2^53 (exact doubles). */
+export const epochSpan = 2 ** 40
+export const maxEpoch = 8191
+export const storedSeq = (epoch: number, seq: number): number => epoch * epochSpan + seq
+export const epochOf = (stored: number): number => Math.floor(stored / epochSpan)
+export const venueSeqOf = (stored: number): number => stored % epochSpan
+
+/** Venue text as it may go into a log line: JSON-escaped (no newline or control character survives) and capped. */
+export const escapeVenue = (value: unknown, max = 200): string => {
+  const text = typeof value === "string" ? value : String(value)
+  const cut = text.length > max ? `${text.slice(0, max)}…(${text.length} chars)` : text
+  // JSON.stringify leaves U+2028/U+2029 alone, and some log viewers break lines on them.
+  return JSON.stringify(cut).replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`)
+}
 
 export interface FeedCounters {
   /** Valid delta copies taken from frames. */
   received: number
-  /** Frames or deltas rejected (invalid JSON, unknown market, negative or fractional seq, bad fields). */
+  /** Frames or deltas rejected (invalid JSON, unknown market, negative, fractional or out-of-range seq, bad fields). */
   garbage: number
-  /** The last rejection, for the log. */
+  /** Frames with anything rejected in them (a frame of 100 bad deltas is one). */
+  garbageFrames: number
+  /** Reset markers received (`{"type":"reset"}`). */
+  resets: number
+  /** The last rejection, escaped for the log. */
   lastGarbage: string
 }
 
-export const feedCounters = (): FeedCounters => ({ received: 0, garbage: 0, lastGarbage: "" })
+export const feedCounters = (): FeedCounters => ({
+  received: 0,
+  garbage: 0,
+  garbageFrames: 0,
+  resets: 0,
+  lastGarbage: ""
+})
 
 /**
- * Parses one text frame; each valid delta is appended to `batches[shardOf.get(market)]`. Control frames
- * (`subscribed`, `error`) are ignored. Returns how many deltas were taken.
+ * Parses one text frame; each valid delta is appended to `batches[shardOf.get(market)]` with its stored seq. Control
+ * frames (`subscribed`, `error`) are ignored, `reset` markers counted. Returns how many deltas were taken.
  */
 export const parseFrame = (
   text: string,
@@ -29,29 +59,40 @@ export const parseFrame = (
   try {
     frame = JSON.parse(text)
   } catch {
-    counters.garbage++
-    counters.lastGarbage = `invalid JSON: ${text.slice(0, 80)}`
-    return 0
+    counters.garbageFrames++
+    return reject(counters, `invalid JSON: ${escapeVenue(text)}`)
   }
-  if (typeof frame !== "object" || frame === null) return reject(counters, "not an object")
+  if (typeof frame !== "object" || frame === null) {
+    counters.garbageFrames++
+    return reject(counters, "not an object")
+  }
   const type = (frame as { type?: unknown }).type
   if (type !== "deltas") {
     if (type === "subscribed" || type === "unsubscribed" || type === "error") return 0
-    return reject(counters, `unknown frame type ${String(type).slice(0, 40)}`)
+    if (type === "reset") {
+      counters.resets++
+      return 0
+    }
+    counters.garbageFrames++
+    return reject(counters, `unknown frame type ${escapeVenue(type, 40)}`)
   }
   const deltas = (frame as { d?: unknown }).d
-  if (!Array.isArray(deltas)) return reject(counters, "deltas without d")
+  if (!Array.isArray(deltas)) {
+    counters.garbageFrames++
+    return reject(counters, "deltas without d")
+  }
+  const garbageBefore = counters.garbage
   let taken = 0
   for (let i = 0; i < deltas.length; i++) {
     const d = deltas[i]
-    if (!Array.isArray(d) || d.length !== 6) {
-      reject(counters, "delta is not [market, seq, ts, side, price, qty]")
+    if (!Array.isArray(d) || (d.length !== 6 && d.length !== 7)) {
+      reject(counters, "delta is not [market, seq, ts, side, price, qty, epoch?]")
       continue
     }
     const market = d[0]
     const shard = typeof market === "string" ? shardOf.get(market) : undefined
     if (shard === undefined) {
-      reject(counters, `unknown market ${String(market).slice(0, 40)}`)
+      reject(counters, `unknown market ${escapeVenue(market, 40)}`)
       continue
     }
     const seq = d[1]
@@ -59,8 +100,14 @@ export const parseFrame = (
     const side = d[3]
     const price = d[4]
     const qty = d[5]
-    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
-      reject(counters, `bad seq ${String(seq).slice(0, 40)} for ${market}`)
+    const epoch = d.length === 7 ? d[6] : 0
+    // A seq past 2^40 (or a stray epoch) would poison the deduplicator's window: refused like any garbage.
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1 || seq >= epochSpan) {
+      reject(counters, `bad seq ${escapeVenue(seq, 40)} for ${escapeVenue(market, 40)}`)
+      continue
+    }
+    if (typeof epoch !== "number" || !Number.isInteger(epoch) || epoch < 0 || epoch > maxEpoch) {
+      reject(counters, `bad epoch ${escapeVenue(epoch, 40)} for ${escapeVenue(market, 40)}`)
       continue
     }
     if (
@@ -73,12 +120,13 @@ export const parseFrame = (
       !Number.isFinite(qty) ||
       qty < 0
     ) {
-      reject(counters, `bad fields for ${market}/${seq}`)
+      reject(counters, `bad fields for ${escapeVenue(market, 40)}/${seq}`)
       continue
     }
-    pushDelta(batches[shard], market, seq, ts, side, price, qty)
+    pushDelta(batches[shard], market, epoch === 0 ? seq : storedSeq(epoch, seq), ts, side, price, qty)
     taken++
   }
+  if (counters.garbage > garbageBefore) counters.garbageFrames++
   counters.received += taken
   return taken
 }

@@ -31,11 +31,28 @@ export const GathererStatus = Schema.Struct({
   received: Schema.Number,
   forwarded: Schema.Number,
   garbage: Schema.Number,
+  /** Frames with garbage in them, and frames refused for their size (the connection is closed and reopened). */
+  garbageFrames: Schema.Number,
+  oversizeFrames: Schema.Number,
+  /** Venue sequence-reset markers received. */
+  resets: Schema.Number,
   reconnects: Schema.Number,
   sendFailures: Schema.Number,
   msgsPerSec: Schema.Number
 })
 export type GathererStatus = typeof GathererStatus.Type
+
+/** A market whose hole snapshots could not heal after several tries: flagged, and still retried with backoff. */
+export const UnhealedMarket = Schema.Struct({
+  market: Schema.String,
+  /** Failed snapshot attempts in a row. */
+  failures: Schema.Int,
+  /** When the first of them failed (ms since the epoch). */
+  sinceMs: Schema.Number,
+  /** The last failure, venue data escaped and truncated. */
+  lastError: Schema.String
+})
+export type UnhealedMarket = typeof UnhealedMarket.Type
 
 export const DeduplicatorStatus = Schema.Struct({
   id: Schema.String,
@@ -54,7 +71,12 @@ export const DeduplicatorStatus = Schema.Struct({
   pendingWrites: Schema.Int,
   writeFailures: Schema.Number,
   lagP50Ms: Schema.Number,
-  lagP99Ms: Schema.Number
+  lagP99Ms: Schema.Number,
+  /** Snapshot requests that failed (timeout, HTTP error, oversize, invalid, network). */
+  snapshotFailures: Schema.Number,
+  /** Markets flagged as not healed (at most 100 listed; `unhealedCount` has them all). */
+  unhealed: Schema.Array(UnhealedMarket),
+  unhealedCount: Schema.Int
 })
 export type DeduplicatorStatus = typeof DeduplicatorStatus.Type
 

@@ -1,6 +1,9 @@
 /**
  * The venue simulator as a process:
- * `node actors/gatherer/venue-cli.ts --markets 10000 --rate 20000 --port 7480 [--seed 1] [--drop 0.01 --dup 0.01]`
+ * `node actors/gatherer/venue-cli.ts --markets 10000 --rate 20000 --port 7480 [--seed 1] [--drop 0.01 --dup 0.01]
+ *   [--reorder 8] [--stall 0.001 --stall-ms 300] [--disconnect 0.0005] [--garbage 0.001] [--huge 0.0001]
+ *   [--reset 0.001] [--snapshot503 0.1]`: per-delta drop/dup, per-tick faults per connection, venue-wide per-tick
+ *   sequence resets and per-request 503 snapshots (see venue.ts).
  * Prints `venue ready <ws url>` once it listens; stops on SIGINT/SIGTERM.
  */
 import { parseArgs } from "node:util"
@@ -15,7 +18,14 @@ const { values } = parseArgs({
     seed: { type: "string", default: "1" },
     drop: { type: "string", default: "0" },
     dup: { type: "string", default: "0" },
-    reorder: { type: "string", default: "0" }
+    reorder: { type: "string", default: "0" },
+    stall: { type: "string", default: "0" },
+    "stall-ms": { type: "string", default: "300" },
+    disconnect: { type: "string", default: "0" },
+    garbage: { type: "string", default: "0" },
+    huge: { type: "string", default: "0" },
+    reset: { type: "string", default: "0" },
+    snapshot503: { type: "string", default: "0" }
   }
 })
 
@@ -25,7 +35,18 @@ const venue = await startVenue({
   port: Number(values.port),
   host: values.host,
   seed: Number(values.seed),
-  faults: { drop: Number(values.drop), dup: Number(values.dup), reorder: Number(values.reorder) }
+  faults: {
+    drop: Number(values.drop),
+    dup: Number(values.dup),
+    reorder: Number(values.reorder),
+    stall: Number(values.stall),
+    stallMs: Number(values["stall-ms"]),
+    disconnect: Number(values.disconnect),
+    garbage: Number(values.garbage),
+    huge: Number(values.huge),
+    reset: Number(values.reset),
+    snapshot503: Number(values.snapshot503)
+  }
 })
 process.stdout.write(`venue ready ${venue.url}\n`)
 const stop = () => {
