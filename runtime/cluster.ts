@@ -2,6 +2,10 @@
  * Cluster composition: Effect's sharding over SQL message and runner storage, either as one runner of a
  * multi-node cluster (socket transport between runners) or as a single embedded node.
  *
+ * Transport security (`TESSERA_CLUSTER_SECRET`): the runner transport is TLS 1.3 with a key derived from the shared
+ * secret, so a connection without it fails the handshake before a byte reaches the RPC server. A runner also checks
+ * at startup that its live peers accept its transport, and stops with a clear error if not.
+ *
  * Zone placement (a module's zone groups, e.g. the graph's `TESSERA_GRAPH_ZONES`). Effect's cluster assigns each shard group's shards over
  * a hash ring of the runners serving that group, balanced by one weight per runner; a runner's groups and weight
  * are fixed while it is registered (a change of groups is not picked up until it leaves and rejoins). So it offers
@@ -16,10 +20,12 @@
  * the standbys are the ring and take them all. Failover stays the engine's own (locks, health checks), nothing is
  * patched, and an entity never runs twice: each partition lives in exactly one shard group.
  */
-import { NodeClusterSocket, NodeCrypto } from "@effect/platform-node"
+import { createHash, randomBytes } from "node:crypto"
+import * as Tls from "node:tls"
+import { NodeClusterSocket, NodeCrypto, NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import type { Module } from "@tessera/contracts"
 import { invalid } from "@tessera/platform/ConfigKit"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import {
   type MessageStorage,
   RunnerAddress,
@@ -32,7 +38,8 @@ import {
   SqlMessageStorage,
   SqlRunnerStorage
 } from "effect/cluster"
-import { RpcSerialization } from "effect/rpc"
+import { RpcClient, RpcSerialization } from "effect/rpc"
+import { Socket } from "effect/socket"
 import type { SqlClient } from "effect/sql"
 import { standbyPortOf, TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as Hosted from "./hosted.ts"
@@ -106,16 +113,177 @@ export const standbyShardingConfig = (
 type ClusterServices = Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage
 
 /**
+ * A TLS 1.3 pre-shared key derived from a cluster secret, and the identity that names it in the handshake (so a
+ * runner can accept two secrets while they rotate). Derived, so the secret itself never crosses the wire.
+ */
+export interface ClusterKey {
+  readonly identity: string
+  readonly psk: Buffer
+}
+
+export const clusterKey = (secret: Redacted.Redacted<string>): ClusterKey => {
+  const value = Redacted.value(secret)
+  return {
+    identity: `tessera-${createHash("sha256").update("tessera cluster identity\0").update(value).digest("hex").slice(0, 16)}`,
+    psk: createHash("sha256").update("tessera cluster psk\0").update(value).digest()
+  }
+}
+
+/** This runner's transport keys: the one it connects with and every one it accepts. None without a secret. */
+export interface ClusterKeys {
+  readonly own: ClusterKey
+  readonly accepted: ReadonlyArray<ClusterKey>
+}
+
+export const clusterKeysOf = (config: TesseraConfigShape): ClusterKeys | undefined => {
+  if (Option.isNone(config.clusterSecret)) return undefined
+  const own = clusterKey(config.clusterSecret.value)
+  return { own, accepted: [own, ...Option.toArray(Option.map(config.clusterSecretAccepted, clusterKey))] }
+}
+
+// TLS 1.3 only: its PSK handshake uses (EC)DHE, so recorded traffic stays secret if a key leaks later.
+const pskTls = { minVersion: "TLSv1.3", ciphers: "PSK" } as const
+
+/** Client TLS options with `key`: no certificates, the peer proves it holds the key by finishing the handshake. */
+export const clientTlsOptions = (key: ClusterKey): Tls.ConnectionOptions => ({
+  ...pskTls,
+  pskCallback: () => ({ psk: key.psk, identity: key.identity }),
+  checkServerIdentity: () => undefined
+})
+
+/** Server TLS options accepting `keys`: a client naming another identity, or failing the key's proof, is dropped. */
+export const serverTlsOptions = (keys: ClusterKeys): Tls.TlsOptions => ({
+  ...pskTls,
+  pskCallback: (_socket, identity) => keys.accepted.find((key) => key.identity === identity)?.psk ?? null
+})
+
+/** The cluster transport's client side over TLS with `key` (Effect's `layerClientProtocol`, on `tls.connect`). */
+export const layerClientProtocolTls = (key: ClusterKey) =>
+  Layer.effect(Runners.RpcClientProtocol)(
+    Effect.gen(function* () {
+      const serialization = yield* RpcSerialization.RpcSerialization
+      const tls = clientTlsOptions(key)
+      return {
+        codecFor: serialization.codecFor,
+        make: Effect.fnUntraced(function* (address: RunnerAddress.RunnerAddress) {
+          // The same bounds as Effect's plain socket client: 1 s to connect (here also to finish the handshake).
+          const socket = yield* NodeSocket.makeTls({
+            ...tls,
+            openTimeout: 1000,
+            timeout: 5500,
+            host: address.host,
+            port: address.port
+          })
+          return yield* RpcClient.makeProtocolSocket().pipe(
+            Effect.provideService(Socket.Socket, socket),
+            Effect.provideService(RpcSerialization.RpcSerialization, serialization)
+          )
+        }, Effect.orDie)
+      }
+    })
+  )
+
+/** The cluster transport's server side over TLS accepting `keys`, on the sharding config's listen address. */
+const layerSocketServerTls = (keys: ClusterKeys, options: Partial<ShardingConfig.ShardingConfig["Service"]>) => {
+  const address = Option.orElse(
+    options.runnerListenAddress ?? Option.none(),
+    () => options.runnerAddress ?? Option.none()
+  )
+  if (Option.isNone(address)) return Layer.effectDiscard(Effect.die("the cluster transport needs a listen address"))
+  return NodeSocketServer.layerTls({ ...serverTlsOptions(keys), host: address.value.host, port: address.value.port })
+}
+
+/** What a runner's transport handshake with a peer showed. */
+export type PeerProbe = "compatible" | "other-secret" | "plaintext" | "unreachable"
+
+/**
+ * Opens a TLS handshake with a peer's transport (with `key`, or a random one when this runner has no secret) and
+ * reads how it ends: finished (same key), a TLS alert (the peer runs TLS with another secret), the connection
+ * dropped at once (the peer runs plain TCP), or nothing (unreachable or too slow to say).
+ */
+export const probePeer = (address: { readonly host: string; readonly port: number }, key: ClusterKey | undefined) =>
+  Effect.callback<PeerProbe>((resume) => {
+    const probeKey = key ?? { identity: "tessera-probe", psk: randomBytes(32) }
+    let connected = false
+    let socket: Tls.TLSSocket
+    try {
+      socket = Tls.connect({ ...clientTlsOptions(probeKey), host: address.host, port: address.port })
+    } catch {
+      // A TLS stack without PSK (Deno's node:tls): this runner can run no secured transport, the probe says nothing.
+      resume(Effect.succeed("unreachable"))
+      return
+    }
+    const done = (outcome: PeerProbe) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.succeed(outcome))
+    }
+    const timer = setTimeout(() => done("unreachable"), 2000)
+    socket.once("connect", () => {
+      connected = true
+    })
+    socket.once("secureConnect", () => done("compatible"))
+    socket.once("error", (error: NodeJS.ErrnoException) => {
+      // Only a TLS alert is the peer's word; other TLS errors are bytes that are no TLS (a plain-TCP peer's reply).
+      if (error.code?.includes("_ALERT_")) done("other-secret")
+      else done(connected ? "plaintext" : "unreachable")
+    })
+    socket.once("close", () => done(connected ? "plaintext" : "unreachable"))
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+/**
+ * Before this runner registers, its transport handshakes with every live peer: a runner whose secret (or lack of
+ * one) its peers refuse stops at startup with a clear error instead of joining. Joined, it would take shards no peer
+ * can reach, and could mark every peer unhealthy from the health-check singleton.
+ */
+const layerPeerCheck = (config: TesseraConfigShape, self: string) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const storage = yield* RunnerStorage.RunnerStorage
+      const keys = clusterKeysOf(config)
+      const peers = (yield* Effect.orDie(storage.getRunners))
+        .filter(([runner, healthy]) => healthy && `${runner.address.host}:${runner.address.port}` !== self)
+        .map(([runner]) => runner.address)
+      const outcomes = yield* Effect.forEach(peers, (peer) => probePeer(peer, keys?.own), { concurrency: 8 })
+      const refusing = peers.filter((_, i) =>
+        keys === undefined
+          ? outcomes[i] === "other-secret" || outcomes[i] === "compatible"
+          : outcomes[i] === "other-secret" || outcomes[i] === "plaintext"
+      )
+      if (refusing.length === 0) return
+      const names = refusing.map((peer) => `${peer.host}:${peer.port}`).join(", ")
+      return yield* Effect.fail(
+        invalid(
+          keys === undefined
+            ? `runners ${names} require a cluster secret: set TESSERA_CLUSTER_SECRET (this runner has none)`
+            : `runners ${names} refused this runner's transport: their TESSERA_CLUSTER_SECRET differs (or they run without one); a runner joins only with its peers' secret`
+        )
+      )
+    })
+  )
+
+/**
  * One runner of a multi-node cluster: socket transport between runners, ping health checks, shard locks and
  * persisted messages in SQL (Postgres when several runners share it).
  */
-const socketRunner = (options: Partial<ShardingConfig.ShardingConfig["Service"]>) => {
-  const health = RunnerHealth.layerPing.pipe(
-    Layer.provide(Runners.layerRpc),
-    Layer.provide(NodeClusterSocket.layerClientProtocol)
-  )
+const socketRunner = (config: TesseraConfigShape, options: Partial<ShardingConfig.ShardingConfig["Service"]>) => {
+  const keys = clusterKeysOf(config)
+  // With a cluster secret the transport is TLS with a pre-shared key, so a connection without it is dropped in the
+  // handshake: it never reaches the RPC server, and a runner without it cannot reach a peer.
+  const clientProtocol = keys === undefined ? NodeClusterSocket.layerClientProtocol : layerClientProtocolTls(keys.own)
+  const socketServer = keys === undefined ? NodeClusterSocket.layerSocketServer : layerSocketServerTls(keys, options)
+  const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(clientProtocol))
+  const self = Option.match(options.runnerAddress ?? Option.none(), {
+    onNone: () => "",
+    onSome: (address) => `${address.host}:${address.port}`
+  })
   return SocketRunner.layer.pipe(
-    Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
+    Layer.provide([socketServer, clientProtocol]),
+    Layer.provide(layerPeerCheck(config, self)),
     Layer.provide(health),
     Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
     // Refreshes made late by a busy event loop keep the shards; late storage still marks the locks unhealthy.
@@ -143,7 +311,7 @@ export const layerRunner = (
   Layer.unwrap(
     Effect.gen(function* () {
       const config = yield* TesseraConfig
-      return socketRunner(shardingConfig(config, "runner", yield* zoneGroupsOf(modules, config)))
+      return socketRunner(config, shardingConfig(config, "runner", yield* zoneGroupsOf(modules, config)))
     })
   )
 
@@ -160,9 +328,9 @@ export const layerStandby = <E, R>(modules: ReadonlyArray<Module.Any>, entities:
       const groups = standbyShardGroups(config, zoneGroups)
       if (groups.length === 0) return Layer.empty
       const address = `${config.runnerHost}:${standbyPortOf(config)}`
-      return Layer.fresh(entities.pipe(Layer.provide(socketRunner(standbyShardingConfig(config, zoneGroups))))).pipe(
-        Layer.merge(Layer.effectDiscard(Effect.logInfo(`standby runner ${address} serves ${groups.join(", ")}`)))
-      )
+      return Layer.fresh(
+        entities.pipe(Layer.provide(socketRunner(config, standbyShardingConfig(config, zoneGroups))))
+      ).pipe(Layer.merge(Layer.effectDiscard(Effect.logInfo(`standby runner ${address} serves ${groups.join(", ")}`))))
     })
   )
 
