@@ -14,9 +14,13 @@ export default $config({
   async run() {
     const { stageConfig } = await import("./infra/stage.ts")
     const { tessera } = await import("./infra/index.ts")
+    const env = process.env
     return tessera(stageConfig($app.stage), {
-      imageTag: process.env.TESSERA_IMAGE_TAG ?? "latest",
-      certificateArn: process.env.TESSERA_CERTIFICATE_ARN
+      imageTag: env.TESSERA_IMAGE_TAG ?? "latest",
+      domain: env.TESSERA_DOMAIN,
+      hostedZoneId: env.TESSERA_HOSTED_ZONE_ID,
+      certificateArn: env.TESSERA_CERTIFICATE_ARN,
+      alarmEmail: env.TESSERA_ALARM_EMAIL
     })
   }
 })

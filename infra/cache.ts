@@ -3,6 +3,9 @@
  * a provisioned cluster-mode replication group (a replica per shard, multi-AZ, shard auto scaling) when the stage
  * asks for it. Both speak TLS only and require a user and password (RBAC user group); the password reaches the
  * runners inside `REDIS_URL`, an ECS secret. Both endpoints are cluster-mode endpoints: clients use cluster mode.
+ *
+ * Users per purpose (ACL access strings): the runners' user may touch only Tessera's key families with data
+ * commands; a market-data consumer's user may only read the `md:*` streams. `default` is switched off.
  */
 import * as aws from "@pulumi/aws"
 import * as pulumi from "@pulumi/pulumi"
@@ -13,6 +16,21 @@ import { ports, type StageConfig } from "./stage.ts"
 export const engine = "valkey"
 export const majorVersion = "8"
 const username = "tessera"
+const marketDataUsername = "tessera-md"
+
+/**
+ * Key families the runtime uses: `md:*` market-data streams (symbol trades/depth, gatherer books), `g:*` the graph
+ * hot tier (TESSERA_GRAPH_PREFIX, default `g`), `tessera:*` the storage probe key.
+ */
+export const runnerKeyPatterns = ["md:*", "g:*", "tessera:*"] as const
+/**
+ * Runners: data commands on their keys (`@read`/`@write` cover strings, hashes, sets, streams, TTLs), MULTI/EXEC,
+ * connection commands; nothing `@dangerous` (FLUSH*, KEYS, CONFIG, DEBUG...) except INFO, and CLUSTER for the
+ * cluster client's slot map. No pub/sub channels.
+ */
+export const runnerAccess = `on ${runnerKeyPatterns.map((p) => `~${p}`).join(" ")} resetchannels -@all +@read +@write +@transaction +@connection -@dangerous +info +cluster`
+/** Market-data consumers: XREAD / XRANGE / XLEN and other reads of `md:*` only; no writes, no other keys. */
+export const marketDataAccess = "on ~md:* resetchannels -@all +@read +@connection -@dangerous +cluster"
 
 export interface Cache {
   /** Where clients connect: the serverless endpoint or the cluster configuration endpoint. */
@@ -20,6 +38,8 @@ export interface Cache {
   readonly port: pulumi.Output<number>
   /** JSON `{ username, password, host, port, url }`; tasks read `url` as `REDIS_URL`. */
   readonly secret: aws.secretsmanager.Secret
+  /** The read-only market-data consumer's `{ username, password, host, port, url }`, for readers outside Tessera. */
+  readonly marketDataSecret: aws.secretsmanager.Secret
 }
 
 export const cache = (config: StageConfig, net: Network): Cache => {
@@ -42,14 +62,23 @@ export const cache = (config: StageConfig, net: Network): Cache => {
     userId: `tessera-${stage}-app`,
     userName: username,
     engine,
-    accessString: "on ~* &* +@all",
+    accessString: runnerAccess,
     authenticationMode: { type: "password", passwords: [password.result] },
+    tags
+  })
+  const marketDataPassword = new random.RandomPassword("CacheMarketDataPassword", { length: 40, special: false })
+  const marketDataUser = new aws.elasticache.User("CacheMarketDataUser", {
+    userId: `tessera-${stage}-md`,
+    userName: marketDataUsername,
+    engine,
+    accessString: marketDataAccess,
+    authenticationMode: { type: "password", passwords: [marketDataPassword.result] },
     tags
   })
   const users = new aws.elasticache.UserGroup("CacheUsers", {
     userGroupId: `tessera-${stage}`,
     engine,
-    userIds: [disabledDefault.userId, appUser.userId],
+    userIds: [disabledDefault.userId, appUser.userId, marketDataUser.userId],
     tags
   })
   const subnetIds = net.privateSubnets.map((subnet) => subnet.id)
@@ -141,5 +170,23 @@ export const cache = (config: StageConfig, net: Network): Cache => {
       )
   })
 
-  return { host, port, secret }
+  const marketDataSecret = new aws.secretsmanager.Secret("CacheMarketDataCredentials", {
+    description: `Tessera ${stage}: read-only Valkey market-data consumer`,
+    recoveryWindowInDays: 0,
+    tags
+  })
+  new aws.secretsmanager.SecretVersion("CacheMarketDataCredentialsValue", {
+    secretId: marketDataSecret.id,
+    secretString: pulumi.all([host, port, marketDataPassword.result]).apply(([h, p, pass]) =>
+      JSON.stringify({
+        username: marketDataUsername,
+        password: pass,
+        host: h,
+        port: p,
+        url: `rediss://${marketDataUsername}:${pass}@${h}:${p}`
+      })
+    )
+  })
+
+  return { host, port, secret, marketDataSecret }
 }

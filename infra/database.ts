@@ -12,6 +12,9 @@ import { ports, type StageConfig } from "./stage.ts"
 export const engineVersion = "16.6"
 export const databaseName = "tessera"
 const username = "tessera"
+/** Daily snapshot (UTC), outside the maintenance window; PITR between snapshots comes from the continuous log. */
+export const backupWindow = "03:00-04:00"
+export const maintenanceWindow = "sun:04:30-sun:05:30"
 
 export interface Database {
   readonly cluster: aws.rds.Cluster
@@ -50,7 +53,11 @@ export const database = (config: StageConfig, net: Network): Database => {
       maxCapacity: db.maxAcu,
       secondsUntilAutoPause: db.autoPauseSeconds
     },
+    // Point-in-time recovery: Aurora keeps continuous backups for `backupRetentionDays`; any second in that
+    // window (to about 5 minutes ago) restores into a new cluster (docs/deploy.md, "Point-in-time recovery").
     backupRetentionPeriod: db.backupRetentionDays,
+    preferredBackupWindow: backupWindow,
+    preferredMaintenanceWindow: maintenanceWindow,
     deletionProtection: db.deletionProtection,
     skipFinalSnapshot: !db.finalSnapshot,
     finalSnapshotIdentifier: db.finalSnapshot ? `tessera-${stage}-final` : undefined,

@@ -43,6 +43,26 @@ const computed = (type: string, name: string, inputs: Record<string, unknown>): 
       return { ...base, repositoryUrl: `123456789012.dkr.ecr.${region}.amazonaws.com/${name}` }
     case "aws:s3/bucket:Bucket":
       return { ...base, bucket: `${name.toLowerCase()}-mock` }
+    case "aws:amp/workspace:Workspace":
+      return { ...base, prometheusEndpoint: `https://aps-workspaces.${region}.amazonaws.com/workspaces/ws-mock/` }
+    case "docker-build:index:Image":
+      return { ...base, ref: `${(inputs.tags as Array<string>)[0]}@sha256:${"0".repeat(64)}`, digest: "sha256:mock" }
+    case "aws:acm/certificate:Certificate":
+      return {
+        ...base,
+        domainValidationOptions: [
+          {
+            domainName: inputs.domainName,
+            resourceRecordName: `_mock.${inputs.domainName}.`,
+            resourceRecordType: "CNAME",
+            resourceRecordValue: "_mock.acm-validations.aws."
+          }
+        ]
+      }
+    case "aws:acm/certificateValidation:CertificateValidation":
+      return { ...base, certificateArn: inputs.certificateArn }
+    case "aws:route53/record:Record":
+      return { ...base, fqdn: inputs.name }
     default:
       return base
   }
@@ -72,6 +92,8 @@ export const evaluateProgram = async (
             return { names: zones, zoneIds: zones.map((_, i) => `use1-az${i + 1}`), id: region }
           case "aws:index/getRegion:getRegion":
             return { name: region, region, id: region }
+          case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return { userName: "AWS", password: mockPassword, proxyEndpoint: "https://mock", id: region }
           default:
             return args.inputs
         }
@@ -91,7 +113,10 @@ export const evaluateProgram = async (
 /** Registers the stage's stack against mocks and returns every resource it declared. */
 export const evaluate = (
   config: StageConfig,
-  inputs: DeployInputs = { imageTag: "test" }
+  inputs: DeployInputs = {
+    imageTag: "test",
+    ...(config.https === "required" ? { domain: "tessera.example.com", hostedZoneId: "Z123MOCK" } : {})
+  }
 ): Promise<ReadonlyArray<Recorded>> => evaluateProgram(config.stage, () => tessera(config, inputs))
 
 export const ofType = (resources: ReadonlyArray<Recorded>, type: string) => resources.filter((r) => r.type === type)

@@ -7,6 +7,7 @@ import { cache } from "./cache.ts"
 import { capacity } from "./capacity.ts"
 import { database } from "./database.ts"
 import { network } from "./network.ts"
+import { observability } from "./observability.ts"
 import { type DeployInputs, runners } from "./runners.ts"
 import type { StageConfig } from "./stage.ts"
 import { storage } from "./storage.ts"
@@ -17,9 +18,10 @@ export const tessera = (config: StageConfig, inputs: DeployInputs) => {
   const valkey = cache(config, net)
   const snapshots = storage(config)
   const compute = capacity(config, net)
+  const telemetry = observability(config, inputs.alarmEmail)
   const run = runners(
     config,
-    { network: net, database: db, cache: valkey, storage: snapshots, capacity: compute },
+    { network: net, database: db, cache: valkey, storage: snapshots, capacity: compute, observability: telemetry },
     inputs
   )
   return {
@@ -29,6 +31,12 @@ export const tessera = (config: StageConfig, inputs: DeployInputs) => {
     database: db.cluster.endpoint,
     cache: valkey.host,
     snapshots: snapshots.snapshots.bucket,
-    tokenSecret: run.tokenSecret.name
+    tokenSecret: run.tokenSecret.name,
+    clusterSecret: run.clusterSecret.name,
+    marketDataCredentials: valkey.marketDataSecret.name,
+    image: run.image.ref,
+    prometheus: telemetry.workspace.prometheusEndpoint,
+    alarmTopic: telemetry.alarmTopic.arn,
+    ...(run.certificateValidation === undefined ? {} : { certificateValidation: run.certificateValidation })
   }
 }

@@ -1,33 +1,47 @@
 /**
- * The runners: one EC2 task definition and one ECS service per architecture, the gateway behind an application
- * load balancer, and service auto scaling on CPU and on queue depth.
+ * The runners: the image (built from `Dockerfile` and pushed to ECR by the deploy), one EC2 task definition and
+ * one ECS service per architecture with an ADOT collector sidecar (observability.ts), the gateway behind an
+ * application load balancer (HTTPS with an ACM certificate, HTTP redirected), and service auto scaling on CPU and
+ * on queue depth.
  *
  * Configuration reaches the container as `runtime/config.ts` reads it: plain values in `environment`, and every
  * credential (`DATABASE_URL`, `REDIS_URL`, `TESSERA_TOKEN`) as an ECS secret resolved from Secrets Manager when
  * the task starts. `TESSERA_RUNNER_HOST` and `TESSERA_ZONE` differ per task, so the image's entry point
  * (`docker/ecs-metadata.ts`) fills them from the ECS task metadata endpoint.
  */
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as aws from "@pulumi/aws"
+import * as dockerBuild from "@pulumi/docker-build"
 import * as pulumi from "@pulumi/pulumi"
 import * as random from "@pulumi/random"
 import type { Cache } from "./cache.ts"
 import { type Capacity, fleetKey } from "./capacity.ts"
 import type { Database } from "./database.ts"
 import type { Network } from "./network.ts"
+import { collectorConfig, collectorImage, type Observability, otlpEndpoint, queueDepthMetric } from "./observability.ts"
 import { type Architecture, ports, type RunnerService, type StageConfig } from "./stage.ts"
 import type { Storage } from "./storage.ts"
 
 /** Inputs that come from the deploying environment rather than the stage shape. */
 export interface DeployInputs {
-  /** Tag of the runner image in the stage's ECR repository (a multi-arch manifest). */
+  /** Tag the deploy pushes the runner image under (a multi-arch manifest); tasks pin the pushed digest. */
   readonly imageTag: string
-  /** ACM certificate for HTTPS on the load balancer; without one the gateway is served on HTTP only. */
+  /** Domain of the gateway (TESSERA_DOMAIN): the stack requests an ACM certificate for it (DNS validation). */
+  readonly domain?: string | undefined
+  /** Route 53 zone of `domain` (TESSERA_HOSTED_ZONE_ID): validation and alias records are created in it. */
+  readonly hostedZoneId?: string | undefined
+  /** An existing ACM certificate instead of `domain` (TESSERA_CERTIFICATE_ARN). */
   readonly certificateArn?: string | undefined
+  /** Subscribed to the alarm topic when set (TESSERA_ALARM_EMAIL). */
+  readonly alarmEmail?: string | undefined
 }
 
-/** The CloudWatch metric the runners publish (embedded metric format on stdout) and the services scale on. */
-export const queueDepthMetric = { namespace: "Tessera", name: "QueueDepth" } as const
+export { queueDepthMetric }
 export const containerName = "runner"
+export const collectorName = "collector"
+/** The repository root: the image's build context. */
+const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 export interface Runners {
   readonly repository: aws.ecr.Repository
@@ -36,6 +50,10 @@ export interface Runners {
   readonly taskDefinitions: ReadonlyMap<Architecture, aws.ecs.TaskDefinition>
   readonly services: ReadonlyMap<Architecture, aws.ecs.Service>
   readonly tokenSecret: aws.secretsmanager.Secret
+  readonly clusterSecret: aws.secretsmanager.Secret
+  readonly image: dockerBuild.Image
+  /** Present when the stack requested the certificate: CNAMEs to add when no hosted zone was given. */
+  readonly certificateValidation?: pulumi.Output<ReadonlyArray<{ name: string; type: string; value: string }>>
 }
 
 export interface RunnerDependencies {
@@ -44,12 +62,19 @@ export interface RunnerDependencies {
   readonly cache: Cache
   readonly storage: Storage
   readonly capacity: Capacity
+  readonly observability: Observability
 }
 
 const archName = (architecture: Architecture) => (architecture === "arm64" ? "Arm64" : "X86")
 
 export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: DeployInputs): Runners => {
   const { stage } = config
+  const https = inputs.certificateArn !== undefined || inputs.domain !== undefined
+  if (config.https === "required" && !https) {
+    throw new Error(
+      `stage ${stage} requires HTTPS: set TESSERA_DOMAIN (with TESSERA_HOSTED_ZONE_ID for DNS validation) or TESSERA_CERTIFICATE_ARN`
+    )
+  }
   const tags = { "tessera:stage": stage }
   const { network: net, capacity } = deps
   const graphZones = pulumi
@@ -88,8 +113,33 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     tags
   })
   new aws.secretsmanager.SecretVersion("GatewayTokenValue", { secretId: tokenSecret.id, secretString: token.result })
+  // Runner-to-runner transport: a runner must present this to join or send (TESSERA_CLUSTER_SECRET).
+  const clusterSecretValue = new random.RandomPassword("ClusterSecret", { length: 48, special: false })
+  const clusterSecret = new aws.secretsmanager.Secret("ClusterSecretSecret", {
+    description: `Tessera ${stage}: runner-to-runner cluster secret (TESSERA_CLUSTER_SECRET)`,
+    recoveryWindowInDays: 0,
+    tags
+  })
+  new aws.secretsmanager.SecretVersion("ClusterSecretValue", {
+    secretId: clusterSecret.id,
+    secretString: clusterSecretValue.result
+  })
 
-  // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these three only.
+  // `sst deploy` builds the current tree for every architecture a service runs on and pushes it; the tasks name
+  // the pushed digest, so a code change rolls the services and an unchanged tree changes nothing.
+  const auth = aws.ecr.getAuthorizationTokenOutput({ registryId: repository.registryId })
+  const image = new dockerBuild.Image("RunnerImage", {
+    context: { location: repositoryRoot },
+    dockerfile: { location: path.join(repositoryRoot, "Dockerfile") },
+    platforms: [...new Set(config.services.map((s) => s.architecture))].map((a) =>
+      a === "arm64" ? dockerBuild.Platform.Linux_arm64 : dockerBuild.Platform.Linux_amd64
+    ),
+    push: true,
+    tags: [pulumi.interpolate`${repository.repositoryUrl}:${inputs.imageTag}`],
+    registries: [{ address: repository.repositoryUrl, username: auth.userName, password: auth.password }]
+  })
+
+  // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these four only.
   const executionRole = new aws.iam.Role("RunnerExecutionRole", {
     assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ecs-tasks.amazonaws.com" }),
     tags
@@ -106,12 +156,13 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         {
           Effect: "Allow",
           Action: ["secretsmanager:GetSecretValue"],
-          Resource: [deps.database.secret.arn, deps.cache.secret.arn, tokenSecret.arn]
+          Resource: [deps.database.secret.arn, deps.cache.secret.arn, tokenSecret.arn, clusterSecret.arn]
         }
       ]
     })
   })
-  // The task role is what the runner itself may do: the cold-tier bucket, nothing else.
+  // The task role is what the runner and its sidecar may do: the cold-tier bucket, remote write to the stage's
+  // Prometheus workspace, traces to X-Ray, embedded metrics into one log group.
   const taskRole = new aws.iam.Role("RunnerTaskRole", {
     assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ecs-tasks.amazonaws.com" }),
     tags
@@ -126,6 +177,27 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           Effect: "Allow",
           Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
           Resource: [pulumi.interpolate`${deps.storage.snapshots.arn}/*`]
+        }
+      ]
+    })
+  })
+  const obs = deps.observability
+  new aws.iam.RolePolicy("RunnerTaskTelemetry", {
+    role: taskRole.id,
+    policy: pulumi.jsonStringify({
+      Version: "2012-10-17",
+      Statement: [
+        { Effect: "Allow", Action: ["aps:RemoteWrite"], Resource: [obs.workspace.arn] },
+        // X-Ray's trace APIs take no resource-level permissions.
+        {
+          Effect: "Allow",
+          Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules"],
+          Resource: ["*"]
+        },
+        {
+          Effect: "Allow",
+          Action: ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+          Resource: [pulumi.interpolate`${obs.emfLogGroup.arn}:*`]
         }
       ]
     })
@@ -158,15 +230,16 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     tags
   })
   const forward = [{ type: "forward", targetGroupArn: targets.arn }]
+  const certificate = https ? certificateFor(stage, inputs, loadBalancer, tags) : undefined
   const listeners: Array<aws.lb.Listener> = []
-  if (inputs.certificateArn !== undefined) {
+  if (certificate !== undefined) {
     listeners.push(
       new aws.lb.Listener("HttpsListener", {
         loadBalancerArn: loadBalancer.arn,
         port: 443,
         protocol: "HTTPS",
         sslPolicy: "ELBSecurityPolicy-TLS13-1-2-2021-06",
-        certificateArn: inputs.certificateArn,
+        certificateArn: certificate.arn,
         defaultActions: forward
       }),
       new aws.lb.Listener("HttpListener", {
@@ -186,10 +259,15 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
       })
     )
   }
-  const url = pulumi.interpolate`${inputs.certificateArn !== undefined ? "https" : "http"}://${loadBalancer.dnsName}`
+  const url =
+    inputs.domain !== undefined
+      ? pulumi.output(`https://${inputs.domain}`)
+      : pulumi.interpolate`${https ? "https" : "http"}://${loadBalancer.dnsName}`
 
-  const image = pulumi.interpolate`${repository.repositoryUrl}:${inputs.imageTag}`
   const region = aws.getRegionOutput().region
+  const collector = pulumi
+    .all([obs.remoteWriteUrl, region, obs.emfLogGroup.name])
+    .apply(([remoteWrite, r, group]) => collectorConfig(stage, remoteWrite, r, group))
   const taskDefinitions = new Map<Architecture, aws.ecs.TaskDefinition>()
   const services = new Map<Architecture, aws.ecs.Service>()
   for (const service of config.services) {
@@ -212,7 +290,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
       containerDefinitions: pulumi.jsonStringify([
         {
           name: containerName,
-          image,
+          image: image.ref,
           essential: true,
           portMappings: [
             { name: "gateway", containerPort: ports.gateway, protocol: "tcp" },
@@ -233,13 +311,21 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },
             // Serverless and provisioned (cluster-mode) ElastiCache both expect cluster clients.
             { name: "REDIS_CLUSTER", value: "true" },
-            { name: "AWS_REGION", value: region }
+            { name: "AWS_REGION", value: region },
+            { name: "TESSERA_SHARDS", value: String(config.shards) },
+            // Behind TLS only: the gateway then sends Strict-Transport-Security.
+            ...(https ? [{ name: "TESSERA_HSTS", value: "1" }] : []),
+            { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: otlpEndpoint },
+            { name: "OTEL_SERVICE_NAME", value: `tessera-${stage}` }
           ],
           secrets: [
             { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
             { name: "REDIS_URL", valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:url::` },
-            { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn }
+            { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn },
+            { name: "TESSERA_CLUSTER_SECRET", valueFrom: clusterSecret.arn }
           ],
+          // The runner starts after its collector, so its first spans and scrapes have somewhere to go.
+          dependsOn: [{ containerName: collectorName, condition: "START" }],
           // Liveness only: a runner that is alive but not ready (joining, rebalancing) must not be killed;
           // readiness (`/ready`) gates load balancer traffic through the target group's health check.
           healthCheck: {
@@ -266,6 +352,25 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
               "awslogs-stream-prefix": "runner"
             }
           }
+        },
+        {
+          name: collectorName,
+          image: collectorImage,
+          // A dead collector loses telemetry, not orders: the runner keeps serving. Its series then go missing,
+          // which the ShardUnowned alarm (held sum short, or absent) and the dashboards show.
+          essential: false,
+          cpu: 128,
+          memoryReservation: 256,
+          environment: [{ name: "AOT_CONFIG_CONTENT", value: collector }],
+          secrets: [{ name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn }],
+          logConfiguration: {
+            logDriver: "awslogs",
+            options: {
+              "awslogs-group": logs.name,
+              "awslogs-region": region,
+              "awslogs-stream-prefix": "collector"
+            }
+          }
         }
       ]),
       tags
@@ -290,10 +395,13 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         deploymentMinimumHealthyPercent: 100,
         deploymentMaximumPercent: 200,
         deploymentCircuitBreaker: { enable: true, rollback: true },
+        // Runners (and so the gatherer replicas and shards they host) spread over AZs, never two on one host:
+        // losing a host or a zone takes at most one runner's share.
         orderedPlacementStrategies: [
           { type: "spread", field: "attribute:ecs.availability-zone" },
-          { type: "binpack", field: "memory" }
+          { type: "spread", field: "instanceId" }
         ],
+        placementConstraints: [{ type: "distinctInstance" }],
         propagateTags: "SERVICE",
         enableEcsManagedTags: true,
         waitForSteadyState: false,
@@ -306,7 +414,61 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     autoscale(name, config, service, capacity, ecsService)
   }
 
-  return { repository, loadBalancer, url, taskDefinitions, services, tokenSecret }
+  return {
+    repository,
+    loadBalancer,
+    url,
+    taskDefinitions,
+    services,
+    tokenSecret,
+    clusterSecret,
+    image,
+    certificateValidation: certificate?.validation
+  }
+}
+
+/**
+ * The listener's certificate: the given ARN, or an ACM certificate for `domain` validated by DNS. With a hosted
+ * zone the validation and alias records are created there and the listener waits for validation; without one the
+ * validation CNAMEs are an output to add at the domain's DNS host.
+ */
+const certificateFor = (
+  stage: string,
+  inputs: DeployInputs,
+  loadBalancer: aws.lb.LoadBalancer,
+  tags: Record<string, string>
+): { arn: pulumi.Input<string>; validation?: Runners["certificateValidation"] } => {
+  if (inputs.certificateArn !== undefined) return { arn: inputs.certificateArn }
+  const domain = inputs.domain!
+  const certificate = new aws.acm.Certificate("Certificate", {
+    domainName: domain,
+    validationMethod: "DNS",
+    tags: { ...tags, Name: `tessera-${stage}` }
+  })
+  const validation = certificate.domainValidationOptions.apply((options) =>
+    options.map((o) => ({ name: o.resourceRecordName, type: o.resourceRecordType, value: o.resourceRecordValue }))
+  )
+  const zoneId = inputs.hostedZoneId
+  if (zoneId === undefined) return { arn: certificate.arn, validation }
+  const record = new aws.route53.Record("CertificateValidationRecord", {
+    zoneId,
+    name: validation.apply((v) => v[0].name),
+    type: validation.apply((v) => v[0].type),
+    records: [validation.apply((v) => v[0].value)],
+    ttl: 300,
+    allowOverwrite: true
+  })
+  const validated = new aws.acm.CertificateValidation("CertificateValidation", {
+    certificateArn: certificate.arn,
+    validationRecordFqdns: [record.fqdn]
+  })
+  new aws.route53.Record("GatewayAlias", {
+    zoneId,
+    name: domain,
+    type: "A",
+    aliases: [{ name: loadBalancer.dnsName, zoneId: loadBalancer.zoneId, evaluateTargetHealth: true }]
+  })
+  return { arn: validated.certificateArn, validation }
 }
 
 /** On-demand base and weight, then spot weight, over the service architecture's capacity providers. */
@@ -357,12 +519,16 @@ const autoscale = (
     ...on,
     scalableDimension: target.scalableDimension,
     targetTrackingScalingPolicyConfiguration: {
-      // Pending messages per runner, averaged over the stage's runners: more runners, lower average.
+      // Each runner's deepest SymbolShard mailbox, averaged over the stage's runners: more runners, fewer
+      // symbols each, shallower mailboxes. The sidecar publishes it from the runner's own /metrics.
       customizedMetricSpecification: {
         namespace: queueDepthMetric.namespace,
         metricName: queueDepthMetric.name,
         statistic: "Average",
-        dimensions: [{ name: "Stage", value: config.stage }]
+        dimensions: [
+          { name: queueDepthMetric.stageDimension, value: config.stage },
+          { name: queueDepthMetric.typeDimension, value: queueDepthMetric.entityType }
+        ]
       },
       targetValue: config.autoscaling.queueDepthTarget,
       scaleInCooldown: 300,

@@ -1,11 +1,18 @@
 /**
  * The stack per stage, evaluated offline under Pulumi mocks (see `harness.ts`), checked on the inputs that matter.
  */
+import { readdirSync, readFileSync, statSync } from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { assert, beforeAll, describe, it } from "vitest"
+import { marketDataAccess, runnerAccess, runnerKeyPatterns } from "./cache.ts"
 import { amiParameter } from "./capacity.ts"
 import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
 import { privateCidr, publicCidr, vpcCidr } from "./network.ts"
+import { alarms, collectorImage, queueDepthMetric, scrapeJob } from "./observability.ts"
 import { dev, ports, production, type StageConfig, stageConfig } from "./stage.ts"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 const T = {
   subnet: "aws:ec2/subnet:Subnet",
@@ -30,7 +37,18 @@ const T = {
   service: "aws:ecs/service:Service",
   targetGroup: "aws:lb/targetGroup:TargetGroup",
   secretVersion: "aws:secretsmanager/secretVersion:SecretVersion",
-  rolePolicy: "aws:iam/rolePolicy:RolePolicy"
+  rolePolicy: "aws:iam/rolePolicy:RolePolicy",
+  listener: "aws:lb/listener:Listener",
+  certificate: "aws:acm/certificate:Certificate",
+  certificateValidation: "aws:acm/certificateValidation:CertificateValidation",
+  record: "aws:route53/record:Record",
+  cacheUser: "aws:elasticache/user:User",
+  userGroup: "aws:elasticache/userGroup:UserGroup",
+  image: "docker-build:index:Image",
+  workspace: "aws:amp/workspace:Workspace",
+  ruleGroups: "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
+  alertManager: "aws:amp/alertManagerDefinition:AlertManagerDefinition",
+  topicPolicy: "aws:sns/topicPolicy:TopicPolicy"
 } as const
 
 /** Secret outputs arrive in mocks wrapped in Pulumi's secret signature object. */
@@ -67,6 +85,14 @@ const rules = (resources: ReadonlyArray<Recorded>, type: string): ReadonlyArray<
 const show = (rs: ReadonlyArray<Rule>) => rs.map((r) => `${r.group}:${r.port}<-${r.peer}`).sort()
 
 const containers = (task: Recorded) => JSON.parse(task.inputs.containerDefinitions)
+const environmentOf = (container: { environment: Array<{ name: string; value: string }> }): Record<string, string> =>
+  Object.fromEntries(container.environment.map((e) => [e.name, e.value]))
+/** The sidecar's collector configuration, parsed from its AOT_CONFIG_CONTENT. */
+const collectorOf = (task: Recorded) => {
+  const sidecar = containers(task).find((c: { name: string }) => c.name === "collector")
+  assert.isDefined(sidecar, `${task.name} has a collector sidecar`)
+  return JSON.parse(environmentOf(sidecar).AOT_CONFIG_CONTENT)
+}
 
 const stages: ReadonlyArray<[string, StageConfig]> = [
   ["dev", dev("dev")],
@@ -317,7 +343,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
       const secrets = Object.fromEntries(
         runner.secrets.map((s: { name: string; valueFrom: string }) => [s.name, s.valueFrom])
       )
-      assert.sameMembers(Object.keys(secrets), ["DATABASE_URL", "REDIS_URL", "TESSERA_TOKEN"])
+      assert.sameMembers(Object.keys(secrets), ["DATABASE_URL", "REDIS_URL", "TESSERA_TOKEN", "TESSERA_CLUSTER_SECRET"])
+      assert.match(secrets.TESSERA_CLUSTER_SECRET, /secretsmanager.*ClusterSecretSecret$/)
       for (const name of Object.keys(secrets)) assert.notProperty(environment, name)
       assert.match(secrets.DATABASE_URL, /secretsmanager.*DatabaseCredentials:url::$/)
       assert.match(secrets.REDIS_URL, /secretsmanager.*CacheCredentials:url::$/)
@@ -344,9 +371,16 @@ describe.each(stages)("stage %s", (_stage, config) => {
     )
     const cacheSecret = named(resources, "CacheCredentialsValue").inputs.secretString
     assert.match(JSON.parse(reveal(cacheSecret) as string).url, /^rediss:\/\/tessera:.+@.+:6379$/)
-    // The execution role may read exactly the three secrets.
+    // The cluster secret is generated and stored as a Pulumi secret.
+    const clusterSecret = named(resources, "ClusterSecretValue").inputs.secretString
+    assert.notStrictEqual(reveal(clusterSecret), clusterSecret, "stored as a Pulumi secret")
+    assert.strictEqual(reveal(clusterSecret), mockPassword)
+    // The execution role may read exactly the four secrets.
     const policy = JSON.parse(named(resources, "RunnerExecutionSecrets").inputs.policy)
-    assert.lengthOf(policy.Statement[0].Resource, 3)
+    assert.sameMembers(
+      policy.Statement[0].Resource.map((arn: string) => arn.split("/").at(-1)),
+      ["DatabaseCredentials", "CacheCredentials", "GatewayTokenSecret", "ClusterSecretSecret"]
+    )
   })
 
   it("scales each runner service on CPU and on queue depth", () => {
@@ -357,14 +391,280 @@ describe.each(stages)("stage %s", (_stage, config) => {
       specs.filter((s) => s.predefinedMetricSpecification?.predefinedMetricType === "ECSServiceAverageCPUUtilization"),
       config.services.length
     )
-    assert.lengthOf(
-      specs.filter(
-        (s) =>
-          s.customizedMetricSpecification?.metricName === "QueueDepth" &&
-          s.customizedMetricSpecification?.namespace === "Tessera"
-      ),
-      config.services.length
+    const queue = specs.filter((s) => s.customizedMetricSpecification !== undefined)
+    assert.lengthOf(queue, config.services.length)
+    for (const spec of queue) {
+      const metric = spec.customizedMetricSpecification
+      assert.strictEqual(metric.namespace, "Tessera")
+      assert.strictEqual(metric.metricName, "effect_cluster_entity_mailbox_size_max")
+      assert.sameDeepMembers(metric.dimensions, [
+        { name: "stage", value: config.stage },
+        { name: "type", value: "SymbolShard" }
+      ])
+      assert.isBelow(spec.targetValue, 1000, "scales out before the queue-depth alarm")
+    }
+    // Something really emits it: effect/cluster exports the gauge at /metrics, and every task's sidecar publishes
+    // exactly that series, with those dimensions, to that namespace (embedded metric format).
+    const clusterMetrics = readFileSync(path.join(root, "node_modules/effect/dist/cluster/ClusterMetrics.js"), "utf8")
+    assert.include(clusterMetrics, `"${queueDepthMetric.name}"`)
+    for (const task of ofType(resources, T.taskDefinition)) {
+      const collector = collectorOf(task)
+      const emf = collector.exporters.awsemf
+      assert.strictEqual(emf.namespace, "Tessera")
+      assert.deepStrictEqual(emf.metric_declarations, [
+        { dimensions: [["stage", "type"]], metric_name_selectors: ["^effect_cluster_entity_mailbox_size_max$"] }
+      ])
+      assert.deepStrictEqual(collector.processors["filter/queuedepth"].metrics.include.metric_names, [
+        "effect_cluster_entity_mailbox_size_max"
+      ])
+      const scrape = collector.receivers.prometheus.config.scrape_configs[0]
+      assert.deepStrictEqual(scrape.metric_relabel_configs, [
+        { target_label: "stage", replacement: config.stage, action: "replace" }
+      ])
+      assert.deepStrictEqual(collector.service.pipelines["metrics/cloudwatch"].exporters, ["awsemf"])
+    }
+  })
+
+  it("serves HTTPS where the stage requires it: ACM certificate, HTTP redirected, HSTS on", () => {
+    const listeners = ofType(resources, T.listener)
+    const envs = ofType(resources, T.taskDefinition).map((task) => environmentOf(containers(task)[0]))
+    if (config.https === "required") {
+      const [certificate] = ofType(resources, T.certificate)
+      assert.strictEqual(certificate.inputs.domainName, "tessera.example.com")
+      assert.strictEqual(certificate.inputs.validationMethod, "DNS")
+      const validation = named(resources, "CertificateValidation").inputs
+      assert.strictEqual(validation.certificateArn, `arn:aws:mock:us-east-1:123456789012:${T.certificate}/Certificate`)
+      assert.deepStrictEqual(validation.validationRecordFqdns, ["_mock.tessera.example.com."])
+      const alias = named(resources, "GatewayAlias").inputs
+      assert.strictEqual(alias.name, "tessera.example.com")
+      assert.strictEqual(alias.zoneId, "Z123MOCK")
+      const https = named(resources, "HttpsListener").inputs
+      assert.strictEqual(https.port, 443)
+      assert.strictEqual(https.protocol, "HTTPS")
+      assert.strictEqual(https.certificateArn, validation.certificateArn, "the listener waits for validation")
+      assert.match(https.sslPolicy, /TLS13/)
+      assert.strictEqual(https.defaultActions[0].type, "forward")
+      const http = named(resources, "HttpListener").inputs
+      assert.strictEqual(http.port, 80)
+      assert.deepStrictEqual(http.defaultActions, [
+        { type: "redirect", redirect: { port: "443", protocol: "HTTPS", statusCode: "HTTP_301" } }
+      ])
+      assert.lengthOf(listeners, 2)
+      for (const env of envs) assert.strictEqual(env.TESSERA_HSTS, "1")
+    } else {
+      assert.lengthOf(listeners, 1)
+      assert.strictEqual(listeners[0].inputs.defaultActions[0].type, "forward")
+      assert.lengthOf(ofType(resources, T.certificate), 0)
+      // HSTS over plain HTTP would be ignored by browsers and wrong: only behind TLS.
+      for (const env of envs) assert.notProperty(env, "TESSERA_HSTS")
+    }
+  })
+
+  it("gives Valkey users per purpose: runners on their key families, a read-only market-data consumer", () => {
+    const users = Object.fromEntries(ofType(resources, T.cacheUser).map((u) => [u.inputs.userName, u.inputs]))
+    assert.sameMembers(Object.keys(users), ["default", "tessera", "tessera-md"])
+    assert.match(users.default.accessString, /^off /)
+    const runner: string = users.tessera.accessString
+    assert.strictEqual(runner, runnerAccess)
+    const keys = (access: string) => access.split(" ").filter((t) => t.startsWith("~"))
+    assert.sameMembers(keys(runner), ["~md:*", "~g:*", "~tessera:*"])
+    assert.sameMembers([...runnerKeyPatterns], ["md:*", "g:*", "tessera:*"])
+    assert.notInclude(runner, "+@all")
+    assert.notInclude(runner, "~*")
+    assert.include(runner, "-@dangerous")
+    const md: string = users["tessera-md"].accessString
+    assert.strictEqual(md, marketDataAccess)
+    assert.sameMembers(keys(md), ["~md:*"])
+    assert.include(md, "+@read")
+    assert.notInclude(md, "@write")
+    assert.notInclude(md, "+@all")
+    const [group] = ofType(resources, T.userGroup)
+    assert.sameMembers(group.inputs.userIds, [
+      `tessera-${config.stage}-default`,
+      `tessera-${config.stage}-app`,
+      `tessera-${config.stage}-md`
+    ])
+    const mdSecret = JSON.parse(
+      reveal(named(resources, "CacheMarketDataCredentialsValue").inputs.secretString) as string
     )
+    assert.match(mdSecret.url, /^rediss:\/\/tessera-md:.+@.+:6379$/)
+  })
+
+  it("keeps Aurora point-in-time recovery for the stage's retention window", () => {
+    const [cluster] = ofType(resources, T.cluster)
+    assert.strictEqual(cluster.inputs.backupRetentionPeriod, config.database.backupRetentionDays)
+    assert.strictEqual(cluster.inputs.preferredBackupWindow, "03:00-04:00")
+    if (config.stage === "production") assert.strictEqual(cluster.inputs.backupRetentionPeriod, 14)
+    else assert.isAtLeast(cluster.inputs.backupRetentionPeriod, 1)
+  })
+
+  it("places runners (and the gatherer replicas they host) over zones and never two on one host", () => {
+    for (const service of ofType(resources, T.service)) {
+      assert.deepStrictEqual(service.inputs.orderedPlacementStrategies, [
+        { type: "spread", field: "attribute:ecs.availability-zone" },
+        { type: "spread", field: "instanceId" }
+      ])
+      assert.deepStrictEqual(service.inputs.placementConstraints, [{ type: "distinctInstance" }])
+    }
+  })
+
+  it("builds the image from the Dockerfile for each service architecture and runs the pushed digest", () => {
+    const images = ofType(resources, T.image)
+    assert.lengthOf(images, 1)
+    const image = images[0].inputs
+    assert.isTrue(image.push)
+    assert.strictEqual(image.context.location, root)
+    assert.strictEqual(image.dockerfile.location, path.join(root, "Dockerfile"))
+    const wanted = config.services.map((s) => (s.architecture === "arm64" ? "linux/arm64" : "linux/amd64"))
+    assert.sameMembers(image.platforms, [...new Set(wanted)])
+    assert.deepStrictEqual(image.tags, ["123456789012.dkr.ecr.us-east-1.amazonaws.com/RunnerImages:test"])
+    assert.strictEqual(image.registries[0].address, "123456789012.dkr.ecr.us-east-1.amazonaws.com/RunnerImages")
+    for (const task of ofType(resources, T.taskDefinition)) {
+      assert.match(containers(task)[0].image, /RunnerImages:test@sha256:[0-9a-f]{64}$/)
+    }
+  })
+
+  it("scrapes every runner's /metrics and receives its traces in a sidecar, to Managed Prometheus and X-Ray", () => {
+    const [workspace] = ofType(resources, T.workspace)
+    assert.strictEqual(workspace.inputs.alias, `tessera-${config.stage}`)
+    for (const task of ofType(resources, T.taskDefinition)) {
+      const [runner, sidecar] = containers(task)
+      assert.strictEqual(sidecar.name, "collector")
+      assert.strictEqual(sidecar.image, collectorImage)
+      assert.isFalse(sidecar.essential)
+      assert.deepStrictEqual(
+        sidecar.secrets.map((s: { name: string }) => s.name),
+        ["TESSERA_TOKEN"]
+      )
+      const collector = collectorOf(task)
+      const scrape = collector.receivers.prometheus.config.scrape_configs[0]
+      assert.strictEqual(scrape.job_name, scrapeJob)
+      assert.deepStrictEqual(scrape.static_configs, [{ targets: [`127.0.0.1:${ports.gateway}`] }])
+      assert.strictEqual(scrape.metrics_path, "/metrics")
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the collector expands it, not JavaScript
+      assert.deepStrictEqual(scrape.authorization, { type: "Bearer", credentials: "${env:TESSERA_TOKEN}" })
+      assert.strictEqual(
+        collector.exporters.prometheusremotewrite.endpoint,
+        "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-mock/api/v1/remote_write"
+      )
+      assert.strictEqual(collector.exporters.prometheusremotewrite.auth.authenticator, "sigv4auth")
+      assert.deepStrictEqual(collector.service.pipelines.traces, {
+        receivers: ["otlp"],
+        processors: ["resourcedetection/ecs", "batch"],
+        exporters: ["awsxray"]
+      })
+      const env = environmentOf(runner)
+      assert.strictEqual(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318")
+      assert.strictEqual(collector.receivers.otlp.protocols.http.endpoint, "127.0.0.1:4318")
+      assert.strictEqual(env.TESSERA_SHARDS, String(config.shards))
+      assert.deepStrictEqual(runner.dependsOn, [{ containerName: "collector", condition: "START" }])
+    }
+    const telemetry = JSON.parse(named(resources, "RunnerTaskTelemetry").inputs.policy)
+    const remoteWrite = telemetry.Statement.find((s: { Action: Array<string> }) => s.Action.includes("aps:RemoteWrite"))
+    assert.deepStrictEqual(remoteWrite.Resource, [`arn:aws:mock:us-east-1:123456789012:${T.workspace}/Metrics`])
+  })
+
+  it("declares the seed alarms as alerting rules with their thresholds, routed to the alarm topic", () => {
+    const [namespace] = ofType(resources, T.ruleGroups)
+    assert.strictEqual(namespace.inputs.workspaceId, "Metrics-id")
+    const rules: Array<{ alert: string; expr: string; for: string }> = JSON.parse(namespace.inputs.data).groups[0].rules
+    const byName = Object.fromEntries(rules.map((r) => [r.alert, r]))
+    const expected: Record<string, { for: string; has: ReadonlyArray<string> }> = {
+      OrderLatencyP99High: {
+        for: "5m",
+        has: [
+          "histogram_quantile(0.99,",
+          "tessera_gateway_request_duration_seconds_bucket",
+          "Orders.PlaceMany",
+          "> 0.05"
+        ]
+      },
+      AckedTpsLow: {
+        for: "5m",
+        has: [
+          'tessera_orders_total{job="tessera-runner",outcome="accepted"}[1m])) < 4000',
+          "tessera_gateway_overloaded_total",
+          ") > 4000"
+        ]
+      },
+      ErrorRateHigh: { for: "5m", has: ['outcome=~"error|defect"', "tessera_gateway_requests_total", "> 0.01"] },
+      QueueDepthHigh: { for: "2m", has: ["max by (type) (effect_cluster_entity_mailbox_size_max", "> 1000"] },
+      RunnerDown: { for: "1m", has: ['up{job="tessera-runner"} == 0', "effect_cluster_runners_healthy"] },
+      ShardUnowned: { for: "1m", has: [`(${config.shards} - sum(tessera_shards_held`, "absent(tessera_shards_held"] },
+      GathererGapUnhealed: { for: "30s", has: ["tessera_dedup_gaps_total", "unless", "tessera_dedup_healed_total"] }
+    }
+    assert.sameMembers(Object.keys(byName), Object.keys(expected))
+    for (const [name, want] of Object.entries(expected)) {
+      assert.strictEqual(byName[name].for, want.for, name)
+      for (const part of want.has) assert.include(byName[name].expr, part, name)
+      // Every series an alarm reads is scraped from the runners.
+      assert.include(byName[name].expr, `job="${scrapeJob}"`, name)
+    }
+    // Every metric an alarm names is exported by the runtime (its sources, or effect/cluster's ClusterMetrics).
+    const exported = exportedMetricNames()
+    for (const alarm of alarms(config)) {
+      for (const metric of alarm.expr.match(/\b(?:tessera|effect_cluster)_[a-z_]+/g) ?? []) {
+        const base = metric.replace(/_bucket$/, "")
+        assert.isTrue(exported.has(base), `${alarm.name}: ${metric} is not exported`)
+      }
+    }
+    const routing = JSON.parse(named(resources, "AlarmRouting").inputs.definition)
+    const manager = JSON.parse(routing.alertmanager_config)
+    assert.strictEqual(
+      manager.receivers[0].sns_configs[0].topic_arn,
+      "arn:aws:mock:us-east-1:123456789012:aws:sns/topic:Topic/AlarmTopic"
+    )
+    const topicPolicy = JSON.parse(named(resources, "AlarmTopicFromPrometheus").inputs.policy)
+    assert.deepStrictEqual(topicPolicy.Statement[0].Principal, { Service: "aps.amazonaws.com" })
+    assert.include(topicPolicy.Statement[0].Action, "sns:Publish")
+  })
+})
+
+/** Metric names the runtime declares (string literals in runtime/, actors/, packages/platform) plus effect's. */
+const exportedMetricNames = (): ReadonlySet<string> => {
+  const names = new Set<string>()
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir)) {
+      const full = path.join(dir, entry)
+      if (entry === "node_modules") continue
+      if (statSync(full).isDirectory()) walk(full)
+      else if (entry.endsWith(".ts") && !entry.endsWith(".test.ts")) {
+        for (const m of readFileSync(full, "utf8").matchAll(/"(tessera_[a-z_]+)"/g)) names.add(m[1])
+      }
+    }
+  }
+  for (const dir of ["runtime", "actors", "packages/platform/src"]) walk(path.join(root, dir))
+  const cluster = readFileSync(path.join(root, "node_modules/effect/dist/cluster/ClusterMetrics.js"), "utf8")
+  for (const m of cluster.matchAll(/"(effect_cluster_[a-z_]+)"/g)) names.add(m[1])
+  return names
+}
+
+describe("HTTPS with a certificate of one's own", () => {
+  it("uses the given ACM certificate on a stage that does not require HTTPS, and turns HSTS on", async () => {
+    const resources = await evaluate(dev("alice"), {
+      imageTag: "t",
+      certificateArn: "arn:aws:acm:us-east-1:1:certificate/own"
+    })
+    assert.strictEqual(
+      named(resources, "HttpsListener").inputs.certificateArn,
+      "arn:aws:acm:us-east-1:1:certificate/own"
+    )
+    assert.lengthOf(ofType(resources, T.certificate), 0)
+    assert.strictEqual(named(resources, "HttpListener").inputs.defaultActions[0].type, "redirect")
+    for (const task of ofType(resources, T.taskDefinition)) {
+      assert.strictEqual(environmentOf(containers(task)[0]).TESSERA_HSTS, "1")
+    }
+  })
+
+  it("refuses to deploy production without a domain or certificate", async () => {
+    let failure: unknown
+    try {
+      await evaluate(production, { imageTag: "t" })
+    } catch (error) {
+      failure = error
+    }
+    assert.instanceOf(failure, Error)
+    assert.match((failure as Error).message, /requires HTTPS/)
   })
 })
 
@@ -403,7 +703,13 @@ describe("sst.config.ts", () => {
 
   it("deploys the production shape for $app.stage production", async () => {
     const config = await load("production")
-    const resources = await evaluateProgram("production", () => config.run())
+    process.env.TESSERA_DOMAIN = "tessera.example.com"
+    process.env.TESSERA_HOSTED_ZONE_ID = "Z123MOCK"
+    const resources = await evaluateProgram("production", () => config.run()).finally(() => {
+      delete process.env.TESSERA_DOMAIN
+      delete process.env.TESSERA_HOSTED_ZONE_ID
+    })
+    assert.strictEqual(named(resources, "Certificate").inputs.domainName, "tessera.example.com")
     assert.lengthOf(ofType(resources, T.natGateway), 3)
     assert.lengthOf(ofType(resources, T.replicationGroup), 1)
     assert.lengthOf(ofType(resources, T.capacityProvider), 4)

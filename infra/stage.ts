@@ -51,6 +51,10 @@ export type NatConfig =
 
 export interface StageConfig {
   readonly stage: string
+  /** `required`: the stack refuses to deploy without a domain or certificate for HTTPS (no plain-HTTP gateway). */
+  readonly https: "required" | "optional"
+  /** Shards per group (TESSERA_SHARDS); the "shard held by no runner" alarm compares the held sum with it. */
+  readonly shards: number
   readonly availabilityZones: number
   readonly nat: NatConfig
   readonly database: {
@@ -63,6 +67,10 @@ export interface StageConfig {
     readonly instances: number
     readonly deletionProtection: boolean
     readonly finalSnapshot: boolean
+    /**
+     * Days of automated backups, which is also the point-in-time recovery window: Aurora can restore to any
+     * second from the earliest restorable time (about `backupRetentionDays` ago) to about five minutes ago.
+     */
     readonly backupRetentionDays: number
   }
   readonly cache: CacheConfig
@@ -75,7 +83,10 @@ export interface StageConfig {
   }
   readonly autoscaling: {
     readonly cpuTargetPercent: number
-    /** Target of the `Tessera/QueueDepth` metric (pending messages per runner, averaged over runners). */
+    /**
+     * Target of the queue-depth policy: the deepest SymbolShard mailbox per runner
+     * (`effect_cluster_entity_mailbox_size_max`, published to CloudWatch by the collector), averaged over runners.
+     */
     readonly queueDepthTarget: number
   }
   readonly logRetentionDays: number
@@ -98,6 +109,8 @@ const intel = ["m6i.large", "m7i.large", "c6i.xlarge"]
 /** Cheap: one NAT instance, Aurora that pauses, serverless Valkey, spot Graviton only. */
 export const dev = (stage: string): StageConfig => ({
   stage,
+  https: "optional",
+  shards: 300,
   availabilityZones: 3,
   nat: { mode: "instance", instanceType: "t4g.nano" },
   database: {
@@ -113,13 +126,15 @@ export const dev = (stage: string): StageConfig => ({
   fleets: [{ architecture: "arm64", purchase: "spot", instanceTypes: graviton, maxInstances: 3 }],
   services: [{ architecture: "arm64", onDemandBase: 0, onDemandWeight: 0, spotWeight: 1, minTasks: 1, maxTasks: 3 }],
   task: { cpu: 1024, memoryMiB: 3072 },
-  autoscaling: { cpuTargetPercent: 60, queueDepthTarget: 1000 },
+  autoscaling: { cpuTargetPercent: 60, queueDepthTarget: 500 },
   logRetentionDays: 7
 })
 
 /** The seeds' shape: NAT per AZ, 0.5-128 ACU, clustered Valkey, on-demand base plus spot on both architectures. */
 export const production: StageConfig = {
   stage: "production",
+  https: "required",
+  shards: 300,
   availabilityZones: 3,
   nat: { mode: "managed" },
   database: {
@@ -143,7 +158,7 @@ export const production: StageConfig = {
     { architecture: "x86_64", onDemandBase: 1, onDemandWeight: 1, spotWeight: 2, minTasks: 1, maxTasks: 12 }
   ],
   task: { cpu: 2048, memoryMiB: 6144 },
-  autoscaling: { cpuTargetPercent: 60, queueDepthTarget: 1000 },
+  autoscaling: { cpuTargetPercent: 60, queueDepthTarget: 500 },
   logRetentionDays: 30
 }
 
