@@ -116,4 +116,33 @@ describe("config", () => {
     const explicit = await load({ TESSERA_STANDBY_PORT: "5000" })
     assert.strictEqual(explicit._tag === "Success" ? standbyPortOf(explicit.success) : 0, 5000)
   })
+
+  it("reads TESSERA_HSTS as the stack sets it (1), and the auth and cluster secret variables", async () => {
+    const hstsOf = async (value: string) => {
+      const result = await load({ TESSERA_HSTS: value })
+      return result._tag === "Success" ? result.success.hsts : `error: ${String(result.failure)}`
+    }
+    assert.strictEqual(await hstsOf("1"), "on")
+    assert.strictEqual(await hstsOf("off"), "off")
+    assert.strictEqual(await hstsOf("auto"), "auto")
+    assert.include(await hstsOf("sometimes"), "TESSERA_HSTS must be auto, on (1, true) or off (0, false)")
+    const short = await load({ TESSERA_CLUSTER_SECRET: "too-short" })
+    assert.strictEqual(short._tag, "Failure")
+    assert.include(String(short._tag === "Failure" ? short.failure : ""), "TESSERA_CLUSTER_SECRET must be at least 16")
+    assert.notInclude(String(short._tag === "Failure" ? short.failure : ""), "too-short")
+    const acceptedAlone = await load({ TESSERA_CLUSTER_SECRET_ACCEPTED: "0123456789abcdef0123" })
+    assert.include(
+      String(acceptedAlone._tag === "Failure" ? acceptedAlone.failure : ""),
+      "TESSERA_CLUSTER_SECRET_ACCEPTED needs TESSERA_CLUSTER_SECRET"
+    )
+    const listed = new Set(variables.map(([name]) => name))
+    for (const name of [
+      "TESSERA_TOKENS",
+      "TESSERA_HSTS",
+      "TESSERA_CLUSTER_SECRET",
+      "TESSERA_CLUSTER_SECRET_ACCEPTED"
+    ]) {
+      assert.isTrue(listed.has(name), name)
+    }
+  })
 })

@@ -317,7 +317,16 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   runnerPort: port("TESSERA_RUNNER_PORT", defaults.runnerPort),
   token: Config.Redacted("TESSERA_TOKEN").pipe(Config.option),
   tokens: tokensConfig,
-  hsts: Config.Literals(["auto", "on", "off"], "TESSERA_HSTS").pipe(Config.withDefault<HstsMode>(defaults.hsts)),
+  hsts: Config.String("TESSERA_HSTS").pipe(
+    Config.mapEffect((value): Effect.Effect<HstsMode, Config.ConfigError> => {
+      const mode = value.trim().toLowerCase()
+      if (mode === "auto") return Effect.succeed("auto")
+      if (["on", "1", "true"].includes(mode)) return Effect.succeed("on")
+      if (["off", "0", "false"].includes(mode)) return Effect.succeed("off")
+      return Effect.fail(invalid(`TESSERA_HSTS must be auto, on (1, true) or off (0, false), got ${value}`))
+    }),
+    Config.withDefault<HstsMode>(defaults.hsts)
+  ),
   clusterSecret: clusterSecretConfig("TESSERA_CLUSTER_SECRET"),
   clusterSecretAccepted: clusterSecretConfig("TESSERA_CLUSTER_SECRET_ACCEPTED"),
   dataDir: Config.String("TESSERA_DATA").pipe(Config.withDefault(defaults.dataDir)),
@@ -430,7 +439,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
     "TESSERA_TOKENS",
     'tokens scoped to accounts, a file path or inline JSON: {"<token>": {"accounts": ["a1"] or "*", "admin": false}} (none)'
   ],
-  ["TESSERA_HSTS", "Strict-Transport-Security: auto (when X-Forwarded-Proto is https), on, off (auto)"],
+  [
+    "TESSERA_HSTS",
+    "Strict-Transport-Security: auto (when X-Forwarded-Proto is https), on or 1 (always: served behind TLS), off (auto)"
+  ],
   [
     "TESSERA_CLUSTER_SECRET",
     "runner transport secret (16+ characters): TLS with a pre-shared key between runners (none: plain TCP)"
