@@ -313,8 +313,9 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             { name: "REDIS_CLUSTER", value: "true" },
             { name: "AWS_REGION", value: region },
             { name: "TESSERA_SHARDS", value: String(config.shards) },
-            // Behind TLS only: the gateway then sends Strict-Transport-Security.
-            ...(https ? [{ name: "TESSERA_HSTS", value: "1" }] : []),
+            // Strict-Transport-Security: always when the load balancer terminates TLS (HTTP is only a redirect
+            // there), never on a plain-HTTP stage, where browsers would ignore it.
+            { name: "TESSERA_HSTS", value: https ? "on" : "off" },
             { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: otlpEndpoint },
             { name: "OTEL_SERVICE_NAME", value: `tessera-${stage}` }
           ],

@@ -4,7 +4,9 @@
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { Effect, Option } from "effect"
 import { assert, beforeAll, describe, it } from "vitest"
+import { fromEnv as runtimeConfig } from "../runtime/config.ts"
 import { marketDataAccess, runnerAccess, runnerKeyPatterns } from "./cache.ts"
 import { amiParameter } from "./capacity.ts"
 import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
@@ -425,6 +427,32 @@ describe.each(stages)("stage %s", (_stage, config) => {
     }
   })
 
+  it("sets only an environment runtime/config.ts accepts (secrets stand in with well-formed values)", async () => {
+    for (const task of ofType(resources, T.taskDefinition)) {
+      const env = {
+        ...environmentOf(containers(task)[0]),
+        DATABASE_URL: "postgres://tessera:p@db.example:5432/tessera?sslmode=verify-full",
+        REDIS_URL: "rediss://tessera:p@cache.example:6379",
+        TESSERA_TOKEN: mockPassword,
+        TESSERA_CLUSTER_SECRET: mockPassword,
+        // Filled by docker/ecs-metadata.ts at task start.
+        TESSERA_RUNNER_HOST: "10.0.40.7",
+        TESSERA_ZONE: "us-east-1a"
+      }
+      const parsed = await Effect.runPromise(Effect.result(runtimeConfig(env)))
+      assert.strictEqual(
+        parsed._tag,
+        "Success",
+        `${task.name}: ${parsed._tag === "Failure" ? String(parsed.failure) : ""}`
+      )
+      if (parsed._tag !== "Success") continue
+      assert.strictEqual(parsed.success.shardsPerGroup, config.shards)
+      assert.strictEqual(parsed.success.hsts, config.https === "required" ? "on" : "off")
+      assert.isTrue(Option.isSome(parsed.success.clusterSecret))
+      assert.deepStrictEqual(parsed.success.otlpEndpoint, Option.some("http://127.0.0.1:4318"))
+    }
+  })
+
   it("serves HTTPS where the stage requires it: ACM certificate, HTTP redirected, HSTS on", () => {
     const listeners = ofType(resources, T.listener)
     const envs = ofType(resources, T.taskDefinition).map((task) => environmentOf(containers(task)[0]))
@@ -450,13 +478,13 @@ describe.each(stages)("stage %s", (_stage, config) => {
         { type: "redirect", redirect: { port: "443", protocol: "HTTPS", statusCode: "HTTP_301" } }
       ])
       assert.lengthOf(listeners, 2)
-      for (const env of envs) assert.strictEqual(env.TESSERA_HSTS, "1")
+      for (const env of envs) assert.strictEqual(env.TESSERA_HSTS, "on")
     } else {
       assert.lengthOf(listeners, 1)
       assert.strictEqual(listeners[0].inputs.defaultActions[0].type, "forward")
       assert.lengthOf(ofType(resources, T.certificate), 0)
       // HSTS over plain HTTP would be ignored by browsers and wrong: only behind TLS.
-      for (const env of envs) assert.notProperty(env, "TESSERA_HSTS")
+      for (const env of envs) assert.strictEqual(env.TESSERA_HSTS, "off")
     }
   })
 
@@ -652,7 +680,7 @@ describe("HTTPS with a certificate of one's own", () => {
     assert.lengthOf(ofType(resources, T.certificate), 0)
     assert.strictEqual(named(resources, "HttpListener").inputs.defaultActions[0].type, "redirect")
     for (const task of ofType(resources, T.taskDefinition)) {
-      assert.strictEqual(environmentOf(containers(task)[0]).TESSERA_HSTS, "1")
+      assert.strictEqual(environmentOf(containers(task)[0]).TESSERA_HSTS, "on")
     }
   })
 
