@@ -90,9 +90,22 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
         if (rule === undefined) return effect
         const token = bearerOf(headers.authorization)
         const grant = token === undefined ? undefined : principals.resolve(token)
-        const problem = grant === undefined ? "no valid bearer token" : refusal(rule, grant, payload)
+        const forbidden = (problem: string) =>
+          Effect.fail(new Contract.Forbidden({ rpc: rpc._tag, message: `${rpc._tag} refused: ${problem}` }))
+        if (grant === undefined) return forbidden("no valid bearer token")
+        const problem = refusal(rule, grant, payload)
         if (problem === undefined) return effect
-        return Effect.fail(new Contract.Forbidden({ rpc: rpc._tag, message: `${rpc._tag} refused: ${problem}` }))
+        // A read that does not name its account is answered only when its answer is one of the token's accounts'.
+        if (rule === "admin" || rule.readAccount === undefined || grant.accounts === "*") return forbidden(problem)
+        if (rule.accounts(payload) !== undefined) return forbidden(problem)
+        const { readAccount } = rule
+        const held = grant.accounts
+        return Effect.flatMap(effect, (success) => {
+          const account = readAccount(success)
+          return account !== undefined && held.has(account)
+            ? Effect.succeed(success)
+            : forbidden("the token does not hold the account this answer belongs to")
+        })
       }
     })
   )

@@ -98,18 +98,31 @@ describe("gateway auth (one runner process on real Postgres)", () => {
         })
       )
       assert.strictEqual(failureOf(batch)?._tag, "Forbidden")
-      // An order by id names no account: a scoped token may not cancel, move or read it.
-      const read = yield* Effect.exit(
-        alice["SymbolShard.GetOrder"]({ entityId: symbol, payload: { orderId: own.orderId } })
+      // A cancel or move names only the order id: a scoped token may not make them, even for its own order.
+      const cancel = yield* Effect.exit(
+        alice["SymbolShard.Cancel"]({ entityId: symbol, payload: { orderId: own.orderId } })
       )
-      assert.strictEqual(failureOf(read)?._tag, "Forbidden")
-      // What a refused request did not do: bob's orders were never placed (an admin reads the book's side).
+      assert.strictEqual(failureOf(cancel)?._tag, "Forbidden")
+      const move = yield* Effect.exit(
+        alice["SymbolShard.Move"]({ entityId: symbol, payload: { orderId: own.orderId, price: "91" } })
+      )
+      assert.strictEqual(failureOf(move)?._tag, "Forbidden")
+      // What the refused requests did not do: bob's orders were never placed, alice's is still open at 90.
       const admin = yield* TesseraClient.make(SeedApi, { url, token: adminToken })
       const mine = yield* admin["SymbolShard.GetOrder"]({ entityId: symbol, payload: { orderId: own.orderId } })
       assert.strictEqual(mine.account, "alice")
-      const retried = yield* admin["SymbolShard.Place"](place("bob", "b-1"))
-      assert.deepStrictEqual(retried.trades, [])
-      assert.strictEqual(Number(retried.orderId), Number(own.orderId) + 1, "no order was placed in between")
+      assert.strictEqual(mine.status, "open")
+      assert.strictEqual(Number(mine.price), 90)
+      const bobs = yield* admin["SymbolShard.Place"](place("bob", "b-1"))
+      assert.deepStrictEqual(bobs.trades, [])
+      assert.strictEqual(Number(bobs.orderId), Number(own.orderId) + 1, "no order was placed in between")
+      // An order read answers a scoped token for its own account's order only.
+      const read = yield* alice["SymbolShard.GetOrder"]({ entityId: symbol, payload: { orderId: own.orderId } })
+      assert.strictEqual(read.account, "alice")
+      const readBobs = yield* Effect.exit(
+        alice["SymbolShard.GetOrder"]({ entityId: symbol, payload: { orderId: bobs.orderId } })
+      )
+      assert.strictEqual(failureOf(readBobs)?._tag, "Forbidden")
     }).pipe(Effect.scoped, Effect.runPromise))
 
   it("answers Forbidden for a PlaceMany holding another account's orders, over a WebSocket too", () =>

@@ -67,8 +67,9 @@ const accountsOf = (orders: ReadonlyArray<{ readonly account: string }>, into: A
 
 /**
  * Who may call the order RPCs (enforced by the gateway's Access middleware on decoded payloads): a place acts for
- * its orders' accounts. A cancel, move or order read names only the order id, and the order's account is known to
- * its shard alone: those need a token holding every account.
+ * its orders' accounts. A cancel or move names only the order id, and the order's account is known to its shard
+ * alone: those need a token holding every account. An order read is answered to a scoped token when the order is
+ * one of its accounts'.
  */
 export const access = {
   "SymbolShard.Place": { accounts: (payload: unknown) => [(payload as Payload<PlaceOrder>).payload.account] },
@@ -78,7 +79,11 @@ export const access = {
   },
   "SymbolShard.Cancel": { accounts: () => undefined },
   "SymbolShard.Move": { accounts: () => undefined },
-  "SymbolShard.GetOrder": { accounts: () => undefined },
+  // A read: a scoped token gets its own accounts' orders (the answer names the account).
+  "SymbolShard.GetOrder": {
+    accounts: () => undefined,
+    readAccount: (success: unknown) => (success as { readonly account?: string }).account
+  },
   "Orders.PlaceMany": {
     accounts: (payload: unknown) => {
       const accounts: Array<string> = []

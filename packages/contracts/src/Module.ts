@@ -35,9 +35,17 @@ export type AdmissionWeight = (payload: unknown) => number
  * Who may call an RPC (module `access`): `"admin"`, only an admin token; or `accounts`, the accounts a request acts
  * for (read from the decoded payload, cheap: it runs on every request), each of which the token must hold.
  * `accounts` answering `undefined` means the payload does not say (e.g. a cancel by order id): only a token that
- * holds every account may call it. RPCs without a rule are open to every valid token.
+ * holds every account may call it, unless the RPC only reads and declares `readAccount`, the account of its answer:
+ * then it runs and its answer is replaced by `Forbidden` when the token does not hold that account. RPCs without a
+ * rule are open to every valid token.
  */
-export type AccessRule = "admin" | { readonly accounts: (payload: unknown) => ReadonlyArray<string> | undefined }
+export type AccessRule =
+  | "admin"
+  | {
+      readonly accounts: (payload: unknown) => ReadonlyArray<string> | undefined
+      /** For RPCs without effects only: the account an answer belongs to (`undefined`: unknown, refused). */
+      readonly readAccount?: ((success: unknown) => string | undefined) | undefined
+    }
 
 /** A shard group of the module's entities that prefers runners of one availability zone. */
 export interface ZoneGroup {
