@@ -175,7 +175,8 @@ export const collectorConfig = (stage: string, remoteWriteUrl: string, region: s
         metric_declarations: [
           {
             dimensions: [[queueDepthMetric.stageDimension, queueDepthMetric.typeDimension]],
-            metric_name_selectors: [`^${queueDepthMetric.name}$`]
+            // No trailing `$`: the collector's config expansion reads `$` itself; no longer name shares the prefix.
+            metric_name_selectors: [`^${queueDepthMetric.name}`]
           }
         ]
       }

@@ -136,7 +136,14 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     ),
     push: true,
     tags: [pulumi.interpolate`${repository.repositoryUrl}:${inputs.imageTag}`],
-    registries: [{ address: repository.repositoryUrl, username: auth.userName, password: auth.password }]
+    // The registry host (`<account>.dkr.ecr.<region>.amazonaws.com`), which the ECR token authenticates.
+    registries: [
+      {
+        address: repository.repositoryUrl.apply((url) => url.split("/")[0]),
+        username: auth.userName,
+        password: auth.password
+      }
+    ]
   })
 
   // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these four only.

@@ -414,7 +414,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       const emf = collector.exporters.awsemf
       assert.strictEqual(emf.namespace, "Tessera")
       assert.deepStrictEqual(emf.metric_declarations, [
-        { dimensions: [["stage", "type"]], metric_name_selectors: ["^effect_cluster_entity_mailbox_size_max$"] }
+        { dimensions: [["stage", "type"]], metric_name_selectors: ["^effect_cluster_entity_mailbox_size_max"] }
       ])
       assert.deepStrictEqual(collector.processors["filter/queuedepth"].metrics.include.metric_names, [
         "effect_cluster_entity_mailbox_size_max"
@@ -546,7 +546,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
     const wanted = config.services.map((s) => (s.architecture === "arm64" ? "linux/arm64" : "linux/amd64"))
     assert.sameMembers(image.platforms, [...new Set(wanted)])
     assert.deepStrictEqual(image.tags, ["123456789012.dkr.ecr.us-east-1.amazonaws.com/RunnerImages:test"])
-    assert.strictEqual(image.registries[0].address, "123456789012.dkr.ecr.us-east-1.amazonaws.com/RunnerImages")
+    assert.strictEqual(image.registries[0].address, "123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    assert.strictEqual(image.registries[0].username, "AWS")
     for (const task of ofType(resources, T.taskDefinition)) {
       assert.match(containers(task)[0].image, /RunnerImages:test@sha256:[0-9a-f]{64}$/)
     }
