@@ -339,7 +339,7 @@ export const startVenue = (options: VenueOptions): Promise<Venue> => {
       res.end(`{"error":"snapshot service unavailable"}`)
     } else if (fault === "invalid") {
       res.writeHead(200, { "content-type": "application/json" })
-      res.end(`{"market":${JSON.stringify(market)},"firstSeq":1e15,"lastSeq":1e15,"d":[]}`)
+      res.end(`{"market":${JSON.stringify(market)},"firstSeq":1e15,"lastSeq":999999999999999,"d":[]}`)
     } else if (fault === "oversize") {
       res.writeHead(200, { "content-type": "application/json" })
       const chunk = "x".repeat(64 * 1024)
