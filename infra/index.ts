@@ -7,7 +7,7 @@ import { cache } from "./cache.ts"
 import { capacity } from "./capacity.ts"
 import { database } from "./database.ts"
 import { network } from "./network.ts"
-import { observability } from "./observability.ts"
+import { observability, taskCountAlarms } from "./observability.ts"
 import { type DeployInputs, runners } from "./runners.ts"
 import type { StageConfig } from "./stage.ts"
 import { storage } from "./storage.ts"
@@ -24,6 +24,7 @@ export const tessera = (config: StageConfig, inputs: DeployInputs) => {
     { network: net, database: db, cache: valkey, storage: snapshots, capacity: compute, observability: telemetry },
     inputs
   )
+  taskCountAlarms(config, compute.cluster.name, run.services, telemetry.alarmTopic)
   return {
     url: run.url,
     repository: run.repository.repositoryUrl,

@@ -255,3 +255,45 @@ export const observability = (config: StageConfig, alarmEmail: string | undefine
   })
   return { workspace, remoteWriteUrl, alarmTopic, emfLogGroup }
 }
+
+/**
+ * RunnerDown for tasks that are gone rather than hung: a killed task takes its sidecar and its series with it, so
+ * Container Insights' running count against the desired count of each runner service alarms on the same topic.
+ */
+export const taskCountAlarms = (
+  config: StageConfig,
+  clusterName: pulumi.Input<string>,
+  services: ReadonlyMap<string, { readonly name: pulumi.Output<string> }>,
+  alarmTopic: aws.sns.Topic
+): ReadonlyArray<aws.cloudwatch.MetricAlarm> =>
+  [...services].map(([architecture, service]) => {
+    const metric = (id: string, metricName: string) => ({
+      id,
+      returnData: false,
+      metric: {
+        namespace: "ECS/ContainerInsights",
+        metricName,
+        period: 60,
+        stat: "Average",
+        dimensions: { ClusterName: clusterName, ServiceName: service.name }
+      }
+    })
+    return new aws.cloudwatch.MetricAlarm(`RunnerDownTasks${architecture === "arm64" ? "Arm64" : "X86"}`, {
+      name: `tessera-${config.stage}-RunnerDown-${architecture}`,
+      alarmDescription: "runner tasks running fewer than desired for 3 minutes (docs/deploy.md#runnerdown)",
+      comparisonOperator: "GreaterThanThreshold",
+      threshold: 0,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      // No data means Container Insights lost the service: as bad as missing tasks.
+      treatMissingData: "breaching",
+      metricQueries: [
+        metric("desired", "DesiredTaskCount"),
+        metric("running", "RunningTaskCount"),
+        { id: "missing", expression: "desired - running", label: "runner tasks missing", returnData: true }
+      ],
+      alarmActions: [alarmTopic.arn],
+      okActions: [alarmTopic.arn],
+      tags: { "tessera:stage": config.stage }
+    })
+  })

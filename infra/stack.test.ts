@@ -637,6 +637,28 @@ describe.each(stages)("stage %s", (_stage, config) => {
         assert.isTrue(exported.has(base), `${alarm.name}: ${metric} is not exported`)
       }
     }
+    // Tasks that are gone (no series left to alert on): running below desired, per service, on the same topic.
+    const taskAlarms = ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert.lengthOf(taskAlarms, config.services.length)
+    for (const alarm of taskAlarms) {
+      const { inputs } = alarm
+      assert.strictEqual(inputs.comparisonOperator, "GreaterThanThreshold")
+      assert.strictEqual(inputs.threshold, 0)
+      assert.strictEqual(inputs.evaluationPeriods, 3)
+      assert.strictEqual(inputs.treatMissingData, "breaching")
+      const queries = Object.fromEntries(inputs.metricQueries.map((q: { id: string }) => [q.id, q]))
+      assert.strictEqual(queries.missing.expression, "desired - running")
+      assert.strictEqual(queries.desired.metric.metricName, "DesiredTaskCount")
+      assert.strictEqual(queries.running.metric.metricName, "RunningTaskCount")
+      const service = ofType(resources, T.service).find(
+        (s) => `${s.name}-name` === queries.running.metric.dimensions.ServiceName
+      )
+      assert.isDefined(service, `${alarm.name} watches a runner service`)
+      assert.strictEqual(queries.running.metric.dimensions.ClusterName, "Cluster-name")
+      assert.deepStrictEqual(inputs.alarmActions, [
+        "arn:aws:mock:us-east-1:123456789012:aws:sns/topic:Topic/AlarmTopic"
+      ])
+    }
     const routing = JSON.parse(named(resources, "AlarmRouting").inputs.definition)
     const manager = JSON.parse(routing.alertmanager_config)
     assert.strictEqual(
