@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- gatherer [--json] [--rates 5000,10000,20000,22500,25000] [--step 10] [--markets 10000] [--runners 1]`
+ * `npm run bench -- gatherer [--json] [--rates 5000,10000,20000,22500,25000] [--step 10] [--markets 10000] [--runners 1]
+ *   [--failover [--failover-rate 5000] [--failover-window 20]]`
  *
  * Venue simulator (in this process) → R=3 gatherer replicas (2 connections each for 10K markets) →
  * deduplicators → Postgres, all on this machine, with 1% drops and 1% duplicates injected per connection.
@@ -7,6 +8,11 @@
  * gaps healed. At the end: the feed stops, the table catches up, and `lost` counts seqs the venue published
  * that are not in the table; `duplicates_written` counts rows beyond one per (market, seq). Also measured in
  * the same run: raw batched multi-row INSERT rows/s of the same Postgres with the same statement.
+ *
+ * `--failover` (at least 2 runners): after the sweep, at `--failover-rate`, the lag p99 of 10 s outside a failover,
+ * then one runner is killed (SIGKILL) and the lag p99 of every delta the venue published in the next
+ * `--failover-window` seconds is measured once the table caught up (by venue ts, so deltas held up by the
+ * failover count). Targets (issue 17): <= 500 ms outside, <= 6 s across.
  */
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
@@ -100,9 +106,14 @@ export const run = async (args: ReadonlyArray<string>) => {
       step: { type: "string", default: "10" },
       markets: { type: "string", default: "10000" },
       runners: { type: "string", default: "1" },
-      shards: { type: "string", default: "8" }
+      shards: { type: "string", default: "8" },
+      failover: { type: "boolean", default: false },
+      "failover-rate": { type: "string", default: "5000" },
+      "failover-window": { type: "string", default: "20" }
     }
   })
+  const failover = values.failover
+  const runnerCount = failover ? Math.max(2, Number(values.runners)) : Number(values.runners)
   const rates = values.rates.split(",").map(Number)
   const stepSeconds = Number(values.step)
   const markets = Number(values.markets)
@@ -125,7 +136,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       TESSERA_GATHER_CONNECTIONS: String(connections),
       TESSERA_DEDUP_SHARDS: values.shards
     }
-    for (let i = 0; i < Number(values.runners); i++) runners.push(await startProcess(`gbench-${i}`, { env }))
+    for (let i = 0; i < runnerCount; i++) runners.push(await startProcess(`gbench-${i}`, { env }))
     const url = runners[0].url
     // Wait for the fleet: every gatherer connected.
     const readyBy = Date.now() + 30_000
@@ -185,6 +196,34 @@ export const run = async (args: ReadonlyArray<string>) => {
     sweep.done()
     bar = undefined
 
+    const lagBetween = (column: "written_at" | "ts", from: number, to: number) => {
+      const [n, p50, p99, max] = database
+        .query(
+          `SELECT COUNT(*), COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY written_at - ts), 0),
+             COALESCE(percentile_cont(0.99) WITHIN GROUP (ORDER BY written_at - ts), 0), COALESCE(MAX(written_at - ts), 0)
+           FROM orderbook_deltas WHERE ${column} >= ${from} AND ${column} < ${to}`
+        )
+        .split("|")
+        .map(Number)
+      return { rows: n, p50_ms: Math.round(p50), p99_ms: Math.round(p99), max_ms: Math.round(max) }
+    }
+    let failoverWindow: { killedAt: number; to: number } | undefined
+    let outside: ReturnType<typeof lagBetween> | undefined
+    if (failover) {
+      const rate = Number(values["failover-rate"])
+      venue.setRate(rate)
+      log(`failover phase at ${rate}/s: 10 s steady, then SIGKILL ${runners[runners.length - 1].name}`)
+      await sleep(3000)
+      const from = Date.now()
+      await sleep(10_000)
+      outside = lagBetween("written_at", from, Date.now())
+      const victim = runners[runners.length - 1]
+      victim.child.kill("SIGKILL")
+      const killedAt = Date.now()
+      await sleep(Number(values["failover-window"]) * 1000)
+      failoverWindow = { killedAt, to: Date.now() }
+    }
+
     // Stop the feed and let the table catch up; whatever is still missing then is lost.
     venue.pause(true)
     let lost = Number.POSITIVE_INFINITY
@@ -193,6 +232,13 @@ export const run = async (args: ReadonlyArray<string>) => {
       lost = missingSeqs(venue, database.query)
       if (lost === 0) break
       await sleep(1000)
+    }
+    const across =
+      failoverWindow === undefined ? undefined : lagBetween("ts", failoverWindow.killedAt, failoverWindow.to)
+    if (outside !== undefined && across !== undefined) {
+      log(
+        `failover: lag p99 outside ${outside.p99_ms} ms (${outside.rows} rows), across the kill ${across.p99_ms} ms (max ${across.max_ms} ms, ${across.rows} rows)`
+      )
     }
     const final = await fleetStatus(url)
     const duplicatesWritten = Number(
@@ -221,6 +267,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       replicas: 3,
       connections_per_replica: connections,
       runners: runners.length,
+      failover: outside === undefined ? null : { outside, across },
       steps
     }
     const table = [
@@ -232,7 +279,12 @@ export const run = async (args: ReadonlyArray<string>) => {
       `unique deltas/s written (best step that kept up): ${summary.deltas_per_s}`,
       `lag p99 at ${half.rate}/s: ${summary.lag_p99_ms} ms`,
       `lost: ${lost}   duplicates written: ${duplicatesWritten}   rows: ${totalRows}   gaps: ${summary.gaps}   healed: ${summary.gaps_healed}`,
-      `raw batched INSERT (${insertChunk} rows/statement, same Postgres): ${pgRowsPerSec} rows/s`
+      `raw batched INSERT (${insertChunk} rows/statement, same Postgres): ${pgRowsPerSec} rows/s`,
+      ...(outside !== undefined && across !== undefined
+        ? [
+            `lag p99 outside a failover: ${outside.p99_ms} ms (target <= 500)   across a runner kill: ${across.p99_ms} ms, max ${across.max_ms} ms (target <= 6000)`
+          ]
+        : [])
     ]
     process.stdout.write(`${table.join("\n")}\n`)
     if (values.json) {
@@ -241,6 +293,8 @@ export const run = async (args: ReadonlyArray<string>) => {
           bench: "gatherer",
           deltas_per_s: summary.deltas_per_s,
           lag_p99_ms: summary.lag_p99_ms,
+          lag_p99_outside_failover_ms: outside?.p99_ms ?? null,
+          lag_p99_across_failover_ms: across?.p99_ms ?? null,
           lost: summary.lost,
           duplicates_written: summary.duplicates_written,
           pg_rows_per_s: summary.pg_rows_per_s,
