@@ -20,7 +20,13 @@ export default $config({
       domain: env.TESSERA_DOMAIN,
       hostedZoneId: env.TESSERA_HOSTED_ZONE_ID,
       certificateArn: env.TESSERA_CERTIFICATE_ARN,
-      alarmEmail: env.TESSERA_ALARM_EMAIL
+      alarmEmail: env.TESSERA_ALARM_EMAIL,
+      clusterSecret: {
+        generation: Number(env.TESSERA_CLUSTER_SECRET_GENERATION ?? 1),
+        accepted: env.TESSERA_CLUSTER_SECRET_ACCEPTED_GENERATION
+          ? Number(env.TESSERA_CLUSTER_SECRET_ACCEPTED_GENERATION)
+          : undefined
+      }
     })
   }
 })

@@ -35,6 +35,11 @@ export interface DeployInputs {
   readonly certificateArn?: string | undefined
   /** Subscribed to the alarm topic when set (TESSERA_ALARM_EMAIL). */
   readonly alarmEmail?: string | undefined
+  /**
+   * Cluster-secret generations: runners connect with `generation` (TESSERA_CLUSTER_SECRET_GENERATION, default 1)
+   * and also accept `accepted` (TESSERA_CLUSTER_SECRET_ACCEPTED_GENERATION) while a rotation is under way.
+   */
+  readonly clusterSecret?: { readonly generation: number; readonly accepted?: number | undefined } | undefined
 }
 
 export { queueDepthMetric }
@@ -113,17 +118,23 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     tags
   })
   new aws.secretsmanager.SecretVersion("GatewayTokenValue", { secretId: tokenSecret.id, secretString: token.result })
-  // Runner-to-runner transport: a runner must present this to join or send (TESSERA_CLUSTER_SECRET).
-  const clusterSecretValue = new random.RandomPassword("ClusterSecret", { length: 48, special: false })
-  const clusterSecret = new aws.secretsmanager.Secret("ClusterSecretSecret", {
-    description: `Tessera ${stage}: runner-to-runner cluster secret (TESSERA_CLUSTER_SECRET)`,
-    recoveryWindowInDays: 0,
-    tags
-  })
-  new aws.secretsmanager.SecretVersion("ClusterSecretValue", {
-    secretId: clusterSecret.id,
-    secretString: clusterSecretValue.result
-  })
+  // Runner-to-runner transport: a runner must present this to join or send (TESSERA_CLUSTER_SECRET). Each
+  // generation is its own random value and secret; rotation moves the generations (docs/deploy.md).
+  const rotation = inputs.clusterSecret ?? { generation: 1 }
+  if (!Number.isInteger(rotation.generation) || rotation.generation < 1) {
+    throw new Error(`TESSERA_CLUSTER_SECRET_GENERATION must be a positive integer, got ${rotation.generation}`)
+  }
+  if (
+    rotation.accepted !== undefined &&
+    (!Number.isInteger(rotation.accepted) || rotation.accepted < 1 || rotation.accepted === rotation.generation)
+  ) {
+    throw new Error(
+      `TESSERA_CLUSTER_SECRET_ACCEPTED_GENERATION must be a positive integer other than the generation, got ${rotation.accepted}`
+    )
+  }
+  const clusterSecret = clusterSecretGeneration(stage, rotation.generation, tags)
+  const acceptedSecret =
+    rotation.accepted === undefined ? undefined : clusterSecretGeneration(stage, rotation.accepted, tags)
 
   // `sst deploy` builds the current tree for every architecture a service runs on and pushes it; the tasks name
   // the pushed digest, so a code change rolls the services and an unchanged tree changes nothing.
@@ -163,7 +174,13 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         {
           Effect: "Allow",
           Action: ["secretsmanager:GetSecretValue"],
-          Resource: [deps.database.secret.arn, deps.cache.secret.arn, tokenSecret.arn, clusterSecret.arn]
+          Resource: [
+            deps.database.secret.arn,
+            deps.cache.secret.arn,
+            tokenSecret.arn,
+            clusterSecret.arn,
+            ...(acceptedSecret === undefined ? [] : [acceptedSecret.arn])
+          ]
         }
       ]
     })
@@ -330,7 +347,10 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
             { name: "REDIS_URL", valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:url::` },
             { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn },
-            { name: "TESSERA_CLUSTER_SECRET", valueFrom: clusterSecret.arn }
+            { name: "TESSERA_CLUSTER_SECRET", valueFrom: clusterSecret.arn },
+            ...(acceptedSecret === undefined
+              ? []
+              : [{ name: "TESSERA_CLUSTER_SECRET_ACCEPTED", valueFrom: acceptedSecret.arn }])
           ],
           // The runner starts after its collector, so its first spans and scrapes have somewhere to go.
           dependsOn: [{ containerName: collectorName, condition: "START" }],
@@ -433,6 +453,19 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     image,
     certificateValidation: certificate?.validation
   }
+}
+
+/** One generation of the cluster secret; generation 1 keeps the names the stack first gave it. */
+const clusterSecretGeneration = (stage: string, generation: number, tags: Record<string, string>) => {
+  const name = generation === 1 ? "ClusterSecret" : `ClusterSecret${generation}`
+  const value = new random.RandomPassword(name, { length: 48, special: false })
+  const secret = new aws.secretsmanager.Secret(`${name}Secret`, {
+    description: `Tessera ${stage}: runner-to-runner cluster secret, generation ${generation}`,
+    recoveryWindowInDays: 0,
+    tags: { ...tags, "tessera:generation": String(generation) }
+  })
+  new aws.secretsmanager.SecretVersion(`${name}Value`, { secretId: secret.id, secretString: value.result })
+  return secret
 }
 
 /**

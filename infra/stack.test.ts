@@ -690,6 +690,59 @@ const exportedMetricNames = (): ReadonlySet<string> => {
   return names
 }
 
+describe("cluster-secret rotation", () => {
+  const secretsOf = (resources: ReadonlyArray<Recorded>) =>
+    ofType(resources, T.taskDefinition).map((task) =>
+      Object.fromEntries(
+        containers(task)[0].secrets.map((e: { name: string; valueFrom: string }) => [
+          e.name,
+          e.valueFrom.split("/").at(-1)
+        ])
+      )
+    )
+  const readable = (resources: ReadonlyArray<Recorded>) =>
+    JSON.parse(named(resources, "RunnerExecutionSecrets").inputs.policy).Statement[0].Resource.map((arn: string) =>
+      arn.split("/").at(-1)
+    )
+
+  it("moves the runners through the three steps, each generation its own generated secret", async () => {
+    const stage = dev("rotate")
+    const step1 = await evaluate(stage, { imageTag: "t", clusterSecret: { generation: 1, accepted: 2 } })
+    for (const secrets of secretsOf(step1)) {
+      assert.strictEqual(secrets.TESSERA_CLUSTER_SECRET, "ClusterSecretSecret")
+      assert.strictEqual(secrets.TESSERA_CLUSTER_SECRET_ACCEPTED, "ClusterSecret2Secret")
+    }
+    assert.includeMembers(readable(step1), ["ClusterSecretSecret", "ClusterSecret2Secret"])
+    assert.strictEqual(reveal(named(step1, "ClusterSecret2Value").inputs.secretString), mockPassword)
+    const step2 = await evaluate(stage, { imageTag: "t", clusterSecret: { generation: 2, accepted: 1 } })
+    for (const secrets of secretsOf(step2)) {
+      assert.strictEqual(secrets.TESSERA_CLUSTER_SECRET, "ClusterSecret2Secret")
+      assert.strictEqual(secrets.TESSERA_CLUSTER_SECRET_ACCEPTED, "ClusterSecretSecret")
+    }
+    const step3 = await evaluate(stage, { imageTag: "t", clusterSecret: { generation: 2 } })
+    for (const secrets of secretsOf(step3)) {
+      assert.strictEqual(secrets.TESSERA_CLUSTER_SECRET, "ClusterSecret2Secret")
+      assert.notProperty(secrets, "TESSERA_CLUSTER_SECRET_ACCEPTED")
+    }
+    assert.notInclude(readable(step3), "ClusterSecretSecret", "the old generation is gone")
+    assert.lengthOf(
+      ofType(step3, "aws:secretsmanager/secret:Secret").filter((r) => r.name.startsWith("ClusterSecret")),
+      1
+    )
+  })
+
+  it("refuses an accepted generation equal to the one runners connect with", async () => {
+    const failure = await evaluate(dev("rotate"), {
+      imageTag: "t",
+      clusterSecret: { generation: 2, accepted: 2 }
+    }).then(
+      () => undefined,
+      (error: Error) => error
+    )
+    assert.match(failure?.message ?? "", /ACCEPTED_GENERATION/)
+  })
+})
+
 describe("HTTPS with a certificate of one's own", () => {
   it("uses the given ACM certificate on a stage that does not require HTTPS, and turns HSTS on", async () => {
     const resources = await evaluate(dev("alice"), {
