@@ -246,6 +246,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
         metrics.snapshotFailures.labels({ dedup: address.entityId, reason: error.reason }).inc()
         const state = healing.get(market)
         if (state === undefined) return Effect.void
+        if (state.failures === 0) state.sinceMs = Date.now()
         state.failures++
         state.lastError = error.message
         if (state.failures < flagAfterFailures || state.flagged) return Effect.void
