@@ -90,13 +90,11 @@ export const alarms = (config: StageConfig): ReadonlyArray<Alarm> => [
   },
   {
     name: "GathererGapUnhealed",
-    // No gauge gives a gap's age yet: a hole past its deadline (a snapshot asked for) in the last minute with no
-    // snapshot delta applied by that deduplicator for that minute, held 30 s, is a gap left unhealed > 30 s.
-    expr:
-      `sum by (dedup) (increase(tessera_dedup_gaps_total{${job}}[1m])) > 0` +
-      ` unless sum by (dedup) (increase(tessera_dedup_healed_total{${job}}[1m])) > 0`,
+    // A market is counted once its hole's snapshots failed a few times in a row (seconds after the gap, the
+    // gatherer still retrying with backoff); still counted 30 s later, its gap has been unhealed for over 30 s.
+    expr: `max by (dedup) (tessera_dedup_unhealed_markets{${job}}) > 0`,
     for: "30s",
-    summary: "a deduplicator has a gap that no venue snapshot healed for more than 30 s"
+    summary: "a deduplicator has a market whose gap no venue snapshot healed for more than 30 s"
   }
 ]
 

@@ -620,7 +620,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       QueueDepthHigh: { for: "2m", has: ["max by (type) (effect_cluster_entity_mailbox_size_max", "> 1000"] },
       RunnerDown: { for: "1m", has: ['up{job="tessera-runner"} == 0', "effect_cluster_runners_healthy"] },
       ShardUnowned: { for: "1m", has: [`(${config.shards} - sum(tessera_shards_held`, "absent(tessera_shards_held"] },
-      GathererGapUnhealed: { for: "30s", has: ["tessera_dedup_gaps_total", "unless", "tessera_dedup_healed_total"] }
+      GathererGapUnhealed: { for: "30s", has: ["max by (dedup) (tessera_dedup_unhealed_markets", "> 0"] }
     }
     assert.sameMembers(Object.keys(byName), Object.keys(expected))
     for (const [name, want] of Object.entries(expected)) {
