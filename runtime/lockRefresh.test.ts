@@ -116,3 +116,38 @@ describe("lag-tolerant shard-lock refresh", () => {
     }).pipe(Effect.scoped)
   )
 })
+
+describe("shard release", () => {
+  it.live("lets a mass release through a few at a time, and every release completes", () =>
+    Effect.gen(function* () {
+      let running = 0
+      let most = 0
+      let done = 0
+      const memory = yield* RunnerStorage.makeMemory
+      const storage = yield* LockRefresh.make(
+        RunnerStorage.RunnerStorage.of({
+          ...memory,
+          release: () =>
+            Effect.suspend(() => {
+              running++
+              most = Math.max(most, running)
+              return Effect.sleep(Duration.millis(2)).pipe(
+                Effect.ensuring(
+                  Effect.sync(() => {
+                    running--
+                    done++
+                  })
+                )
+              )
+            })
+        }),
+        timing
+      )
+      // As Sharding drops its shards: one release fiber per shard, all at once.
+      const ids = Array.from({ length: 150 }, (_, i) => ShardId.make("default", i + 1))
+      yield* Effect.forEach(ids, (id) => storage.release(address, id), { concurrency: "unbounded", discard: true })
+      assert.strictEqual(done, 150)
+      assert.strictEqual(most, LockRefresh.releaseConcurrency)
+    }).pipe(Effect.scoped)
+  )
+})

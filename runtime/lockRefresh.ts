@@ -16,12 +16,19 @@
  * while the last confirmed refresh is younger than the lock expiry less one interval, and never to the empty
  * refresh (the storage probe while locks are unhealthy).
  *
+ * Releases are also let through a few at a time. Sharding releases each shard on its own fiber, and a runner that
+ * drops its shards (lock storage unhealthy, a hand-off) releases them all at once: with 300 shards, a hundred and
+ * more releases of two round trips each queue on the one reserved lock connection, each under a deadline of one
+ * refresh interval. The queue outlasts the deadline, every release times out (and rebuilds the connection), is
+ * retried 50 ms later and queues again: seen in the chaos bench as shards that never came back after a Postgres
+ * stall. A few at a time, each meets its deadline and the queue drains.
+ *
  * With Postgres advisory locks (the cluster's default) a lock lives as long as its session, so a refresh answered
  * from the last confirmation cannot claim a lock the session lost without the next refresh reporting it; the
  * owner epochs of the stateful actors (symbol_owners and the like) fence whatever a stale activation writes meanwhile.
  */
 import { counter, gauge } from "@tessera/platform/Metrics"
-import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Option, Semaphore } from "effect"
 import { RunnerStorage, type ShardId, ShardingConfig } from "effect/cluster"
 
 const lateRefreshes = counter(
@@ -40,10 +47,16 @@ export interface Timing {
   readonly expirationMs: number
 }
 
+/** Shard releases running at once, at most (see the module comment). */
+export const releaseConcurrency = 4
+
 /** Decorates `storage` (see the module comment). The background refreshes run in the current scope. */
 export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Timing) =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
+    const releases = yield* Semaphore.make(releaseConcurrency)
+    const release: RunnerStorage.RunnerStorage["Service"]["release"] = (address, shardId) =>
+      releases.withPermits(1)(storage.release(address, shardId))
     const guardMs = Math.max(1, Math.floor(timing.intervalMs / 2))
     // The real refresh still running after a covered answer, and when a refresh last confirmed the locks.
     let background: Fiber.Fiber<Array<ShardId.ShardId>, unknown> | undefined
@@ -101,7 +114,7 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
         })
       })
 
-    return RunnerStorage.RunnerStorage.of({ ...storage, refresh })
+    return RunnerStorage.RunnerStorage.of({ ...storage, refresh, release })
   })
 
 /** `RunnerStorage` from `inner`, with lag-tolerant refresh timed by the sharding config. */
