@@ -15,6 +15,11 @@ export interface GatherConfigShape {
   /** Deduplicator entities, each market in one (`TESSERA_DEDUP_SHARDS`, default 8: lower lag measured than 16). */
   readonly dedupShards: number
   /**
+   * Deltas a deduplicator holds unwritten, at most (`TESSERA_DEDUP_MAX_PENDING`, default 200000): while Postgres is
+   * down further copies are shed (counted) and the hole they leave is healed from a venue snapshot afterwards.
+   */
+  readonly dedupMaxPending: number
+  /**
    * In-process demo venue for a single node (`TESSERA_DEMO_VENUE`: `on` = 200 markets at 500 deltas/s, or
    * `<markets>x<rate>`), used when `TESSERA_VENUE_URL` is unset. None (default): no demo feed.
    */
@@ -37,6 +42,7 @@ export const defaults: GatherConfigShape = {
   gatherReplicas: 3,
   gatherConnections: 1,
   dedupShards: 8,
+  dedupMaxPending: 200_000,
   demoVenue: Option.none(),
   snapshotTimeout: Duration.seconds(2),
   snapshotMaxBytes: 8 * 1024 * 1024,
@@ -55,6 +61,7 @@ export const config: Config.Config<GatherConfigShape> = Config.all({
   gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
   gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
   dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
+  dedupMaxPending: positiveInt("TESSERA_DEDUP_MAX_PENDING", defaults.dedupMaxPending),
   demoVenue: Config.String("TESSERA_DEMO_VENUE").pipe(
     Config.mapEffect((value) => {
       if (value === "on") return Effect.succeed({ markets: 200, rate: 500 })
@@ -82,6 +89,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
   ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
   ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (8)"],
+  [
+    "TESSERA_DEDUP_MAX_PENDING",
+    "deltas a deduplicator holds unwritten while Postgres is slow or down; more are shed and healed by snapshot (200000)"
+  ],
   ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
   ["TESSERA_SNAPSHOT_TIMEOUT", "deadline of one venue snapshot request (2 seconds)"],
   ["TESSERA_SNAPSHOT_MAX_BYTES", "largest venue snapshot body accepted (8388608)"],

@@ -4,16 +4,16 @@
  */
 
 import * as Metrics from "@tessera/platform/Metrics"
-import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
+import { Valkey } from "@tessera/platform/Valkey"
 import { Duration, Effect, Latch, Layer, Option, Schedule, Semaphore } from "effect"
 import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
+import * as BookPublisher from "./bookPublisher.ts"
 import { GatherConfig, type GatherConfigShape } from "./config.ts"
 import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
 import { epochOf, escapeVenue, feedCounters, parseFrame } from "./feed.ts"
 import {
-  bookStream,
   Deduplicator,
   type DeduplicatorStatus,
   dedupEntityId,
@@ -27,10 +27,13 @@ import {
 import { fetchSnapshot, type SnapshotError } from "./snapshot.ts"
 import {
   claimOwner,
+  deltasBetween,
   fleetReplicas,
   insertChunk,
   lastWrittenSeqs,
+  loadCounters,
   type StaleOwner,
+  saveCounters,
   setFleetReplicas,
   writeDeltas
 } from "./store.ts"
@@ -102,7 +105,26 @@ export const metrics = {
     "orderbook_deltas inserts refused because the deduplicator's owner epoch was stale (another activation claimed it)",
     ["dedup"]
   ),
-  lag: Metrics.histogram("tessera_dedup_sync_lag_seconds", "Venue timestamp to row written")
+  lag: Metrics.histogram("tessera_dedup_sync_lag_seconds", "Venue timestamp to row written"),
+  shed: Metrics.counter(
+    "tessera_dedup_shed_total",
+    "Delta copies refused because the deduplicator held TESSERA_DEDUP_MAX_PENDING unwritten deltas (healed by snapshot)",
+    ["dedup"]
+  ),
+  invalid: Metrics.counter(
+    "tessera_dedup_invalid_total",
+    "Delta copies refused for a seq that is not an integer >= 1",
+    ["dedup"]
+  ),
+  pending: Metrics.gauge("tessera_dedup_pending_deltas", "Deltas accepted and not yet written to orderbook_deltas", [
+    "dedup"
+  ])
+}
+
+/** The table side of a deduplicator's md:book republish. */
+const bookTables: BookPublisher.BookTables = {
+  lastSeq: (market) => Effect.map(lastWrittenSeqs([market]), (last) => last.get(market) ?? 0),
+  between: deltasBetween
 }
 
 /** Runs `effect` at most every `everyMs`: a cycle that took longer starts the next one at once. */
@@ -128,6 +150,12 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     const window = new DedupWindow()
     // Claimed before anything is read from the table: inserts of an earlier owner committed first or fail.
     const owner = yield* Effect.orDie(claimOwner(address.entityId))
+    // The counters as of the previous owner's last write: they survive a move.
+    const saved = yield* Effect.orDie(loadCounters(address.entityId))
+    for (const key of Object.keys(window.counters) as Array<keyof typeof window.counters>) {
+      if (saved[key] !== undefined) window.counters[key] = saved[key]
+    }
+    const book = yield* BookPublisher.make({ dedup: address.entityId, valkey, tables: bookTables })
     const dedupLabel = { dedup: address.entityId }
     const writtenMetric = metrics.written.labels(dedupLabel)
     const copiesMetric = metrics.copies.labels(dedupLabel)
@@ -136,9 +164,17 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     let reportedHealed = 0
     let pending = emptyColumns()
     let writing = emptyColumns()
-    let copies = 0
-    let written = 0
-    let writeFailures = 0
+    let copies = saved.copies ?? 0
+    let written = saved.written ?? 0
+    let writeFailures = saved.writeFailures ?? 0
+    let shed = saved.shed ?? 0
+    let invalid = saved.invalid ?? 0
+    const maxPending = config.dedupMaxPending
+    const pendingGauge = metrics.pending.labels(dedupLabel)
+    /** The counters as persisted with each write (and every second while only they change). */
+    const countersJson = () =>
+      JSON.stringify({ ...window.counters, copies, written: written, writeFailures, shed, invalid })
+    let savedJson = countersJson()
     const lags = new Float64Array(lagSamples)
     let lagCount = 0
     /** Set when an insert was refused as stale: this activation writes nothing more and its handlers die. */
@@ -155,32 +191,26 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       stale === undefined ? Effect.void : Effect.die(new Error(`${stale.message}; this activation stands down`))
     )
 
-    const publish = (rows: DeltaColumns) => {
-      const byMarket = new Map<string, Array<string>>()
-      for (let i = 0; i < rows.seq.length; i++) {
-        const market = rows.market[i]
-        let list = byMarket.get(market)
-        if (list === undefined) byMarket.set(market, (list = []))
-        list.push(`[${rows.seq[i]},${rows.ts[i]},${rows.side[i]},${rows.price[i]},${rows.qty[i]}]`)
-      }
-      const commands: Array<Command> = []
-      for (const [market, list] of byMarket) {
-        commands.push(Cmd.xadd(bookStream(market), { d: `[${list.join(",")}]` }, { maxLen: 1000 }))
-      }
-      return valkey.pipeline(commands)
-    }
-
     const writeOnce = Effect.gen(function* () {
       if (pending.seq.length === 0) return
       const rows = pending
       pending = writing
       writing = rows
       const writtenAt = Date.now()
+      // Counted as written once the insert lands: the saved counters then match the table.
+      const counters = JSON.stringify({
+        ...window.counters,
+        copies,
+        written: written + rows.seq.length,
+        writeFailures,
+        shed,
+        invalid
+      })
       for (let from = 0; from < rows.seq.length; from += insertChunk) {
         const to = Math.min(rows.seq.length, from + insertChunk)
         // Retried until it lands (ON CONFLICT makes a repeat harmless, and the window already moved on), unless the
         // owner epoch is stale: then nothing more is written and the loop ends.
-        yield* writeDeltas(owner, rows, from, to, writtenAt).pipe(
+        yield* writeDeltas(owner, rows, from, to, writtenAt, counters).pipe(
           Effect.tapError((error) =>
             error._tag === "StaleOwner"
               ? Effect.void
@@ -201,18 +231,39 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
         metrics.lag.observe(lag / 1000)
       }
       written += rows.seq.length
+      savedJson = counters
       writtenMetric.inc(rows.seq.length)
-      // The commands are built now (the buffer is reused); sending them does not hold up the next insert, and
-      // one connection keeps successive pipelines in order.
-      yield* Effect.forkScoped(
-        publish(rows).pipe(Effect.catch((error) => Effect.logWarning("md:book publish failed", error)))
-      )
+      // Published only now that the rows are durable; the publisher copies them (the buffer is reused) and sends
+      // them off this loop, in seq order per market.
+      book.written(rows)
       clearColumns(rows)
+      pendingGauge.set(pending.seq.length)
     })
 
     yield* Effect.forkScoped(
       Effect.forever(paced(writeEveryMs, writeOnce), { disableYield: true }).pipe(
         Effect.catchTag("StaleOwner", standDown)
+      )
+    )
+    // Counters that changed with no row written (duplicates only, shed copies) are saved once a second, fenced.
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.sleep("1 second"),
+          Effect.suspend(() => {
+            const json = countersJson()
+            if (json === savedJson || stale !== undefined || pending.seq.length > 0) return Effect.void
+            return saveCounters(owner, json).pipe(
+              Effect.tap(() =>
+                Effect.sync(() => {
+                  savedJson = json
+                })
+              ),
+              Effect.timeout("2 seconds"),
+              Effect.ignore
+            )
+          })
+        )
       )
     )
     // On passivation or a shard moving away, write what was accepted (a hand-over, not a failure, so nothing
@@ -297,6 +348,8 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
           Effect.gen(function* () {
             yield* Effect.sleep(Duration.millis(gapCheckEveryMs))
             requests.length = 0
+            // While the buffer is full a snapshot would only grow it: holes wait until the writes catch up.
+            if (pending.seq.length >= maxPending) return
             window.due(Date.now(), requests)
             const { gaps, healed } = window.counters
             if (gaps > reportedGaps) metrics.gaps.labels(dedupLabel).inc(gaps - reportedGaps)
@@ -375,12 +428,31 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
               Effect.retry(Schedule.spaced(Duration.millis(200))),
               Effect.orDie
             )
-            for (const market of unknown) window.init(market, last.get(market))
+            for (const market of unknown) {
+              window.init(market, last.get(market))
+              // Its stream gets what the previous owner wrote but may not have published, before any live row.
+              book.start(market, last.get(market))
+            }
+          }
+          copies += batch.seq.length
+          copiesMetric.inc(batch.seq.length)
+          if (pending.seq.length >= maxPending) {
+            // Postgres is not keeping up: shed (counted) rather than grow; the hole is healed by a snapshot later.
+            shed += batch.seq.length
+            metrics.shed.labels(dedupLabel).inc(batch.seq.length)
+            return { accepted: 0, duplicates: 0 }
           }
           const before = window.counters.duplicates
           const now = Date.now()
           let accepted = 0
           for (let i = 0; i < batch.seq.length; i++) {
+            const seq = batch.seq[i]
+            // A stream id is `<seq>-0`: only integers >= 1 (and exact in a double) can be one.
+            if (!(Number.isSafeInteger(seq) && seq >= 1)) {
+              invalid++
+              metrics.invalid.labels(dedupLabel).inc()
+              continue
+            }
             if (
               window.offer(
                 pending,
@@ -396,8 +468,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
               accepted++
             }
           }
-          copies += batch.seq.length
-          copiesMetric.inc(batch.seq.length)
+          pendingGauge.set(pending.seq.length)
           duplicatesMetric.inc(window.counters.duplicates - before)
           return { accepted, duplicates: window.counters.duplicates - before }
         }),

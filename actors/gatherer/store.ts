@@ -38,8 +38,74 @@ export const migrations: SqlMigrator.Migrations = {
     const sql = yield* SqlClient.SqlClient
     // One row per deduplicator id, bumped by every activation (the fence of its writes).
     yield* sql`CREATE TABLE IF NOT EXISTS dedup_owners (dedup TEXT PRIMARY KEY, epoch BIGINT NOT NULL)`
+  }),
+  "4_dedup_counters": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // A deduplicator's counters (JSON) as of its last write, so they survive a move to another runner.
+    yield* sql`CREATE TABLE IF NOT EXISTS dedup_counters (dedup TEXT PRIMARY KEY, counters TEXT NOT NULL)`
   })
 }
+
+/** The counters a deduplicator persisted with its last write (`{}` when none). */
+export const loadCounters = (
+  dedup: string
+): Effect.Effect<Record<string, number>, SqlError.SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(sql<{ counters: string }>`SELECT counters FROM dedup_counters WHERE dedup = ${dedup}`, (rows) => {
+      if (rows.length === 0) return {}
+      const parsed: unknown = JSON.parse(rows[0].counters)
+      const out: Record<string, number> = {}
+      if (typeof parsed === "object" && parsed !== null) {
+        for (const [key, value] of Object.entries(parsed)) if (typeof value === "number") out[key] = value
+      }
+      return out
+    })
+  )
+
+/** Saves the counters under `owner`'s epoch (nothing when it is stale). Between writes: writeDeltas carries them. */
+export const saveCounters = (owner: DedupOwner, counters: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`INSERT INTO dedup_counters (dedup, counters)
+      SELECT dedup, ${counters} FROM dedup_owners WHERE dedup = ${owner.dedup} AND epoch = ${owner.epoch}
+      ON CONFLICT (dedup) DO UPDATE SET counters = excluded.counters`.pipe(Effect.asVoid)
+  )
+
+/** One row of `orderbook_deltas` as the stream republish reads it. */
+export interface DeltaRow {
+  readonly seq: number
+  readonly ts: number
+  readonly side: number
+  readonly price: number
+  readonly qty: number
+}
+
+const deltaRows = (rows: ReadonlyArray<Record<string, number | string>>): Array<DeltaRow> =>
+  rows.map((r) => ({
+    seq: Number(r.seq),
+    ts: Number(r.ts),
+    side: Number(r.side),
+    price: Number(r.price),
+    qty: Number(r.qty)
+  }))
+
+/**
+ * Rows of `market` with `after < seq <= upTo`, ascending, at most `limit`; `newest`: the last `limit` of them
+ * (still ascending), for a stream that lost everything and keeps only its newest entries anyway.
+ */
+export const deltasBetween = (market: string, after: number, upTo: number, limit: number, newest = false) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    newest
+      ? Effect.map(
+          sql<Record<string, number | string>>`SELECT seq, ts, side, price, qty FROM orderbook_deltas
+            WHERE market = ${market} AND seq > ${after} AND seq <= ${upTo} ORDER BY seq DESC LIMIT ${limit}`,
+          (rows) => deltaRows(rows).reverse()
+        )
+      : Effect.map(
+          sql<Record<string, number | string>>`SELECT seq, ts, side, price, qty FROM orderbook_deltas
+            WHERE market = ${market} AND seq > ${after} AND seq <= ${upTo} ORDER BY seq LIMIT ${limit}`,
+          deltaRows
+        )
+  )
 
 /** A deduplicator activation's claim: its id and the owner epoch its writes are conditional on. */
 export interface DedupOwner {
@@ -126,14 +192,15 @@ export const insertDeltas = (
  * writing nothing, if the epoch is no longer current. On Postgres one statement: `f` share-locks the owner row if
  * the epoch is current and the INSERT ... SELECT FROM UNNEST of six array parameters joins it, so a stale insert
  * inserts nothing and returns no row; `written_at` is the database clock as each row is inserted (sync lag includes
- * the insert). Elsewhere the check and a multi-row INSERT in one transaction, `written_at` = `writtenAt` (ms).
+ * the insert). `counters` (JSON) replace the deduplicator's saved counters in the same statement, also fenced. Elsewhere the check and a multi-row INSERT in one transaction, `written_at` = `writtenAt` (ms).
  */
 export const writeDeltas = (
   owner: DedupOwner,
   columns: DeltaColumns,
   from: number,
   to: number,
-  writtenAt: number
+  writtenAt: number,
+  counters = "{}"
 ): Effect.Effect<void, SqlError.SqlError | StaleOwner, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql.onDialectOrElse({
@@ -145,7 +212,9 @@ export const writeDeltas = (
               SELECT m, s, t, d, p, q, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint FROM UNNEST(${columns.market.slice(from, to)}::text[],
                 ${numbers(columns.seq, from, to)}::bigint[], ${numbers(columns.ts, from, to)}::bigint[], ${numbers(columns.side, from, to)}::smallint[],
                 ${numbers(columns.price, from, to)}::float8[], ${numbers(columns.qty, from, to)}::float8[]) AS u(m, s, t, d, p, q), f
-              ON CONFLICT (market, seq) DO NOTHING)
+              ON CONFLICT (market, seq) DO NOTHING),
+            c AS (INSERT INTO dedup_counters (dedup, counters) SELECT dedup, ${counters} FROM f
+              ON CONFLICT (dedup) DO UPDATE SET counters = excluded.counters)
             SELECT dedup FROM f`,
           (rows) => (rows.length === 1 ? Effect.void : Effect.fail(staleOwner(owner)))
         ),
@@ -156,6 +225,8 @@ export const writeDeltas = (
               yield* sql`SELECT epoch FROM dedup_owners WHERE dedup = ${owner.dedup} AND epoch = ${owner.epoch}`
             if (current.length === 0) return yield* Effect.fail(staleOwner(owner))
             yield* sql`INSERT INTO orderbook_deltas ${sql.insert(rowsOf(columns, from, to, writtenAt))} ON CONFLICT (market, seq) DO NOTHING`
+            yield* sql`INSERT INTO dedup_counters (dedup, counters) VALUES (${owner.dedup}, ${counters})
+              ON CONFLICT (dedup) DO UPDATE SET counters = excluded.counters`
           })
         )
     })
