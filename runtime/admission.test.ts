@@ -30,7 +30,7 @@ describe("admission control", () => {
   it.live("refuses past the runner bound with Overloaded at once, and admits again once work drains", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 100, retryAfterMs: 25 },
+        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 100, retryAfterMs: 25, holdMs: 60_000 },
         weights
       )
       const gate = yield* Deferred.make<void>()
@@ -66,7 +66,7 @@ describe("admission control", () => {
   it.live("the typed error carries the retry hint", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 1, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 1, retryAfterMs: 25 },
+        { runner: 1, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 1, retryAfterMs: 25, holdMs: 60_000 },
         weights
       )
       const gate = yield* Deferred.make<void>()
@@ -81,7 +81,7 @@ describe("admission control", () => {
   it.live("bounds each connection on its own", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 100, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50 },
+        { runner: 100, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50, holdMs: 60_000 },
         weights
       )
       const gate = yield* Deferred.make<void>()
@@ -99,7 +99,7 @@ describe("admission control", () => {
   it.live("admits a request larger than a bound when nothing else is in flight", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50 },
+        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50, holdMs: 60_000 },
         weights
       )
       const exit = yield* Effect.exit(request(admission, 1, "Orders.PlaceMany", { n: 500 }, Effect.succeed(1)))
@@ -111,7 +111,7 @@ describe("admission control", () => {
   it.live("releases the weight of a request that fails or is interrupted", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50 },
+        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50, holdMs: 60_000 },
         weights
       )
       yield* Effect.exit(request(admission, 1, "Orders.PlaceMany", { n: 5 }, Effect.fail("boom")))
@@ -128,7 +128,7 @@ describe("admission control", () => {
   it.live("shrinks the runner's limit while admitted requests are slow, and grows it back once they are fast", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 1000, minimum: 100, targetMs: 5, windowMs: 0, connection: 10_000, retryAfterMs: 50 },
+        { runner: 1000, minimum: 100, targetMs: 5, windowMs: 0, connection: 10_000, retryAfterMs: 50, holdMs: 60_000 },
         weights
       )
       const slow = (n: number) => request(admission, 1, "Orders.PlaceMany", { n }, Effect.sleep("20 millis"))
@@ -150,6 +150,29 @@ describe("admission control", () => {
       assert.isAbove(admission.limit(), 100)
       for (let i = 0; i < 60; i++) yield* fast(admission.limit())
       assert.strictEqual(admission.limit(), 1000, "back to the ceiling, not above it")
+    })
+  )
+
+  it.live("gives back the weight of a request stuck past the hold limit, so later requests are admitted again", () =>
+    Effect.gen(function* () {
+      const admission = Admission.make(
+        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 10, retryAfterMs: 50, holdMs: 150 },
+        weights
+      )
+      // A request that never finishes (its shard never answers), holding the whole bound.
+      const stuck = yield* Effect.forkChild(request(admission, 1, "Orders.PlaceMany", { n: 10 }, Effect.never), {
+        startImmediately: true
+      })
+      const refused = yield* Effect.flip(request(admission, 1, "Orders.PlaceMany", { n: 1 }, Effect.void))
+      assert.instanceOf(refused, Contract.Overloaded, "refused while the stuck request is young")
+      yield* Effect.sleep("250 millis")
+      const after = yield* Effect.exit(request(admission, 1, "Orders.PlaceMany", { n: 5 }, Effect.succeed("ok")))
+      assert.deepStrictEqual(after, Exit.succeed("ok"), "admitted once the stuck one is past the hold limit")
+      assert.strictEqual(admission.inFlight(), 0, "the stuck request no longer counts")
+      // When it does end at last, its weight is not given back twice.
+      yield* Fiber.interrupt(stuck)
+      assert.strictEqual(admission.inFlight(), 0)
+      assert.strictEqual(admission.connections(), 0)
     })
   )
 })

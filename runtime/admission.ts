@@ -26,6 +26,10 @@ const overloaded = counter(
 )
 const overloadedRunner = overloaded.labels({ bound: "runner" })
 const overloadedConnection = overloaded.labels({ bound: "connection" })
+const expired = counter(
+  "tessera_gateway_admission_expired_total",
+  "Admitted requests still running after TESSERA_ADMISSION_HOLD_MS, whose weight stopped counting against the bounds"
+)
 const admittedWeight = gauge("tessera_gateway_admitted_weight", "Admission weight of the requests being handled now")
 const admissionLimit = gauge(
   "tessera_gateway_admission_limit",
@@ -56,6 +60,19 @@ export interface Bounds {
   readonly connection: number
   /** The retry hint sent with `Overloaded`. */
   readonly retryAfterMs: number
+  /**
+   * How long an admitted request holds its weight, in milliseconds. Past it the request still runs, but its weight
+   * is given back (checked when a bound is reached), so requests stuck for good cannot refuse all later ones.
+   */
+  readonly holdMs: number
+}
+
+/** One admitted request's hold on the bounds. */
+interface Hold {
+  readonly weight: number
+  readonly connection: number
+  readonly start: number
+  released: boolean
 }
 
 /**
@@ -72,6 +89,29 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
   let windowStart = performance.now()
   admissionLimit.set(limit)
   const perConnection = new Map<number, number>()
+  const holds = new Set<Hold>()
+  let sweptAt = 0
+  const release = (hold: Hold) => {
+    if (hold.released) return
+    hold.released = true
+    holds.delete(hold)
+    inFlight -= hold.weight
+    admittedWeight.set(inFlight)
+    const left = (perConnection.get(hold.connection) ?? hold.weight) - hold.weight
+    if (left > 0) perConnection.set(hold.connection, left)
+    else perConnection.delete(hold.connection)
+  }
+  /** Gives back the weight of requests held past `holdMs` (at most every 100 ms: only on the refusal path). */
+  const sweep = (now: number) => {
+    if (now - sweptAt < 100) return
+    sweptAt = now
+    for (const hold of holds) {
+      if (now - hold.start > bounds.holdMs) {
+        release(hold)
+        expired.inc()
+      }
+    }
+  }
   const adapt = (now: number) => {
     if (slow * 10 > completed) limit = Math.max(bounds.minimum, Math.floor(limit * 0.75))
     else if (peak >= limit * 0.8) limit = Math.min(bounds.runner, Math.ceil(limit * 1.1))
@@ -92,19 +132,27 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
     const weigh = weights.get(rpc._tag)
     const weight = weigh === undefined ? 1 : weigh(payload)
     if (!(weight > 0)) return effect
-    if (inFlight > 0 && inFlight + weight > limit) return shed(inFlight, limit)
-
     const id = client.id
-    const mine = perConnection.get(id) ?? 0
+    const start = performance.now()
+    if (inFlight > 0 && inFlight + weight > limit) {
+      sweep(start)
+      if (inFlight > 0 && inFlight + weight > limit) return shed(inFlight, limit)
+    }
+    let mine = perConnection.get(id) ?? 0
     if (mine > 0 && mine + weight > bounds.connection) {
-      overloadedConnection.inc()
-      return refuse("connection", mine, bounds.connection)
+      sweep(start)
+      mine = perConnection.get(id) ?? 0
+      if (mine > 0 && mine + weight > bounds.connection) {
+        overloadedConnection.inc()
+        return refuse("connection", mine, bounds.connection)
+      }
     }
     inFlight += weight
     if (inFlight > peak) peak = inFlight
     perConnection.set(id, mine + weight)
     admittedWeight.set(inFlight)
-    const start = performance.now()
+    const hold: Hold = { weight, connection: id, start, released: false }
+    holds.add(hold)
     return Effect.ensuring(
       effect,
       Effect.sync(() => {
@@ -112,11 +160,7 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
         completed++
         if (now - start > bounds.targetMs) slow++
         if (now - windowStart >= bounds.windowMs) adapt(now)
-        inFlight -= weight
-        admittedWeight.set(inFlight)
-        const left = (perConnection.get(id) ?? weight) - weight
-        if (left > 0) perConnection.set(id, left)
-        else perConnection.delete(id)
+        release(hold)
       })
     )
   }
@@ -163,7 +207,8 @@ export const layerController = (modules: ReadonlyArray<Module.Any>) =>
           targetMs: config.admissionTargetMs,
           windowMs: 100,
           connection: config.maxInFlightPerConnection,
-          retryAfterMs: config.overloadRetryAfterMs
+          retryAfterMs: config.overloadRetryAfterMs,
+          holdMs: config.admissionHoldMs
         },
         weightsOf(modules)
       )

@@ -132,6 +132,12 @@ export interface TesseraConfigShape {
    * runner's admission limit shrinks while more than a tenth of its requests take longer, and grows back after.
    */
   readonly admissionTargetMs: number
+  /**
+   * How long an admitted request may hold its admission weight, in milliseconds (`TESSERA_ADMISSION_HOLD_MS`, default
+   * 10000). A request still running after it (stuck behind a shard that never answers) is counted as expired and
+   * no longer holds back admission, so a handful of stuck requests cannot refuse everything after them for good.
+   */
+  readonly admissionHoldMs: number
   /** Shards per group (`TESSERA_SHARDS`, default 300). Must be equal on every runner. */
   readonly shardsPerGroup: number
   /**
@@ -194,6 +200,7 @@ export const defaults: TesseraConfigShape = {
   maxConnections: 10_000,
   overloadRetryAfterMs: 50,
   admissionTargetMs: 50,
+  admissionHoldMs: 10_000,
   shardsPerGroup: 300,
   shardLockExpiration: Duration.seconds(5),
   shardLockRefresh: Duration.seconds(1),
@@ -353,6 +360,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   maxConnections: positiveInt("TESSERA_MAX_CONNECTIONS", defaults.maxConnections),
   overloadRetryAfterMs: positiveInt("TESSERA_OVERLOAD_RETRY_AFTER_MS", defaults.overloadRetryAfterMs),
   admissionTargetMs: positiveInt("TESSERA_ADMISSION_TARGET_MS", defaults.admissionTargetMs),
+  admissionHoldMs: positiveInt("TESSERA_ADMISSION_HOLD_MS", defaults.admissionHoldMs),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
   shardLockExpiration: duration("TESSERA_SHARD_LOCK_EXPIRATION", defaults.shardLockExpiration),
   shardLockRefresh: duration("TESSERA_SHARD_LOCK_REFRESH", defaults.shardLockRefresh),
@@ -464,6 +472,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_ADMISSION_TARGET_MS",
     "latency admitted requests should stay under; the admission limit shrinks while they do not (50)"
+  ],
+  [
+    "TESSERA_ADMISSION_HOLD_MS",
+    "how long an admitted request holds its admission weight; a stuck one stops holding back others after (10000)"
   ],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
   ["TESSERA_SHARD_LOCK_EXPIRATION", "shard lock expiry (5 seconds)"],

@@ -27,7 +27,7 @@ describe("gateway serialization", () => {
   it.live("sheds a request the runner cannot admit before its payload is decoded, and only then", () =>
     Effect.gen(function* () {
       const admission = Admission.make(
-        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 100, retryAfterMs: 25 },
+        { runner: 10, minimum: 1, targetMs: 10_000, windowMs: 100, connection: 100, retryAfterMs: 25, holdMs: 60_000 },
         weights
       )
       const parser = serializationFor(api as never, admission).makeUnsafe()
