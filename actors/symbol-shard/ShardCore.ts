@@ -11,6 +11,8 @@
 // journal row), and only entries of batches sealed before, which are durable by then: so the trimmed state is a
 // function of the journal alone (snapshot restore + replay rebuilds it exactly), and a forgotten entry is always in
 // the `orders` table. Forgotten keys enter a Bloom filter (`KeyFilter`); a key it may hold is never applied blindly.
+
+import { MAX_UNITS } from "./engine/Decimal.ts"
 import type { BookSnapshot } from "./engine/OrderBook.ts"
 import { OrderBook, REJECT_NAMES } from "./engine/OrderBook.ts"
 import { KeyFilter, type KeyFilterJson } from "./KeyFilter.ts"
@@ -261,6 +263,14 @@ export class ShardCore {
     this.forgotten = new KeyFilter(limits.forgottenFilterBits)
   }
 
+  /**
+   * The quantity limits for new places and moves (an admin's `Symbols.Set`); tick and lot are fixed for a symbol's
+   * life, since the book holds prices and quantities as integers of them. Throws a RangeError on bad limits.
+   */
+  setQtyLimits(minQty: string | undefined, maxQty: string | undefined): void {
+    this.book.setQtyLimits(minQty, maxQty)
+  }
+
   /** Remembered keys and finished orders, for tests and metrics. */
   get remembered(): { places: number; requests: number; finished: number; forgotten: number } {
     return {
@@ -457,6 +467,11 @@ export class ShardCore {
   replay(seq: number, commandsJson: string): void {
     const commands = JSON.parse(commandsJson) as ReadonlyArray<JournalCommand>
     this.replaying = true
+    // Journaled commands were accepted under the limits of their day, which an admin may have changed since.
+    const book = this.book
+    const minLots = book.minLots
+    const maxLots = book.maxLots
+    book.setLotLimits(1, MAX_UNITS)
     try {
       for (const c of commands) {
         let code: number | string
@@ -479,6 +494,7 @@ export class ShardCore {
       }
     } finally {
       this.replaying = false
+      book.setLotLimits(minLots, maxLots)
     }
     this.seq = seq
     this.sinceSnapshot += commands.length

@@ -137,3 +137,60 @@ export const mdCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<nu
   }
   return 0
 }
+
+export const symbolUsage = `tessera symbol list
+tessera symbol add --symbol S --tick T --lot L [--min-qty Q] [--max-qty Q]
+tessera symbol halt --symbol S        (places and moves refused with Halted; cancels still run)
+tessera symbol resume --symbol S
+tessera symbol set --symbol S [--min-qty Q] [--max-qty Q]   (limits for new orders; tick and lot are fixed)
+  changes need an admin token; --url URL --token TOKEN as for every command`
+
+export const symbolCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const [action, ...rest] = argv
+  if (action === undefined || action.startsWith("-")) {
+    throw new UsageError("symbol needs an action: list, add, halt, resume or set")
+  }
+  const { values } = parse(rest, {
+    ...common,
+    tick: { type: "string" },
+    lot: { type: "string" },
+    "min-qty": { type: "string" },
+    "max-qty": { type: "string" }
+  })
+  const v = values as Record<string, string | undefined>
+  const need = (name: string) => {
+    const value = v[name]
+    if (value === undefined) throw new UsageError(`symbol ${action} needs --${name}`)
+    return value
+  }
+  const conn = { url: v.url, token: v.token }
+  switch (action) {
+    case "list":
+      return callGateway(api, conn, io, (client) => client["Symbols.List"](undefined as never))
+    case "add": {
+      const payload = {
+        symbol: need("symbol"),
+        tick: need("tick"),
+        lot: need("lot"),
+        minQty: v["min-qty"],
+        maxQty: v["max-qty"]
+      }
+      return callGateway(api, conn, io, (client) => client["Symbols.Add"](payload))
+    }
+    case "halt":
+      return callGateway(api, conn, io, (client) => client["Symbols.Halt"]({ symbol: need("symbol") }))
+    case "resume":
+      return callGateway(api, conn, io, (client) => client["Symbols.Resume"]({ symbol: need("symbol") }))
+    case "set": {
+      const symbol = need("symbol")
+      if (v["min-qty"] === undefined && v["max-qty"] === undefined) {
+        throw new UsageError("symbol set needs --min-qty or --max-qty")
+      }
+      return callGateway(api, conn, io, (client) =>
+        client["Symbols.Set"]({ symbol, minQty: v["min-qty"], maxQty: v["max-qty"] })
+      )
+    }
+    default:
+      throw new UsageError(`unknown symbol action ${JSON.stringify(action)} (list, add, halt, resume, set)`)
+  }
+}

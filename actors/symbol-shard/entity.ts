@@ -22,6 +22,7 @@ import * as MarketData from "./marketData.ts"
 import * as ShardMetrics from "./metrics.ts"
 import {
   type BatchItem,
+  Halted,
   InvalidOrder,
   type OrderView,
   type PlaceOrder,
@@ -66,7 +67,8 @@ const unknownHandlers = (symbol: string) =>
     Cancel: () => unknownSymbol(symbol),
     Move: () => unknownSymbol(symbol),
     GetOrder: () => unknownSymbol(symbol),
-    Depth: () => unknownSymbol(symbol)
+    Depth: () => unknownSymbol(symbol),
+    Reconfigure: () => unknownSymbol(symbol)
   })
 
 const rejection = (reason: InvalidOrder["reason"], what: string) => {
@@ -95,6 +97,9 @@ const build = Effect.gen(function* () {
   const snapshotEvery = settings.shardSnapshotEvery
   const config = yield* Effect.orDie(journal.loadSymbol(symbol))
   if (config === undefined) return unknownHandlers(symbol)
+  // The run-time part of the symbol's row (symbols.ts admin RPCs): re-read on Reconfigure and on a timer.
+  let halted = config.halted
+  let version = config.version
 
   const restoreStart = performance.now()
   // Claimed before the state is read: writes of an earlier owner either committed first (and are read here) or fail.
@@ -105,6 +110,8 @@ const build = Effect.gen(function* () {
       ? new ShardCore(config, limits)
       : ShardCore.restore(config, stored.snapshot.json, limits)
   for (const row of stored.journal) core.replay(row.seq, row.commands)
+  // A snapshot holds the limits of its day: the table's current ones apply to new commands.
+  core.setQtyLimits(config.minQty, config.maxQty)
   const metrics = new ShardMetrics.ShardSeries(symbol)
   metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
   // Runs last on passivation or handover: this runner no longer holds the book (dashboards take the max).
@@ -169,6 +176,27 @@ const build = Effect.gen(function* () {
       }
     })
   )
+
+  /** Applies the symbol's current row; a row the engine refuses (edited by hand) keeps the limits in force. */
+  const reconfigure = Effect.flatMap(journal.loadSymbol(symbol), (row) => {
+    if (row === undefined || row.version === version) return Effect.succeed({ version })
+    halted = row.halted
+    version = row.version
+    try {
+      core.setQtyLimits(row.minQty, row.maxQty)
+    } catch (error) {
+      return Effect.as(Effect.logWarning(`${symbol}: limits in symbols refused: ${(error as Error).message}`), {
+        version
+      })
+    }
+    return Effect.as(Effect.logInfo(`${symbol}: symbol config version ${version} applied (halted: ${halted})`), {
+      version
+    })
+  })
+  // A fallback should an admin's notice be lost (runner gone mid-call): one indexed read every 5 s per shard.
+  yield* Effect.forkScoped(Effect.forever(Effect.ignore(Effect.delay(reconfigure, "5 seconds"))))
+  const haltedError = () =>
+    Effect.fail(new Halted({ symbol, message: `trading in ${symbol} is halted; cancels are still accepted` }))
 
   const durable = <A>(value: A, batch: PendingBatch | undefined): Effect.Effect<A> => {
     if (batch === undefined) return Effect.succeed(value)
@@ -243,16 +271,20 @@ const build = Effect.gen(function* () {
   const noOrder = (orderId: string) => Effect.fail(new UnknownOrder({ orderId, message: `no order ${orderId}` }))
 
   return SymbolShard.of({
-    Place: ({ payload }) => checked([payload], undefined, (verdicts) => placeOne(payload, verdicts)),
-    PlaceBatch: ({ payload }) => checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts)),
+    Place: ({ payload }) =>
+      halted ? haltedError() : checked([payload], undefined, (verdicts) => placeOne(payload, verdicts)),
+    PlaceBatch: ({ payload }) =>
+      halted ? haltedError() : checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts)),
     Cancel: ({ payload }) =>
       whenHealthy(() => {
         const out = core.cancel(payload.orderId, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
       }),
+    // A move may trade at once, so a halt refuses it as it refuses places.
     Move: ({ payload }) =>
       whenHealthy(() => {
+        if (halted) return haltedError() as Effect.Effect<never, Halted | InvalidOrder | UnknownOrder>
         const out = core.move(payload.orderId, payload.price, payload.qty, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
@@ -279,7 +311,8 @@ const build = Effect.gen(function* () {
       Effect.sync(() => {
         const depth = core.book.depth(payload.depth ?? 20)
         return { symbol, bids: depth.bids, asks: depth.asks }
-      })
+      }),
+    Reconfigure: () => Effect.orDie(reconfigure)
   })
 })
 

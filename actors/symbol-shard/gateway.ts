@@ -5,8 +5,11 @@
  */
 import type { Module } from "@tessera/contracts"
 import { Cause, Duration, Effect, Option } from "effect"
+import type { SqlError } from "effect/sql"
 import { SymbolShardConfig } from "./config.ts"
 import {
+  adminRpcs,
+  Halted,
   InvalidManyRequest,
   type ManyEntry,
   maxBatch,
@@ -14,11 +17,13 @@ import {
   OrderRpcs,
   type PlaceOrder,
   ShardUnavailable,
+  SymbolAdminRpcs,
   type SymbolBatch,
+  type SymbolInfo,
   SymbolShard,
   UnknownSymbol
 } from "./protocol.ts"
-import { makeSymbolCheck } from "./symbols.ts"
+import { makeAdmin, makeSymbolCheck } from "./symbols.ts"
 
 /** Why a PlaceMany must be refused, or undefined when it is within the limits. */
 export const manyRequestProblem = (batches: ReadonlyArray<SymbolBatch>): string | undefined => {
@@ -65,6 +70,10 @@ const accountsOf = (orders: ReadonlyArray<{ readonly account: string }>, into: A
   return into
 }
 
+const adminAccess = Object.fromEntries(adminRpcs.map((tag) => [tag, "admin"] as const)) as Readonly<
+  Record<(typeof adminRpcs)[number], Module.AccessRule>
+>
+
 /**
  * Who may call the order RPCs (enforced by the gateway's Access middleware on decoded payloads): a place acts for
  * its orders' accounts. A cancel or move names only the order id, and the order's account is known to its shard
@@ -84,6 +93,8 @@ export const access = {
     accounts: () => undefined,
     readAccount: (success: unknown) => (success as { readonly account?: string }).account
   },
+  // The symbol admin RPCs (and the shard's Reconfigure): admin tokens only, one entry per tag of `adminRpcs`.
+  ...adminAccess,
   "Orders.PlaceMany": {
     accounts: (payload: unknown) => {
       const accounts: Array<string> = []
@@ -107,7 +118,12 @@ const describe = (value: unknown): string => {
 /** An entry's failure: `UnknownSymbol` and `ShardUnavailable` as they are, anything else (cluster error, defect) `ShardUnavailable`. */
 export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEntry => {
   const failure = Cause.findErrorOption(cause)
-  if (Option.isSome(failure) && (failure.value instanceof UnknownSymbol || failure.value instanceof ShardUnavailable)) {
+  if (
+    Option.isSome(failure) &&
+    (failure.value instanceof UnknownSymbol ||
+      failure.value instanceof ShardUnavailable ||
+      failure.value instanceof Halted)
+  ) {
     return { _tag: "Failed", symbol, error: failure.value }
   }
   let reason: string
@@ -172,3 +188,50 @@ export const layerOrderRpcs = OrderRpcs.toLayer(
     })
   })
 )
+
+/** Storage trouble is a defect of the admin call (the client sees it failed; nothing half-applied: one statement). */
+const orDieSql = <A, E extends { readonly _tag: string }>(
+  effect: Effect.Effect<A, E | SqlError.SqlError>
+): Effect.Effect<A, Exclude<E, SqlError.SqlError>> =>
+  Effect.catchIf(
+    effect,
+    (e): e is SqlError.SqlError => e._tag === "SqlError",
+    (e) => Effect.die(e)
+  ) as Effect.Effect<A, Exclude<E, SqlError.SqlError>>
+
+/** How long an admin change waits for the running shard to confirm it (it also re-reads its row every 5 s). */
+const reconfigureDeadline = Duration.seconds(5)
+
+/**
+ * Gateway handlers of `SymbolAdminRpcs`: each change is one conditional statement on `symbols` (the source of
+ * truth), then a `Reconfigure` to the symbol's shard so it applies the row without a restart. `applied` says whether
+ * the shard confirmed in time; if not, it picks the row up within 5 s (or at its next activation).
+ */
+export const symbolAdminHandlers = Effect.gen(function* () {
+  const admin = yield* makeAdmin
+  const shards = yield* SymbolShard.client
+  const notify = (symbol: SymbolInfo) =>
+    shards(symbol.symbol)
+      .Reconfigure()
+      .pipe(
+        Effect.timeout(reconfigureDeadline),
+        Effect.matchCause({
+          onSuccess: (answer) => ({ symbol, applied: answer.version >= symbol.version }),
+          onFailure: () => ({ symbol, applied: false })
+        })
+      )
+  return SymbolAdminRpcs.of({
+    "Symbols.List": () => Effect.map(Effect.orDie(admin.list), (symbols) => ({ symbols })),
+    // A new symbol has no resident shard to tell (the gateway never let its id through before).
+    "Symbols.Add": (payload) =>
+      Effect.map(orDieSql(admin.add(payload)), (symbol) => ({
+        symbol,
+        applied: true
+      })),
+    "Symbols.Halt": ({ symbol }) => Effect.flatMap(orDieSql(admin.setHalted(symbol, true)), notify),
+    "Symbols.Resume": ({ symbol }) => Effect.flatMap(orDieSql(admin.setHalted(symbol, false)), notify),
+    "Symbols.Set": ({ symbol, minQty, maxQty }) =>
+      Effect.flatMap(orDieSql(admin.setLimits(symbol, minQty, maxQty)), notify)
+  })
+})
+export const layerSymbolAdminRpcs = SymbolAdminRpcs.toLayer(symbolAdminHandlers)

@@ -104,6 +104,16 @@ migrations["2_owner_epoch"] = Effect.gen(function* () {
 })
 
 /**
+ * Symbols managed at run time: a halt flag and a version bumped by every change (a running shard re-reads its row
+ * when told, and on a timer should the notice be lost). The seeded symbols of migration 1 stay as demo data.
+ */
+migrations["3_symbol_admin"] = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`ALTER TABLE symbols ADD COLUMN halted INTEGER NOT NULL DEFAULT 0`
+  yield* sql`ALTER TABLE symbols ADD COLUMN version BIGINT NOT NULL DEFAULT 1`
+})
+
+/**
  * A write under an owner epoch that is no longer current: another activation of the shard claimed the symbol since.
  * Nothing of the write was applied; the activation that got it must stand down.
  */
@@ -135,6 +145,12 @@ const chunks = <A>(rows: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
   return out
 }
 
+/** A symbol's row of `symbols`: its config, the halt flag and the version of the last change. */
+export interface StoredSymbol extends SymbolConfig {
+  readonly halted: boolean
+  readonly version: number
+}
+
 export interface StoredState {
   readonly snapshot: { readonly seq: number; readonly json: string } | undefined
   readonly journal: ReadonlyArray<{ readonly seq: number; readonly commands: string }>
@@ -143,7 +159,7 @@ export interface StoredState {
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
 
-  const loadSymbol = (symbol: string): Effect.Effect<SymbolConfig | undefined, SqlError.SqlError> =>
+  const loadSymbol = (symbol: string): Effect.Effect<StoredSymbol | undefined, SqlError.SqlError> =>
     Effect.map(
       sql<{
         symbol: string
@@ -151,7 +167,9 @@ export const make = Effect.gen(function* () {
         lot: string
         min_qty: string | null
         max_qty: string | null
-      }>`SELECT symbol, tick, lot, min_qty, max_qty FROM symbols WHERE symbol = ${symbol}`,
+        halted: number | string | boolean
+        version: number | string
+      }>`SELECT symbol, tick, lot, min_qty, max_qty, halted, version FROM symbols WHERE symbol = ${symbol}`,
       (rows) =>
         rows.length === 0
           ? undefined
@@ -160,7 +178,9 @@ export const make = Effect.gen(function* () {
               tick: rows[0].tick,
               lot: rows[0].lot,
               minQty: rows[0].min_qty ?? undefined,
-              maxQty: rows[0].max_qty ?? undefined
+              maxQty: rows[0].max_qty ?? undefined,
+              halted: Number(rows[0].halted) === 1 || rows[0].halted === true,
+              version: Number(rows[0].version)
             }
     )
 

@@ -1,14 +1,15 @@
 /**
  * The symbol shard module: one order book per trading pair (entity `SymbolShard`, id = symbol), the `Orders.*`
- * gateway RPCs, its tables and config slice, and the `order`, `book`, `md` and `replay` CLI commands.
+ * and `Symbols.*` gateway RPCs, its tables and config slice, and the `order`, `symbol`, `book`, `md` and `replay`
+ * CLI commands.
  */
 import { Module } from "@tessera/contracts"
 import * as Metrics from "@tessera/platform/Metrics"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import * as Cli from "./cli.ts"
 import * as ShardConfig from "./config.ts"
 import { SymbolShardEntityLayer } from "./entity.ts"
-import { access, admissionWeights, layerOrderRpcs } from "./gateway.ts"
+import { access, admissionWeights, layerOrderRpcs, layerSymbolAdminRpcs } from "./gateway.ts"
 import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { SymbolShardContract } from "./protocol.ts"
@@ -18,7 +19,7 @@ import { makeSymbolCheck } from "./symbols.ts"
 export const SymbolShardModule = Module.make({
   contract: SymbolShardContract,
   layer: SymbolShardEntityLayer,
-  handlers: layerOrderRpcs,
+  handlers: Layer.merge(layerOrderRpcs, layerSymbolAdminRpcs),
   admissionWeights,
   access,
   config: ShardConfig.layerFromEnv,
@@ -32,6 +33,12 @@ export const SymbolShardModule = Module.make({
       summary: "place, cancel, move or get an order on a symbol shard",
       usage: Cli.orderUsage,
       run: Cli.orderCommand
+    },
+    {
+      name: "symbol",
+      summary: "list, add, halt, resume or set the limits of symbols (admin token for changes)",
+      usage: Cli.symbolUsage,
+      run: Cli.symbolCommand
     },
     { name: "book", summary: "aggregated depth of a symbol's book", usage: Cli.bookUsage, run: Cli.bookCommand },
     {

@@ -147,8 +147,14 @@ export class UnknownOrder extends Schema.TaggedError<UnknownOrder>()("UnknownOrd
   message: Schema.String
 }) {}
 
-export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder])
-export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder])
+/** The symbol's trading is halted (`tessera symbol halt`): places and moves are refused, cancels still run. */
+export class Halted extends Schema.TaggedError<Halted>()("Halted", {
+  symbol: Schema.String,
+  message: Schema.String
+}) {}
+
+export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder, Halted])
+export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder, Halted])
 
 // ---- RPCs ----------------------------------------------------------------------------------------
 
@@ -160,7 +166,7 @@ export const Place = Rpc.make("Place", { payload: PlaceOrder, success: PlaceResu
 export const PlaceBatch = Rpc.make("PlaceBatch", {
   payload: { orders: Schema.Array(PlaceOrder).check(Schema.isMaxLength(maxBatch)) },
   success: Schema.Struct({ results: Schema.Array(BatchItem) }),
-  error: UnknownSymbol
+  error: Schema.Union([UnknownSymbol, Halted])
 })
 
 /** Optional idempotency key of a Cancel or Move: a retry with the same one returns the first result. */
@@ -195,7 +201,16 @@ export const Depth = Rpc.make("Depth", {
   error: UnknownSymbol
 })
 
-export const SymbolShard = Entity.make("SymbolShard", [Place, PlaceBatch, Cancel, Move, GetOrder, Depth])
+/**
+ * Re-reads the symbol's row of `symbols` (halted, limits) into the running shard; sent by the `Symbols.*` admin RPCs
+ * after their write. Idempotent: the shard applies the table, not the message. Admin-only at the gateway.
+ */
+export const Reconfigure = Rpc.make("Reconfigure", {
+  success: Schema.Struct({ version: Schema.Int }),
+  error: UnknownSymbol
+})
+
+export const SymbolShard = Entity.make("SymbolShard", [Place, PlaceBatch, Cancel, Move, GetOrder, Depth, Reconfigure])
 
 // ---- gateway-level RPCs ------------------------------------------------------------------------------
 
@@ -226,7 +241,7 @@ export const PlacedEntry = Schema.TaggedStruct("Placed", { symbol: Schema.String
 /** A symbol's batch failed as a whole: `UnknownSymbol` (placed nothing) or `ShardUnavailable` (retry it). */
 export const FailedEntry = Schema.TaggedStruct("Failed", {
   symbol: Schema.String,
-  error: Schema.Union([UnknownSymbol, ShardUnavailable])
+  error: Schema.Union([UnknownSymbol, ShardUnavailable, Halted])
 })
 /**
  * One answer of a PlaceMany, tagged `Placed` or `Failed` so clients switch on `_tag` and the union decodes by its
@@ -255,12 +270,86 @@ export const PlaceMany = Rpc.make("Orders.PlaceMany", {
 /** Gateway-level order RPCs (handlers: `layerOrderRpcs` in gateway.ts). */
 export const OrderRpcs = RpcGroup.make(PlaceMany)
 
+// ---- symbol admin RPCs (gateway-level; the `symbols` table is the source of truth) -----------------
+
+/** A symbol's row: tick and lot fixed at creation, quantity limits and the halt flag changeable at run time. */
+export const SymbolInfo = Schema.Struct({
+  symbol: Schema.String,
+  tick: Schema.String,
+  lot: Schema.String,
+  minQty: Schema.NullOr(Schema.String),
+  maxQty: Schema.NullOr(Schema.String),
+  halted: Schema.Boolean,
+  /** Bumped by every change; a running shard reports the version it applied. */
+  version: Schema.Int
+})
+export type SymbolInfo = typeof SymbolInfo.Type
+
+/** A symbol's config was refused (bad tick, lot or limits; a symbol that exists); nothing was changed. */
+export class InvalidSymbolConfig extends Schema.TaggedError<InvalidSymbolConfig>()("InvalidSymbolConfig", {
+  symbol: Schema.String,
+  message: Schema.String
+}) {}
+
+/** An admin answer: the row as written, and whether the running shard (if any) confirmed it applied it. */
+export const SymbolChange = Schema.Struct({ symbol: SymbolInfo, applied: Schema.Boolean })
+
+export const ListSymbols = Rpc.make("Symbols.List", {
+  success: Schema.Struct({ symbols: Schema.Array(SymbolInfo) })
+})
+export const AddSymbol = Rpc.make("Symbols.Add", {
+  payload: {
+    symbol: Schema.String,
+    tick: Schema.String,
+    lot: Schema.String,
+    minQty: Schema.optional(Schema.String),
+    maxQty: Schema.optional(Schema.String)
+  },
+  success: SymbolChange,
+  error: InvalidSymbolConfig
+})
+export const HaltSymbol = Rpc.make("Symbols.Halt", {
+  payload: { symbol: Schema.String },
+  success: SymbolChange,
+  error: UnknownSymbol
+})
+export const ResumeSymbol = Rpc.make("Symbols.Resume", {
+  payload: { symbol: Schema.String },
+  success: SymbolChange,
+  error: UnknownSymbol
+})
+/** New quantity limits for new orders (resting orders keep theirs); an absent field keeps its value. */
+export const SetSymbol = Rpc.make("Symbols.Set", {
+  payload: { symbol: Schema.String, minQty: Schema.optional(Schema.String), maxQty: Schema.optional(Schema.String) },
+  success: SymbolChange,
+  error: Schema.Union([UnknownSymbol, InvalidSymbolConfig])
+})
+
+/** Symbol administration (handlers: `layerSymbolAdminRpcs` in gateway.ts). */
+export const SymbolAdminRpcs = RpcGroup.make(ListSymbols, AddSymbol, HaltSymbol, ResumeSymbol, SetSymbol)
+
+/**
+ * The RPC tags only an admin token may call (module.ts declares them `"admin"` access): the symbol changes and the
+ * shard's Reconfigure. `Symbols.List` is a read every client may make.
+ */
+export const adminRpcs = [
+  "Symbols.Add",
+  "Symbols.Halt",
+  "Symbols.Resume",
+  "Symbols.Set",
+  "SymbolShard.Reconfigure"
+] as const
+
 /** The market-data stream keys of a symbol (Valkey Streams). */
 export const tradesStream = (symbol: string) => `md:${symbol}:trades`
 export const depthStream = (symbol: string) => `md:${symbol}:depth`
 
 /** The symbol shard's wire contract: the `SymbolShard` entity and the `Orders.*` gateway RPCs. */
-export const SymbolShardContract = Contract.make({ name: "symbol-shard", entities: [SymbolShard], rpcs: OrderRpcs })
+export const SymbolShardContract = Contract.make({
+  name: "symbol-shard",
+  entities: [SymbolShard],
+  rpcs: OrderRpcs.merge(SymbolAdminRpcs)
+})
 
 /** The grammar of a symbol id (`BTC-USDT`); the gateway also checks that the symbol is configured. */
 export const symbolPattern = /^[A-Z0-9]{1,16}-[A-Z0-9]{1,16}$/

@@ -149,9 +149,10 @@ export interface BookSnapshot {
 export class OrderBook {
   readonly priceUnit: DecimalUnit
   readonly qtyUnit: DecimalUnit
-  readonly minLots: number
-  readonly maxLots: number
-  readonly config: BookSnapshot["config"]
+  // Mutable: an admin may change a symbol's quantity limits while its book runs (they apply to new commands).
+  minLots: number
+  maxLots: number
+  config: BookSnapshot["config"]
 
   // Event buffer (read-only for callers).
   /** Number of events written by the last command. */
@@ -570,6 +571,30 @@ export class OrderBook {
       finishedCodes.push(packed)
     }
     return { version: 1, config: this.config, tradeSeq: this.tradeSeq, orders, finishedIds, finishedCodes }
+  }
+
+  /**
+   * Sets the quantity limits for commands from now on (resting orders keep theirs); lots as units of `lot`.
+   * Throws a RangeError for limits that are not positive multiples of the lot or cross; nothing is changed then.
+   */
+  setQtyLimits(minQty: string | undefined, maxQty: string | undefined): void {
+    const minLots = minQty === undefined ? 1 : this.qtyUnit.toUnits(minQty)
+    const maxLots = maxQty === undefined ? MAX_UNITS : this.qtyUnit.toUnits(maxQty)
+    if (minLots < 1) throw new RangeError(`minQty "${minQty}" is not a positive multiple of lot ${this.config.lot}`)
+    if (maxLots < minLots) throw new RangeError(`maxQty "${maxQty}" is invalid or below minQty`)
+    this.setLotLimits(minLots, maxLots)
+  }
+
+  /** Sets the limits in lots (already checked). */
+  setLotLimits(minLots: number, maxLots: number): void {
+    this.minLots = minLots
+    this.maxLots = maxLots
+    this.config = {
+      tick: this.config.tick,
+      lot: this.config.lot,
+      minQty: this.qtyUnit.format(minLots),
+      maxQty: this.qtyUnit.format(maxLots)
+    }
   }
 
   /** Rebuilds a book from `snapshot()`; later commands produce the same events as on the original. */
