@@ -14,7 +14,6 @@ export const epochSpan = 2 ** 40
 export const maxEpoch = 8191
 export const storedSeq = (epoch: number, seq: number): number => epoch * epochSpan + seq
 export const epochOf = (stored: number): number => Math.floor(stored / epochSpan)
-export const venueSeqOf = (stored: number): number => stored % epochSpan
 
 /** Venue text as it may go into a log line: JSON-escaped (no newline or control character survives) and capped. */
 export const escapeVenue = (value: unknown, max = 200): string => {
