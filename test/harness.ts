@@ -103,6 +103,9 @@ export const startProcess = async (name: string, options: StartOptions = {}): Pr
       TESSERA_RUNNER_HOST: "127.0.0.1",
       TESSERA_PORT: String(gatewayPort),
       TESSERA_RUNNER_PORT: String(runnerPort),
+      // Tests send bursts without retrying Overloaded; on a loaded CI box the latency-adapted admission limit would
+      // shrink under them. A test of admission sets its own bounds.
+      TESSERA_ADMISSION_TARGET_MS: "10000",
       ...options.env
     },
     stdio: ["ignore", "pipe", "pipe"]
