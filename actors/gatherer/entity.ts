@@ -35,7 +35,8 @@ import {
   type StaleOwner,
   saveCounters,
   setFleetReplicas,
-  writeDeltas
+  writeDeltas,
+  writtenMarkets
 } from "./store.ts"
 import { startVenue } from "./venue.ts"
 
@@ -64,6 +65,8 @@ const snapshotBackoff = Schedule.exponential(Duration.millis(100), 2).pipe(
 )
 const flagAfterFailures = 3
 const listedUnhealed = 100
+/** Markets per last-seq query when an activation starts the markets it finds in the table. */
+const startChunk = 1000
 
 export const metrics = {
   received: Metrics.counter("tessera_gatherer_deltas_received_total", "Delta copies taken from the venue", [
@@ -156,6 +159,26 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
       if (saved[key] !== undefined) window.counters[key] = saved[key]
     }
     const book = yield* BookPublisher.make({ dedup: address.entityId, valkey, tables: bookTables })
+    // Every market of this deduplicator with rows, not only those the next copies name: an idle market's stream is
+    // brought up to the table too (the previous owner may have died between its insert and its publish).
+    const shard = Number(address.entityId.slice(1))
+    yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        const mine = (yield* writtenMarkets).filter((market) => dedupShardOf(market, config.dedupShards) === shard)
+        for (let from = 0; from < mine.length; from += startChunk) {
+          const chunk = mine.slice(from, from + startChunk)
+          const last = yield* lastWrittenSeqs(chunk)
+          for (const market of chunk) {
+            // Both no-ops for a market an Ingest started meanwhile (it read the same table).
+            window.init(market, last.get(market))
+            book.start(market, last.get(market))
+          }
+        }
+      }).pipe(
+        Effect.tapError((error) => Effect.logWarning("listing the deduplicator's markets failed; retrying", error)),
+        Effect.retry(Schedule.spaced(Duration.seconds(1)))
+      )
+    )
     const dedupLabel = { dedup: address.entityId }
     const writtenMetric = metrics.written.labels(dedupLabel)
     const copiesMetric = metrics.copies.labels(dedupLabel)
@@ -722,6 +745,8 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, GatherConfig | Sha
             "GatherSupervisor",
             Effect.gen(function* () {
               const gatherer = yield* Gatherer.client
+              const dedup = yield* Deduplicator.client
+              const dedupIds = Array.from({ length: config.dedupShards }, (_, k) => dedupEntityId(k))
               yield* Effect.forever(
                 Effect.gen(function* () {
                   // Re-read every round: `tessera gather replicas N` adds or removes replicas at run time. A
@@ -730,6 +755,18 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, GatherConfig | Sha
                   yield* Effect.forEach(
                     fleetIds(replicas, config.gatherConnections),
                     (id) => Effect.ignore(gatherer(id).Ensure()),
+                    { concurrency: "unbounded", discard: true }
+                  )
+                  // Deduplicators too: one whose runner died is rebuilt on a survivor within a round even while no
+                  // copy reaches it (a quiet venue), so its streams get what the dead owner wrote but never published.
+                  yield* Effect.forEach(
+                    dedupIds,
+                    (id) =>
+                      Effect.ignore(
+                        dedup(id)
+                          .Status()
+                          .pipe(Effect.timeout(Duration.seconds(2)))
+                      ),
                     { concurrency: "unbounded", discard: true }
                   )
                   yield* Effect.sleep(Duration.millis(superviseEveryMs))

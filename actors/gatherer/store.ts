@@ -243,6 +243,19 @@ export const lastWrittenSeqs = (markets: ReadonlyArray<string>) =>
     return last
   })
 
+/**
+ * Every market with rows, ascending: a skip scan of the primary key (one index probe per market, not a scan of
+ * every row), portable to SQLite.
+ */
+export const writtenMarkets = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ market: string | null }>`WITH RECURSIVE m(market) AS (
+      SELECT MIN(market) FROM orderbook_deltas
+      UNION ALL SELECT (SELECT MIN(market) FROM orderbook_deltas WHERE market > m.market) FROM m WHERE m.market IS NOT NULL
+    ) SELECT market FROM m WHERE market IS NOT NULL`
+  return rows.map((r) => r.market as string)
+})
+
 /** The replica count set at run time, if any. */
 export const fleetReplicas = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
