@@ -7,6 +7,14 @@ import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Cause, Effect, Exit, Option } from "effect"
 import type { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
+import { failureTag, type WireClient } from "./wireClient.ts"
+
+/** A PlaceMany entry as the wire carries it (JSON, undecoded). */
+interface WireEntry {
+  readonly _tag: string
+  readonly results?: ReadonlyArray<{ readonly orderId?: unknown }>
+  readonly error?: { readonly _tag?: string }
+}
 
 export interface LoadResult {
   readonly offered: number
@@ -323,6 +331,8 @@ export interface OpenLoadResult extends LoadResult {
 export const runLoadOpen = async (
   options: LoadOptions & {
     readonly tickMs?: number
+    /** Send through these raw ndjson clients (one per gateway, as `clients`) instead of the TesseraClients. */
+    readonly wire?: ReadonlyArray<WireClient>
   }
 ): Promise<OpenLoadResult> => {
   const { clients, symbols, rate, seconds } = options
@@ -365,6 +375,42 @@ export const runLoadOpen = async (
     if (taken.length === 0) return
     inFlight[c]++
     outstanding++
+    if (options.wire !== undefined) {
+      const payload = JSON.stringify({
+        batches: taken.map(({ s, batch }) => ({ symbol: symbols[s], orders: batch.map((p) => p.order) }))
+      })
+      void options.wire[c].call("Orders.PlaceMany", payload, options.timeoutMs ?? 5000).then((exit) => {
+        inFlight[c]--
+        outstanding--
+        const now = performance.now()
+        if (exit._tag !== "Success") {
+          const tag = failureTag(exit)
+          for (const { batch } of taken) {
+            if (tag === "Overloaded") {
+              overloaded += batch.length
+              for (const p of batch) refusals.push(now - p.scheduledAt)
+            } else fail(tag, batch.length)
+          }
+          return
+        }
+        const entries = (exit.value as { readonly results: ReadonlyArray<WireEntry> }).results
+        for (let i = 0; i < taken.length; i++) {
+          const entry = entries[i]
+          const { batch } = taken[i]
+          if (entry === undefined || entry._tag !== "Placed") {
+            fail(entry === undefined ? "missing" : (entry.error?._tag ?? "other"), batch.length)
+            continue
+          }
+          const results = entry.results ?? []
+          for (let j = 0; j < results.length; j++) {
+            if (results[j].orderId === undefined) continue
+            acked++
+            latencies.push(now - batch[j].scheduledAt)
+          }
+        }
+      })
+      return
+    }
     const call = clients[c]
       ["Orders.PlaceMany"]({
         batches: taken.map(({ s, batch }) => ({ symbol: symbols[s], orders: batch.map((p) => p.order) }))

@@ -1,5 +1,9 @@
 // `npm run bench -- tps [--json] [--rates 1000,5000,5000,5000,10000,20000,40000,40000] [--seconds 10] [--runners 2] [--inflight 1]
-//   [--transport websocket|http] [--route owner|spread] [--api open|many|batch|open,many] [--warmup 15] [--tick-ms 5]`
+//   [--transport websocket|http] [--route owner|spread] [--api open|many|batch|open,many] [--warmup 15] [--tick-ms 5]
+//   [--client wire|effect]`
+// (--client, for the open API: wire, the default, sends each PlaceMany as Effect RPC's ndjson frame over its own
+// WebSocket, built and read with JSON alone (bench/wireClient.ts); effect goes through TesseraClient, whose schema
+// encoding and decoding take the generator more CPU than the runners it measures, on the same two cores.)
 // (BENCH_RUNNER_LOG=<prefix> keeps each runner's output as <prefix>-<runner>.log)
 // (--api: how orders travel. open, the default: every --tick-ms each gateway's client sends one `Orders.PlaceMany`
 // with the orders due since its last send, however many are still out, and the gateways' admission control answers
@@ -35,6 +39,7 @@ import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import { startCluster } from "../test/harness.ts"
 import { type OpenLoadResult, percentile, runLoad, runLoadMany, runLoadOpen } from "./orderLoad.ts"
 import { advanceWhile, type Progress, progress } from "./progress.ts"
+import { connectWire } from "./wireClient.ts"
 
 export const makeClients = async (
   urls: ReadonlyArray<string>,
@@ -153,9 +158,14 @@ export const run = async (args: ReadonlyArray<string>) => {
       route: { type: "string" },
       api: { type: "string" },
       warmup: { type: "string" },
-      "tick-ms": { type: "string" }
+      "tick-ms": { type: "string" },
+      client: { type: "string" }
     }
   })
+  const clientKind = values.client ?? "wire"
+  if (clientKind !== "wire" && clientKind !== "effect") {
+    throw new Error(`--client: expected wire or effect, got ${JSON.stringify(values.client)}`)
+  }
   const apis = (values.api ?? "open").split(",")
   for (const api of apis) {
     if (api !== "open" && api !== "many" && api !== "batch") {
@@ -185,6 +195,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       cluster.runners.map((r) => r.url),
       transport
     )
+    const wire = clientKind === "wire" ? await Promise.all(cluster.runners.map((r) => connectWire(r.url))) : undefined
     try {
       // Warm up: activate every shard and let the runners settle their shard assignments.
       await runLoad({ clients, symbols, rate: 500, seconds: 4, tag: "warm" })
@@ -200,7 +211,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       for (const api of apis) {
         const warm = { clients, symbols, rate: 5000, seconds: Number(values.warmup ?? "15"), tag: `warm${api}`, route }
         await (api === "open"
-          ? runLoadOpen({ ...warm, tickMs })
+          ? runLoadOpen({ ...warm, tickMs, wire })
           : api === "many"
             ? runLoadMany(warm)
             : runLoad({ ...warm, maxInFlight: 1 }))
@@ -236,18 +247,20 @@ export const run = async (args: ReadonlyArray<string>) => {
         // The generator's own event-loop delay: a saturated generator inflates every latency it measures.
         const generatorLag = monitorEventLoopDelay({ resolution: 10 })
         generatorLag.enable()
+        const cpuBefore = process.cpuUsage()
         const r: Partial<OpenLoadResult> & Awaited<ReturnType<typeof runLoad>> = await advanceWhile(
           sweep,
           index * seconds,
           seconds,
           () =>
             api === "open"
-              ? runLoadOpen({ ...load, tickMs, timeoutMs: 5000 })
+              ? runLoadOpen({ ...load, tickMs, timeoutMs: 5000, wire })
               : api === "many"
                 ? runLoadMany(load)
                 : runLoad(load)
         )
         generatorLag.disable()
+        const cpu = process.cpuUsage(cpuBefore)
         const refusals = r.overloadedMs ?? new Float64Array(0)
         const failed = Object.values(r.failed ?? {}).reduce((a, b) => a + b, 0)
         const step = {
@@ -264,11 +277,13 @@ export const run = async (args: ReadonlyArray<string>) => {
           overloaded_p99_ms: refusals.length === 0 ? 0 : +percentile(refusals, 99).toFixed(2),
           failed,
           failed_by_tag: JSON.stringify(r.failed ?? {}),
-          generator_lag_p99_ms: +Math.max(0, generatorLag.percentile(99) / 1e6 - 10).toFixed(1)
+          generator_lag_p99_ms: +Math.max(0, generatorLag.percentile(99) / 1e6 - 10).toFixed(1),
+          // The generator's CPU (user + system) per offered order: what it takes from the runners on a shared box.
+          generator_cpu_us_per_order: +((cpu.user + cpu.system) / Math.max(1, r.offered)).toFixed(2)
         }
         steps.push(step)
         log(
-          `${api.padEnd(5)} ${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)} ${String(step.overloaded_per_s).padStart(13)} ${String(step.overloaded_p99_ms).padStart(15)}  ${failed === 0 ? "0" : step.failed_by_tag}  (generator lag p99 ${step.generator_lag_p99_ms} ms)`
+          `${api.padEnd(5)} ${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)} ${String(step.overloaded_per_s).padStart(13)} ${String(step.overloaded_p99_ms).padStart(15)}  ${failed === 0 ? "0" : step.failed_by_tag}  (generator lag p99 ${step.generator_lag_p99_ms} ms, cpu ${step.generator_cpu_us_per_order} µs/order)`
         )
       }
       sweep.done()
@@ -295,11 +310,13 @@ export const run = async (args: ReadonlyArray<string>) => {
         route: routing,
         symbols: symbols.length,
         tick_ms: apis[0] === "open" ? tickMs : undefined,
+        client: apis[0] === "open" ? clientKind : "effect",
         overload,
         steps
       }
       if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`)
     } finally {
+      for (const w of wire ?? []) w.close()
       await close()
     }
   } finally {
