@@ -33,6 +33,14 @@ export interface SymbolShardConfigShape {
    * still be placed, once), so a moving or sick shard never holds the other entries of the request.
    */
   readonly placeDeadline: Duration.Duration
+  /**
+   * How long a symbol shard waits for one storage call on its request path, a journal write above all
+   * (`TESSERA_JOURNAL_WRITE_TIMEOUT`, default 2 seconds). Past it the waiting requests are answered `ShardUnavailable`
+   * (their orders may still be placed: retry with the same keys), and the shard refuses requests the same way until
+   * it has re-read its durable state, so a black-holed database never holds a request. Under the lock expiry, so a
+   * shard answers before its runner gives it up.
+   */
+  readonly journalWriteTimeout: Duration.Duration
 }
 
 export class SymbolShardConfig extends Context.Service<SymbolShardConfig, SymbolShardConfigShape>()(
@@ -44,7 +52,8 @@ export const defaults: SymbolShardConfigShape = {
   shardFinishedOrders: 100_000,
   shardKeyFilterBits: 2 ** 24,
   shardSnapshotEvery: 100_000,
-  placeDeadline: Duration.seconds(2)
+  placeDeadline: Duration.seconds(2),
+  journalWriteTimeout: Duration.seconds(2)
 }
 
 export const config: Config.Config<SymbolShardConfigShape> = Config.all({
@@ -52,7 +61,8 @@ export const config: Config.Config<SymbolShardConfigShape> = Config.all({
   shardFinishedOrders: positiveInt("TESSERA_SHARD_FINISHED_ORDERS", defaults.shardFinishedOrders),
   shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
   shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery),
-  placeDeadline: duration("TESSERA_PLACE_DEADLINE", defaults.placeDeadline)
+  placeDeadline: duration("TESSERA_PLACE_DEADLINE", defaults.placeDeadline),
+  journalWriteTimeout: duration("TESSERA_JOURNAL_WRITE_TIMEOUT", defaults.journalWriteTimeout)
 })
 
 /** Read from the current `ConfigProvider` (the host's). */
@@ -79,5 +89,9 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_PLACE_DEADLINE",
     "how long Orders.PlaceMany waits for each entry's shard before answering it ShardUnavailable (2 seconds)"
+  ],
+  [
+    "TESSERA_JOURNAL_WRITE_TIMEOUT",
+    "how long a symbol shard waits for a journal write (or another storage call) before answering ShardUnavailable and re-reading its state (2 seconds)"
   ]
 ]

@@ -4,8 +4,11 @@
  * Handlers apply a command to the in-memory book at once (messages are taken in arrival order; the engine is
  * synchronous) and then wait for the batch the command joined to become durable. One flusher per shard writes a
  * batch while the next one fills, so batches grow with load (group commit) and an idle shard flushes a lone order
- * immediately. If a write fails the in-memory book is ahead of the database: every waiting request dies, and the
- * entity is rebuilt (snapshot + journal replay), so nothing unacknowledged ever looks acknowledged.
+ * immediately. If a write fails or does not answer within `TESSERA_JOURNAL_WRITE_TIMEOUT`, the in-memory book may be
+ * ahead of the database: every waiting request is answered `ShardUnavailable` (never acked; retry with the same
+ * keys), and the shard refuses requests the same way while it re-reads its state under a new owner epoch (snapshot +
+ * journal replay), so nothing unacknowledged ever looks acknowledged and a black-holed database holds no request.
+ * A write refused as stale (another activation owns the symbol) ends the activation instead.
  *
  * Reads (GetOrder, Depth) see the in-memory book, which may include commands whose batch is still being written;
  * GetOrder of a finished order the shard no longer holds in memory reads the `orders` table.
@@ -14,7 +17,7 @@
  * before it is applied; every other command is applied synchronously on arrival.
  */
 
-import { Cause, Deferred, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { Entity } from "effect/cluster"
 import { SymbolShardConfig } from "./config.ts"
 import * as Journal from "./journal.ts"
@@ -26,6 +29,8 @@ import {
   InvalidOrder,
   type OrderView,
   type PlaceOrder,
+  type PlaceResult,
+  ShardUnavailable,
   SymbolShard,
   UnknownOrder,
   UnknownSymbol
@@ -52,9 +57,18 @@ class Signal {
   })
 }
 
-const tokenOf = (batch: PendingBatch): Deferred.Deferred<void> => {
-  if (batch.token === undefined) batch.token = Deferred.makeUnsafe<void>()
-  return batch.token as Deferred.Deferred<void>
+const tokenOf = (batch: PendingBatch): Deferred.Deferred<void, ShardUnavailable> => {
+  if (batch.token === undefined) batch.token = Deferred.makeUnsafe<void, ShardUnavailable>()
+  return batch.token as Deferred.Deferred<void, ShardUnavailable>
+}
+
+/** A storage call of the shard that did not answer within its deadline (the database is unreachable or stalled). */
+class StorageTimeout {
+  readonly _tag = "StorageTimeout"
+  readonly message: string
+  constructor(what: string, ms: number) {
+    this.message = `${what} did not answer within ${ms} ms`
+  }
 }
 
 const unknownSymbol = (symbol: string) =>
@@ -70,6 +84,16 @@ const unknownHandlers = (symbol: string) =>
     Depth: () => unknownSymbol(symbol),
     Reconfigure: () => unknownSymbol(symbol)
   })
+
+const describeError = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
+    ? error.message
+    : String(error)
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.findErrorOption(cause)
+  return Option.isSome(failure) ? describeError(failure.value) : describeError(Cause.squash(cause))
+}
 
 const rejection = (reason: InvalidOrder["reason"], what: string) => {
   if (reason === "unknown_order") return new UnknownOrder({ orderId: what, message: `no open order ${what}` })
@@ -101,19 +125,51 @@ const build = Effect.gen(function* () {
   let halted = config.halted
   let version = config.version
 
-  const restoreStart = performance.now()
-  // Claimed before the state is read: writes of an earlier owner either committed first (and are read here) or fail.
-  const epoch = yield* Effect.orDie(journal.claim(symbol))
-  const stored = yield* Effect.orDie(journal.load(symbol))
-  const core =
-    stored.snapshot === undefined
-      ? new ShardCore(config, limits)
-      : ShardCore.restore(config, stored.snapshot.json, limits)
-  for (const row of stored.journal) core.replay(row.seq, row.commands)
-  // A snapshot holds the limits of its day: the table's current ones apply to new commands.
-  core.setQtyLimits(config.minQty, config.maxQty)
+  const deadline = settings.journalWriteTimeout
+  const deadlineMs = Duration.toMillis(deadline)
+  const activation = yield* Effect.scope
+  /**
+   * A storage call bounded by the shard's deadline: past it, a `StorageTimeout`. The call runs on in a fiber of the
+   * activation (the driver's cancel of a query waits on the network too) and may still complete.
+   */
+  const bounded = <A, E>(what: string, effect: Effect.Effect<A, E>, times = 1): Effect.Effect<A, E | StorageTimeout> =>
+    Effect.flatMap(Effect.forkIn(effect, activation, { startImmediately: true }), (fiber) =>
+      Effect.timeoutOrElse(Fiber.join(fiber), {
+        duration: Duration.times(deadline, times),
+        orElse: () => Effect.fail(new StorageTimeout(what, deadlineMs * times))
+      })
+    )
+
+  /**
+   * Claims the symbol (claimed before the state is read: writes of an earlier owner either committed first and are
+   * read here, or fail) and rebuilds the book from the snapshot and the journal since.
+   */
+  const restore = (row: Journal.StoredSymbol, timed: boolean) =>
+    Effect.gen(function* () {
+      const started = performance.now()
+      // The journal read may be long (up to a snapshot's worth of commands), so it gets a few deadlines.
+      const claimed = yield* timed ? bounded("owner claim", journal.claim(symbol)) : journal.claim(symbol)
+      const stored = yield* timed ? bounded("state read", journal.load(symbol), 5) : journal.load(symbol)
+      const restored =
+        stored.snapshot === undefined
+          ? new ShardCore(row, limits)
+          : ShardCore.restore(row, stored.snapshot.json, limits)
+      for (const entry of stored.journal) restored.replay(entry.seq, entry.commands)
+      // A snapshot holds the limits of its day: the table's current ones apply to new commands.
+      restored.setQtyLimits(row.minQty, row.maxQty)
+      return {
+        epoch: claimed,
+        core: restored,
+        batches: stored.journal.length,
+        seconds: (performance.now() - started) / 1000
+      }
+    })
+
+  const first = yield* Effect.orDie(restore(config, false))
+  let epoch = first.epoch
+  let core = first.core
   const metrics = new ShardMetrics.ShardSeries(symbol)
-  metrics.restored(stored.journal.length, (performance.now() - restoreStart) / 1000, core.book)
+  metrics.restored(first.batches, first.seconds, core.book)
   // Runs last on passivation or handover: this runner no longer holds the book (dashboards take the max).
   yield* Effect.addFinalizer(() => Effect.sync(() => metrics.released()))
   // Before serving: the streams get every durable trade the previous owner did not publish (a kill between commit
@@ -123,8 +179,51 @@ const build = Effect.gen(function* () {
   yield* Effect.addFinalizer(() => Effect.sync(() => publisher.release(symbol)))
 
   let broken: Cause.Cause<unknown> | undefined
+  /**
+   * Set while the shard re-reads its durable state after a failed or timed-out journal write (its book may be ahead
+   * of the database): requests are answered `ShardUnavailable` meanwhile. The reason, for the answers.
+   */
+  let recovering: string | undefined
   let flushing = false
   const work = new Signal(() => core.pendingCount > 0)
+  const unavailable = (reason: string) =>
+    new ShardUnavailable({
+      symbol,
+      message: `shard ${symbol} is unavailable (${reason}); it re-reads its state: retry with the same keys`
+    })
+
+  /**
+   * Rebuilds the book in place from storage, retried with backoff until it succeeds: the same as a new activation
+   * (a new owner epoch fences out the write whose outcome is unknown), without the entity manager, whose rebuild
+   * would hold every request until storage answers.
+   */
+  const recover = Effect.gen(function* () {
+    let pause = 50
+    while (true) {
+      const exit = yield* Effect.exit(
+        Effect.flatMap(bounded("symbol read", journal.loadSymbol(symbol)), (row) =>
+          Effect.map(restore(row ?? config, true), (restored) => ({ ...restored, row: row ?? config }))
+        )
+      )
+      if (Exit.isSuccess(exit)) {
+        const { value } = exit
+        epoch = value.epoch
+        core = value.core
+        halted = value.row.halted
+        version = value.row.version
+        metrics.restored(value.batches, value.seconds, core.book)
+        // The streams get the trades of a batch whose commit went unanswered (republished from the tables).
+        publisher.release(symbol)
+        yield* publisher.activate(symbol, core.seq, core.book.depth(MarketData.depthLevels))
+        recovering = undefined
+        yield* Effect.logInfo(`${symbol}: state re-read at seq ${core.seq} (owner epoch ${epoch}); serving again`)
+        return
+      }
+      recovering = `storage unreachable: ${describeCause(exit.cause)}`
+      yield* Effect.sleep(Duration.millis(pause))
+      pause = Math.min(pause * 2, 1000)
+    }
+  })
 
   // Market data leaves after the commit, in batch order, off the acknowledgement path (the runner's publisher).
   const flushOnce = Effect.suspend(() => {
@@ -133,29 +232,42 @@ const build = Effect.gen(function* () {
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
     const started = performance.now()
-    return Effect.flatMap(Effect.exit(writer.write(sealed, epoch)), (exit) => {
+    return Effect.flatMap(Effect.exit(bounded(`journal write #${sealed.seq}`, writer.write(sealed, epoch))), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
-        broken = exit.cause
         metrics.failures.inc()
-        // A stale owner stands down: its waiting requests die unacknowledged (nothing of them was written) and the
-        // activation ends; the shard's new owner holds the durable state.
         const stale = Cause.findErrorOption(exit.cause).pipe(Option.filter((e) => e._tag === "StaleOwner"))
-        if (Option.isSome(stale)) metrics.staleOwner.inc()
-        const defect = Effect.die(
-          new Error(
-            Option.isSome(stale)
-              ? `${stale.value.message}; this activation stands down`
-              : `journal write for ${symbol}#${sealed.seq} failed; shard restarts`
+        if (Option.isSome(stale) || !Cause.hasFails(exit.cause)) {
+          // A stale owner stands down: its waiting requests die unacknowledged (nothing of them was written) and the
+          // activation ends; the shard's new owner holds the durable state. A defect restarts the entity.
+          broken = exit.cause
+          if (Option.isSome(stale)) metrics.staleOwner.inc()
+          const defect = Effect.die(
+            new Error(
+              Option.isSome(stale)
+                ? `${stale.value.message}; this activation stands down`
+                : `journal write for ${symbol}#${sealed.seq} failed; shard restarts`
+            )
           )
-        )
-        Deferred.doneUnsafe(token, defect)
-        Deferred.doneUnsafe(tokenOf(core.pending), defect)
+          Deferred.doneUnsafe(token, defect)
+          Deferred.doneUnsafe(tokenOf(core.pending), defect)
+          return Effect.andThen(
+            Option.isSome(stale)
+              ? Effect.logWarning(stale.value.message)
+              : Effect.logError(`journal write for ${symbol} failed`, exit.cause),
+            defect
+          )
+        }
+        // Storage failed or did not answer in time: the batch may yet commit, so its requests and those of the
+        // batch behind it are answered ShardUnavailable (retry with the same keys), never acked, and the book is
+        // re-read before the shard serves again.
+        recovering = describeCause(exit.cause)
+        const refused = Effect.fail(unavailable(recovering))
+        Deferred.doneUnsafe(token, refused)
+        Deferred.doneUnsafe(tokenOf(core.pending), refused)
         return Effect.andThen(
-          Option.isSome(stale)
-            ? Effect.logWarning(stale.value.message)
-            : Effect.logError(`journal write for ${symbol} failed`, exit.cause),
-          defect
+          Effect.logWarning(`${symbol}: journal write #${sealed.seq} failed (${recovering}); re-reading its state`),
+          recover
         )
       }
       metrics.flushed(sealed.count, sealed.trades.length, (performance.now() - started) / 1000, core.book)
@@ -170,8 +282,13 @@ const build = Effect.gen(function* () {
   // On passivation or handover, let the last batch reach the database before the shard is released.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function* () {
-      const deadline = Date.now() + 5_000
-      while ((flushing || core.pendingCount > 0) && broken === undefined && Date.now() < deadline) {
+      const until = Date.now() + 5_000
+      while (
+        (flushing || core.pendingCount > 0) &&
+        broken === undefined &&
+        recovering === undefined &&
+        Date.now() < until
+      ) {
         yield* Effect.sleep("2 millis")
       }
     })
@@ -194,17 +311,26 @@ const build = Effect.gen(function* () {
     })
   })
   // A fallback should an admin's notice be lost (runner gone mid-call): one indexed read every 5 s per shard.
-  yield* Effect.forkScoped(Effect.forever(Effect.ignore(Effect.delay(reconfigure, "5 seconds"))))
+  yield* Effect.forkScoped(
+    Effect.forever(Effect.ignore(Effect.delay(bounded("symbol read", reconfigure), "5 seconds")))
+  )
   const haltedError = () =>
     Effect.fail(new Halted({ symbol, message: `trading in ${symbol} is halted; cancels are still accepted` }))
 
-  const durable = <A>(value: A, batch: PendingBatch | undefined): Effect.Effect<A> => {
+  const durable = <A>(value: A, batch: PendingBatch | undefined): Effect.Effect<A, ShardUnavailable> => {
     if (batch === undefined) return Effect.succeed(value)
     work.notify()
     return Effect.as(Deferred.await(tokenOf(batch)), value)
   }
-  const whenHealthy = <A, E>(f: () => Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.suspend(() => (broken === undefined ? f() : Effect.die(new Error(`shard ${symbol} is restarting`))))
+  const whenHealthy = <A, E>(f: () => Effect.Effect<A, E>): Effect.Effect<A, E | ShardUnavailable> =>
+    Effect.suspend((): Effect.Effect<A, E | ShardUnavailable> => {
+      if (broken !== undefined) return Effect.die(new Error(`shard ${symbol} is restarting`))
+      if (recovering !== undefined) return Effect.fail(unavailable(recovering))
+      return f()
+    })
+  /** A read on the request path: storage trouble past the deadline is `ShardUnavailable`, not a wait. */
+  const read = <A>(what: string, effect: Effect.Effect<A, unknown>): Effect.Effect<A, ShardUnavailable> =>
+    Effect.mapError(bounded(what, effect), (error) => unavailable(describeError(error)))
 
   /** Keys of `orders` to look up in `orders` before placing (see ShardCore.needsCheck), undefined if none. */
   const unchecked = (
@@ -224,11 +350,11 @@ const build = Effect.gen(function* () {
     orders: ReadonlyArray<PlaceOrder>,
     verdicts: Map<string, boolean> | undefined,
     f: (verdicts: KeyVerdicts | undefined) => Effect.Effect<A, E>
-  ): Effect.Effect<A, E> =>
+  ): Effect.Effect<A, E | ShardUnavailable> =>
     whenHealthy(() => {
       const missing = unchecked(orders, verdicts)
       if (missing === undefined) return f(verdicts)
-      return Effect.flatMap(Effect.orDie(journal.usedKeys(symbol, missing)), (used) => {
+      return Effect.flatMap(read("idempotency key check", journal.usedKeys(symbol, missing)), (used) => {
         const next = verdicts ?? new Map<string, boolean>()
         for (const [account, clientOrderId] of missing) {
           const key = placeKey(account, clientOrderId)
@@ -238,7 +364,10 @@ const build = Effect.gen(function* () {
       })
     })
 
-  const placeOne = (payload: PlaceOrder, verdicts: KeyVerdicts | undefined) => {
+  const placeOne = (
+    payload: PlaceOrder,
+    verdicts: KeyVerdicts | undefined
+  ): Effect.Effect<PlaceResult, InvalidOrder | ShardUnavailable> => {
     const out = core.place(payload, verdicts)
     if ("rejected" in out) {
       metrics.rejected.inc()
@@ -276,7 +405,7 @@ const build = Effect.gen(function* () {
     PlaceBatch: ({ payload }) =>
       halted ? haltedError() : checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts)),
     Cancel: ({ payload }) =>
-      whenHealthy(() => {
+      whenHealthy((): Effect.Effect<OrderView, InvalidOrder | UnknownOrder | ShardUnavailable> => {
         const out = core.cancel(payload.orderId, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
@@ -284,19 +413,21 @@ const build = Effect.gen(function* () {
     // A move may trade at once, so a halt refuses it as it refuses places.
     Move: ({ payload }) =>
       whenHealthy(() => {
-        if (halted) return haltedError() as Effect.Effect<never, Halted | InvalidOrder | UnknownOrder>
+        if (halted)
+          return haltedError() as Effect.Effect<never, Halted | InvalidOrder | UnknownOrder | ShardUnavailable>
         const out = core.move(payload.orderId, payload.price, payload.qty, payload.requestId)
         if ("rejected" in out) return Effect.fail(rejection(out.rejected, payload.orderId))
         return durable(out.ok, out.batch)
       }),
+    // Not from a book that may be ahead of the database while the shard re-reads it.
     GetOrder: ({ payload }) =>
-      Effect.suspend(() => {
+      whenHealthy(() => {
         const view = core.order(payload.orderId)
         if (view !== undefined) return Effect.succeed(view)
         // Every id below the counter was accepted; one no longer in memory finished long ago and has its row.
         const id = Number(payload.orderId)
         if (!(id >= 1 && id < core.nextOrderId)) return noOrder(payload.orderId)
-        return Effect.flatMap(Effect.orDie(journal.loadOrder(symbol, id)), (row) =>
+        return Effect.flatMap(read("order read", journal.loadOrder(symbol, id)), (row) =>
           row === undefined
             ? noOrder(payload.orderId)
             : Effect.succeed({

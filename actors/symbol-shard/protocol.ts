@@ -153,8 +153,19 @@ export class Halted extends Schema.TaggedError<Halted>()("Halted", {
   message: Schema.String
 }) {}
 
-export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder, Halted])
-export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder, Halted])
+/**
+ * The symbol's shard did not answer: a cluster or transport failure (runner unreachable, mailbox full, shard not
+ * yet assigned), a defect, or its storage failed or did not answer within `TESSERA_JOURNAL_WRITE_TIMEOUT` (the shard
+ * answers this itself, then re-reads its durable state). The request may have been applied in part or in full, never
+ * twice: retry it with the same keys (a place's `clientOrderId`, a cancel's or move's `requestId`).
+ */
+export class ShardUnavailable extends Schema.TaggedError<ShardUnavailable>()("ShardUnavailable", {
+  symbol: Schema.String,
+  message: Schema.String
+}) {}
+
+export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder, Halted, ShardUnavailable])
+export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder, Halted, ShardUnavailable])
 
 // ---- RPCs ----------------------------------------------------------------------------------------
 
@@ -166,7 +177,7 @@ export const Place = Rpc.make("Place", { payload: PlaceOrder, success: PlaceResu
 export const PlaceBatch = Rpc.make("PlaceBatch", {
   payload: { orders: Schema.Array(PlaceOrder).check(Schema.isMaxLength(maxBatch)) },
   success: Schema.Struct({ results: Schema.Array(BatchItem) }),
-  error: Schema.Union([UnknownSymbol, Halted])
+  error: Schema.Union([UnknownSymbol, Halted, ShardUnavailable])
 })
 
 /** Optional idempotency key of a Cancel or Move: a retry with the same one returns the first result. */
@@ -192,7 +203,7 @@ export const Move = Rpc.make("Move", {
 export const GetOrder = Rpc.make("GetOrder", {
   payload: { orderId: OrderId },
   success: OrderView,
-  error: Schema.Union([UnknownSymbol, UnknownOrder])
+  error: Schema.Union([UnknownSymbol, UnknownOrder, ShardUnavailable])
 })
 
 export const Depth = Rpc.make("Depth", {
@@ -219,16 +230,6 @@ export const maxManySymbols = 64
 
 /** A PlaceMany request broke a limit (entries, orders, a repeated symbol); nothing was placed. */
 export class InvalidManyRequest extends Schema.TaggedError<InvalidManyRequest>()("InvalidManyRequest", {
-  message: Schema.String
-}) {}
-
-/**
- * The symbol's shard did not answer: a cluster or transport failure (runner unreachable, mailbox full, shard not
- * yet assigned) or a defect (shard restarting after a failed journal write). The entry may have been placed in
- * part or in full: retry it with the same keys.
- */
-export class ShardUnavailable extends Schema.TaggedError<ShardUnavailable>()("ShardUnavailable", {
-  symbol: Schema.String,
   message: Schema.String
 }) {}
 
