@@ -153,6 +153,23 @@ describe("admission control", () => {
     })
   )
 
+  it.live("shrinks the limit while the event loop runs late, though the requests it times are fast", () =>
+    Effect.gen(function* () {
+      let lagMs = 40
+      const admission = Admission.make(
+        { runner: 1000, minimum: 100, targetMs: 50, windowMs: 0, connection: 10_000, retryAfterMs: 50, holdMs: 60_000 },
+        weights,
+        () => lagMs
+      )
+      const fast = (n: number) => request(admission, 1, "Orders.PlaceMany", { n }, Effect.void)
+      for (let i = 0; i < 3; i++) yield* fast(900)
+      assert.strictEqual(admission.limit(), 421, "a loop 40 ms late (over half the 50 ms target) is a slow window")
+      lagMs = 20
+      for (let i = 0; i < 60; i++) yield* fast(admission.limit())
+      assert.strictEqual(admission.limit(), 1000, "grows back once the loop is on time")
+    })
+  )
+
   it.live("gives back the weight of a request stuck past the hold limit, so later requests are admitted again", () =>
     Effect.gen(function* () {
       const admission = Admission.make(

@@ -11,9 +11,14 @@
  * it grows by a tenth (not above `runner`). So the limit settles near what the runner completes within the target,
  * whatever its speed today, and an accepted request keeps a bounded wait.
  *
+ * A window is also slow when the event loop ran late by more than half the target: a request waits that long in the
+ * socket before the gateway reads it (and can shed it), which the handlers' timings never see. Past saturation that
+ * wait, not the handlers, was most of the latency of accepted and refused requests alike.
+ *
  * A request is always admitted when nothing of its scope is in flight, so one request larger than a bound still
  * passes on an idle runner.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Contract, Control, type Module } from "@tessera/contracts"
 import { counter, gauge } from "@tessera/platform/Metrics"
 import { Context, Effect, Layer } from "effect"
@@ -29,6 +34,10 @@ const overloadedConnection = overloaded.labels({ bound: "connection" })
 const expired = counter(
   "tessera_gateway_admission_expired_total",
   "Admitted requests still running after TESSERA_ADMISSION_HOLD_MS, whose weight stopped counting against the bounds"
+)
+const lateWindows = counter(
+  "tessera_gateway_admission_late_loop_total",
+  "Admission windows in which the event loop ran late by more than half TESSERA_ADMISSION_TARGET_MS (limit shrunk)"
 )
 const admittedWeight = gauge("tessera_gateway_admitted_weight", "Admission weight of the requests being handled now")
 const admissionLimit = gauge(
@@ -79,7 +88,12 @@ interface Hold {
  * The admission middleware over `bounds`. Its counts live in the returned closure (one per gateway): a `Map` entry
  * per connection with work in flight, deleted when it drains.
  */
-export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.AdmissionWeight>) => {
+export const make = (
+  bounds: Bounds,
+  weights: ReadonlyMap<string, Module.AdmissionWeight>,
+  /** The event loop's delay over the window now ending, in milliseconds; called once per window. */
+  loopDelayMs: () => number = () => 0
+) => {
   let inFlight = 0
   let limit = bounds.runner
   // The current window: completions, those over target, the most weight in flight, its start.
@@ -113,7 +127,9 @@ export const make = (bounds: Bounds, weights: ReadonlyMap<string, Module.Admissi
     }
   }
   const adapt = (now: number) => {
-    if (slow * 10 > completed) limit = Math.max(bounds.minimum, Math.floor(limit * 0.75))
+    const late = loopDelayMs() > bounds.targetMs / 2
+    if (late) lateWindows.inc()
+    if (late || slow * 10 > completed) limit = Math.max(bounds.minimum, Math.floor(limit * 0.75))
     else if (peak >= limit * 0.8) limit = Math.min(bounds.runner, Math.ceil(limit * 1.1))
     admissionLimit.set(limit)
     completed = 0
@@ -195,11 +211,28 @@ export class Controller extends Context.Service<Controller, ReturnType<typeof ma
   "tessera/runtime/admission/Controller"
 ) {}
 
+const loopDelayResolutionMs = 5
+
 /** The gateway's admission controller, bounded by `TESSERA_MAX_IN_FLIGHT` and `TESSERA_MAX_IN_FLIGHT_PER_CONNECTION`. */
 export const layerController = (modules: ReadonlyArray<Module.Any>) =>
   Layer.effect(Controller)(
-    Effect.map(TesseraConfig, (config) =>
-      make(
+    Effect.gen(function* () {
+      const config = yield* TesseraConfig
+      const delay = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const monitor = monitorEventLoopDelay({ resolution: loopDelayResolutionMs })
+          monitor.enable()
+          return monitor
+        }),
+        (monitor) => Effect.sync(() => monitor.disable())
+      )
+      // The window's p90 beyond the timer's own period: one stall (a GC) is not a queue.
+      const loopDelayMs = () => {
+        const late = delay.count === 0 ? 0 : Math.max(0, delay.percentile(90) / 1e6 - loopDelayResolutionMs)
+        delay.reset()
+        return late
+      }
+      return make(
         {
           runner: config.maxInFlight,
           // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
@@ -210,9 +243,10 @@ export const layerController = (modules: ReadonlyArray<Module.Any>) =>
           retryAfterMs: config.overloadRetryAfterMs,
           holdMs: config.admissionHoldMs
         },
-        weightsOf(modules)
+        weightsOf(modules),
+        loopDelayMs
       )
-    )
+    })
   )
 
 /** The gateway's admission middleware: its controller's. */
