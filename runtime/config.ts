@@ -29,6 +29,23 @@ export interface TesseraConfigShape {
    */
   readonly redisCluster: boolean
   /**
+   * A Valkey replica in this runner's zone (`TESSERA_VALKEY_REPLICA_URL`; with `REDIS_CLUSTER`, any node: reads go to
+   * each slot's replicas). Reads that tolerate staleness (the graph gateway's direct reads) go there while its lag is
+   * at most `redisReplicaMaxLag`, and to the primary otherwise or when it fails. None: every read on the primary.
+   */
+  readonly redisReplicaUrl: Option.Option<Redacted.Redacted<string>>
+  /**
+   * Largest replica lag at which the replica still serves reads (`TESSERA_VALKEY_REPLICA_MAX_LAG`, default 1
+   * second), measured every `max(100 ms, lag / 4)`: a replica read misses at most the last `lag + lag / 4` of writes.
+   */
+  readonly redisReplicaMaxLag: Duration.Duration
+  /**
+   * The URL clients reach this runner's gateway at (`TESSERA_GATEWAY_URL`, e.g. its zone's load balancer), announced
+   * in routing tables (the graph's `Graph.Routing`). None: `http://TESSERA_HOST:TESSERA_PORT` when that host is a
+   * concrete address and the port fixed, else not announced.
+   */
+  readonly gatewayUrl: Option.Option<string>
+  /**
    * Postgres connect timeout (`TESSERA_PG_CONNECT_TIMEOUT`, default 5 seconds): one connection attempt, TCP to
    * authenticated, so an unreachable server fails a checkout instead of hanging it.
    */
@@ -175,6 +192,9 @@ export const defaults: TesseraConfigShape = {
   databaseUrl: Option.none(),
   redisUrl: Option.none(),
   redisCluster: false,
+  redisReplicaUrl: Option.none(),
+  redisReplicaMaxLag: Duration.seconds(1),
+  gatewayUrl: Option.none(),
   pgConnectTimeout: Duration.seconds(5),
   pgKeepAlive: Duration.seconds(10),
   pgStatementTimeout: Duration.seconds(10),
@@ -293,6 +313,16 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
   redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
   redisCluster: Config.Boolean("REDIS_CLUSTER").pipe(Config.withDefault(defaults.redisCluster)),
+  redisReplicaUrl: url("TESSERA_VALKEY_REPLICA_URL", ["redis:", "rediss:"]),
+  redisReplicaMaxLag: duration("TESSERA_VALKEY_REPLICA_MAX_LAG", defaults.redisReplicaMaxLag),
+  gatewayUrl: Config.String("TESSERA_GATEWAY_URL").pipe(
+    Config.mapEffect((value) =>
+      /^https?:\/\/[^/\s]+\/?$/.test(value)
+        ? Effect.succeed(value.replace(/\/$/, ""))
+        : Effect.fail(invalid(`TESSERA_GATEWAY_URL must be an http(s) URL with no path, got ${JSON.stringify(value)}`))
+    ),
+    Config.option
+  ),
   pgConnectTimeout: boundedDuration(
     "TESSERA_PG_CONNECT_TIMEOUT",
     defaults.pgConnectTimeout,
@@ -413,6 +443,14 @@ export const fromEnv = (
   )
 
 /** The standby identity's transport port: `TESSERA_STANDBY_PORT`, else the runner port + 1. */
+/** The gateway URL this runner announces: `TESSERA_GATEWAY_URL`, else its bind address when that is concrete. */
+export const gatewayUrlOf = (cfg: TesseraConfigShape): string | undefined => {
+  if (Option.isSome(cfg.gatewayUrl)) return cfg.gatewayUrl.value
+  const wildcard = cfg.host === "0.0.0.0" || cfg.host === "::" || cfg.host === ""
+  if (wildcard || cfg.port === 0) return undefined
+  return `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}`
+}
+
 export const standbyPortOf = (cfg: TesseraConfigShape): number =>
   Option.getOrElse(cfg.standbyPort, () => cfg.runnerPort + 1)
 
@@ -430,6 +468,15 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["DATABASE_URL", "Postgres URL; unset: embedded storage under TESSERA_DATA"],
   ["REDIS_URL", "Valkey/Redis URL; unset: in-memory cache"],
   ["REDIS_CLUSTER", "true: REDIS_URL is a seed node of a Valkey/Redis Cluster, e.g. ElastiCache cluster mode (false)"],
+  [
+    "TESSERA_VALKEY_REPLICA_URL",
+    "Valkey replica in this runner's zone: stale-tolerant reads (graph gateway reads) go there while it is fresh (none)"
+  ],
+  ["TESSERA_VALKEY_REPLICA_MAX_LAG", "largest replica lag at which the replica still serves reads (1 second)"],
+  [
+    "TESSERA_GATEWAY_URL",
+    "URL clients reach this gateway at, announced in routing tables (http://TESSERA_HOST:TESSERA_PORT when concrete)"
+  ],
   ["TESSERA_PG_CONNECT_TIMEOUT", "Postgres connection attempt timeout (5 seconds)"],
   ["TESSERA_PG_KEEPALIVE", "idle time before TCP keepalive probes on Postgres connections (10 seconds)"],
   ["TESSERA_PG_STATEMENT_TIMEOUT", "server-side statement_timeout of Postgres sessions, 0 disables (10 seconds)"],

@@ -12,12 +12,16 @@ import * as Config from "./config.ts"
 import * as Gateway from "./gateway.ts"
 import * as Hosted from "./hosted.ts"
 import * as NodeStatus from "./NodeStatus.ts"
-import { layerSql, layerValkey } from "./storage.ts"
+import { layerSql, layerValkey, layerValkeyReplica } from "./storage.ts"
 import * as Telemetry from "./telemetry.ts"
 
 const layerNodeInfo = Layer.unwrap(
   Effect.map(Config.TesseraConfig, (config: Config.TesseraConfigShape) =>
-    NodeInfo.layer({ zone: Option.getOrUndefined(config.zone), dataDir: config.dataDir })
+    NodeInfo.layer({
+      zone: Option.getOrUndefined(config.zone),
+      dataDir: config.dataDir,
+      gatewayUrl: Config.gatewayUrlOf(config)
+    })
   )
 )
 
@@ -29,6 +33,7 @@ const build = (mode: NodeStatus.NodeMode, modules: ReadonlyArray<Module.Any>) =>
     Layer.provide(NodeStatus.layer(mode, modules)),
     Layer.provideMerge(mode === "runner" ? layerRunner(modules) : layerSingle(modules)),
     Layer.provideMerge(layerSql),
+    Layer.provideMerge(layerValkeyReplica),
     Layer.provideMerge(layerValkey),
     Layer.provideMerge(layerNodeInfo),
     Layer.provideMerge(Telemetry.layer)

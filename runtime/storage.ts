@@ -2,6 +2,7 @@
  * SQL storage: Postgres (`@effect/sql-pg`) when `DATABASE_URL` is set, otherwise the embedded node:sqlite
  * file under `TESSERA_DATA`. Cluster storage and actor tables use the same client; actor SQL stays portable.
  */
+import { randomUUID } from "node:crypto"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import * as SqliteClient from "@tessera/platform/SqliteClient"
@@ -60,3 +61,23 @@ export const layerValkey: Layer.Layer<Valkey.Valkey, Valkey.ValkeyError, Tessera
     })
   )
 )
+
+/**
+ * Stale-tolerant reads (`Valkey.ValkeyReplica`): the zone's replica at `TESSERA_VALKEY_REPLICA_URL` while its lag is at
+ * most `TESSERA_VALKEY_REPLICA_MAX_LAG` (checked every quarter of it), else the primary; none set: the primary.
+ */
+export const layerValkeyReplica: Layer.Layer<Valkey.ValkeyReplica, Valkey.ValkeyError, TesseraConfig | Valkey.Valkey> =
+  Layer.unwrap(
+    Effect.map(TesseraConfig, (config: TesseraConfigShape) => {
+      const maxLagMillis = Duration.toMillis(config.redisReplicaMaxLag)
+      return Valkey.layerReplica({
+        url: Option.getOrUndefined(Option.map(config.redisReplicaUrl, Redacted.value)),
+        cluster: config.redisCluster,
+        commandTimeout: Duration.toMillis(config.redisCommandTimeout),
+        // One clock key per process: each node measures the lag of its own replica.
+        clockKey: `tessera:replica-clock:${randomUUID()}`,
+        maxLagMillis,
+        checkMillis: Math.max(100, Math.round(maxLagMillis / 4))
+      })
+    })
+  )

@@ -5,7 +5,7 @@
 import { join } from "node:path"
 import { NodeInfo } from "@tessera/platform/NodeInfo"
 import * as ObjectStore from "@tessera/platform/ObjectStore"
-import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
+import { Cmd, type Command, Valkey, ValkeyReplica } from "@tessera/platform/Valkey"
 import { Context, Duration, Effect, Layer, Option, Semaphore } from "effect"
 import { ClusterSchema, Entity, EntityProxyServer } from "effect/cluster"
 import { SqlClient } from "effect/sql"
@@ -43,6 +43,7 @@ import {
   VertexNotFound,
   WrongPartition
 } from "./protocol.ts"
+import { announceGateway, readRoutingTable } from "./routing.ts"
 
 /**
  * How often an active partition writes last access / temperature / zone traffic and checks for idleness: every 5 s,
@@ -374,6 +375,25 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const partitions = config.graphPartitions
     const keysOf = Array.from({ length: partitions }, (_, p) => partitionKeys(config.graphKeyPrefix, p))
     const direct = Effect.mapError((e: { readonly message: string }) => new GraphStorageError({ message: e.message }))
+    // Direct reads tolerate the replica's bounded staleness: a miss there is asked of the owner (primary).
+    const replica = yield* Effect.serviceOption(ValkeyReplica)
+    const reads = Option.match(replica, {
+      onNone: () => valkey,
+      onSome: (r) => ({
+        mget: (...keys: ReadonlyArray<string>) => r.read((v) => v.mget(...keys)),
+        pipeline: <const Cs extends ReadonlyArray<Command>>(commands: Cs) => r.read((v) => v.pipeline(commands))
+      })
+    })
+    const gatewayUrl = Option.getOrUndefined(node.gatewayUrl)
+    if (gatewayUrl !== undefined) {
+      yield* announceGateway({
+        valkey,
+        keyPrefix: config.graphKeyPrefix,
+        url: gatewayUrl,
+        zone: Option.getOrUndefined(node.zone),
+        replica: () => Option.match(replica, { onNone: () => false, onSome: (r) => r.stats().fresh })
+      })
+    }
     // Reads served here straight from the hot tier, per partition, added to the partitions' `reads` counters
     // once a second (the owners take them for temperature and idleness) instead of one INCRBY per request.
     const directReads = new Float64Array(partitions)
@@ -436,7 +456,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               owners[i] = partition
               names[i] = keysOf[partition].vertex(ids[i])
             }
-            const values = ids.length === 0 ? [] : yield* direct(valkey.mget(...names))
+            const values = ids.length === 0 ? [] : yield* direct(reads.mget(...names))
             // Misses by partition: [missing ids, their positions].
             let missing: Map<number, [Array<string>, Array<number>]> | undefined
             let hitCount = 0
@@ -481,7 +501,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             const partition = partitionOf(id, partitions)
             const keys = keysOf[partition]
             const [exists, members] = yield* direct(
-              valkey.pipeline([Cmd.exists(keys.vertex(id)), Cmd.smembers(keys.out(id))])
+              reads.pipeline([Cmd.exists(keys.vertex(id)), Cmd.smembers(keys.out(id))])
             )
             if (exists === 1) {
               directReads[partition]++
@@ -545,6 +565,15 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             }
             return { vertices: found, truncated }
           }),
+        "Graph.Routing": () =>
+          direct(
+            readRoutingTable({
+              valkey,
+              keyPrefix: config.graphKeyPrefix,
+              partitions,
+              zones: config.graphZones
+            })
+          ),
         "Graph.Stats": () =>
           Effect.map(
             Effect.mapError(readAllMeta(sql), (e) => new GraphStorageError({ message: e.message })),

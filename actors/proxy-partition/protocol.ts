@@ -295,7 +295,31 @@ export const Stats = Rpc.make("Graph.Stats", {
   error: GraphStorageError
 })
 
-export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats)
+export const GatewayEntry = Schema.Struct({
+  /** Base URL clients reach the gateway at (`TESSERA_GATEWAY_URL`). */
+  url: Schema.String,
+  /** Its zone (`TESSERA_ZONE`), null when it has none. */
+  zone: Schema.NullOr(Schema.String),
+  /** Whether it reads from a fresh Valkey replica in its own zone now. */
+  replica: Schema.Boolean
+})
+
+/**
+ * The routing table for zone-local serving (`routing.ts`): the zone of each partition's data and owner (null: no
+ * preference), the gateways alive now with their zones, and how often a client should fetch it again. A client sends
+ * a request to a gateway of the zone holding its vertices, any gateway when it knows none there.
+ */
+export const Routing = Rpc.make("Graph.Routing", {
+  success: Schema.Struct({
+    partitions: Schema.Int,
+    zones: Schema.Array(Schema.NullOr(Schema.String)),
+    gateways: Schema.Array(GatewayEntry),
+    refreshMillis: Schema.Int
+  }),
+  error: GraphStorageError
+})
+
+export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats, Routing)
 
 /** The graph module's wire contract: the `ProxyPartition` entity and the `Graph.*` gateway RPCs. */
 export const GraphContract = Contract.make({ name: "graph", entities: [ProxyPartition], rpcs: GraphRpcs })

@@ -11,8 +11,18 @@ export class NodeInfo extends Context.Service<
     readonly zone: Option.Option<string>
     /** The node's data folder (`TESSERA_DATA`); modules keep embedded files under it. */
     readonly dataDir: string
+    /** The URL clients reach this node's gateway at (`TESSERA_GATEWAY_URL`), when known: announced to clients. */
+    readonly gatewayUrl: Option.Option<string>
   }
 >()("tessera/platform/NodeInfo") {}
 
-export const layer = (options: { readonly zone?: string | undefined; readonly dataDir: string }) =>
-  Layer.succeed(NodeInfo)({ zone: Option.fromUndefinedOr(options.zone), dataDir: options.dataDir })
+export const layer = (options: {
+  readonly zone?: string | undefined
+  readonly dataDir: string
+  readonly gatewayUrl?: string | undefined
+}) =>
+  Layer.succeed(NodeInfo)({
+    zone: Option.fromUndefinedOr(options.zone),
+    dataDir: options.dataDir,
+    gatewayUrl: Option.fromUndefinedOr(options.gatewayUrl)
+  })

@@ -419,6 +419,12 @@ export interface IoredisOptions {
    * answers gives the slot map.
    */
   readonly seeds?: ReadonlyArray<string> | undefined
+  /**
+   * Read from replicas: with `cluster`, reads go to each slot's replicas (ioredis sends `READONLY` on those
+   * connections); without it the URL names a replica node, which serves reads as it is. Writes fail there. Default
+   * false.
+   */
+  readonly replicaReads?: boolean | undefined
 }
 
 /** Parses a `host:port` seed node (`[::1]:7000` for IPv6). */
@@ -781,6 +787,7 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         // ElastiCache with TLS: connect to the names the cluster announces, so certificates match.
         dnsLookup: (address, callback) => callback(null, address),
         slotsRefreshTimeout: connectTimeout,
+        ...(options.replicaReads === true ? { scaleReads: "slave" as const } : {}),
         clusterRetryStrategy: (times) => {
           if (times > maxRetries) {
             const detail = lastConnectionError === undefined ? "" : ` (last connection error: ${lastConnectionError})`
@@ -1299,3 +1306,141 @@ export const layer = (
   options: Omit<IoredisOptions, "url"> & { readonly url: string | undefined }
 ): Layer.Layer<Valkey, ValkeyError> =>
   options.url === undefined || options.url === "" ? layerMemory : layerIoredis({ ...options, url: options.url })
+
+/** What reads through `ValkeyReplica` saw: where they went, and the replica's last measured lag. */
+export interface ReplicaReadStats {
+  /** Reads answered by the replica. */
+  readonly replicaReads: number
+  /** Reads sent to the primary: no replica, a stale one, or after a replica error. */
+  readonly primaryReads: number
+  /** Replica reads that failed and were sent again to the primary. */
+  readonly fallbacks: number
+  /** Lag measured at the last check (milliseconds), undefined before the first or after a failed one. */
+  readonly lagMillis: number | undefined
+  /** Whether reads go to the replica now. */
+  readonly fresh: boolean
+}
+
+/**
+ * Reads that may be served by a Valkey replica in this node's zone. Only reads that tolerate a bounded staleness
+ * belong here: the replica serves them while its measured lag is at most `maxLag`, checked every `checkEvery`, so
+ * a replica read misses at most the primary's last `maxLag + checkEvery` of writes; otherwise, and when a replica
+ * read fails, the primary answers.
+ */
+export interface ValkeyReplicaService {
+  /** Runs `read` on the replica while it is fresh (falling back to the primary on an error), else on the primary. */
+  readonly read: <A>(read: (valkey: ValkeyService) => Effect.Effect<A, ValkeyError>) => Effect.Effect<A, ValkeyError>
+  readonly stats: () => ReplicaReadStats
+}
+
+export class ValkeyReplica extends Context.Service<ValkeyReplica, ValkeyReplicaService>()(
+  "tessera/runtime/ValkeyReplica"
+) {}
+
+export interface ReplicaOptions {
+  readonly primary: ValkeyService
+  readonly replica: ValkeyService
+  /** A key only this node writes (on the primary), read back from the replica to measure its lag. */
+  readonly clockKey: string
+  /** Largest lag at which the replica still serves reads (milliseconds). */
+  readonly maxLagMillis: number
+  /** How often the lag is measured (milliseconds). */
+  readonly checkMillis: number
+}
+
+/**
+ * Replica reads with a measured lag: every `checkMillis` this node writes its clock to `clockKey` on the primary
+ * and reads the key back from the replica; the lag is now minus the clock the replica holds (replication is
+ * asynchronous, so that clock is the newest write it is known to have). The check runs in a fiber of the scope.
+ */
+export const makeReplica = (options: ReplicaOptions): Effect.Effect<ValkeyReplicaService, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { primary, replica } = options
+    let fresh = false
+    let lagMillis: number | undefined
+    let replicaReads = 0
+    let primaryReads = 0
+    let fallbacks = 0
+    const check = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      yield* primary.set(options.clockKey, String(now), { px: Math.max(60_000, 10 * options.checkMillis) })
+      const seen = yield* replica.get(options.clockKey)
+      const at = seen === null ? Number.NaN : Number(seen)
+      lagMillis = Number.isFinite(at) ? Math.max(0, (yield* Clock.currentTimeMillis) - at) : undefined
+      fresh = lagMillis !== undefined && lagMillis <= options.maxLagMillis
+    }).pipe(
+      Effect.catch(() =>
+        Effect.sync(() => {
+          lagMillis = undefined
+          fresh = false
+        })
+      )
+    )
+    yield* check
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.checkMillis), check)))
+    return {
+      read: <A>(read: (valkey: ValkeyService) => Effect.Effect<A, ValkeyError>) => {
+        if (!fresh) {
+          primaryReads++
+          return read(primary)
+        }
+        return Effect.catch(
+          Effect.map(read(replica), (a) => {
+            replicaReads++
+            return a
+          }),
+          (error) =>
+            error.reason === "Connection" || error.reason === "Reply"
+              ? Effect.suspend(() => {
+                  // A failing replica serves nothing until a check finds it fresh again.
+                  fresh = false
+                  fallbacks++
+                  primaryReads++
+                  return read(primary)
+                })
+              : Effect.fail(error)
+        )
+      },
+      stats: () => ({ replicaReads, primaryReads, fallbacks, lagMillis, fresh })
+    }
+  })
+
+/** No replica: every read goes to the primary (`Valkey`). */
+export const layerReplicaNone: Layer.Layer<ValkeyReplica, never, Valkey> = Layer.effect(
+  ValkeyReplica,
+  Effect.gen(function* () {
+    const primary = yield* Valkey
+    let primaryReads = 0
+    return {
+      read: <A>(read: (valkey: ValkeyService) => Effect.Effect<A, ValkeyError>) => {
+        primaryReads++
+        return read(primary)
+      },
+      stats: () => ({ replicaReads: 0, primaryReads, fallbacks: 0, lagMillis: undefined, fresh: false })
+    }
+  })
+)
+
+/**
+ * Reads from the replica at `options.url` (`replicaReads`) while it is fresh, else from the primary (`Valkey`).
+ * `none` for the URL: `layerReplicaNone`.
+ */
+export const layerReplica = (
+  options: Omit<IoredisOptions, "url" | "replicaReads"> & {
+    readonly url: string | undefined
+    readonly clockKey: string
+    readonly maxLagMillis: number
+    readonly checkMillis: number
+  }
+): Layer.Layer<ValkeyReplica, ValkeyError, Valkey> => {
+  const { url, clockKey, maxLagMillis, checkMillis, ...connection } = options
+  if (url === undefined || url === "") return layerReplicaNone
+  return Layer.effect(
+    ValkeyReplica,
+    Effect.gen(function* () {
+      const primary = yield* Valkey
+      const replica = yield* makeIoredis({ ...connection, url, replicaReads: true })
+      return yield* makeReplica({ primary, replica, clockKey, maxLagMillis, checkMillis })
+    })
+  )
+}
