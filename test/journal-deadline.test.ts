@@ -148,7 +148,9 @@ describe("journal-write deadline (runner process, real Postgres behind a pausabl
 
         // Audit: every acked order is stored under the id it was acked with, each key once.
         const rows = db
-          .query(`SELECT symbol, account, client_order_id, order_id FROM orders WHERE symbol IN ('BNB-USDT', 'LTC-USDT')`)
+          .query(
+            `SELECT symbol, account, client_order_id, order_id FROM orders WHERE symbol IN ('BNB-USDT', 'LTC-USDT')`
+          )
           .split("\n")
           .filter((line) => line !== "")
         const stored = new Map<string, string>()
