@@ -26,6 +26,12 @@
  * request. Snapshot objects carry the epoch in their key, so a stale owner's object never replaces one the metadata
  * points to (and is deleted when its pointer swap is refused). A promotion checks the epoch before it rewrites the
  * hot tier, which narrows (does not close) the window in which a stale owner touches Valkey.
+ *
+ * Moves (rebalance): a vertex lives in its home partition (`vertexPartition`) unless a row of `graph_vertex_moves`
+ * (home, vertex, holder) says a rebalance moved it to `holder`. The row is the truth, written fenced under the home's
+ * epoch; the home's Valkey vertex key then holds a forward marker (`@holder`) for gateways, rewritten from the rows
+ * whenever the home's hot tier is (re)built, and the holder keeps the vertex among its own keys (its snapshots carry
+ * it). `stale` names a partition that may still hold a copy to drop (a copy in flight, or the previous holder).
  */
 
 import type { ObjectStoreShape } from "@tessera/platform/ObjectStore"
@@ -36,9 +42,11 @@ import {
   decodeSnapshot,
   edgeMember,
   encodeSnapshot,
+  forwardMarker,
   nextTemperature,
   type PartitionKeys,
   parseEdgeMember,
+  parseForwardMarker,
   partitionKeys,
   type Snapshot,
   snapshotKey
@@ -73,6 +81,19 @@ export const migrations = {
       partition INTEGER PRIMARY KEY,
       epoch BIGINT NOT NULL
     )`
+  }),
+  // Rebalance: vertices living outside their home partition.
+  "4_graph_vertex_moves": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE IF NOT EXISTS graph_vertex_moves (
+      home INTEGER NOT NULL,
+      vertex_id TEXT NOT NULL,
+      holder INTEGER NOT NULL,
+      stale INTEGER,
+      PRIMARY KEY (home, vertex_id)
+    )`
+    yield* sql`CREATE INDEX IF NOT EXISTS graph_vertex_moves_holder ON graph_vertex_moves (holder)`
+    yield* sql`CREATE INDEX IF NOT EXISTS graph_vertex_moves_stale ON graph_vertex_moves (stale)`
   })
 }
 export const migrationsTable = "proxy_partition_migrations"
@@ -202,6 +223,46 @@ export const touchMeta = (
       WHERE partition = ${partition}`
   )
 
+/** The vertex `id` of partition `home` lives in `holder`; `stale` may still hold a copy. Under the home's `epoch`. */
+export const writeMove = (
+  sql: SqlClient.SqlClient,
+  home: number,
+  epoch: number,
+  move: { readonly id: string; readonly holder: number; readonly stale: number | null }
+) =>
+  fenced(
+    sql,
+    home,
+    epoch,
+    sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale) VALUES (${home}, ${move.id}, ${move.holder},
+      ${move.stale}) ON CONFLICT (home, vertex_id) DO UPDATE SET holder = excluded.holder, stale = excluded.stale`
+  )
+
+/** The vertex is back home with no copy elsewhere (or deleted). Under the home's `epoch`. */
+export const deleteMove = (sql: SqlClient.SqlClient, home: number, epoch: number, id: string) =>
+  fenced(sql, home, epoch, sql`DELETE FROM graph_vertex_moves WHERE home = ${home} AND vertex_id = ${id}`)
+
+export interface MoveRow {
+  readonly home: number
+  readonly id: string
+  readonly holder: number
+  readonly stale: number | null
+}
+
+/** Rows of vertices homed in `partition` (moved away) or held by it (guests, or copies it may still have). */
+const readMoves = (sql: SqlClient.SqlClient, partition: number) =>
+  Effect.map(
+    sql<Record<string, unknown>>`SELECT home, vertex_id, holder, stale FROM graph_vertex_moves
+      WHERE home = ${partition} OR holder = ${partition} OR stale = ${partition}`,
+    (rows): Array<MoveRow> =>
+      rows.map((r) => ({
+        home: Number(r.home),
+        id: String(r.vertex_id),
+        holder: Number(r.holder),
+        stale: r.stale === null || r.stale === undefined ? null : Number(r.stale)
+      }))
+  )
+
 const storageError = (error: { readonly message: string }) => new GraphStorageError({ message: error.message })
 
 /** Keys deleted per DEL during eviction. */
@@ -264,6 +325,8 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
             })
           ),
     count: fail(valkey.scard(keys.ids)),
+    /** Every vertex id the partition holds (its own and guests). */
+    ids: fail(valkey.smembers(keys.ids)),
     /** Reads every vertex and its edges. */
     snapshot: (partition: number, version: number): Effect.Effect<Snapshot, GraphStorageError> =>
       Effect.gen(function* () {
@@ -277,26 +340,64 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
         const vertices: Snapshot["vertices"] = []
         for (let i = 0; i < ids.length; i++) {
           const properties = replies[2 * i] as string | null
-          if (properties === null) continue
+          // A forward marker (the vertex moved away while this snapshot ran) is not a vertex of this partition.
+          if (properties === null || parseForwardMarker(properties) !== undefined) continue
           vertices.push([ids[i], properties, replies[2 * i + 1] as Array<string>])
         }
         return { format: 1, partition, version, vertices }
       }),
-    /** Deletes every key of the partition. */
-    evict: Effect.gen(function* () {
-      const ids = yield* fail(valkey.smembers(keys.ids))
-      const commands: Array<Command> = []
-      for (let i = 0; i < ids.length; i += EVICT_CHUNK) {
-        const chunk: Array<string> = []
-        for (const id of ids.slice(i, i + EVICT_CHUNK)) chunk.push(keys.vertex(id), keys.out(id))
-        commands.push(Cmd.del(...chunk))
-      }
-      // The marker first: a gateway or owner that finds it gone knows the keys are going.
-      commands.unshift(Cmd.del(keys.live))
-      commands.push(Cmd.del(keys.ids))
-      yield* fail(valkey.pipeline(commands))
-      return ids.length
-    }),
+    /** Deletes every key of the partition, and the keys of `moved` (forward markers, edges left behind). */
+    evict: (moved: Iterable<string> = []) =>
+      Effect.gen(function* () {
+        const ids = [...(yield* fail(valkey.smembers(keys.ids))), ...moved]
+        const commands: Array<Command> = []
+        for (let i = 0; i < ids.length; i += EVICT_CHUNK) {
+          const chunk: Array<string> = []
+          for (const id of ids.slice(i, i + EVICT_CHUNK)) chunk.push(keys.vertex(id), keys.out(id))
+          commands.push(Cmd.del(...chunk))
+        }
+        // The marker first: a gateway or owner that finds it gone knows the keys are going.
+        commands.unshift(Cmd.del(keys.live))
+        commands.push(Cmd.del(keys.ids))
+        yield* fail(valkey.pipeline(commands))
+        return ids.length
+      }),
+    /**
+     * The vertex moved to `holder`: one pipeline swaps its properties for the forward marker (gateways follow it from
+     * then on), drops it from the ids set and deletes its edges (nobody reads them behind a marker).
+     */
+    forwardTo: (forwards: ReadonlyArray<readonly [id: string, holder: number]>) =>
+      forwards.length === 0
+        ? Effect.void
+        : Effect.asVoid(
+            fail(
+              valkey.pipeline(
+                forwards.flatMap(([id, holder]) => [
+                  Cmd.set(keys.vertex(id), forwardMarker(holder)),
+                  Cmd.srem(keys.ids, id),
+                  Cmd.del(keys.out(id))
+                ])
+              )
+            )
+          ),
+    /** Writes a copy of a vertex (replacing any): edges first, then its key, as a restore does. */
+    adopt: (id: string, json: string, edges: ReadonlyArray<string>) =>
+      Effect.asVoid(
+        fail(
+          valkey.pipeline([
+            Cmd.del(keys.out(id)),
+            ...(edges.length > 0 ? [Cmd.sadd(keys.out(id), ...edges)] : []),
+            Cmd.set(keys.vertex(id), json),
+            Cmd.sadd(keys.ids, id)
+          ])
+        )
+      ),
+    /** Drops a copy (one DEL for its key and edges, as eviction does). */
+    release: (id: string) =>
+      Effect.map(
+        fail(valkey.pipeline([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)])),
+        (r) => r[1] === 1
+      ),
     /** `[marker present, ids set present]` (0 or 1 each): a hot partition without its marker lost its keys. */
     liveness: Effect.map(
       fail(valkey.pipeline([Cmd.exists(keys.live), Cmd.exists(keys.ids)])),
@@ -412,6 +513,21 @@ export const makePartition = (options: PartitionOptions) =>
     temperatureGauge.set(meta.temperature)
     hotGauge.set(meta.tier === "hot" ? 1 : 0)
 
+    // Rebalance state, read after the claim like the metadata row.
+    /** Vertices homed here that live elsewhere: id -> holder. */
+    const forwards = new Map<string, number>()
+    /** Vertices of other homes held here (and copies this partition may still have). */
+    const guests = new Set<string>()
+    /** Moves of vertices homed here that did not finish: a copy to drop (`stale`), the row to settle. */
+    const unfinished: Array<MoveRow> = []
+    for (const row of yield* failSql(readMoves(sql, partition))) {
+      if (row.home === partition) {
+        if (row.holder !== partition) forwards.set(row.id, row.holder)
+        if (row.stale !== null) unfinished.push(row)
+      } else if (row.holder === partition || row.stale === partition) guests.add(row.id)
+    }
+    const writeForwards = Effect.suspend(() => hot.forwardTo([...forwards]))
+
     /** Rewrites the hot tier from the snapshot at `location` (or just marks it live when there is none). */
     const restoreFrom = (location: string | null) =>
       Effect.gen(function* () {
@@ -420,15 +536,19 @@ export const makePartition = (options: PartitionOptions) =>
           sql`SELECT epoch FROM graph_partition_owners WHERE partition = ${partition} AND epoch = ${epoch}`
         )
         if (current.length === 0) return yield* refused(staleOwner(partition, epoch))
-        if (location === null) return yield* hot.markLive
+        if (location === null) {
+          yield* hot.markLive
+          return yield* writeForwards
+        }
         const bytes = yield* Effect.mapError(cold.get(location), storageError)
         if (bytes === null) return yield* new GraphStorageError({ message: `snapshot ${location} is missing` })
         const snapshot = yield* Effect.try({
           try: () => decodeSnapshot(bytes),
           catch: (error) => new GraphStorageError({ message: `snapshot ${location}: ${String(error)}` })
         })
-        yield* hot.evict
+        yield* hot.evict(forwards.keys())
         yield* hot.restore(snapshot)
+        yield* writeForwards
       })
 
     const promoteLocked = Effect.gen(function* () {
@@ -477,7 +597,7 @@ export const makePartition = (options: PartitionOptions) =>
         )
       )
       meta = next
-      yield* hot.evict
+      yield* hot.evict(forwards.keys())
       if (previous !== null && previous !== written.key) yield* Effect.ignore(cold.delete(previous))
       const millis = performance.now() - started
       GraphMetrics.demotions.inc()
@@ -543,6 +663,8 @@ export const makePartition = (options: PartitionOptions) =>
     })
 
     yield* recoverLocked(true)
+    // A move that stopped between its metadata switch and its Valkey one left the marker behind: the rows decide.
+    if (meta.tier === "hot") yield* writeForwards
 
     const exclusive = gate.withPermits(GATE)
     const promote = exclusive(promoteLocked)
@@ -609,10 +731,25 @@ export const makePartition = (options: PartitionOptions) =>
       return metaWrite(touchMeta(sql, partition, epoch, lastAccess, temperature, { same, cross }))
     })
 
+    // Requests on vertices homed here share it; a move of one takes it whole, so no request sees a move half done.
+    const moveLock = yield* Semaphore.make(GATE)
+
     return {
       partition,
       /** The owner epoch this activation claimed. */
       epoch,
+      forwards,
+      guests,
+      unfinished,
+      /** Runs a request on vertices homed here (shares the move lock). */
+      homed: moveLock.withPermits(1),
+      /** Runs a move (excludes every request on vertices homed here, and other moves). */
+      moving: moveLock.withPermits(GATE),
+      /** Records where a vertex homed here lives (fenced under this epoch). */
+      recordMove: (move: { readonly id: string; readonly holder: number; readonly stale: number | null }) =>
+        metaWrite(writeMove(sql, partition, epoch, move)),
+      /** The vertex is home again, or gone, and no copy is left elsewhere (fenced). */
+      forgetMove: (id: string) => metaWrite(deleteMove(sql, partition, epoch, id)),
       hot,
       run,
       write,

@@ -23,8 +23,15 @@ export const graphUsage = `tessera graph <subcommand> [options]
                                    outside them (graph_partitions; sameZone / crossZone totals)
   demote PARTITION                 snapshot a partition to the cold tier now
   info PARTITION                   tier, size, host runner and its zone, preferred zone of one partition
+  rebalance [--iterations N] [--seed S] [--dry-run]
+                                   communities from the stored edges (label propagation, N rounds at most,
+                                   default 20; visiting order seeded by S, default 1), then every vertex
+                                   without a placement key moves online to its community's partition
 
-  --partitions N   total partitions, as the cluster's TESSERA_GRAPH_PARTITIONS (default: that variable or 64)`
+  --partitions N   total partitions, as the cluster's TESSERA_GRAPH_PARTITIONS (default: that variable or 64)
+
+  Placement keys: with the default TESSERA_GRAPH_PLACEMENT=tag, an id's hash tag decides its partition, as in
+  Redis: {acme}alice and {acme}bob live together. A key is 1-64 of A-Z a-z 0-9 . _ - : / @ + =.`
 
 export const graphOptions = {
   props: { type: "string" },
@@ -32,7 +39,10 @@ export const graphOptions = {
   k: { type: "string" },
   limit: { type: "string" },
   partitions: { type: "string" },
-  remove: { type: "boolean" }
+  remove: { type: "boolean" },
+  iterations: { type: "string" },
+  seed: { type: "string" },
+  "dry-run": { type: "boolean" }
 } as const
 
 export interface GraphValues {
@@ -42,6 +52,9 @@ export interface GraphValues {
   readonly limit?: string | undefined
   readonly partitions?: string | undefined
   readonly remove?: boolean | undefined
+  readonly iterations?: string | undefined
+  readonly seed?: string | undefined
+  readonly "dry-run"?: boolean | undefined
 }
 
 const integer = (name: string, value: string | undefined): number | undefined => {
@@ -109,6 +122,13 @@ export const graphCall = (
       arity(args, 1, `${sub} PARTITION`)
       const partition = integer("partition", args[0]) ?? 0
       return sub === "demote" ? (client) => g(client).demote(partition) : (client) => g(client).info(partition)
+    }
+    case "rebalance": {
+      arity(args, 0, "rebalance [--iterations N] [--seed S] [--dry-run]")
+      const iterations = integer("iterations", values.iterations)
+      const seed = integer("seed", values.seed)
+      const dryRun = values["dry-run"] === true
+      return (client) => client["Graph.Rebalance"]({ iterations, seed, dryRun })
     }
     default:
       throw new GraphUsage(`unknown graph subcommand ${JSON.stringify(sub ?? "")}\n\n${graphUsage}`)

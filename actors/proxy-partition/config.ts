@@ -2,9 +2,9 @@
  * The graph module's config slice, read through Effect `Config` (the host decides the provider: the environment by
  * default): partition count, zone preference, hot-tier key prefix, idle time before demotion, the cold tier.
  */
-import { duration, positiveInt, zoneList } from "@tessera/platform/ConfigKit"
-import { Config, Context, Duration, Layer, Option } from "effect"
-import { DEFAULT_PARTITIONS } from "./core.ts"
+import { duration, invalid, positiveInt, zoneList } from "@tessera/platform/ConfigKit"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { DEFAULT_PARTITIONS, hashTagRule, type PlacementRule, parsePlacementRule } from "./core.ts"
 
 export interface GraphConfigShape {
   /** Graph partitions in the whole cluster (`TESSERA_GRAPH_PARTITIONS`, default 64); equal on every runner. */
@@ -14,6 +14,12 @@ export interface GraphConfigShape {
    * partition p prefers `graphZones[p mod n]`. Empty (default): no placement preference. Equal on every runner.
    */
   readonly graphZones: ReadonlyArray<string>
+  /**
+   * How a vertex id gives its placement key (`TESSERA_GRAPH_PLACEMENT`): `tag` (default, Redis hash tags:
+   * `{acme}alice` lives with every `{acme}...` id), `none`, or `prefix:<separator>`; a program may set any
+   * `PlacementRule`. Equal on every runner and client (`vertexPartition` routes by it).
+   */
+  readonly graphPlacement: PlacementRule
   /** Valkey key prefix of the graph hot tier (`TESSERA_GRAPH_PREFIX`, default `g`). */
   readonly graphKeyPrefix: string
   /** Idle time before a graph partition is demoted to the cold tier (`TESSERA_GRAPH_IDLE`, default 10 minutes). */
@@ -38,6 +44,7 @@ export class GraphConfig extends Context.Service<GraphConfig, GraphConfigShape>(
 export const defaults: GraphConfigShape = {
   graphPartitions: DEFAULT_PARTITIONS,
   graphZones: [],
+  graphPlacement: hashTagRule,
   graphKeyPrefix: "g",
   graphIdle: Duration.minutes(10),
   graphSnapshotInterval: Duration.seconds(60),
@@ -48,6 +55,15 @@ export const defaults: GraphConfigShape = {
 export const config: Config.Config<GraphConfigShape> = Config.all({
   graphPartitions: positiveInt("TESSERA_GRAPH_PARTITIONS", defaults.graphPartitions),
   graphZones: zoneList("TESSERA_GRAPH_ZONES"),
+  graphPlacement: Config.String("TESSERA_GRAPH_PLACEMENT").pipe(
+    Config.withDefault("tag"),
+    Config.mapEffect((text) => {
+      const rule = parsePlacementRule(text)
+      return rule === undefined
+        ? Effect.fail(invalid(`TESSERA_GRAPH_PLACEMENT must be tag, none or prefix:<separator>, got ${text}`))
+        : Effect.succeed(rule)
+    })
+  ),
   graphKeyPrefix: Config.String("TESSERA_GRAPH_PREFIX").pipe(Config.withDefault(defaults.graphKeyPrefix)),
   graphIdle: duration("TESSERA_GRAPH_IDLE", defaults.graphIdle),
   graphSnapshotInterval: duration("TESSERA_GRAPH_SNAPSHOT_INTERVAL", defaults.graphSnapshotInterval),
@@ -67,6 +83,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_GRAPH_ZONES",
     "comma-separated zones graph partitions prefer, partition p -> zone p mod n; equal on all runners (none: no preference)"
+  ],
+  [
+    "TESSERA_GRAPH_PLACEMENT",
+    "how a vertex id gives its placement key: tag ({key}rest hash tags), none, or prefix:<separator>; equal on all runners and clients (tag)"
   ],
   ["TESSERA_GRAPH_PREFIX", "Valkey key prefix of the graph hot tier (g)"],
   [

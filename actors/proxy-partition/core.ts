@@ -1,6 +1,6 @@
 /**
- * The pure core of graph-proxy partitions: which partition a vertex id belongs to, the Valkey key layout of a
- * partition, input limits, and the snapshot format. No Effect imports: the client, the gateway and the
+ * The pure core of graph-proxy partitions: which partition a vertex id belongs to (placement keys included), the
+ * Valkey key layout of a partition, input limits, the snapshot format and the community method of rebalancing. No Effect imports: the client, the gateway and the
  * runtime all call the same `partitionOf`.
  */
 
@@ -94,6 +94,108 @@ export const partitionOf = (vertexId: string, partitions: number): number => {
 }
 
 /**
+ * Placement keys (hints), as Redis hash tags decide slots: a vertex whose id carries a placement key lives in
+ * `partitionOf(key)` instead of `partitionOf(id)`, so vertices that share a key (a community, a tenant) share a
+ * partition. The key is derived from the id by the deployment's rule (`TESSERA_GRAPH_PLACEMENT`, the same on every
+ * runner and client), never sent beside it: edges, Neighbors and KHop carry bare ids, and a key that only a put knew
+ * would need a directory lookup on every hop. Derived from the id, every reader computes the partition alone and a
+ * read stays one hop (gateway -> Valkey).
+ *
+ * Grammar of a key: 1 to `MAX_PLACEMENT_KEY_LENGTH` characters, each an ASCII letter, digit or one of `. _ - : / @ + =`
+ * (ASCII only, so clients in any language hash the same bytes; no spaces, braces or control characters). An id whose
+ * rule yields a key outside it is refused with `InvalidPlacementKey`.
+ */
+export const MAX_PLACEMENT_KEY_LENGTH = 64
+
+/** Why a placement key is refused, or `undefined` when it is fine. */
+export const placementKeyProblem = (key: string): string | undefined => {
+  if (key.length === 0) return "is empty"
+  if (key.length > MAX_PLACEMENT_KEY_LENGTH) return `is longer than ${MAX_PLACEMENT_KEY_LENGTH} characters`
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i)
+    const ok =
+      (c >= 0x30 && c <= 0x39) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      c === 0x2e ||
+      c === 0x5f ||
+      c === 0x2d ||
+      c === 0x3a ||
+      c === 0x2f ||
+      c === 0x40 ||
+      c === 0x2b ||
+      c === 0x3d
+    if (!ok) return `has character ${JSON.stringify(key[i])} at ${i} (allowed: A-Z a-z 0-9 . _ - : / @ + =)`
+  }
+  return undefined
+}
+
+/** A deployment's placement rule: the placement key of a vertex id, or `undefined` when it has none. */
+export type PlacementRule = (id: string) => string | undefined
+
+/**
+ * Redis hash tags: the text between the first `{` and the first `}` after it, when not empty (`{acme}alice` ->
+ * `acme`); no tag (`alice`, `{}x`, `{x`) -> no key. The default rule.
+ */
+export const hashTagRule: PlacementRule = (id) => {
+  const open = id.indexOf("{")
+  if (open < 0) return undefined
+  const close = id.indexOf("}", open + 1)
+  return close <= open + 1 ? undefined : id.slice(open + 1, close)
+}
+
+/** No placement keys: every vertex hashes by its whole id (placement before hints). */
+export const noPlacementRule: PlacementRule = () => undefined
+
+/** The id up to the first `separator`, when the id has one after a non-empty prefix (`acme/alice` -> `acme`). */
+export const prefixRule =
+  (separator: string): PlacementRule =>
+  (id) => {
+    const at = id.indexOf(separator)
+    return at <= 0 ? undefined : id.slice(0, at)
+  }
+
+/**
+ * `TESSERA_GRAPH_PLACEMENT`: `tag` (hash tags, default), `none`, or `prefix:<separator>` (one or more characters).
+ * `undefined` for anything else.
+ */
+export const parsePlacementRule = (text: string): PlacementRule | undefined => {
+  if (text === "tag") return hashTagRule
+  if (text === "none") return noPlacementRule
+  if (text.startsWith("prefix:") && text.length > "prefix:".length) return prefixRule(text.slice("prefix:".length))
+  return undefined
+}
+
+/** Why the id's placement key is refused (`undefined`: no key, or a good one). */
+export const placementProblem = (id: string, rule: PlacementRule = hashTagRule): string | undefined => {
+  const key = rule(id)
+  return key === undefined ? undefined : placementKeyProblem(key)
+}
+
+/**
+ * The partition a vertex is placed in: `partitionOf(key)` when the rule gives its id a placement key, else
+ * `partitionOf(id)`. The one function clients, gateways, benches and partitions route by; a vertex moved by a
+ * rebalance is still addressed here (its home partition forwards to where it lives).
+ */
+export const vertexPartition = (id: string, partitions: number, rule: PlacementRule = hashTagRule): number => {
+  const key = rule(id)
+  return partitionOf(key ?? id, partitions)
+}
+
+/**
+ * A vertex moved off its home partition by a rebalance: its home's vertex key holds `@<partition>` instead of its
+ * properties (which always start with `{`), so a gateway's MGET finds the forward in the same reply.
+ */
+export const forwardMarker = (partition: number): string => `@${partition}`
+
+/** The partition a forward marker names, or `undefined` for properties (and anything else). */
+export const parseForwardMarker = (value: string): number | undefined => {
+  if (value.charCodeAt(0) !== 0x40) return undefined
+  const p = Number(value.slice(1))
+  return Number.isInteger(p) && p >= 0 ? p : undefined
+}
+
+/**
  * Placement hints. With zones configured (`TESSERA_GRAPH_ZONES=a,b,c`), partition p prefers `zones[p mod n]`, and
  * its entity lives in that zone's shard group (`graph-<zone>`). Without zones, no preference and the `default`
  * group. Every runner and gateway must compute the same group for an entity id, so this is a pure function of the
@@ -112,14 +214,15 @@ export const partitionShardGroup = (entityId: string, partitions: number, zones:
   return partition < partitions ? zoneShardGroup(zones[partition % zones.length]) : "default"
 }
 
-/** Groups ids by partition, keeping each id's position in the input (`positions[k]` for `ids[k]`). */
+/** Groups ids by their placement partition (`vertexPartition`), keeping each id's position in the input (`positions[k]` for `ids[k]`). */
 export const groupByPartition = (
   ids: ReadonlyArray<string>,
-  partitions: number
+  partitions: number,
+  rule: PlacementRule = hashTagRule
 ): Map<number, { ids: Array<string>; positions: Array<number> }> => {
   const groups = new Map<number, { ids: Array<string>; positions: Array<number> }>()
   for (let i = 0; i < ids.length; i++) {
-    const p = partitionOf(ids[i], partitions)
+    const p = vertexPartition(ids[i], partitions, rule)
     let group = groups.get(p)
     if (group === undefined) {
       group = { ids: [], positions: [] }
@@ -174,7 +277,8 @@ export const utf8Length = (s: string): number => {
 
 /**
  * Valkey keys of one partition. The `{p}` hash tag keeps a partition's keys in one Valkey Cluster slot.
- * - `<prefix>:{p}:v:<id>`: the vertex's properties (a JSON string)
+ * - `<prefix>:{p}:v:<id>`: the vertex's properties (a JSON string), or a forward marker (`forwardMarker`) when p is
+ *   the vertex's home and a rebalance moved it to another partition
  * - `<prefix>:{p}:o:<id>`: its out-edges, a set of `label|dst`
  * - `<prefix>:{p}:ids`: every vertex id of the partition (for snapshots and eviction)
  * - `<prefix>:{p}:reads`: gateway direct-read counter
@@ -245,3 +349,69 @@ export const snapshotKey = (partition: number, version: number, epoch: number): 
  */
 export const nextTemperature = (previous: number, requests: number, windowMs: number, alpha = 0.5): number =>
   windowMs <= 0 ? previous : alpha * ((requests * 1000) / windowMs) + (1 - alpha) * previous
+
+/** Defaults of `labelPropagation` (and `tessera graph rebalance`). */
+export const DEFAULT_LP_ITERATIONS = 20
+export const DEFAULT_LP_SEED = 1
+
+/** mulberry32: a small seeded PRNG, so a rebalance with the same seed over the same graph computes the same moves. */
+const mulberry32 = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * Communities by label propagation (Raghavan, Albert, Kumara 2007) over an undirected graph given as adjacency
+ * lists of vertex indexes (an edge listed twice weighs twice). Every vertex starts with its own label; each
+ * iteration visits the vertices in an order shuffled by a PRNG seeded with `seed` and gives each the label most
+ * frequent among its neighbours (asynchronous updates). Ties: a vertex keeps its label when it is among the most
+ * frequent, else takes the smallest of them. Stops after an iteration that changes nothing, or after `iterations`.
+ * Deterministic for a graph, a seed and an iteration bound. `labels[v]` is the index of a vertex of v's community.
+ */
+export const labelPropagation = (
+  adjacency: ReadonlyArray<ReadonlyArray<number>>,
+  options: { readonly iterations: number; readonly seed: number }
+): { readonly labels: Int32Array; readonly iterations: number; readonly converged: boolean } => {
+  const n = adjacency.length
+  const labels = Int32Array.from({ length: n }, (_, i) => i)
+  const order = Int32Array.from({ length: n }, (_, i) => i)
+  const random = mulberry32(options.seed)
+  const counts = new Map<number, number>()
+  let iteration = 0
+  while (iteration < options.iterations) {
+    iteration++
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1))
+      const t = order[i]
+      order[i] = order[j]
+      order[j] = t
+    }
+    let changed = 0
+    for (let k = 0; k < n; k++) {
+      const v = order[k]
+      const neighbours = adjacency[v]
+      if (neighbours.length === 0) continue
+      counts.clear()
+      for (const u of neighbours) counts.set(labels[u], (counts.get(labels[u]) ?? 0) + 1)
+      let best = -1
+      let bestCount = 0
+      for (const [label, count] of counts) {
+        if (count > bestCount || (count === bestCount && label < best)) {
+          best = label
+          bestCount = count
+        }
+      }
+      if ((counts.get(labels[v]) ?? 0) === bestCount) continue
+      labels[v] = best
+      changed++
+    }
+    if (changed === 0) return { labels, iterations: iteration, converged: true }
+  }
+  return { labels, iterations: iteration, converged: false }
+}

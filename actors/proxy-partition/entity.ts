@@ -6,25 +6,29 @@ import { join } from "node:path"
 import { NodeInfo } from "@tessera/platform/NodeInfo"
 import * as ObjectStore from "@tessera/platform/ObjectStore"
 import { Cmd, type Command, Valkey, ValkeyReplica } from "@tessera/platform/Valkey"
-import { Context, Duration, Effect, Layer, Option, Semaphore } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schedule, Semaphore } from "effect"
 import { ClusterSchema, Entity, EntityProxyServer } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { GraphConfig, type GraphConfigShape } from "./config.ts"
 import {
   DEFAULT_KHOP_LIMIT,
+  edgeMember,
   groupByPartition,
   labelProblem,
   MAX_BATCH,
   MAX_HOPS,
   MAX_KHOP_LIMIT,
   MAX_PROPERTIES_BYTES,
+  type PlacementRule,
   parseEdgeMember,
+  parseForwardMarker,
   partitionKeys,
-  partitionOf,
   partitionShardGroup,
+  placementProblem,
   preferredZone,
   utf8Length,
-  vertexIdProblem
+  vertexIdProblem,
+  vertexPartition
 } from "./core.ts"
 import * as GraphMetrics from "./metrics.ts"
 import { makePartition, readAllMeta, StaleOwner } from "./Partition.ts"
@@ -33,6 +37,8 @@ import {
   GraphStorageError,
   InvalidLabel,
   InvalidPartition,
+  InvalidPlacementKey,
+  InvalidRebalance,
   InvalidVertexId,
   KHopTooDeep,
   type Neighbor,
@@ -43,6 +49,7 @@ import {
   VertexNotFound,
   WrongPartition
 } from "./protocol.ts"
+import { rebalance } from "./rebalance.ts"
 import { announceGateway, readRoutingTable } from "./routing.ts"
 
 /**
@@ -86,22 +93,62 @@ export const layerSnapshotBudget: Layer.Layer<SnapshotBudget> = Layer.effect(Sna
 /** How often a gateway adds its direct hot-tier reads to the partitions' read counters. */
 const DIRECT_READS_FLUSH = Duration.seconds(1)
 
-const checkId = (id: string, partition: number, partitions: number) => {
+/** Where this partition stands for vertex ids: its number, the cluster's count and rule, the guests it holds. */
+interface Placement {
+  readonly partition: number
+  readonly partitions: number
+  readonly rule: PlacementRule
+  readonly guests: ReadonlySet<string>
+}
+
+/** A vertex of this partition: homed here (`vertexPartition`), or a guest a rebalance moved here. */
+const checkId = (id: string, at: Placement) => {
   const problem = vertexIdProblem(id)
   if (problem !== undefined) return new InvalidVertexId({ id, reason: problem })
-  const expected = partitionOf(id, partitions)
-  if (expected !== partition) return new WrongPartition({ id, partition, expected, partitions })
+  const expected = vertexPartition(id, at.partitions, at.rule)
+  if (expected !== at.partition && !at.guests.has(id)) {
+    return new WrongPartition({ id, partition: at.partition, expected, partitions: at.partitions })
+  }
   return undefined
 }
 
-const checkIds = (ids: ReadonlyArray<string>, partition: number, partitions: number) => {
+const checkIds = (ids: ReadonlyArray<string>, at: Placement) => {
   if (ids.length > MAX_BATCH) return new TooManyIds({ count: ids.length, limit: MAX_BATCH })
   for (const id of ids) {
-    const error = checkId(id, partition, partitions)
+    const error = checkId(id, at)
     if (error !== undefined) return error
   }
   return undefined
 }
+
+/** A vertex that may be created (a put, an edge's ends): its placement key, if any, must be in the grammar. */
+const checkPlacement = (id: string, rule: PlacementRule) => {
+  const problem = placementProblem(id, rule)
+  return problem === undefined ? undefined : new InvalidPlacementKey({ id, key: rule(id) ?? "", reason: problem })
+}
+
+/** Bound on a call from one partition to another (a moved vertex's holder, a rebalance copy). */
+const PEER_TIMEOUT = Duration.seconds(10)
+
+/** Errors of a vertex's holder that its home passes on as they are; anything else is a storage error. */
+const passedOn = new Set(["VertexNotFound", "PropertiesTooLarge", "InvalidLabel", "InvalidPlacementKey", "TooManyIds"])
+type PassedOn = VertexNotFound | PropertiesTooLarge | InvalidLabel | InvalidPlacementKey | TooManyIds
+
+/** A call to partition `peer`, bounded; its errors as the calling partition answers them. */
+const viaPeer = <A, E extends { readonly _tag: string }, R>(
+  peer: number,
+  call: Effect.Effect<A, E, R>
+): Effect.Effect<A, Extract<E, PassedOn> | GraphStorageError, R> =>
+  call.pipe(
+    Effect.timeout(PEER_TIMEOUT),
+    Effect.mapError((error: { readonly _tag: string }) =>
+      passedOn.has(error._tag)
+        ? (error as Extract<E, PassedOn>)
+        : error instanceof GraphStorageError
+          ? error
+          : new GraphStorageError({ message: `partition ${peer} failed: ${error._tag}` })
+    )
+  )
 
 const checkLabel = (label: string | undefined) => {
   if (label === undefined) return undefined
@@ -157,7 +204,11 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         Neighbors: () => misplaced,
         NeighborsMany: () => misplaced,
         Demote: () => misplaced,
-        Info: () => misplaced
+        Info: () => misplaced,
+        Move: () => misplaced,
+        Adopt: () => misplaced,
+        Release: () => misplaced,
+        Edges: () => misplaced
       })
     }
 
@@ -173,7 +224,11 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         Neighbors: () => invalid,
         NeighborsMany: () => invalid,
         Demote: () => invalid,
-        Info: () => invalid
+        Info: () => invalid,
+        Move: () => invalid,
+        Adopt: () => invalid,
+        Release: () => invalid,
+        Edges: () => invalid
       })
     }
 
@@ -248,82 +303,281 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     }
     yield* Effect.addFinalizer(() => Effect.andThen(Effect.ignore(p.report), Effect.sync(p.released)))
 
+    const rule = config.graphPlacement
+    const at: Placement = { partition, partitions, rule, guests: p.guests }
+    const peers = yield* zonedProxyPartition(config).client
+    const peer = (holder: number) => peers(String(holder))
+    const homedHere = (id: string) => vertexPartition(id, partitions, rule) === partition
+    /**
+     * Routes a request on one vertex: a guest is served here; a vertex homed here is served here unless a rebalance
+     * moved it, then by its holder. The move lock is held throughout, so no move of it runs in between.
+     */
+    const route = <A, E, R, E2, R2>(
+      id: string,
+      local: Effect.Effect<A, E, R>,
+      moved: (holder: number) => Effect.Effect<A, E2, R2>
+    ): Effect.Effect<A, E | E2, R | R2> =>
+      p.guests.has(id)
+        ? local
+        : p.homed(
+            Effect.suspend(() => {
+              const holder = p.forwards.get(id)
+              return holder === undefined ? (local as Effect.Effect<A, E | E2, R | R2>) : moved(holder)
+            })
+          )
+    /**
+     * Several vertices of this partition: those served here go to `local` together; moved ones to their holders,
+     * grouped; answers back in input order.
+     */
+    const routeMany = <A, E, R, E2, R2>(
+      ids: ReadonlyArray<string>,
+      local: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, E, R>,
+      moved: (holder: number, ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, E2, R2>
+    ): Effect.Effect<Array<A>, E | E2, R | R2> => {
+      const serve = (which: ReadonlyArray<string>, positions: ReadonlyArray<number>, out: Array<A>) => {
+        const here: Array<string> = []
+        const herePositions: Array<number> = []
+        const away = new Map<number, [Array<string>, Array<number>]>()
+        for (let i = 0; i < which.length; i++) {
+          const holder = p.guests.has(which[i]) ? undefined : p.forwards.get(which[i])
+          if (holder === undefined) {
+            here.push(which[i])
+            herePositions.push(positions[i])
+          } else {
+            const group = away.get(holder)
+            if (group === undefined) away.set(holder, [[which[i]], [positions[i]]])
+            else {
+              group[0].push(which[i])
+              group[1].push(positions[i])
+            }
+          }
+        }
+        const fill = (positions: ReadonlyArray<number>) => (values: ReadonlyArray<A>) => {
+          for (let i = 0; i < values.length; i++) out[positions[i]] = values[i]
+        }
+        return Effect.all(
+          [
+            here.length === 0 ? Effect.void : Effect.map(local(here), fill(herePositions)),
+            Effect.forEach(away, ([holder, [group, at]]) => Effect.map(moved(holder, group), fill(at)), {
+              concurrency: "unbounded",
+              discard: true
+            })
+          ],
+          { concurrency: "unbounded", discard: true }
+        )
+      }
+      return Effect.suspend(() => {
+        const out = new Array<A>(ids.length)
+        const positions = ids.map((_, i) => i)
+        // Guests and vertices homed here never share a request in practice (homes forward guests alone).
+        if (ids.every((id) => p.guests.has(id))) return Effect.as(serve(ids, positions, out), out)
+        return Effect.as(p.homed(serve(ids, positions, out)), out)
+      })
+    }
+    const recordMove = (move: { readonly id: string; readonly holder: number; readonly stale: number | null }) =>
+      standingDown(p.recordMove(move))
+    const forgetMove = (id: string) => standingDown(p.forgetMove(id))
+
+    /**
+     * Moves a vertex homed here to partition `to`, online. Its requests wait on the move lock meanwhile; reads through
+     * gateways keep finding one complete copy: the old one until the home's marker (or key) switches, the new one
+     * after, and the old copy goes last. Each step is recorded first in the fenced row, so a stale owner changes
+     * nothing and an interrupted move is settled by the next activation (`settle`).
+     */
+    const move = (id: string, to: number) =>
+      p.moving(
+        p.write(
+          Effect.gen(function* () {
+            const from = p.forwards.get(id) ?? partition
+            if (from === to) return { moved: false, from, to }
+            let json: string
+            let members: Array<string>
+            if (from === partition) {
+              const found = yield* p.hot.get(id)
+              if (found === null || parseForwardMarker(found) !== undefined) return yield* new VertexNotFound({ id })
+              json = found
+              members = ((yield* p.hot.neighbors(id, undefined)) ?? []).map((n) => edgeMember(n.label, n.id))
+            } else {
+              const vertex = yield* viaPeer(from, peer(from).GetVertex({ id }))
+              json = JSON.stringify(vertex.properties)
+              const neighbors = yield* viaPeer(from, peer(from).Neighbors({ id })).pipe(
+                Effect.catchTag("InvalidLabel", (error) =>
+                  Effect.fail(new GraphStorageError({ message: error.reason }))
+                )
+              )
+              members = neighbors.map((n) => edgeMember(n.label, n.id))
+            }
+            yield* recordMove({ id, holder: from, stale: to })
+            if (to === partition) {
+              // The home's key turns from the marker into the properties: gateways read here from now on.
+              yield* p.hot.adopt(id, json, members)
+            } else {
+              const edges = members.map(parseEdgeMember)
+              yield* viaPeer(to, peer(to).Adopt({ id, properties: parseProperties(json), edges }))
+            }
+            yield* recordMove({ id, holder: to, stale: from })
+            if (to === partition) p.forwards.delete(id)
+            else {
+              p.forwards.set(id, to)
+              yield* p.hot.forwardTo([[id, to]])
+            }
+            if (from !== partition) yield* viaPeer(from, peer(from).Release({ id }))
+            if (to === partition) yield* forgetMove(id)
+            else yield* recordMove({ id, holder: to, stale: null })
+            GraphMetrics.moves.inc()
+            return { moved: true, from, to }
+          })
+        )
+      )
+
+    // Moves this home left unfinished (a crash, a timeout): drop the copy the row names, then settle the row.
+    const settle = Effect.forEach(
+      [...p.unfinished],
+      (row) =>
+        p.moving(
+          Effect.gen(function* () {
+            if (row.stale !== null && row.stale !== row.holder && row.stale !== partition) {
+              yield* viaPeer(row.stale, peer(row.stale).Release({ id: row.id }))
+            }
+            if (row.holder === partition) yield* forgetMove(row.id)
+            else yield* recordMove({ id: row.id, holder: row.holder, stale: null })
+          })
+        ),
+      { discard: true }
+    )
+    if (p.unfinished.length > 0) {
+      yield* Effect.forkScoped(
+        settle.pipe(
+          Effect.retry({ schedule: Schedule.spaced(Duration.seconds(1)), times: 30 }),
+          Effect.catchCause((cause) =>
+            Effect.logWarning(`graph partition ${partition}: unfinished moves not settled: ${cause}`)
+          )
+        )
+      )
+    }
+
+    const putLocal = (id: string, json: string) => p.write(Effect.map(p.hot.put(id, json), (created) => ({ created })))
+    const getLocal = (id: string) =>
+      p.run(
+        Effect.flatMap(p.hot.get(id), (json) =>
+          json === null || parseForwardMarker(json) !== undefined
+            ? Effect.fail(new VertexNotFound({ id }))
+            : Effect.succeed({ id, properties: parseProperties(json) })
+        )
+      )
+
     return ProxyPartition.of(
       counted({
         PutVertex: ({ payload }) => {
-          const bad = checkId(payload.id, partition, partitions)
+          const bad = checkId(payload.id, at) ?? checkPlacement(payload.id, rule)
           if (bad !== undefined) return Effect.fail(bad)
           const json = JSON.stringify(payload.properties)
           const bytes = utf8Length(json)
           if (bytes > MAX_PROPERTIES_BYTES) {
             return Effect.fail(new PropertiesTooLarge({ id: payload.id, bytes, limit: MAX_PROPERTIES_BYTES }))
           }
-          return p.write(Effect.map(p.hot.put(payload.id, json), (created) => ({ created })))
-        },
-        GetVertex: ({ payload }) => {
-          const bad = checkId(payload.id, partition, partitions)
-          if (bad !== undefined) return Effect.fail(bad)
-          return p.run(
-            Effect.flatMap(p.hot.get(payload.id), (json) =>
-              json === null
-                ? Effect.fail(new VertexNotFound({ id: payload.id }))
-                : Effect.succeed({ id: payload.id, properties: parseProperties(json) })
-            )
+          return route(payload.id, putLocal(payload.id, json), (holder) =>
+            viaPeer(holder, peer(holder).PutVertex(payload))
           )
         },
-        GetMany: ({ payload }) => {
-          const bad = checkIds(payload.ids, partition, partitions)
+        GetVertex: ({ payload }) => {
+          const bad = checkId(payload.id, at)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.run(
-            Effect.map(p.hot.getMany(payload.ids), (values) =>
-              values.map((json) => (json === null ? null : parseProperties(json)))
-            )
+          return route(payload.id, getLocal(payload.id), (holder) => viaPeer(holder, peer(holder).GetVertex(payload)))
+        },
+        GetMany: ({ payload }) => {
+          const bad = checkIds(payload.ids, at)
+          if (bad !== undefined) return Effect.fail(bad)
+          return routeMany(
+            payload.ids,
+            (ids) =>
+              p.run(
+                Effect.map(p.hot.getMany(ids), (values) =>
+                  values.map((json) =>
+                    json === null || parseForwardMarker(json) !== undefined ? null : parseProperties(json)
+                  )
+                )
+              ),
+            (holder, ids) => viaPeer(holder, peer(holder).GetMany({ ids }))
           )
         },
         DeleteVertex: ({ payload }) => {
-          const bad = checkId(payload.id, partition, partitions)
+          const bad = checkId(payload.id, at)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.write(
+          const deleteLocal = p.write(
             Effect.flatMap(p.hot.delete(payload.id), (deleted) =>
               deleted ? Effect.succeed({ deleted }) : Effect.fail(new VertexNotFound({ id: payload.id }))
             )
           )
+          return route(
+            payload.id,
+            Effect.tap(deleteLocal, () =>
+              Effect.sync(() => {
+                p.guests.delete(payload.id)
+              })
+            ),
+            (holder) =>
+              // Gone from its holder, then home again with nothing: a later put creates it here.
+              Effect.gen(function* () {
+                const result = yield* viaPeer(holder, peer(holder).DeleteVertex(payload))
+                yield* recordMove({ id: payload.id, holder: partition, stale: holder })
+                p.forwards.delete(payload.id)
+                yield* p.hot.release(payload.id)
+                yield* forgetMove(payload.id)
+                return result
+              })
+          )
         },
         AddEdge: ({ payload }) => {
           const bad =
-            checkId(payload.src, partition, partitions) ??
+            checkId(payload.src, at) ??
             checkLabel(payload.label) ??
             (vertexIdProblem(payload.dst) === undefined
               ? undefined
-              : new InvalidVertexId({ id: payload.dst, reason: vertexIdProblem(payload.dst) ?? "" }))
+              : new InvalidVertexId({ id: payload.dst, reason: vertexIdProblem(payload.dst) ?? "" })) ??
+            checkPlacement(payload.dst, rule)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.write(
-            Effect.gen(function* () {
-              if (!(yield* p.hot.exists(payload.src))) return yield* new VertexNotFound({ id: payload.src })
-              return { added: yield* p.hot.addEdge(payload.src, payload.label, payload.dst) }
-            })
+          return route(
+            payload.src,
+            p.write(
+              Effect.gen(function* () {
+                if (!(yield* p.hot.exists(payload.src))) return yield* new VertexNotFound({ id: payload.src })
+                return { added: yield* p.hot.addEdge(payload.src, payload.label, payload.dst) }
+              })
+            ),
+            (holder) => viaPeer(holder, peer(holder).AddEdge(payload))
           )
         },
         RemoveEdge: ({ payload }) => {
-          const bad = checkId(payload.src, partition, partitions) ?? checkLabel(payload.label)
+          const bad = checkId(payload.src, at) ?? checkLabel(payload.label)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.write(
-            Effect.map(p.hot.removeEdge(payload.src, payload.label, payload.dst), (removed) => ({ removed }))
+          return route(
+            payload.src,
+            p.write(Effect.map(p.hot.removeEdge(payload.src, payload.label, payload.dst), (removed) => ({ removed }))),
+            (holder) => viaPeer(holder, peer(holder).RemoveEdge(payload))
           )
         },
         Neighbors: ({ payload }) => {
-          const bad = checkId(payload.id, partition, partitions) ?? checkLabel(payload.label)
+          const bad = checkId(payload.id, at) ?? checkLabel(payload.label)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.run(
-            Effect.flatMap(p.hot.neighbors(payload.id, payload.label), (found) =>
-              found === undefined ? Effect.fail(new VertexNotFound({ id: payload.id })) : Effect.succeed(found)
-            )
+          return route(
+            payload.id,
+            p.run(
+              Effect.flatMap(p.hot.neighbors(payload.id, payload.label), (found) =>
+                found === undefined ? Effect.fail(new VertexNotFound({ id: payload.id })) : Effect.succeed(found)
+              )
+            ),
+            (holder) => viaPeer(holder, peer(holder).Neighbors(payload))
           )
         },
         NeighborsMany: ({ payload }) => {
-          const bad = checkIds(payload.ids, partition, partitions) ?? checkLabel(payload.label)
+          const bad = checkIds(payload.ids, at) ?? checkLabel(payload.label)
           if (bad !== undefined) return Effect.fail(bad)
-          return p.run(p.hot.neighborsMany(payload.ids, payload.label))
+          return routeMany(
+            payload.ids,
+            (ids) => p.run(p.hot.neighborsMany(ids, payload.label)),
+            (holder, ids) => viaPeer(holder, peer(holder).NeighborsMany({ ids, label: payload.label }))
+          )
         },
         Demote: () => p.demote,
         Info: () =>
@@ -337,6 +591,64 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
               zone: runnerZone ?? null,
               preferredZone: zone ?? null
             }))
+          ),
+        Move: ({ payload }) => {
+          const bad =
+            vertexIdProblem(payload.id) === undefined
+              ? homedHere(payload.id)
+                ? undefined
+                : new WrongPartition({
+                    id: payload.id,
+                    partition,
+                    expected: vertexPartition(payload.id, partitions, rule),
+                    partitions
+                  })
+              : new InvalidVertexId({ id: payload.id, reason: vertexIdProblem(payload.id) ?? "" })
+          if (bad !== undefined) return Effect.fail(bad)
+          if (!Number.isInteger(payload.to) || payload.to < 0 || payload.to >= partitions) {
+            return Effect.fail(new InvalidPartition({ entityId: String(payload.to), partitions }))
+          }
+          return move(payload.id, payload.to)
+        },
+        Adopt: ({ payload }) => {
+          const problem = vertexIdProblem(payload.id)
+          if (problem !== undefined) return Effect.fail(new InvalidVertexId({ id: payload.id, reason: problem }))
+          // The home keeps its own vertices (a move home writes them there itself).
+          if (homedHere(payload.id)) {
+            return Effect.fail(new WrongPartition({ id: payload.id, partition, expected: partition, partitions }))
+          }
+          const members = payload.edges.map((edge) => edgeMember(edge.label, edge.id))
+          return Effect.andThen(
+            Effect.sync(() => {
+              p.guests.add(payload.id)
+            }),
+            p.write(Effect.as(p.hot.adopt(payload.id, JSON.stringify(payload.properties), members), { adopted: true }))
+          )
+        },
+        Release: ({ payload }) => {
+          const problem = vertexIdProblem(payload.id)
+          if (problem !== undefined) return Effect.fail(new InvalidVertexId({ id: payload.id, reason: problem }))
+          if (homedHere(payload.id)) {
+            return Effect.fail(new WrongPartition({ id: payload.id, partition, expected: partition, partitions }))
+          }
+          return Effect.tap(p.write(Effect.map(p.hot.release(payload.id), (released) => ({ released }))), () =>
+            Effect.sync(() => {
+              p.guests.delete(payload.id)
+            })
+          )
+        },
+        Edges: () =>
+          p.run(
+            Effect.gen(function* () {
+              const ids = yield* p.hot.ids
+              const out: Array<readonly [string, ReadonlyArray<string>]> = []
+              for (let i = 0; i < ids.length; i += MAX_BATCH) {
+                const chunk = ids.slice(i, i + MAX_BATCH)
+                const lists = yield* p.hot.neighborsMany(chunk, undefined)
+                for (let k = 0; k < chunk.length; k++) out.push([chunk[k], lists[k]] as const)
+              }
+              return out
+            })
           )
       })
     )
@@ -373,6 +685,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const valkey = yield* Valkey
     const makeClient = yield* zonedProxyPartition(config).client
     const partitions = config.graphPartitions
+    const rule = config.graphPlacement
     const keysOf = Array.from({ length: partitions }, (_, p) => partitionKeys(config.graphKeyPrefix, p))
     const direct = Effect.mapError((e: { readonly message: string }) => new GraphStorageError({ message: e.message }))
     // Direct reads tolerate the replica's bounded staleness: a miss there is asked of the owner (primary).
@@ -452,27 +765,55 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             const owners = new Int32Array(ids.length)
             const names = new Array<string>(ids.length)
             for (let i = 0; i < ids.length; i++) {
-              const partition = partitionOf(ids[i], partitions)
+              const partition = vertexPartition(ids[i], partitions, rule)
               owners[i] = partition
               names[i] = keysOf[partition].vertex(ids[i])
             }
             const values = ids.length === 0 ? [] : yield* direct(reads.mget(...names))
-            // Misses by partition: [missing ids, their positions].
+            // Misses by home partition: [missing ids, their positions].
             let missing: Map<number, [Array<string>, Array<number>]> | undefined
+            const miss = (i: number) => {
+              missing ??= new Map()
+              const group = missing.get(owners[i])
+              if (group === undefined) missing.set(owners[i], [[ids[i]], [i]])
+              else {
+                group[0].push(ids[i])
+                group[1].push(i)
+              }
+            }
+            // Vertices a rebalance moved: positions and holders, read from their holders in a second MGET.
+            let moved: Array<number> | undefined
+            let holders: Array<number> | undefined
             let hitCount = 0
             for (let i = 0; i < ids.length; i++) {
               const value = values[i]
-              if (value !== null) {
+              if (value === null) miss(i)
+              else if (value.charCodeAt(0) === 0x40) {
+                const holder = parseForwardMarker(value)
+                if (holder === undefined || holder >= partitions) miss(i)
+                else {
+                  moved ??= []
+                  holders ??= []
+                  moved.push(i)
+                  holders.push(holder)
+                }
+              } else {
                 out[i] = JSON.parse(value) as Properties
                 directReads[owners[i]]++
                 hitCount++
-              } else {
-                missing ??= new Map()
-                const group = missing.get(owners[i])
-                if (group === undefined) missing.set(owners[i], [[ids[i]], [i]])
+              }
+            }
+            if (moved !== undefined && holders !== undefined) {
+              const at = holders
+              const movedValues = yield* direct(reads.mget(...moved.map((i, k) => keysOf[at[k]].vertex(ids[i]))))
+              for (let k = 0; k < moved.length; k++) {
+                const value = movedValues[k]
+                // Gone from the holder (moved on, or cold): the home answers, through the move lock.
+                if (value === null || value.charCodeAt(0) === 0x40) miss(moved[k])
                 else {
-                  group[0].push(ids[i])
-                  group[1].push(i)
+                  out[moved[k]] = JSON.parse(value) as Properties
+                  directReads[at[k]]++
+                  hitCount++
                 }
               }
             }
@@ -498,12 +839,20 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
             const bad = checkLabel(label)
             if (bad !== undefined) return yield* bad
-            const partition = partitionOf(id, partitions)
-            const keys = keysOf[partition]
-            const [exists, members] = yield* direct(
-              reads.pipeline([Cmd.exists(keys.vertex(id)), Cmd.smembers(keys.out(id))])
+            const home = vertexPartition(id, partitions, rule)
+            // GET, not EXISTS: a vertex a rebalance moved has a forward marker here, followed once.
+            let partition = home
+            let [value, members] = yield* direct(
+              reads.pipeline([Cmd.get(keysOf[home].vertex(id)), Cmd.smembers(keysOf[home].out(id))])
             )
-            if (exists === 1) {
+            const holder = value === null ? undefined : parseForwardMarker(value)
+            if (holder !== undefined && holder < partitions) {
+              partition = holder
+              ;[value, members] = yield* direct(
+                reads.pipeline([Cmd.get(keysOf[holder].vertex(id)), Cmd.smembers(keysOf[holder].out(id))])
+              )
+            }
+            if (value !== null && parseForwardMarker(value) === undefined) {
               directReads[partition]++
               GraphMetrics.gatewayHits.inc()
               const found: Array<Neighbor> = []
@@ -514,7 +863,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               return found
             }
             GraphMetrics.gatewayMisses.inc()
-            return yield* Effect.mapError(makeClient(String(partition)).Neighbors({ id, label }), (error) =>
+            return yield* Effect.mapError(makeClient(String(home)).Neighbors({ id, label }), (error) =>
               error._tag === "VertexNotFound" ? error : toWire(error)
             )
           }),
@@ -526,7 +875,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             const bad = checkLabel(label)
             if (bad !== undefined) return yield* bad
             const max = Math.max(1, Math.min(limit ?? DEFAULT_KHOP_LIMIT, MAX_KHOP_LIMIT))
-            const start = partitionOf(id, partitions)
+            const start = vertexPartition(id, partitions, rule)
             const exists = yield* getMany(start, [id])
             if (exists[0] === null) return yield* new VertexNotFound({ id })
             const seen = new Set<string>([id])
@@ -535,7 +884,7 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
             let truncated = false
             for (let hop = 0; hop < k && frontier.length > 0 && !truncated; hop++) {
               const next: Array<string> = []
-              const groups = groupByPartition(frontier, partitions)
+              const groups = groupByPartition(frontier, partitions, rule)
               const lists: Array<ReadonlyArray<ReadonlyArray<string>>> = []
               yield* Effect.forEach(
                 groups,
@@ -573,6 +922,14 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               partitions,
               zones: config.graphZones
             })
+          ),
+        "Graph.Rebalance": (options) =>
+          rebalance(makeClient, { partitions, rule }, options).pipe(
+            Effect.mapError((error) =>
+              error instanceof InvalidRebalance || error instanceof TooManyIds || error instanceof GraphStorageError
+                ? error
+                : new GraphStorageError({ message: `rebalance failed: ${(error as { _tag: string })._tag}` })
+            )
           ),
         "Graph.Stats": () =>
           Effect.map(

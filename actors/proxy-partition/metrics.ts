@@ -79,3 +79,7 @@ export const entitySameZone = sameZone.labels({ path: "entity" })
 export const entityCrossZone = crossZone.labels({ path: "entity" })
 export const gatewaySameZone = sameZone.labels({ path: "gateway" })
 export const gatewayCrossZone = crossZone.labels({ path: "gateway" })
+export const moves = Metrics.counter(
+  "tessera_graph_vertex_moves_total",
+  "Vertices moved to another partition by a rebalance (counted by their home partition)"
+)

@@ -1,6 +1,6 @@
 /**
- * Graph-proxy partitions: the wire protocol. Vertex ids hash to partitions (`partitionOf` in `core.ts`, shared by client and
- * runtime); each partition is a `ProxyPartition` entity whose id is the partition number. `GraphRpcs` are
+ * Graph-proxy partitions: the wire protocol. Vertex ids hash to partitions (`vertexPartition` in `core.ts`, shared by
+ * client and runtime: the id's placement key when it has one, see `hashTagRule`, else the whole id); each partition is a `ProxyPartition` entity whose id is the partition number. `GraphRpcs` are
  * gateway-level RPCs that fan out over partitions (BatchGet, KHop) or read partition metadata (Stats).
  *
  * Wire calls: `{"tag":"ProxyPartition.GetVertex","payload":{"entityId":"17","payload":{"id":"alice"}}}` and
@@ -11,6 +11,13 @@ import { Schema } from "effect"
 import { Entity } from "effect/cluster"
 import { Rpc, RpcGroup } from "effect/rpc"
 import { isJsonObject, MAX_LABEL_LENGTH, MAX_VERTEX_ID_LENGTH } from "./core.ts"
+
+/**
+ * Placement keys (grammar in `core.ts`, `placementKeyProblem`): derived from the vertex id by the deployment's rule
+ * (`TESSERA_GRAPH_PLACEMENT`, default hash tags `{key}rest`), never a separate field, so every read and every KHop
+ * hop computes a vertex's partition from its id alone. A put (or an edge to) an id whose key is outside the grammar
+ * fails `InvalidPlacementKey` and stores nothing.
+ */
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -34,6 +41,18 @@ export class PropertiesTooLarge extends Schema.TaggedError<PropertiesTooLarge>()
   id: Schema.String,
   bytes: Schema.Int,
   limit: Schema.Int
+}) {}
+
+/** The vertex id's placement key is outside the grammar (1-64 of A-Z a-z 0-9 . _ - : / @ + =). */
+export class InvalidPlacementKey extends Schema.TaggedError<InvalidPlacementKey>()("InvalidPlacementKey", {
+  id: Schema.String,
+  key: Schema.String,
+  reason: Schema.String
+}) {}
+
+/** `Graph.Rebalance` options out of range; nothing was moved. */
+export class InvalidRebalance extends Schema.TaggedError<InvalidRebalance>()("InvalidRebalance", {
+  reason: Schema.String
 }) {}
 
 /** The id does not hash to the partition it was sent to (a client with another partition count). */
@@ -130,7 +149,7 @@ export type PartitionInfo = typeof PartitionInfo.Type
 export const PutVertex = Rpc.make("PutVertex", {
   payload: { id: VertexId, properties: PropertiesInput },
   success: Schema.Struct({ created: Schema.Boolean }),
-  error: Schema.Union([...Common, PropertiesTooLarge])
+  error: Schema.Union([...Common, PropertiesTooLarge, InvalidPlacementKey])
 })
 
 export const GetVertex = Rpc.make("GetVertex", {
@@ -157,7 +176,7 @@ export const DeleteVertex = Rpc.make("DeleteVertex", {
 export const AddEdge = Rpc.make("AddEdge", {
   payload: { src: VertexId, label: Label, dst: VertexId },
   success: Schema.Struct({ added: Schema.Boolean }),
-  error: Schema.Union([...Common, InvalidLabel, VertexNotFound])
+  error: Schema.Union([...Common, InvalidLabel, VertexNotFound, InvalidPlacementKey])
 })
 
 export const RemoveEdge = Rpc.make("RemoveEdge", {
@@ -192,6 +211,37 @@ export const Info = Rpc.make("Info", {
   error: Schema.Union([InvalidPartition, GraphStorageError])
 })
 
+/**
+ * Rebalance, sent to a vertex's home partition (`vertexPartition`): moves the vertex online to partition `to`
+ * (back home when `to` is the home). Copy to `to`, switch the home's forward (fenced metadata row, then the Valkey
+ * marker), delete the old copy; the vertex's writes wait meanwhile and reads find one complete copy throughout.
+ */
+export const Move = Rpc.make("Move", {
+  payload: { id: VertexId, to: Schema.Int },
+  success: Schema.Struct({ moved: Schema.Boolean, from: Schema.Int, to: Schema.Int }),
+  error: Schema.Union([...Common, VertexNotFound])
+})
+
+/** Rebalance, internal: the home of `id` gives this partition a copy to hold (replacing any earlier one). */
+export const Adopt = Rpc.make("Adopt", {
+  payload: { id: VertexId, properties: Properties, edges: Schema.Array(Neighbor) },
+  success: Schema.Struct({ adopted: Schema.Boolean }),
+  error: Schema.Union(Common)
+})
+
+/** Rebalance, internal: the home of `id` moved it elsewhere; this partition drops its copy. */
+export const Release = Rpc.make("Release", {
+  payload: { id: VertexId },
+  success: Schema.Struct({ released: Schema.Boolean }),
+  error: Schema.Union(Common)
+})
+
+/** Rebalance input: every vertex this partition holds (its own and guests) with its out-neighbour ids. */
+export const Edges = Rpc.make("Edges", {
+  success: Schema.Array(Schema.Tuple([Schema.String, Schema.Array(Schema.String)])),
+  error: Schema.Union([InvalidPartition, GraphStorageError])
+})
+
 export const ProxyPartition = Entity.make("ProxyPartition", [
   PutVertex,
   GetVertex,
@@ -202,7 +252,11 @@ export const ProxyPartition = Entity.make("ProxyPartition", [
   Neighbors,
   NeighborsMany,
   Demote,
-  Info
+  Info,
+  Move,
+  Adopt,
+  Release,
+  Edges
 ])
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -295,6 +349,35 @@ export const Stats = Rpc.make("Graph.Stats", {
   error: GraphStorageError
 })
 
+/**
+ * Computes communities from the stored edges (label propagation, `labelPropagation` in `core.ts`: `iterations` at
+ * most, default 20, 1 to 100; visiting order seeded by `seed`, default 1) and moves every vertex without a placement
+ * key to its community's partition: the partition holding most of the community's keyed vertices, else most of its
+ * members (ties: the lower partition). Online: reads and writes go on. `dryRun` computes and moves nothing. Vertices
+ * written meanwhile stay where they are placed until the next run.
+ */
+export const Rebalance = Rpc.make("Graph.Rebalance", {
+  payload: {
+    iterations: Schema.optional(Schema.Int),
+    seed: Schema.optional(Schema.Int),
+    dryRun: Schema.optional(Schema.Boolean)
+  },
+  success: Schema.Struct({
+    vertices: Schema.Int,
+    edges: Schema.Int,
+    communities: Schema.Int,
+    iterations: Schema.Int,
+    converged: Schema.Boolean,
+    /** Edges whose ends live in one partition, before and after (after: as planned when `dryRun`). */
+    localEdgesBefore: Schema.Int,
+    localEdgesAfter: Schema.Int,
+    moved: Schema.Int,
+    /** Planned moves that found the vertex gone (deleted meanwhile). */
+    skipped: Schema.Int
+  }),
+  error: Schema.Union([InvalidRebalance, TooManyIds, GraphStorageError])
+})
+
 export const GatewayEntry = Schema.Struct({
   /** Base URL clients reach the gateway at (`TESSERA_GATEWAY_URL`). */
   url: Schema.String,
@@ -319,7 +402,7 @@ export const Routing = Rpc.make("Graph.Routing", {
   error: GraphStorageError
 })
 
-export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats, Routing)
+export const GraphRpcs = RpcGroup.make(BatchGet, GraphNeighbors, KHop, Stats, Rebalance, Routing)
 
 /** The graph module's wire contract: the `ProxyPartition` entity and the `Graph.*` gateway RPCs. */
 export const GraphContract = Contract.make({ name: "graph", entities: [ProxyPartition], rpcs: GraphRpcs })

@@ -1,0 +1,275 @@
+/**
+ * Placement hints and online rebalance, in an in-process cluster on the real PostgreSQL and Redis: hash-tagged ids
+ * share a partition, bad keys are refused with typed errors and store nothing, and a rebalance under concurrent
+ * reads and writes moves every community into one partition with every vertex readable throughout, none lost and
+ * none held twice.
+ */
+import { join } from "node:path"
+import { PgClient } from "@effect/sql-pg"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as NodeInfo from "@tessera/platform/NodeInfo"
+import * as SqlMigrator from "@tessera/platform/SqlMigrator"
+import * as Valkey from "@tessera/platform/Valkey"
+import { Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
+import { ShardingConfig, TestRunner } from "effect/cluster"
+import { RpcTest } from "effect/rpc"
+import { freshDatabase, redisUrl, tempDataDir } from "../../test/harness.ts"
+import * as GraphConfig from "./config.ts"
+import { partitionKeys, partitionOf, vertexPartition } from "./core.ts"
+import * as ProxyPartitionEntity from "./entity.ts"
+import { migrations, migrationsTable } from "./Partition.ts"
+import { GraphRpcs, ProxyPartition } from "./protocol.ts"
+
+const database = freshDatabase("graph_rebalance")
+afterAll(() => database.drop())
+
+const partitions = 8
+
+const redis = (prefix: string) => Valkey.layerIoredis({ url: redisUrl, keyPrefix: prefix })
+
+/** The graph module of one runner (entities and gateway RPCs), the in-process cluster, real PostgreSQL and Redis. */
+const runnerLayer = (dir: string, prefix: string) => {
+  const base = Layer.mergeAll(
+    TestRunner.layer,
+    ShardingConfig.layer(),
+    SqlMigrator.layer({ migrations, table: migrationsTable }).pipe(
+      Layer.provideMerge(PgClient.layer({ url: Redacted.make(database.url) }))
+    ),
+    redis(prefix),
+    NodeInfo.layer({ dataDir: dir }),
+    GraphConfig.layer({
+      graphPartitions: partitions,
+      graphCold: Option.some(join(dir, "cold")),
+      graphSnapshotInterval: Duration.zero
+    })
+  )
+  return Layer.mergeAll(ProxyPartitionEntity.layer, ProxyPartitionEntity.layerGraphRpcs).pipe(Layer.provideMerge(base))
+}
+
+const wipe = (prefix: string) =>
+  Effect.gen(function* () {
+    const valkey = yield* Valkey.Valkey
+    const keys = yield* valkey.keys("*")
+    if (keys.length > 0) yield* valkey.del(...keys)
+  }).pipe(Effect.provide(redis(prefix)))
+
+const tagOf = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.map(Effect.exit(effect), (exit) =>
+    Exit.isSuccess(exit)
+      ? "Success"
+      : String(
+          (exit.cause as unknown as { reasons?: Array<{ error?: { _tag?: string } }> }).reasons?.[0]?.error?._tag ??
+            "defect"
+        )
+  )
+
+/** Entity calls addressed as every client addresses them: the vertex's placement partition. */
+const entities = Effect.map(
+  ProxyPartition.client,
+  (make) => (id: string) => make(String(vertexPartition(id, partitions)))
+)
+
+/** Which partitions hold `id` in their ids set (the copies a rebalance could leave behind). */
+const holdersOf = (ids: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const valkey = yield* Valkey.Valkey
+    const out = new Map<string, Array<number>>()
+    for (let p = 0; p < partitions; p++) {
+      for (const id of yield* valkey.smembers(partitionKeys("g", p).ids)) {
+        const list = out.get(id) ?? []
+        list.push(p)
+        out.set(id, list)
+      }
+    }
+    return ids.map((id) => out.get(id) ?? [])
+  })
+
+describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => {
+  it.live(
+    "hash-tagged ids share their key's partition; bad keys get InvalidPlacementKey and store nothing",
+    () => {
+      const data = tempDataDir()
+      const prefix = `test:hints:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
+      return Effect.gen(function* () {
+        const at = yield* entities
+        const gateway = yield* RpcTest.makeClient(GraphRpcs)
+        const tenants = ["acme", "globex", "initech"]
+        const ids = tenants.flatMap((t) => Array.from({ length: 12 }, (_, i) => `{${t}}user${i}`))
+        for (const id of ids) yield* at(id).PutVertex({ id, properties: { id } })
+        for (const t of tenants) {
+          for (let i = 0; i + 1 < 12; i++) {
+            yield* at(`{${t}}user${i}`).AddEdge({ src: `{${t}}user${i}`, label: "knows", dst: `{${t}}user${i + 1}` })
+          }
+        }
+        const holders = yield* holdersOf(ids)
+        for (const t of tenants) {
+          const mine = ids.flatMap((id, i) => (id.startsWith(`{${t}}`) ? [holders[i]] : []))
+          // Every vertex of a tenant in exactly the key's partition, whatever its whole id hashes to.
+          assert.deepStrictEqual(
+            mine,
+            mine.map(() => [partitionOf(t, partitions)]),
+            t
+          )
+        }
+        const spread = new Set(ids.map((id) => partitionOf(id, partitions)))
+        assert.isAbove(spread.size, 3, "without hints the same ids would spread over partitions")
+
+        // Reads find them in one hop: the gateway's direct reads and the entity agree.
+        const read = yield* gateway["Graph.BatchGet"]({ ids })
+        assert.deepStrictEqual(
+          read,
+          ids.map((id) => ({ id }))
+        )
+        const khop = yield* gateway["Graph.KHop"]({ id: "{acme}user0", k: 3 })
+        assert.deepStrictEqual([...khop.vertices], ["{acme}user1", "{acme}user2", "{acme}user3"])
+        assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{globex}user4" }), [
+          { label: "knows", id: "{globex}user5" }
+        ])
+
+        // Keys outside the grammar: typed errors, nothing stored.
+        const bad = ["{two words}x", `{${"k".repeat(65)}}x`, "{tab\u00e9}x", "{semi;colon}x"]
+        for (const id of bad) {
+          assert.strictEqual(yield* tagOf(at(id).PutVertex({ id, properties: {} })), "InvalidPlacementKey", id)
+        }
+        assert.strictEqual(
+          yield* tagOf(at("{acme}user0").AddEdge({ src: "{acme}user0", label: "knows", dst: "{bad key}y" })),
+          "InvalidPlacementKey"
+        )
+        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: bad }), [null, null, null, null])
+        assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{acme}user0" }), [
+          { label: "knows", id: "{acme}user1" }
+        ])
+        const valkey = yield* Valkey.Valkey
+        for (const id of bad) {
+          const p = vertexPartition(id, partitions)
+          assert.strictEqual(yield* valkey.exists(partitionKeys("g", p).vertex(id)), 0, id)
+        }
+        // A tag that is empty or unclosed is no key: the whole id hashes, as in Redis.
+        for (const id of ["{}plain", "{open"]) {
+          assert.isTrue((yield* at(id).PutVertex({ id, properties: {} })).created)
+          assert.deepStrictEqual(yield* holdersOf([id]), [[partitionOf(id, partitions)]])
+        }
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(runnerLayer(data.dir, prefix)),
+        Effect.ensuring(Effect.ignore(wipe(prefix))),
+        Effect.ensuring(Effect.sync(data.remove))
+      )
+    },
+    60_000
+  )
+
+  it.live(
+    "rebalance under concurrent reads and writes: communities co-located, every vertex readable throughout, none lost or duplicated",
+    () => {
+      const data = tempDataDir()
+      const prefix = `test:rebalance:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
+      // Four planted communities of 16 untagged vertices: a ring and chords inside each, one edge between neighbours.
+      const communities = 4
+      const size = 16
+      const idOf = (c: number, i: number) => `c${c}-v${i}`
+      const ids = Array.from({ length: communities * size }, (_, k) => idOf(Math.floor(k / size), k % size))
+      return Effect.gen(function* () {
+        const at = yield* entities
+        const gateway = yield* RpcTest.makeClient(GraphRpcs)
+        for (const id of ids) yield* at(id).PutVertex({ id, properties: { id, n: 0 } })
+        for (let c = 0; c < communities; c++) {
+          for (let i = 0; i < size; i++) {
+            for (const d of [1, 2, 5]) {
+              const src = idOf(c, i)
+              yield* at(src).AddEdge({ src, label: "in", dst: idOf(c, (i + d) % size) })
+            }
+          }
+          yield* at(idOf(c, 0)).AddEdge({ src: idOf(c, 0), label: "out", dst: idOf((c + 1) % communities, 0) })
+        }
+        const spreadBefore = new Set((yield* holdersOf(ids)).map((h) => h.join()))
+        assert.isAbove(spreadBefore.size, communities, "the hash spreads communities over the partitions")
+
+        // Load: readers check every vertex on both read paths; writers bump counters and add edges.
+        const stop = yield* Ref.make(false)
+        const misses = yield* Ref.make<Array<string>>([])
+        const reads = yield* Ref.make(0)
+        const acked = new Map<string, number>()
+        const reader = Effect.gen(function* () {
+          while (!(yield* Ref.get(stop))) {
+            const got = yield* gateway["Graph.BatchGet"]({ ids })
+            for (let k = 0; k < ids.length; k++) {
+              if (got[k] === null) yield* Ref.update(misses, (m) => [...m, `BatchGet ${ids[k]}`])
+            }
+            for (const id of [ids[(yield* Ref.get(reads)) % ids.length]]) {
+              const exit = yield* Effect.exit(at(id).GetVertex({ id }))
+              if (Exit.isFailure(exit)) yield* Ref.update(misses, (m) => [...m, `GetVertex ${id}`])
+              const neighbors = yield* Effect.exit(gateway["Graph.Neighbors"]({ id, label: "in" }))
+              if (Exit.isFailure(neighbors) || neighbors.value.length < 3) {
+                yield* Ref.update(misses, (m) => [...m, `Neighbors ${id}`])
+              }
+            }
+            yield* Ref.update(reads, (n) => n + 1)
+          }
+        })
+        const writer = (w: number) =>
+          Effect.gen(function* () {
+            let n = 0
+            while (!(yield* Ref.get(stop))) {
+              n++
+              const id = ids[(n * 7 + w * 13) % ids.length]
+              const value = n * 10 + w
+              yield* at(id).PutVertex({ id, properties: { id, n: value } })
+              acked.set(id, value)
+              yield* at(id).AddEdge({ src: id, label: "w", dst: `w${w}-${n}` })
+              yield* Effect.sleep(Duration.millis(5))
+            }
+          })
+        const load = yield* Effect.forkChild(
+          Effect.all([reader, reader, writer(1), writer(2)], { concurrency: "unbounded", discard: true })
+        )
+
+        const first = yield* gateway["Graph.Rebalance"]({ seed: 7 })
+        yield* Ref.set(stop, true)
+        yield* Fiber.join(load)
+
+        assert.isAbove(first.moved, 0, "vertices moved")
+        assert.isAbove(yield* Ref.get(reads), 2, "reads ran during the rebalance")
+        assert.deepStrictEqual(yield* Ref.get(misses), [], "no read missed a vertex")
+        assert.isAbove(first.localEdgesAfter, first.localEdgesBefore)
+
+        // None lost, none duplicated: every vertex in exactly one partition, each community in one partition.
+        const holders = yield* holdersOf(ids)
+        for (let k = 0; k < ids.length; k++) assert.strictEqual(holders[k].length, 1, `${ids[k]} held by ${holders[k]}`)
+        for (let c = 0; c < communities; c++) {
+          const where = new Set(holders.slice(c * size, (c + 1) * size).map((h) => h[0]))
+          assert.strictEqual(where.size, 1, `community ${c} in partitions ${[...where]}`)
+        }
+        // The last acknowledged write of each vertex is what every read path answers.
+        const final = yield* gateway["Graph.BatchGet"]({ ids })
+        for (let k = 0; k < ids.length; k++) {
+          assert.deepStrictEqual(final[k], { id: ids[k], n: acked.get(ids[k]) ?? 0 }, ids[k])
+          assert.deepStrictEqual((yield* at(ids[k]).GetVertex({ id: ids[k] })).properties, final[k])
+          const neighbors = yield* gateway["Graph.Neighbors"]({ id: ids[k] })
+          assert.deepStrictEqual([...neighbors].filter((n) => n.label === "in").length, 3, `${ids[k]} kept its edges`)
+        }
+        const khop = yield* gateway["Graph.KHop"]({ id: idOf(0, 0), k: 2, label: "in" })
+        assert.isAtLeast(khop.vertices.length, 6)
+
+        // Stable: a second run over the settled graph moves nothing.
+        const second = yield* gateway["Graph.Rebalance"]({ seed: 7 })
+        assert.strictEqual(second.moved, 0)
+        // Delete a moved vertex through its home, and put it again: it comes back home, held once.
+        const movedId = ids.find((id, k) => holders[k][0] !== vertexPartition(id, partitions))
+        assert.isDefined(movedId)
+        const id = movedId as string
+        assert.isTrue((yield* at(id).DeleteVertex({ id })).deleted)
+        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [null])
+        assert.isTrue((yield* at(id).PutVertex({ id, properties: { back: true } })).created)
+        assert.deepStrictEqual(yield* holdersOf([id]), [[vertexPartition(id, partitions)]])
+        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [{ back: true }])
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(runnerLayer(data.dir, prefix)),
+        Effect.ensuring(Effect.ignore(wipe(prefix))),
+        Effect.ensuring(Effect.sync(data.remove))
+      )
+    },
+    120_000
+  )
+})

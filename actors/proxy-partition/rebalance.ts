@@ -1,0 +1,178 @@
+/**
+ * `Graph.Rebalance`: communities from the stored edges, and online moves of vertices to their community's partition.
+ *
+ * 1. Every partition lists the vertices it holds with their out-neighbours (`Edges`, one partition at a time per
+ *    `READ_CONCURRENCY`); edges are taken undirected, edges to unknown vertices are dropped.
+ * 2. Label propagation (`labelPropagation`, core.ts) computes communities: seeded visiting order, smallest label on
+ *    ties, at most `iterations` rounds.
+ * 3. A community's partition is the one holding most of its vertices with a placement key (they stay where their key
+ *    puts them), else most of its members; ties go to the lower partition number. No capacity bound: one big
+ *    community lands in one partition.
+ * 4. Each vertex without a placement key that is not in its community's partition is moved by its home partition
+ *    (`Move`), one at a time, so no two moves ever wait on each other. Reads and writes go on meanwhile.
+ *
+ * A vertex listed by two partitions (a move ran meanwhile) is left where it is. Vertices written after step 1 stay
+ * where they were placed until the next run.
+ */
+import { Duration, Effect } from "effect"
+import {
+  DEFAULT_LP_ITERATIONS,
+  DEFAULT_LP_SEED,
+  labelPropagation,
+  type PlacementRule,
+  vertexPartition
+} from "./core.ts"
+import { GraphStorageError, InvalidRebalance, type ProxyPartition, TooManyIds } from "./protocol.ts"
+
+/** Most vertices one rebalance holds in memory. */
+export const MAX_REBALANCE_VERTICES = 1_000_000
+const MAX_ITERATIONS = 100
+const READ_CONCURRENCY = 4
+/** Bound on one partition's listing and on one move (a move makes a few calls of its own, each bounded). */
+const CALL_TIMEOUT = Duration.seconds(60)
+
+type PartitionClient = Effect.Success<typeof ProxyPartition.client>
+
+const failed = (what: string) => (error: { readonly _tag: string; readonly message?: string }) =>
+  error instanceof GraphStorageError
+    ? error
+    : new GraphStorageError({ message: `${what}: ${error._tag}${error.message ? ` (${error.message})` : ""}` })
+
+export const rebalance = (
+  client: PartitionClient,
+  config: { readonly partitions: number; readonly rule: PlacementRule },
+  options: {
+    readonly iterations?: number | undefined
+    readonly seed?: number | undefined
+    readonly dryRun?: boolean | undefined
+  }
+) =>
+  Effect.gen(function* () {
+    const iterations = options.iterations ?? DEFAULT_LP_ITERATIONS
+    if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) {
+      return yield* new InvalidRebalance({ reason: `iterations must be 1 to ${MAX_ITERATIONS}, got ${iterations}` })
+    }
+    const seed = options.seed ?? DEFAULT_LP_SEED
+    if (!Number.isSafeInteger(seed)) return yield* new InvalidRebalance({ reason: `seed must be an integer` })
+    const { partitions, rule } = config
+
+    // 1. The stored graph, partition by partition.
+    const ids: Array<string> = []
+    const holder: Array<number> = []
+    const outs: Array<ReadonlyArray<string>> = []
+    const index = new Map<string, number>()
+    const listedTwice = new Set<number>()
+    yield* Effect.forEach(
+      Array.from({ length: partitions }, (_, p) => p),
+      (p) =>
+        client(String(p))
+          .Edges()
+          .pipe(
+            Effect.timeout(CALL_TIMEOUT),
+            Effect.mapError(failed(`partition ${p} could not list its edges`)),
+            Effect.flatMap((listed) => {
+              for (const [id, neighbours] of listed) {
+                const known = index.get(id)
+                if (known !== undefined) {
+                  listedTwice.add(known)
+                  continue
+                }
+                index.set(id, ids.length)
+                ids.push(id)
+                holder.push(p)
+                outs.push(neighbours)
+              }
+              return ids.length > MAX_REBALANCE_VERTICES
+                ? Effect.fail(new TooManyIds({ count: ids.length, limit: MAX_REBALANCE_VERTICES }))
+                : Effect.void
+            })
+          ),
+      { concurrency: READ_CONCURRENCY, discard: true }
+    )
+    const n = ids.length
+    const adjacency: Array<Array<number>> = Array.from({ length: n }, () => [])
+    let edges = 0
+    for (let v = 0; v < n; v++) {
+      for (const dst of outs[v]) {
+        const u = index.get(dst)
+        if (u === undefined || u === v) continue
+        adjacency[v].push(u)
+        adjacency[u].push(v)
+        edges++
+      }
+    }
+
+    // 2. Communities.
+    const result = labelPropagation(adjacency, { iterations, seed })
+    const labels = result.labels
+
+    // 3. Each community's partition: by its keyed members if it has any, else by all of them.
+    const keyed = ids.map((id) => rule(id) !== undefined)
+    const votes = new Map<number, { keyed: Map<number, number>; all: Map<number, number> }>()
+    for (let v = 0; v < n; v++) {
+      let vote = votes.get(labels[v])
+      if (vote === undefined) {
+        vote = { keyed: new Map(), all: new Map() }
+        votes.set(labels[v], vote)
+      }
+      vote.all.set(holder[v], (vote.all.get(holder[v]) ?? 0) + 1)
+      if (keyed[v]) vote.keyed.set(holder[v], (vote.keyed.get(holder[v]) ?? 0) + 1)
+    }
+    const plurality = (counts: Map<number, number>) => {
+      let best = -1
+      let bestCount = 0
+      for (const [p, count] of counts) {
+        if (count > bestCount || (count === bestCount && p < best)) {
+          best = p
+          bestCount = count
+        }
+      }
+      return best
+    }
+    const target = new Map<number, number>()
+    for (const [label, vote] of votes) target.set(label, plurality(vote.keyed.size > 0 ? vote.keyed : vote.all))
+    const placed = Int32Array.from({ length: n }, (_, v) =>
+      keyed[v] || listedTwice.has(v) ? holder[v] : (target.get(labels[v]) ?? holder[v])
+    )
+    let localBefore = 0
+    let localAfter = 0
+    for (let v = 0; v < n; v++) {
+      for (const dst of outs[v]) {
+        const u = index.get(dst)
+        if (u === undefined || u === v) continue
+        if (holder[u] === holder[v]) localBefore++
+        if (placed[u] === placed[v]) localAfter++
+      }
+    }
+
+    // 4. The moves, one at a time, each sent to the vertex's home.
+    let moved = 0
+    let skipped = 0
+    if (options.dryRun !== true) {
+      for (let v = 0; v < n; v++) {
+        if (placed[v] === holder[v]) continue
+        const home = vertexPartition(ids[v], partitions, rule)
+        const answer = yield* client(String(home))
+          .Move({ id: ids[v], to: placed[v] })
+          .pipe(
+            Effect.timeout(CALL_TIMEOUT),
+            Effect.map((r) => (r.moved ? ("moved" as const) : ("stayed" as const))),
+            Effect.catchTag("VertexNotFound", () => Effect.succeed("gone" as const)),
+            Effect.mapError(failed(`moving ${JSON.stringify(ids[v])} to partition ${placed[v]}`))
+          )
+        if (answer === "moved") moved++
+        else if (answer === "gone") skipped++
+      }
+    }
+    return {
+      vertices: n,
+      edges,
+      communities: votes.size,
+      iterations: result.iterations,
+      converged: result.converged,
+      localEdgesBefore: localBefore,
+      localEdgesAfter: localAfter,
+      moved,
+      skipped
+    }
+  })
