@@ -1,12 +1,12 @@
 /**
- * Graph calls over a Tessera gateway client: computes each vertex's partition with the shared `partitionOf` and
+ * Graph calls over a Tessera gateway client: computes each vertex's partition with the shared `vertexPartition` and
  * calls the partition entity (or the gateway-level Graph.* RPCs); `makeZoneRouter` sends each call to a gateway in
  * the zone of its vertices.
  */
 import type { Client } from "@tessera/client/TesseraClient"
 import { Contract } from "@tessera/contracts"
 import { Duration, Effect, Option, Queue, Scope } from "effect"
-import { DEFAULT_PARTITIONS, partitionOf } from "./core.ts"
+import { DEFAULT_PARTITIONS } from "./core.ts"
 import { GraphContract, type Properties } from "./protocol.ts"
 import {
   type GatewayEntry,
@@ -22,9 +22,9 @@ export const graphApi = Contract.api(GraphContract)
 export type GraphApiClient = Client<typeof graphApi>
 
 export const graphClient = (client: GraphApiClient, partitions: number = DEFAULT_PARTITIONS) => {
-  const at = (id: string) => String(partitionOf(id, partitions))
+  const at = (id: string) => String(vertexPartition(id, partitions))
   return {
-    partitionOf: (id: string) => partitionOf(id, partitions),
+    partitionOf: (id: string) => vertexPartition(id, partitions),
     put: (id: string, properties: Properties) =>
       client["ProxyPartition.PutVertex"]({ entityId: at(id), payload: { id, properties } }),
     get: (id: string) => client["ProxyPartition.GetVertex"]({ entityId: at(id), payload: { id } }),

@@ -6,7 +6,7 @@
  */
 import type { ValkeyService } from "@tessera/platform/Valkey"
 import { Duration, Effect, type Scope } from "effect"
-import { partitionOf, preferredZone } from "./core.ts"
+import { type PlacementRule, vertexPartition as placedPartition, preferredZone } from "./core.ts"
 
 /** How often a gateway renews its entry, and how long an entry lives without renewal. */
 export const GATEWAY_RENEW = Duration.seconds(5)
@@ -15,10 +15,11 @@ export const GATEWAY_TTL = Duration.seconds(15)
 export const ROUTING_REFRESH = Duration.seconds(30)
 
 /**
- * The partition of a vertex, as clients and gateways compute it. One function so that placement hints (a placement
- * key deciding the partition) switch every caller at once; today the id's FNV-1a hash.
+ * The partition of a vertex, as clients and gateways compute it: `vertexPartition` of core.ts, the id's placement key
+ * (hash tag by default) when it has one, else the whole id. A vertex a rebalance moved is still addressed here.
  */
-export const vertexPartition = (id: string, partitions: number): number => partitionOf(id, partitions)
+export const vertexPartition = (id: string, partitions: number, rule?: PlacementRule): number =>
+  placedPartition(id, partitions, rule)
 
 export interface GatewayEntry {
   /** Base URL clients reach the gateway at (`TESSERA_GATEWAY_URL`). */
