@@ -40,8 +40,15 @@ export const GraphModule = Module.make({
     config.graphZones.map((zone) => ({ group: zoneShardGroup(zone), zone }))
   ),
   standby: layer,
-  // Demoting a partition to the cold tier is an operator's action.
-  access: { "ProxyPartition.Demote": "admin" },
+  // Demoting a partition to the cold tier is an operator's action; so is a rebalance and each of its steps.
+  access: {
+    "ProxyPartition.Demote": "admin",
+    "ProxyPartition.Move": "admin",
+    "ProxyPartition.Adopt": "admin",
+    "ProxyPartition.Release": "admin",
+    "ProxyPartition.Edges": "admin",
+    "Graph.Rebalance": "admin"
+  },
   metrics: Metrics.familyNames(GraphMetrics),
   statusTiles: [
     {
@@ -59,7 +66,7 @@ export const GraphModule = Module.make({
   cli: [
     {
       name: "graph",
-      summary: "graph proxy: put, get, delete, edge, neighbors, khop, stats, demote, info (JSON)",
+      summary: "graph proxy: put, get, delete, edge, neighbors, khop, stats, demote, info, rebalance (JSON)",
       usage: graphCommandUsage,
       run: graphCommand
     }
