@@ -21,6 +21,7 @@ import * as Hosted from "./hosted.ts"
 import * as Metrics from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
 import * as StatusPage from "./statusPage.ts"
+import * as Subscriptions from "./subscriptions.ts"
 
 type Handler = Effect.Effect<
   HttpServerResponse.HttpServerResponse,
@@ -275,17 +276,21 @@ const serverFor = (config: TesseraConfigShape) => () => {
   return server
 }
 
-/** The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`, serving `modules` besides the control RPCs. */
-export const layer = (modules: ReadonlyArray<Module.Any>) =>
-  Layer.unwrap(
+/**
+ * The gateway HTTP server on `TESSERA_HOST:TESSERA_PORT`, serving `modules` besides the control RPCs, and the
+ * market-data subscriptions over the streams they declare.
+ */
+export const layer = (modules: ReadonlyArray<Module.Any>) => {
+  const served: ReadonlyArray<Module.Any> = [...modules, Subscriptions.module(modules)]
+  return Layer.unwrap(
     Effect.map(TesseraConfig, (config: TesseraConfigShape) =>
-      HttpRouter.serve(routes(Contract.api(...modules.map((module) => module.contract)), modules), {
+      HttpRouter.serve(routes(Contract.api(...served.map((module) => module.contract)), modules), {
         disableLogger: true
       }).pipe(
         Layer.provide(
           Layer.provideMerge(
-            layerHandlers(modules),
-            Layer.merge(Admission.layerController(modules), Access.layerPrincipals)
+            layerHandlers(served),
+            Layer.merge(Admission.layerController(served), Access.layerPrincipals)
           )
         ),
         Layer.provideMerge(
@@ -299,6 +304,7 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
       )
     )
   )
+}
 
 /** Prints `tessera ready <url>` once the gateway listens (scripts and tests wait for this line). */
 export const announceReady = Layer.effectDiscard(

@@ -3,13 +3,14 @@
  * that merge them (`Deduplicator`, id `d<k>`), the fleet supervisor, the `Gather.*` gateway RPCs, the
  * `orderbook_deltas` table and the `tessera gather` command.
  */
-import { Module } from "@tessera/contracts"
+import { type MarketData, Module } from "@tessera/contracts"
 import * as Metrics from "@tessera/platform/Metrics"
 import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
 import { gatherCommand, gatherUsage } from "./cli.ts"
 import * as Config from "./config.ts"
 import { layer, layerGatherRpcs, metrics } from "./entity.ts"
-import { GatherContract, parseGathererId } from "./protocol.ts"
+import { bookStream, GatherContract, parseGathererId } from "./protocol.ts"
 import { migrations } from "./store.ts"
 
 const entityIds = Effect.map(Config.GatherConfig, (config) => ({
@@ -31,6 +32,33 @@ const entityIds = Effect.map(Config.GatherConfig, (config) => ({
   }
 }))
 
+/** Market names as venues send them; a market is known once `orderbook_deltas` holds a row of it. */
+const marketPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+
+const marketData = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const known = new Set<string>()
+  const check = (market: string): Effect.Effect<string | undefined> => {
+    if (known.has(market)) return Effect.succeed(undefined)
+    if (!marketPattern.test(market)) return Effect.succeed("a market is 1-64 letters, digits or . _ : -")
+    return sql<{ one: number }>`SELECT 1 AS one FROM orderbook_deltas WHERE market = ${market} LIMIT 1`.pipe(
+      Effect.map((rows) => {
+        if (rows.length === 0) return `no deltas of market ${market} were ever written`
+        known.add(market)
+        return undefined
+      }),
+      // Storage trouble is not the client's fault: the subscription reads the stream either way.
+      Effect.orElseSucceed(() => undefined)
+    )
+  }
+  const source: MarketData.Source = {
+    field: "markets",
+    check,
+    streams: (market) => [{ key: bookStream(market), kind: "book" }]
+  }
+  return [source]
+})
+
 export const GatherModule = Module.make({
   contract: GatherContract,
   layer,
@@ -39,6 +67,7 @@ export const GatherModule = Module.make({
   variables: Config.variables,
   migrations: { table: "gatherer_migrations", migrations },
   entityIds,
+  marketData,
   // Changing the fleet and writing deltas are operator and runner work, not a client's.
   access: { "Gather.SetReplicas": "admin", "Gatherer.Ensure": "admin", "Deduplicator.Ingest": "admin" },
   metrics: Metrics.familyNames(metrics),

@@ -12,7 +12,7 @@ import { SymbolShardEntityLayer } from "./entity.ts"
 import { access, admissionWeights, layerOrderRpcs, layerSymbolAdminRpcs } from "./gateway.ts"
 import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
-import { SymbolShardContract } from "./protocol.ts"
+import { depthStream, SymbolShardContract, tradesStream } from "./protocol.ts"
 import { replayCommand } from "./replay.ts"
 import { makeSymbolCheck } from "./symbols.ts"
 
@@ -26,6 +26,16 @@ export const SymbolShardModule = Module.make({
   variables: ShardConfig.variables,
   migrations: { table: "symbol_shard_migrations", migrations },
   entityIds: Effect.map(makeSymbolCheck, (check) => ({ SymbolShard: check })),
+  marketData: Effect.map(makeSymbolCheck, (check) => [
+    {
+      field: "symbols",
+      check,
+      streams: (symbol: string) => [
+        { key: tradesStream(symbol), kind: "trade" },
+        { key: depthStream(symbol), kind: "depth" }
+      ]
+    }
+  ]),
   metrics: Metrics.familyNames(ShardMetrics),
   cli: [
     {

@@ -11,8 +11,8 @@
  * ```
  */
 
-import { Contract } from "@tessera/contracts"
-import { Context, Effect, Layer } from "effect"
+import { Contract, MarketData } from "@tessera/contracts"
+import { Context, Effect, Layer, Schedule, Stream } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import { RpcClient, type RpcClientError, type RpcGroup, RpcSerialization } from "effect/rpc"
 import { Socket } from "effect/socket"
@@ -90,3 +90,59 @@ export const make = <Api extends RpcGroup.Any>(api: Api, options: ClientOptions)
 export class TesseraClient extends Context.Service<TesseraClient, Client>()("tessera/client/TesseraClient") {
   static readonly layer = (options: ClientOptions) => Layer.effect(TesseraClient)(make(controlApi, options))
 }
+
+/** The gateway API of market-data subscriptions. */
+const marketDataApi = Contract.api(MarketData.MarketDataContract)
+
+/** A subscription's refusal that a retry cannot change (bad request, unknown symbol or market, no access). */
+const isFinal = (error: unknown): boolean => {
+  const tag = (error as { readonly _tag?: unknown } | undefined)?._tag
+  return tag !== "RpcClientError" && tag !== "MarketDataUnavailable" && tag !== "SlowConsumer"
+}
+
+/** A final refusal carried past the retry as an element (retries apply to every failure). */
+class Final {
+  readonly error: unknown
+  constructor(error: unknown) {
+    this.error = error
+  }
+}
+
+/** Delay between reconnects: doubling from 100 ms, at most 5 s, jittered; reset by the first event after one. */
+const reconnectSchedule = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(
+  Schedule.jittered
+)
+
+/**
+ * Subscribes to market data (`MarketData.Subscribe` over WebSocket): the trades and depth of `symbols`, the book
+ * deltas of `markets`, as they are published, from `request.from` (stream key -> last id received) or from now on.
+ *
+ * Reconnects on its own (a dropped connection, a Valkey outage at the gateway, or a `SlowConsumer` cut-off) and
+ * resumes every stream right after the last id it has seen, so the stream has no hole and no repeat. It fails only
+ * on a refusal a retry cannot change: `InvalidSubscription`, `UnknownSymbol`, `UnknownMarket`, `Forbidden`.
+ */
+export const subscribe = (options: Omit<ClientOptions, "transport">, request: MarketData.SubscribeRequest) =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const client = yield* make(marketDataApi, { ...options, transport: "websocket" })
+      // The resume point of each stream: the gateway sends a `position` event for every stream it starts live.
+      const from: Record<string, string> = { ...request.from }
+      const attempt = Stream.suspend(() => client["MarketData.Subscribe"]({ ...request, from: { ...from } })).pipe(
+        Stream.tap((event) =>
+          Effect.sync(() => {
+            from[event.stream] = event.id
+          })
+        ),
+        Stream.filter((event) => event.kind !== "position"),
+        Stream.catchIf(isFinal, (error) => Stream.succeed(new Final(error)))
+      )
+      return attempt.pipe(
+        Stream.retry(reconnectSchedule),
+        Stream.mapEffect((item) =>
+          item instanceof Final
+            ? Effect.fail(item.error as MarketData.SubscribeError | Contract.Forbidden | Contract.Overloaded)
+            : Effect.succeed(item as MarketData.Event)
+        )
+      )
+    })
+  )

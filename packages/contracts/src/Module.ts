@@ -15,6 +15,7 @@ import type { Effect, Layer } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { Command } from "./Cli.ts"
 import type * as Contract from "./Contract.ts"
+import type * as MarketData from "./MarketData.ts"
 
 /** Migration effects keyed `"<id>_<name>"` (`"1_counters"`), applied in id order, once per database. */
 export type Migrations = Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>>
@@ -86,6 +87,8 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any, Config =
    * host's grammar: 1-256 characters, no control characters.
    */
   readonly entityIds?: Effect.Effect<Readonly<Record<string, EntityIdCheck>>, unknown, R> | undefined
+  /** What clients may subscribe to through the gateway's `MarketData.Subscribe` (built once per node). */
+  readonly marketData?: Effect.Effect<ReadonlyArray<MarketData.Source>, unknown, R> | undefined
   /** Admission weights by RPC tag (proxied entity RPCs are `<EntityType>.<Rpc>`); unlisted RPCs weigh 1. */
   readonly admissionWeights?: Readonly<Record<string, AdmissionWeight>> | undefined
   /** Access rules by RPC tag (proxied entity RPCs are `<EntityType>.<Rpc>`), enforced by the gateway's `Access`. */
