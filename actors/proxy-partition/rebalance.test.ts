@@ -254,10 +254,36 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
         // Stable: a second run over the settled graph moves nothing.
         const second = yield* gateway["Graph.Rebalance"]({ seed: 7 })
         assert.strictEqual(second.moved, 0)
-        // Delete a moved vertex through its home, and put it again: it comes back home, held once.
         const movedId = ids.find((id, k) => holders[k][0] !== vertexPartition(id, partitions))
         assert.isDefined(movedId)
         const id = movedId as string
+        const home = vertexPartition(id, partitions)
+        // Moved on from one holder to another, then back home: one copy each time, read the same on every path.
+        const before = yield* gateway["Graph.BatchGet"]({ ids: [id] })
+        const edgesBefore = [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id))
+        const elsewhere = Array.from({ length: partitions }, (_, p) => p).find(
+          (p) => p !== home && p !== holders[ids.indexOf(id)][0]
+        ) as number
+        for (const to of [elsewhere, home]) {
+          assert.deepStrictEqual(yield* at(id).Move({ id, to }), {
+            moved: true,
+            from: to === home ? elsewhere : holders[ids.indexOf(id)][0],
+            to
+          })
+          assert.deepStrictEqual(yield* holdersOf([id]), [[to]])
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), before)
+          assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, before[0])
+          assert.deepStrictEqual(
+            [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id)),
+            edgesBefore
+          )
+        }
+        const valkey = yield* Valkey.Valkey
+        assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), JSON.stringify(before[0]))
+        assert.strictEqual(yield* tagOf(at(id).Move({ id, to: partitions })), "InvalidPartition")
+        assert.strictEqual(yield* tagOf(at("nobody").Move({ id: "nobody", to: 1 })), "VertexNotFound")
+        yield* at(id).Move({ id, to: elsewhere })
+        // Delete a moved vertex through its home, and put it again: it comes back home, held once.
         assert.isTrue((yield* at(id).DeleteVertex({ id })).deleted)
         assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [null])
         assert.isTrue((yield* at(id).PutVertex({ id, properties: { back: true } })).created)
