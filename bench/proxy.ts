@@ -1,5 +1,6 @@
 // `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--connections K]
-//   [--batch B] [--rate R] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct] [--no-echo]`
+//   [--batch B] [--rate R] [--ratio-rate Q] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct] [--no-echo]
+//   [--zones N ...]` (`--zones 3`: the zone-locality bench, bench/proxyZones.ts)
 //
 // Graph-proxy reads and writes through the gateway of one runner process (real Postgres + Redis), against the
 // raw GET rate of the same Redis at the same concurrency, plus the promotion time of a cold 10K-vertex partition.
@@ -19,6 +20,10 @@
 //      the generator itself. `direct_p99_ms` is what this machine gives any client of this Redis at that load.
 //    - Echo (`--no-echo` skips it): the same schedule and mix against bench/echoServer.ts, an RPC server on the
 //      same transport that answers at once from memory. `echo_p99_ms` is what two Node processes reach here.
+//    - The read path against the floor (part 4 of issue 19; `--ratio-rate 0` skips it): at Q reads/s (default 10,000,
+//      a rate this machine serves), the gateway's and the echo server's open-loop Graph.BatchGet p99 in the same run
+//      (`batchget_p99_vs_echo`, target <= 1.5), and the closed-loop reads/s of the gateway against the same closed
+//      loop sent straight to Redis (`reads_vs_direct`, target >= 0.5).
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
 // BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node; BENCH_RUNNER_LOG keeps its output.
@@ -234,6 +239,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       connections: { type: "string" },
       batch: { type: "string" },
       rate: { type: "string" },
+      "ratio-rate": { type: "string" },
+      zones: { type: "string" },
       client: { type: "string" },
       settle: { type: "string" },
       "no-direct": { type: "boolean" },
@@ -249,6 +256,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const connections = Math.max(1, Number(values.connections ?? 1))
   const batch = Number(values.batch ?? 32)
   const rate = Number(values.rate ?? 50_000)
+  const ratioRate = Number(values["ratio-rate"] ?? 10_000)
   const settle = Number(values.settle ?? 3)
   const skipDirect = values["no-direct"] === true
   const skipEcho = values["no-echo"] === true
@@ -350,6 +358,23 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       log(`closed loop: ${Math.round(capacity.readsPerSecond)} reads/s, p99 ${round(capacity.p99)} ms`)
       if (capacity.firstFailure !== undefined) log(`closed loop: first failure: ${capacity.firstFailure}`)
 
+      // The same closed loop sent straight to Redis by the generator: the throughput floor of the read path.
+      const floorRedis = new Redis(redisUrl)
+      yield* Effect.addFinalizer(() => Effect.sync(() => floorRedis.disconnect()))
+      const keysOfPartition = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
+      const directOf = () =>
+        directTransport(floorRedis as unknown as DirectRedis, (id) => keysOfPartition[partitionOf(id, PARTITIONS)])
+      let directCapacity: ReturnType<typeof summarize> | undefined
+      if (!skipDirect) {
+        yield* Effect.sleep(`${settle} seconds`)
+        stats = makeStats()
+        const d0 = performance.now()
+        yield* Effect.promise(() => closedLoop([directOf()], mix, concurrency, seconds, current))
+        directCapacity = summarize(stats, (performance.now() - d0) / 1000)
+        stats = undefined
+        log(`closed loop straight to Redis: ${Math.round(directCapacity.readsPerSecond)} reads/s`)
+      }
+
       // Open loop (latency at a given load): the request rate gives `rate` reads/s on average for this mix.
       let openLoopResult:
         | (ReturnType<typeof summarize> & {
@@ -393,15 +418,15 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       }
       const openLoopPhase = openLoopResult
 
-      /** One open-loop phase over `transport` at the gateway phase's schedule and mix. */
-      const floorPhase = (transport: Transport) =>
+      /** One open-loop phase over `transport` at `at` reads/s (the gateway phase's schedule and mix by default). */
+      const floorPhase = (transport: Transport, at = rate, phaseSeconds = seconds) =>
         Effect.gen(function* () {
           const phase = makeStats()
           stats = phase
           const start = performance.now()
-          const requestRate = rate / readsPerRequest(mix)
+          const requestRate = at / readsPerRequest(mix)
           const { outstanding } = yield* Effect.promise(() =>
-            runOpenLoop([transport], mix, requestRate, seconds, current)
+            runOpenLoop([transport], mix, requestRate, phaseSeconds, current)
           )
           stats = undefined
           return { ...summarize(phase, (performance.now() - start) / 1000), unanswered: outstanding }
@@ -411,12 +436,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       let direct: Effect.Success<ReturnType<typeof floorPhase>> | undefined
       if (rate > 0 && !skipDirect) {
         yield* Effect.sleep(`${settle} seconds`)
-        const redis = new Redis(redisUrl)
-        yield* Effect.addFinalizer(() => Effect.sync(() => redis.disconnect()))
-        const keysOf = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
-        direct = yield* floorPhase(
-          directTransport(redis as unknown as DirectRedis, (id) => keysOf[partitionOf(id, PARTITIONS)])
-        )
+        direct = yield* floorPhase(directOf())
         log(`direct to Redis at ${rate} reads/s: p99 ${round(direct.p99)} ms`)
       }
 
@@ -436,6 +456,34 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       const directPhase = direct
       const echoPhase = echo
 
+      // The read path against the floor at a rate this machine serves: the gateway, then the echo server, each on
+      // the same schedule and mix at `ratioRate` reads/s.
+      let ratio:
+        | {
+            gateway: Effect.Success<ReturnType<typeof floorPhase>>
+            echo: Effect.Success<ReturnType<typeof floorPhase>>
+          }
+        | undefined
+      if (ratioRate > 0 && shares[0] > 0) {
+        yield* Effect.sleep(`${settle} seconds`)
+        // Each side warmed at the rate first (JIT, connection buffers), so neither p99 holds a cold start.
+        yield* floorPhase(transports[0], ratioRate, Math.max(2, settle))
+        const gatewayAtRatio = yield* floorPhase(transports[0], ratioRate)
+        log(`gateway at ${ratioRate} reads/s: BatchGet p99 ${round(gatewayAtRatio.batchP99)} ms`)
+        yield* Effect.sleep(`${settle} seconds`)
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startEcho()),
+          (started) => Effect.sync(() => started.child.kill("SIGKILL"))
+        )
+        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${server.port}/rpc`))
+        yield* floorPhase(transport, ratioRate, Math.max(2, settle))
+        const echoAtRatio = yield* floorPhase(transport, ratioRate)
+        transport.close()
+        log(`echo server at ${ratioRate} reads/s: BatchGet p99 ${round(echoAtRatio.batchP99)} ms`)
+        ratio = { gateway: gatewayAtRatio, echo: echoAtRatio }
+      }
+      const ratioPhase = ratio
+
       // Cold partition: demote it, then the next request promotes it.
       const partition = String(coldPartition)
       yield* client["ProxyPartition.GetVertex"]({ entityId: partition, payload: { id: coldIds[0] } })
@@ -454,7 +502,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         capacity,
         openLoop: openLoopPhase,
         direct: directPhase,
+        directCapacity,
         echo: echoPhase,
+        ratio: ratioPhase,
         demoteMs: demoted.millis,
         promoteMs,
         warmMs
@@ -465,7 +515,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
     const raw = await rawGetRate(concurrency)
     log(`raw GET measured with ${raw.tool} in ${round((performance.now() - started) / 1000, 1)} s`)
 
-    const { capacity, openLoop, direct, echo } = result
+    const { capacity, openLoop, direct, echo, directCapacity, ratio } = result
     // p50/p99: at the offered load of the open-loop phase when there is one (the issue's "50K reads/s with
     // p99 <= 2 ms"), else of the closed loop; both phases are reported in full.
     const latency = openLoop ?? capacity
@@ -483,6 +533,15 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       // The same schedule against a gateway that does no work (bench/echoServer.ts).
       echo_p50_ms: echo === undefined ? null : round(echo.p50),
       echo_p99_ms: echo === undefined ? null : round(echo.p99),
+      // Part 4 of issue 19: the read path against this machine's floor, in this run.
+      ratio_rate: ratio === undefined ? null : ratioRate,
+      batchget_p99_ms: ratio === undefined ? null : round(ratio.gateway.batchP99),
+      echo_batchget_p99_ms: ratio === undefined ? null : round(ratio.echo.batchP99),
+      batchget_p99_vs_echo: ratio === undefined ? null : round(ratio.gateway.batchP99 / ratio.echo.batchP99, 2),
+      ratio_failures: ratio === undefined ? null : ratio.gateway.failures + ratio.echo.failures,
+      direct_reads_per_s: directCapacity === undefined ? null : Math.round(directCapacity.readsPerSecond),
+      reads_vs_direct:
+        directCapacity === undefined ? null : round(capacity.readsPerSecond / directCapacity.readsPerSecond, 2),
       closed: {
         concurrency,
         reads_per_s: Math.round(capacity.readsPerSecond),
@@ -590,6 +649,22 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               `p50 ${round(echo.p50)} / p99 ${round(echo.p99)} / p99.9 ${round(echo.p999)} ms from the scheduled start (failures ${echo.failures}, unanswered ${echo.unanswered})`
             ],
             ["  from send", `p50 ${round(echo.sentP50)} / p99 ${round(echo.sentP99)} ms`]
+          ] as Array<[string, string]>)),
+      ...(ratio === undefined
+        ? []
+        : ([
+            [
+              "read path vs floor",
+              `at ${ratioRate} reads/s: Graph.BatchGet p99 ${summary.batchget_p99_ms} ms, echo server ${summary.echo_batchget_p99_ms} ms: ${summary.batchget_p99_vs_echo}x (target <= 1.5; failures ${summary.ratio_failures})`
+            ]
+          ] as Array<[string, string]>)),
+      ...(directCapacity === undefined
+        ? []
+        : ([
+            [
+              "throughput vs direct",
+              `closed loop ${summary.reads_per_s} reads/s, straight to Redis ${summary.direct_reads_per_s}: ${summary.reads_vs_direct}x (target >= 0.5)`
+            ]
           ] as Array<[string, string]>)),
       ["raw Redis GET/s", `${summary.redis_get_per_s} (${raw.tool}, -c ${concurrency})`],
       ["reads / raw GET", `${summary.reads_vs_redis_get}x (closed loop)`],

@@ -169,6 +169,9 @@ export interface PhaseStats {
   readSamples: number
   readonly writeLatencies: Float64Array
   writeSamples: number
+  /** Latency of each Graph.BatchGet alone (the read path measured against the echo server's). */
+  readonly batchLatencies: Float64Array
+  batchSamples: number
   reads: number
   writes: number
   failures: number
@@ -183,6 +186,8 @@ export const makeStats = (): PhaseStats => ({
   readSamples: 0,
   writeLatencies: new Float64Array(500_000),
   writeSamples: 0,
+  batchLatencies: new Float64Array(1_000_000),
+  batchSamples: 0,
   reads: 0,
   writes: 0,
   failures: 0,
@@ -197,6 +202,7 @@ export const summarize = (stats: PhaseStats, elapsedSeconds: number) => {
   const sortedSent = stats.sent.slice(0, stats.samples).sort()
   const sortedReads = stats.readLatencies.slice(0, stats.readSamples).sort()
   const sortedWrites = stats.writeLatencies.slice(0, stats.writeSamples).sort()
+  const sortedBatches = stats.batchLatencies.slice(0, stats.batchSamples).sort()
   return {
     requestsPerSecond: stats.samples / elapsedSeconds,
     readsPerSecond: stats.reads / elapsedSeconds,
@@ -211,7 +217,9 @@ export const summarize = (stats: PhaseStats, elapsedSeconds: number) => {
     readP50: percentile(sortedReads, 0.5),
     readP99: percentile(sortedReads, 0.99),
     writeP50: percentile(sortedWrites, 0.5),
-    writeP99: percentile(sortedWrites, 0.99)
+    writeP99: percentile(sortedWrites, 0.99),
+    batchP50: percentile(sortedBatches, 0.5),
+    batchP99: percentile(sortedBatches, 0.99)
   }
 }
 
@@ -246,7 +254,7 @@ export const issue = (
 ): void => {
   const roll = mix.random()
   const sentAt = performance.now()
-  const record = (reads: number) => {
+  const record = (reads: number, batch = false) => {
     const s = stats()
     if (s !== undefined) {
       const now = performance.now()
@@ -261,6 +269,7 @@ export const issue = (
       } else {
         s.reads += reads
         if (s.readSamples < s.readLatencies.length) s.readLatencies[s.readSamples++] = ms
+        if (batch && s.batchSamples < s.batchLatencies.length) s.batchLatencies[s.batchSamples++] = ms
       }
     }
     after()
@@ -276,7 +285,7 @@ export const issue = (
   if (roll < mix.batchGetShare) {
     const ids = new Array<string>(mix.batch)
     for (let i = 0; i < ids.length; i++) ids[i] = mix.pick()
-    transport.call("Graph.BatchGet", { ids }, (found) => record((found as ReadonlyArray<unknown>).length), failed)
+    transport.call("Graph.BatchGet", { ids }, (found) => record((found as ReadonlyArray<unknown>).length, true), failed)
   } else if (roll < mix.batchGetShare + mix.neighborsShare) {
     transport.call("Graph.Neighbors", { id: mix.pick() }, () => record(1), failed)
   } else {

@@ -14,7 +14,7 @@ import {
   ROUTING_REFRESH,
   type RoutingTable,
   vertexPartition,
-  zoneOfIds
+  zoneForRequest
 } from "./routing.ts"
 
 /** The gateway API of the graph module alone. */
@@ -60,6 +60,12 @@ export interface ZoneRouterOptions<E> {
   readonly connect: (url: string) => Effect.Effect<GraphApiClient, E, Scope.Scope>
   /** The caller's zone: wins ties between zones. */
   readonly zone?: string | undefined
+  /**
+   * Reads (BatchGet, Neighbors) to a gateway of the caller's zone when one reads from a fresh replica there, so they
+   * cross no zone; they may then miss the replica's last lag of writes (`TESSERA_VALKEY_REPLICA_MAX_LAG`). Default
+   * false: reads go to their vertices' zone, like everything else.
+   */
+  readonly localReplicaReads?: boolean | undefined
   readonly partitions?: number | undefined
 }
 
@@ -121,8 +127,13 @@ export const makeZoneRouter = <E>(options: ZoneRouterOptions<E>) =>
 
     let counter = 0
     /** The zone and gateway a request reading `ids` goes to. */
-    const route = (ids: ReadonlyArray<string>) =>
-      clientIn(table === undefined ? undefined : zoneOfIds(table, ids, options.zone), counter++)
+    const route = (ids: ReadonlyArray<string>, read = false) =>
+      clientIn(
+        table === undefined
+          ? undefined
+          : zoneForRequest(table, ids, { ownZone: options.zone, read, localReplicaReads: options.localReplicaReads }),
+        counter++
+      )
     const partitionZone = (partition: number) => table?.zones[partition] ?? undefined
 
     /** Runs `call` on the routed gateway; a transport failure there is a miss, and the call goes to `bootstrap`. */
@@ -154,8 +165,8 @@ export const makeZoneRouter = <E>(options: ZoneRouterOptions<E>) =>
       delete: (id: string) => routed(byId(id), (g) => g.delete(id)),
       addEdge: (src: string, label: string, dst: string) => routed(byId(src), (g) => g.addEdge(src, label, dst)),
       removeEdge: (src: string, label: string, dst: string) => routed(byId(src), (g) => g.removeEdge(src, label, dst)),
-      neighbors: (id: string, label?: string) => routed(byId(id), (g) => g.neighbors(id, label)),
-      batchGet: (ids: ReadonlyArray<string>) => routed(route(ids), (g) => g.batchGet(ids)),
+      neighbors: (id: string, label?: string) => routed(route([id], true), (g) => g.neighbors(id, label)),
+      batchGet: (ids: ReadonlyArray<string>) => routed(route(ids, true), (g) => g.batchGet(ids)),
       khop: (id: string, k: number, khopOptions?: { readonly label?: string; readonly limit?: number }) =>
         routed(byId(id), (g) => g.khop(id, k, khopOptions)),
       info: (partition: number) => routed(byPartition(partition), (g) => g.info(partition)),
@@ -168,7 +179,7 @@ export const makeZoneRouter = <E>(options: ZoneRouterOptions<E>) =>
       /** Tables fetched so far. */
       refreshes: () => refreshes,
       /** The gateway a request reading `ids` would go to now (undefined: `bootstrap`). */
-      gatewayFor: (ids: ReadonlyArray<string>) => Effect.map(route(ids), ({ gateway }) => gateway),
+      gatewayFor: (ids: ReadonlyArray<string>) => Effect.map(route(ids, true), ({ gateway }) => gateway),
       /** Fetches the table now. */
       refresh: fetchTable
     }

@@ -17,7 +17,7 @@ import {
 } from "../../test/harness.ts"
 import { parse } from "../../test/promText.ts"
 import { graphApi, makeZoneRouter } from "./client.ts"
-import { gatewayIn, liveGateways, vertexPartition, zoneOfIds } from "./routing.ts"
+import { gatewayIn, liveGateways, vertexPartition, zoneForRequest, zoneOfIds } from "./routing.ts"
 
 describe("routing table rules", () => {
   const table = { partitions: 4, zones: ["a", "b", "a", "b"] }
@@ -34,6 +34,25 @@ describe("routing table rules", () => {
     assert.strictEqual(zoneOfIds(table, [a1, b1], "b"), "b")
     assert.strictEqual(zoneOfIds(table, [a1, b1], "a"), "a")
     assert.isUndefined(zoneOfIds({ partitions: 4, zones: [null, null, null, null] }, [a1, b1]))
+  })
+
+  it("sends reads to the caller's zone when a gateway there reads from a fresh replica, writes to their vertices' zone", () => {
+    const a1 = idIn(0, "x")
+    const withReplica = {
+      ...table,
+      gateways: [
+        { url: "http://a", zone: "a", replica: false },
+        { url: "http://b", zone: "b", replica: true }
+      ]
+    }
+    assert.strictEqual(zoneForRequest(withReplica, [a1], { ownZone: "b", read: true, localReplicaReads: true }), "b")
+    assert.strictEqual(zoneForRequest(withReplica, [a1], { ownZone: "b", read: false, localReplicaReads: true }), "a")
+    assert.strictEqual(zoneForRequest(withReplica, [a1], { ownZone: "b", read: true }), "a")
+    // Zone a's gateway has no replica: a zone-a caller's reads of zone b go to zone b.
+    assert.strictEqual(
+      zoneForRequest(withReplica, [idIn(1, "z")], { ownZone: "a", read: true, localReplicaReads: true }),
+      "b"
+    )
   })
 
   it("picks gateways of the zone, none when the zone has none", () => {

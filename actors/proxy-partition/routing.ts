@@ -70,6 +70,23 @@ export const zoneOfIds = (
 }
 
 /**
+ * The zone a request goes to: a read to the caller's own zone when `localReplicaReads` and a gateway there reads from
+ * a fresh replica (every partition's data is then in the zone, at most the replica's lag old), anything else to the
+ * zone of its vertices (`zoneOfIds`).
+ */
+export const zoneForRequest = (
+  table: Pick<RoutingTable, "partitions" | "zones" | "gateways">,
+  ids: ReadonlyArray<string>,
+  options: { readonly ownZone?: string | undefined; readonly read: boolean; readonly localReplicaReads?: boolean }
+): string | undefined => {
+  if (options.read && options.localReplicaReads === true && options.ownZone !== undefined) {
+    for (const gateway of table.gateways)
+      if (gateway.zone === options.ownZone && gateway.replica) return options.ownZone
+  }
+  return zoneOfIds(table, ids, options.ownZone)
+}
+
+/**
  * A gateway of `zone` for a request (`spread` picks among several, e.g. a counter), or undefined when the table
  * knows none there.
  */
