@@ -196,6 +196,56 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
     assert.strictEqual((await run("frobnicate")).code, 2)
   }, 30_000)
 
+  it("rebalances from the CLI across both runners: moves online, reads find every vertex after", async () => {
+    const run = async (...argv: Array<string>) => {
+      const { code, out, err } = await runCli(["graph", ...argv, "--url", cluster.runners[0].url])
+      return { code, out: code === 0 ? JSON.parse(out) : undefined, err }
+    }
+    // Two rings of untagged vertices, spread over both runners' partitions by the hash.
+    const ring = (name: string) => Array.from({ length: 8 }, (_, i) => `ring-${name}-${i}`)
+    await withGraph(cluster.runners[0].url, (g) =>
+      Effect.gen(function* () {
+        for (const ids of [ring("a"), ring("b")]) {
+          for (const [i, id] of ids.entries()) yield* g.put(id, { i })
+          for (const [i, id] of ids.entries()) {
+            yield* g.addEdge(id, "next", ids[(i + 1) % ids.length])
+            yield* g.addEdge(id, "skip", ids[(i + 2) % ids.length])
+          }
+        }
+      })
+    )
+    const dry = await run("rebalance", "--dry-run", "--seed", "3")
+    assert.strictEqual(dry.out.moved, 0)
+    assert.isAtLeast(dry.out.vertices, 16)
+    const bad = await run("rebalance", "--iterations", "0")
+    assert.strictEqual(bad.code, 1)
+    assert.include(bad.err, "InvalidRebalance")
+    const done = await run("rebalance", "--seed", "3")
+    assert.isAbove(done.out.moved, 0)
+    assert.isAbove(done.out.localEdgesAfter, done.out.localEdgesBefore)
+    await withGraph(cluster.runners[1].url, (g) =>
+      Effect.gen(function* () {
+        for (const ids of [ring("a"), ring("b")]) {
+          assert.deepStrictEqual(
+            yield* g.batchGet(ids),
+            ids.map((_, i) => ({ i }))
+          )
+          for (const [i, id] of ids.entries()) {
+            assert.deepStrictEqual((yield* g.get(id)).properties, { i })
+            const neighbors = [...(yield* g.neighbors(id))].sort((x, y) => x.label.localeCompare(y.label))
+            assert.deepStrictEqual(neighbors, [
+              { label: "next", id: ids[(i + 1) % ids.length] },
+              { label: "skip", id: ids[(i + 2) % ids.length] }
+            ])
+          }
+          // KHop walks the moved vertices through their homes.
+          const khop = yield* g.khop(ids[0], 3, { label: "next" })
+          assert.deepStrictEqual([...khop.vertices], ids.slice(1, 4))
+        }
+      })
+    )
+  }, 90_000)
+
   it("loses no acknowledged write when a runner is killed -9 mid-stream", async () => {
     const [survivor, victim] = cluster.runners
     const acknowledged = new Map<string, number>()
