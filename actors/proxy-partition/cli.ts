@@ -25,7 +25,7 @@ export const graphUsage = `tessera graph <subcommand> [options]
   info PARTITION                   tier, size, host runner and its zone, preferred zone of one partition
   rebalance [--iterations N] [--seed S] [--dry-run]
                                    communities from the stored edges (label propagation, N rounds at most,
-                                   default 20; visiting order seeded by S, default 1), then every vertex
+                                   default 20; order and ties drawn from a PRNG seeded by S, default 1), then every vertex
                                    without a placement key moves online to its community's partition
 
   --partitions N   total partitions, as the cluster's TESSERA_GRAPH_PARTITIONS (default: that variable or 64)

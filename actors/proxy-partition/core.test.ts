@@ -2,17 +2,27 @@ import { assert, describe, it } from "@effect/vitest"
 import {
   decodeSnapshot,
   encodeSnapshot,
+  forwardMarker,
   groupByPartition,
+  hashTagRule,
   isJsonObject,
   labelProblem,
+  labelPropagation,
   MAX_PROPERTIES_DEPTH,
+  noPlacementRule,
   parseEdgeMember,
+  parseForwardMarker,
+  parsePlacementRule,
   partitionKeys,
   partitionOf,
   partitionShardGroup,
+  placementKeyProblem,
+  placementProblem,
   preferredZone,
+  prefixRule,
   utf8Length,
-  vertexIdProblem
+  vertexIdProblem,
+  vertexPartition
 } from "./core.ts"
 
 /** Reference FNV-1a over TextEncoder bytes, to check the allocation-free UTF-8 walk. */
@@ -152,5 +162,105 @@ describe("isJsonObject (the Properties schema check)", () => {
     for (let i = 0; i < MAX_PROPERTIES_DEPTH; i++) deep = { d: deep }
     assert.isTrue(isJsonObject(deep))
     assert.isFalse(isJsonObject({ d: deep }))
+  })
+})
+
+describe("placement keys", () => {
+  it("takes Redis hash tags: the first {...} when not empty, else the whole id", () => {
+    assert.strictEqual(hashTagRule("{acme}alice"), "acme")
+    assert.strictEqual(hashTagRule("user:{acme}:alice"), "acme")
+    assert.strictEqual(hashTagRule("{a}{b}"), "a")
+    assert.strictEqual(hashTagRule("x{y}z}"), "y")
+    assert.isUndefined(hashTagRule("alice"))
+    assert.isUndefined(hashTagRule("{}alice"))
+    assert.isUndefined(hashTagRule("{alice"))
+    assert.isUndefined(hashTagRule("}a{"))
+    assert.strictEqual(vertexPartition("{acme}alice", 64), partitionOf("acme", 64))
+    assert.strictEqual(vertexPartition("{acme}bob", 64), vertexPartition("{acme}alice", 64))
+    assert.strictEqual(vertexPartition("alice", 64), partitionOf("alice", 64))
+    assert.strictEqual(vertexPartition("{}alice", 64), partitionOf("{}alice", 64))
+    assert.strictEqual(vertexPartition("{acme}alice", 64, noPlacementRule), partitionOf("{acme}alice", 64))
+  })
+
+  it("parses the deployment rule: tag, none, prefix:<separator>", () => {
+    assert.strictEqual(parsePlacementRule("tag"), hashTagRule)
+    assert.strictEqual(parsePlacementRule("none"), noPlacementRule)
+    const prefix = parsePlacementRule("prefix:/")
+    assert.isDefined(prefix)
+    assert.strictEqual(prefix?.("acme/alice/x"), "acme")
+    assert.isUndefined(prefix?.("/alice"))
+    assert.isUndefined(prefix?.("alice"))
+    assert.strictEqual(prefixRule("::")("t1::v"), "t1")
+    for (const bad of ["", "tags", "prefix:", "hash"]) assert.isUndefined(parsePlacementRule(bad), bad)
+  })
+
+  it("holds keys to the grammar: 1-64 of A-Z a-z 0-9 . _ - : / @ + =", () => {
+    for (const good of ["a", "acme", "tenant-42", "org.eu/team_7", "a@b.c", "x+y=z", "k".repeat(64)]) {
+      assert.isUndefined(placementKeyProblem(good), good)
+    }
+    for (const bad of ["", "k".repeat(65), "two words", "tab\t", "nul\u0000", "é", "{", "}", "semi;", "日本"]) {
+      assert.isDefined(placementKeyProblem(bad), JSON.stringify(bad))
+    }
+    assert.isUndefined(placementProblem("alice"))
+    assert.isUndefined(placementProblem("{ok}alice"))
+    assert.include(placementProblem("{not ok}alice") ?? "", "at 3")
+  })
+
+  it("groups ids by their placement partition", () => {
+    const ids = ["{t}a", "{t}b", "c", "{t}d"]
+    const groups = groupByPartition(ids, 64)
+    const group = groups.get(partitionOf("t", 64))
+    assert.includeMembers(group?.ids ?? [], ["{t}a", "{t}b", "{t}d"])
+  })
+
+  it("forward markers never read as properties and name their partition", () => {
+    assert.strictEqual(parseForwardMarker(forwardMarker(17)), 17)
+    assert.strictEqual(parseForwardMarker(forwardMarker(0)), 0)
+    assert.isUndefined(parseForwardMarker("{}"))
+    assert.isUndefined(parseForwardMarker('{"a":"@1"}'))
+    assert.isUndefined(parseForwardMarker("@x"))
+    assert.isUndefined(parseForwardMarker("@-1"))
+  })
+})
+
+describe("labelPropagation", () => {
+  /** Cliques of `size` vertices, clique c's vertex 0 linked to clique c+1's vertex 0. */
+  const cliques = (count: number, size: number) => {
+    const adjacency: Array<Array<number>> = Array.from({ length: count * size }, () => [])
+    const link = (a: number, b: number) => {
+      adjacency[a].push(b)
+      adjacency[b].push(a)
+    }
+    for (let c = 0; c < count; c++) {
+      for (let i = 0; i < size; i++) for (let j = i + 1; j < size; j++) link(c * size + i, c * size + j)
+      if (c + 1 < count) link(c * size, (c + 1) * size)
+    }
+    return adjacency
+  }
+
+  it("finds planted communities, converges, and is deterministic for a seed", () => {
+    const adjacency = cliques(4, 6)
+    for (const seed of [1, 2, 3, 42]) {
+      const result = labelPropagation(adjacency, { iterations: 20, seed })
+      assert.isTrue(result.converged)
+      for (let c = 0; c < 4; c++) {
+        const labels = new Set(Array.from({ length: 6 }, (_, i) => result.labels[c * 6 + i]))
+        assert.strictEqual(labels.size, 1, `seed ${seed} clique ${c}`)
+      }
+      assert.strictEqual(new Set(result.labels).size, 4, `seed ${seed}`)
+      assert.deepStrictEqual(labelPropagation(adjacency, { iterations: 20, seed }).labels, result.labels)
+    }
+  })
+
+  it("keeps isolated vertices alone, stops at the iteration bound, settles a pair on one label", () => {
+    const isolated = labelPropagation([[], [], []], { iterations: 5, seed: 9 })
+    assert.deepStrictEqual([...isolated.labels], [0, 1, 2])
+    assert.isTrue(isolated.converged)
+    const bounded = labelPropagation(cliques(3, 5), { iterations: 1, seed: 2 })
+    assert.strictEqual(bounded.iterations, 1)
+    // A pair: the first one visited takes the other's label, which the other then keeps (its own is among the best).
+    const pair = labelPropagation([[1], [0]], { iterations: 10, seed: 3 })
+    assert.strictEqual(pair.labels[0], pair.labels[1])
+    assert.isTrue(pair.converged)
   })
 })

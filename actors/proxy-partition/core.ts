@@ -371,7 +371,8 @@ const mulberry32 = (seed: number) => {
  * lists of vertex indexes (an edge listed twice weighs twice). Every vertex starts with its own label; each
  * iteration visits the vertices in an order shuffled by a PRNG seeded with `seed` and gives each the label most
  * frequent among its neighbours (asynchronous updates). Ties: a vertex keeps its label when it is among the most
- * frequent, else takes the smallest of them. Stops after an iteration that changes nothing, or after `iterations`.
+ * frequent, else takes one of them drawn from the same PRNG (a fixed choice such as the smallest label floods one
+ * label across the bridges between communities). Stops after an iteration that changes nothing, or after `iterations`.
  * Deterministic for a graph, a seed and an iteration bound. `labels[v]` is the index of a vertex of v's community.
  */
 export const labelPropagation = (
@@ -383,6 +384,7 @@ export const labelPropagation = (
   const order = Int32Array.from({ length: n }, (_, i) => i)
   const random = mulberry32(options.seed)
   const counts = new Map<number, number>()
+  const tied: Array<number> = []
   let iteration = 0
   while (iteration < options.iterations) {
     iteration++
@@ -399,16 +401,12 @@ export const labelPropagation = (
       if (neighbours.length === 0) continue
       counts.clear()
       for (const u of neighbours) counts.set(labels[u], (counts.get(labels[u]) ?? 0) + 1)
-      let best = -1
       let bestCount = 0
-      for (const [label, count] of counts) {
-        if (count > bestCount || (count === bestCount && label < best)) {
-          best = label
-          bestCount = count
-        }
-      }
+      for (const count of counts.values()) if (count > bestCount) bestCount = count
       if ((counts.get(labels[v]) ?? 0) === bestCount) continue
-      labels[v] = best
+      tied.length = 0
+      for (const [label, count] of counts) if (count === bestCount) tied.push(label)
+      labels[v] = tied.length === 1 ? tied[0] : tied[Math.floor(random() * tied.length)]
       changed++
     }
     if (changed === 0) return { labels, iterations: iteration, converged: true }

@@ -351,7 +351,8 @@ export const Stats = Rpc.make("Graph.Stats", {
 
 /**
  * Computes communities from the stored edges (label propagation, `labelPropagation` in `core.ts`: `iterations` at
- * most, default 20, 1 to 100; visiting order seeded by `seed`, default 1) and moves every vertex without a placement
+ * most, default 20, 1 to 100; visiting order and ties drawn from a PRNG seeded by `seed`, default 1) and moves
+ * every vertex without a placement
  * key to its community's partition: the partition holding most of the community's keyed vertices, else most of its
  * members (ties: the lower partition). Online: reads and writes go on. `dryRun` computes and moves nothing. Vertices
  * written meanwhile stay where they are placed until the next run.

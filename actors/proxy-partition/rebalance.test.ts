@@ -164,7 +164,8 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
     () => {
       const data = tempDataDir()
       const prefix = `test:rebalance:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
-      // Four planted communities of 16 untagged vertices: a ring and chords inside each, one edge between neighbours.
+      // Four planted communities of 16 untagged vertices (each linked to the next six of its ring, so each is nearly a
+      // clique), one edge between neighbouring communities.
       const communities = 4
       const size = 16
       const idOf = (c: number, i: number) => `c${c}-v${i}`
@@ -175,7 +176,7 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
         for (const id of ids) yield* at(id).PutVertex({ id, properties: { id, n: 0 } })
         for (let c = 0; c < communities; c++) {
           for (let i = 0; i < size; i++) {
-            for (const d of [1, 2, 5]) {
+            for (const d of [1, 2, 3, 4, 5, 6]) {
               const src = idOf(c, i)
               yield* at(src).AddEdge({ src, label: "in", dst: idOf(c, (i + d) % size) })
             }
@@ -200,7 +201,7 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
               const exit = yield* Effect.exit(at(id).GetVertex({ id }))
               if (Exit.isFailure(exit)) yield* Ref.update(misses, (m) => [...m, `GetVertex ${id}`])
               const neighbors = yield* Effect.exit(gateway["Graph.Neighbors"]({ id, label: "in" }))
-              if (Exit.isFailure(neighbors) || neighbors.value.length < 3) {
+              if (Exit.isFailure(neighbors) || neighbors.value.length < 6) {
                 yield* Ref.update(misses, (m) => [...m, `Neighbors ${id}`])
               }
             }
@@ -246,7 +247,7 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
           assert.deepStrictEqual(final[k], { id: ids[k], n: acked.get(ids[k]) ?? 0 }, ids[k])
           assert.deepStrictEqual((yield* at(ids[k]).GetVertex({ id: ids[k] })).properties, final[k])
           const neighbors = yield* gateway["Graph.Neighbors"]({ id: ids[k] })
-          assert.deepStrictEqual([...neighbors].filter((n) => n.label === "in").length, 3, `${ids[k]} kept its edges`)
+          assert.deepStrictEqual([...neighbors].filter((n) => n.label === "in").length, 6, `${ids[k]} kept its edges`)
         }
         const khop = yield* gateway["Graph.KHop"]({ id: idOf(0, 0), k: 2, label: "in" })
         assert.isAtLeast(khop.vertices.length, 6)

@@ -3,8 +3,8 @@
  *
  * 1. Every partition lists the vertices it holds with their out-neighbours (`Edges`, one partition at a time per
  *    `READ_CONCURRENCY`); edges are taken undirected, edges to unknown vertices are dropped.
- * 2. Label propagation (`labelPropagation`, core.ts) computes communities: seeded visiting order, smallest label on
- *    ties, at most `iterations` rounds.
+ * 2. Label propagation (`labelPropagation`, core.ts) computes communities: visiting order and ties drawn from a PRNG
+ *    seeded by `seed`, at most `iterations` rounds.
  * 3. A community's partition is the one holding most of its vertices with a placement key (they stay where their key
  *    puts them), else most of its members; ties go to the lower partition number. No capacity bound: one big
  *    community lands in one partition.
