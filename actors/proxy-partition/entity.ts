@@ -378,6 +378,29 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
       standingDown(p.recordMove(move))
     const forgetMove = (id: string) => standingDown(p.forgetMove(id))
 
+    const switched = (id: string, from: number, to: number, json: string, members: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        yield* recordMove({ id, holder: from, stale: to })
+        if (to === partition) {
+          // The home's key turns from the marker into the properties: gateways read here from now on.
+          yield* p.hot.adopt(id, json, members)
+        } else {
+          const edges = members.map(parseEdgeMember)
+          yield* viaPeer(to, peer(to).Adopt({ id, properties: parseProperties(json), edges }))
+        }
+        yield* recordMove({ id, holder: to, stale: from })
+        if (to === partition) p.forwards.delete(id)
+        else {
+          p.forwards.set(id, to)
+          yield* p.hot.forwardTo([[id, to]])
+        }
+        if (from !== partition) yield* viaPeer(from, peer(from).Release({ id }))
+        if (to === partition) yield* forgetMove(id)
+        else yield* recordMove({ id, holder: to, stale: null })
+        GraphMetrics.moves.inc()
+        return { moved: true, from, to }
+      })
+
     /**
      * Moves a vertex homed here to partition `to`, online. Its requests wait on the move lock meanwhile; reads through
      * gateways keep finding one complete copy: the old one until the home's marker (or key) switches, the new one
@@ -387,49 +410,41 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
     const move = (id: string, to: number) =>
       p.moving(
         p.write(
-          Effect.gen(function* () {
-            const from = p.forwards.get(id) ?? partition
-            if (from === to) return { moved: false, from, to }
-            let json: string
-            let members: Array<string>
-            if (from === partition) {
-              const found = yield* p.hot.get(id)
-              if (found === null || parseForwardMarker(found) !== undefined) return yield* new VertexNotFound({ id })
-              json = found
-              members = ((yield* p.hot.neighbors(id, undefined)) ?? []).map((n) => edgeMember(n.label, n.id))
-            } else {
-              const vertex = yield* viaPeer(from, peer(from).GetVertex({ id }))
-              json = JSON.stringify(vertex.properties)
-              const neighbors = yield* viaPeer(from, peer(from).Neighbors({ id })).pipe(
-                Effect.catchTag("InvalidLabel", (error) =>
-                  Effect.fail(new GraphStorageError({ message: error.reason }))
+          // Once begun, a move runs to its end (or its first failure): a caller gone away must not leave it half done.
+          Effect.uninterruptible(
+            Effect.gen(function* () {
+              const from = p.forwards.get(id) ?? partition
+              if (from === to) return { moved: false, from, to }
+              let json: string
+              let members: Array<string>
+              if (from === partition) {
+                const found = yield* p.hot.get(id)
+                if (found === null || parseForwardMarker(found) !== undefined) return yield* new VertexNotFound({ id })
+                json = found
+                members = ((yield* p.hot.neighbors(id, undefined)) ?? []).map((n) => edgeMember(n.label, n.id))
+              } else {
+                const vertex = yield* viaPeer(from, peer(from).GetVertex({ id }))
+                json = JSON.stringify(vertex.properties)
+                const neighbors = yield* viaPeer(from, peer(from).Neighbors({ id })).pipe(
+                  Effect.catchTag("InvalidLabel", (error) =>
+                    Effect.fail(new GraphStorageError({ message: error.reason }))
+                  )
+                )
+                members = neighbors.map((n) => edgeMember(n.label, n.id))
+              }
+              // From here on a failure leaves the move half done: the activation restarts, and the next one
+              // rebuilds the markers from the rows and drops the copy the row names (`settle`).
+              return yield* Effect.catch(switched(id, from, to, json, members), (error) =>
+                Effect.die(
+                  new Error(
+                    `graph partition ${partition}: moving ${id} to ${to} failed midway (${error._tag}); restarting to settle it`
+                  )
                 )
               )
-              members = neighbors.map((n) => edgeMember(n.label, n.id))
-            }
-            yield* recordMove({ id, holder: from, stale: to })
-            if (to === partition) {
-              // The home's key turns from the marker into the properties: gateways read here from now on.
-              yield* p.hot.adopt(id, json, members)
-            } else {
-              const edges = members.map(parseEdgeMember)
-              yield* viaPeer(to, peer(to).Adopt({ id, properties: parseProperties(json), edges }))
-            }
-            yield* recordMove({ id, holder: to, stale: from })
-            if (to === partition) p.forwards.delete(id)
-            else {
-              p.forwards.set(id, to)
-              yield* p.hot.forwardTo([[id, to]])
-            }
-            if (from !== partition) yield* viaPeer(from, peer(from).Release({ id }))
-            if (to === partition) yield* forgetMove(id)
-            else yield* recordMove({ id, holder: to, stale: null })
-            GraphMetrics.moves.inc()
-            return { moved: true, from, to }
-          })
+            })
+          )
         )
       )
-
     // Moves this home left unfinished (a crash, a timeout): drop the copy the row names, then settle the row.
     const settle = Effect.forEach(
       [...p.unfinished],

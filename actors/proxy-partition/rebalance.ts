@@ -6,8 +6,10 @@
  * 2. Label propagation (`labelPropagation`, core.ts) computes communities: visiting order and ties drawn from a PRNG
  *    seeded by `seed`, at most `iterations` rounds.
  * 3. A community's partition is the one holding most of its vertices with a placement key (they stay where their key
- *    puts them), else most of its members; ties go to the lower partition number. No capacity bound: one big
- *    community lands in one partition.
+ *    puts them), else most of its members; ties go to the lower partition number. Capacity: a partition ends with at
+ *    most `MAX_LOAD` times the mean vertices per partition (at least one community's worth); communities are placed
+ *    largest first, one that does not fit its partition goes to the partition with room holding most of it, and one
+ *    that fits nowhere stays where it is.
  * 4. Each vertex without a placement key that is not in its community's partition is moved by its home partition
  *    (`Move`), one at a time, so no two moves ever wait on each other. Reads and writes go on meanwhile.
  *
@@ -25,7 +27,9 @@ import {
 import { GraphStorageError, InvalidRebalance, type ProxyPartition, TooManyIds } from "./protocol.ts"
 
 /** Most vertices one rebalance holds in memory. */
-export const MAX_REBALANCE_VERTICES = 1_000_000
+const MAX_REBALANCE_VERTICES = 1_000_000
+/** A partition's bound after a rebalance, as a multiple of the mean vertices per partition. */
+const MAX_LOAD = 2
 const MAX_ITERATIONS = 100
 const READ_CONCURRENCY = 4
 /** Bound on one partition's listing and on one move (a move makes a few calls of its own, each bounded). */
@@ -129,10 +133,37 @@ export const rebalance = (
       }
       return best
     }
+    // Vertices that stay put load their partitions first; then communities, largest first, within the bound.
+    const fixed = (v: number) => keyed[v] || listedTwice.has(v)
+    const load = new Array<number>(partitions).fill(0)
+    const movable = new Map<number, number>()
+    for (let v = 0; v < n; v++) {
+      if (fixed(v)) load[holder[v]]++
+      else movable.set(labels[v], (movable.get(labels[v]) ?? 0) + 1)
+    }
+    const bound = Math.max(Math.ceil((MAX_LOAD * n) / partitions), 1)
     const target = new Map<number, number>()
-    for (const [label, vote] of votes) target.set(label, plurality(vote.keyed.size > 0 ? vote.keyed : vote.all))
+    for (const [label, size] of [...movable].sort((a, b) => b[1] - a[1] || a[0] - b[0])) {
+      const vote = votes.get(label)
+      if (vote === undefined) continue
+      let choice = plurality(vote.keyed.size > 0 ? vote.keyed : vote.all)
+      if (load[choice] + size > bound) {
+        const roomy = new Map([...vote.all].filter(([p]) => load[p] + size <= bound))
+        choice = roomy.size > 0 ? plurality(roomy) : -1
+        if (choice < 0) {
+          for (let p = 0; p < partitions && choice < 0; p++) if (load[p] + size <= bound) choice = p
+        }
+      }
+      // Fits nowhere: its members stay where they are.
+      if (choice < 0) {
+        for (let v = 0; v < n; v++) if (labels[v] === label && !fixed(v)) load[holder[v]]++
+        continue
+      }
+      target.set(label, choice)
+      load[choice] += size
+    }
     const placed = Int32Array.from({ length: n }, (_, v) =>
-      keyed[v] || listedTwice.has(v) ? holder[v] : (target.get(labels[v]) ?? holder[v])
+      fixed(v) ? holder[v] : (target.get(labels[v]) ?? holder[v])
     )
     let localBefore = 0
     let localAfter = 0
@@ -158,7 +189,15 @@ export const rebalance = (
             Effect.timeout(CALL_TIMEOUT),
             Effect.map((r) => (r.moved ? ("moved" as const) : ("stayed" as const))),
             Effect.catchTag("VertexNotFound", () => Effect.succeed("gone" as const)),
-            Effect.mapError(failed(`moving ${JSON.stringify(ids[v])} to partition ${placed[v]}`))
+            Effect.mapError(failed(`moving ${JSON.stringify(ids[v])} to partition ${placed[v]}`)),
+            // A move that failed midway restarts its home partition, which settles it; this run stops here.
+            Effect.catchDefect((defect) =>
+              Effect.fail(
+                new GraphStorageError({
+                  message: `moving ${JSON.stringify(ids[v])} to partition ${placed[v]} failed: ${String(defect)}`
+                })
+              )
+            )
           )
         if (answer === "moved") moved++
         else if (answer === "gone") skipped++
