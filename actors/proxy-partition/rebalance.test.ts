@@ -13,9 +13,10 @@ import * as Valkey from "@tessera/platform/Valkey"
 import { Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
 import { ShardingConfig, TestRunner } from "effect/cluster"
 import { RpcTest } from "effect/rpc"
+import { SqlClient } from "effect/sql"
 import { freshDatabase, redisUrl, tempDataDir } from "../../test/harness.ts"
 import * as GraphConfig from "./config.ts"
-import { partitionKeys, partitionOf, vertexPartition } from "./core.ts"
+import { edgeMember, partitionKeys, partitionOf, vertexPartition } from "./core.ts"
 import * as ProxyPartitionEntity from "./entity.ts"
 import { migrations, migrationsTable } from "./Partition.ts"
 import { GraphRpcs, ProxyPartition } from "./protocol.ts"
@@ -298,5 +299,84 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
       )
     },
     120_000
+  )
+
+  it.live(
+    "a move cut short by a crash is settled by the home's next activation: one copy left, read whole",
+    () => {
+      const data = tempDataDir()
+      const prefix = `test:settle:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
+      // a: crashed after the copy, before the switch; b: after the switch, before the marker and the release.
+      const a = "crash-a"
+      const b = "crash-b"
+      const homeA = vertexPartition(a, partitions)
+      const homeB = vertexPartition(b, partitions)
+      const copyA = (homeA + 1) % partitions
+      const holderB = (homeB + 3) % partitions
+      const sqlOnly = Layer.mergeAll(PgClient.layer({ url: Redacted.make(database.url) }), redis(prefix))
+      return Effect.gen(function* () {
+        yield* Effect.gen(function* () {
+          const at = yield* entities
+          for (const id of [a, b]) {
+            yield* at(id).PutVertex({ id, properties: { id } })
+            yield* at(id).AddEdge({ src: id, label: "to", dst: "elsewhere" })
+          }
+        }).pipe(Effect.provide(runnerLayer(data.dir, prefix)))
+
+        // What the moves had written when the runner died.
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const valkey = yield* Valkey.Valkey
+          yield* sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale)
+            VALUES (${homeA}, ${a}, ${homeA}, ${copyA}), (${homeB}, ${b}, ${holderB}, ${homeB})`
+          for (const [id, p] of [
+            [a, copyA],
+            [b, holderB]
+          ] as const) {
+            const keys = partitionKeys("g", p)
+            yield* valkey.sadd(keys.out(id), edgeMember("to", "elsewhere"))
+            yield* valkey.set(keys.vertex(id), JSON.stringify({ id }))
+            yield* valkey.sadd(keys.ids, id)
+          }
+        }).pipe(Effect.provide(sqlOnly))
+        assert.deepStrictEqual(
+          yield* Effect.provide(holdersOf([a, b]), sqlOnly),
+          [[homeA, copyA].sort((x, y) => x - y), [homeB, holderB].sort((x, y) => x - y)],
+          "two copies of each before the restart"
+        )
+
+        yield* Effect.gen(function* () {
+          const at = yield* entities
+          const gateway = yield* RpcTest.makeClient(GraphRpcs)
+          const sql = yield* SqlClient.SqlClient
+          // The homes' activations (these reads start them) settle both moves.
+          for (const id of [a, b]) assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, { id })
+          let settled = false
+          for (let i = 0; i < 100 && !settled; i++) {
+            const rows = yield* sql<{ vertex_id: string; stale: number | null }>`SELECT vertex_id, stale FROM
+              graph_vertex_moves WHERE vertex_id IN (${a}, ${b})`
+            const holders = yield* holdersOf([a, b])
+            settled =
+              rows.length === 1 &&
+              rows[0].vertex_id === b &&
+              rows[0].stale === null &&
+              holders[0].length === 1 &&
+              holders[1].length === 1
+            if (!settled) yield* Effect.sleep(Duration.millis(100))
+          }
+          assert.isTrue(settled, "rows settled and one copy each")
+          assert.deepStrictEqual(yield* holdersOf([a, b]), [[homeA], [holderB]])
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [a, b] }), [{ id: a }, { id: b }])
+          for (const id of [a, b]) {
+            assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id }), [{ label: "to", id: "elsewhere" }])
+          }
+          // b lives at its holder now: a write through its home lands there and reads back on every path.
+          yield* at(b).PutVertex({ id: b, properties: { id: b, v: 2 } })
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [b] }), [{ id: b, v: 2 }])
+          assert.deepStrictEqual(yield* holdersOf([b]), [[holderB]])
+        }).pipe(Effect.scoped, Effect.provide(runnerLayer(data.dir, prefix)))
+      }).pipe(Effect.ensuring(Effect.ignore(wipe(prefix))), Effect.ensuring(Effect.sync(data.remove)))
+    },
+    60_000
   )
 })
