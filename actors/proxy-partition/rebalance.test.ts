@@ -16,10 +16,11 @@ import { RpcTest } from "effect/rpc"
 import { SqlClient } from "effect/sql"
 import { freshDatabase, redisUrl, tempDataDir } from "../../test/harness.ts"
 import * as GraphConfig from "./config.ts"
-import { edgeMember, partitionKeys, partitionOf, vertexPartition } from "./core.ts"
+import { edgeMember, hashTagRule, partitionKeys, partitionOf, vertexPartition } from "./core.ts"
 import * as ProxyPartitionEntity from "./entity.ts"
 import { migrations, migrationsTable } from "./Partition.ts"
 import { GraphRpcs, ProxyPartition } from "./protocol.ts"
+import { rebalance } from "./rebalance.ts"
 
 const database = freshDatabase("graph_rebalance")
 afterAll(() => database.drop())
@@ -378,5 +379,77 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
       }).pipe(Effect.ensuring(Effect.ignore(wipe(prefix))), Effect.ensuring(Effect.sync(data.remove)))
     },
     60_000
+  )
+})
+
+describe("rebalance planning (partitions answering from memory)", () => {
+  /** Partitions listing `held` (partition -> [id, out-neighbours]) and recording the moves asked of them. */
+  const fakePartitions = (held: Map<number, Array<readonly [string, ReadonlyArray<string>]>>) => {
+    const moves: Array<{ home: number; id: string; to: number }> = []
+    const client = (entityId: string) => ({
+      Edges: () => Effect.succeed(held.get(Number(entityId)) ?? []),
+      Move: ({ id, to }: { id: string; to: number }) =>
+        Effect.sync(() => {
+          moves.push({ home: Number(entityId), id, to })
+          return { moved: true, from: -1, to }
+        })
+    })
+    return { client: client as unknown as Parameters<typeof rebalance>[0], moves }
+  }
+  const clique = (ids: ReadonlyArray<string>) => ids.map((id) => [id, ids.filter((other) => other !== id)] as const)
+
+  it.effect("moves communities to the partition most of them are in, keyed members first, within the bound", () =>
+    Effect.gen(function* () {
+      const parts = 4
+      const a = Array.from({ length: 6 }, (_, i) => `a${i}`)
+      // b's keyed members sit in partitionOf("t"): its untagged members join them although most are elsewhere.
+      const keyedB = ["{t}b0", "{t}b1"]
+      const b = [...keyedB, ...Array.from({ length: 4 }, (_, i) => `b${i + 2}`)]
+      const tPartition = partitionOf("t", parts)
+      const other = (tPartition + 1) % parts
+      const held = new Map<number, Array<readonly [string, ReadonlyArray<string>]>>()
+      const put = (p: number, entry: readonly [string, ReadonlyArray<string>]) =>
+        held.set(p, [...(held.get(p) ?? []), entry])
+      for (const [k, entry] of clique(a).entries()) put(k < 4 ? other : tPartition, entry)
+      for (const entry of clique(b)) put(entry[0].startsWith("{t}") ? tPartition : other, entry)
+      const { client, moves } = fakePartitions(held)
+      const result = yield* rebalance(client, { partitions: parts, rule: hashTagRule }, { seed: 5 })
+      assert.strictEqual(result.communities, 2)
+      assert.strictEqual(result.vertices, 12)
+      // a: 4 of 6 in `other`, so its 2 in tPartition move there; b: its 4 untagged members move to tPartition.
+      assert.sameDeepMembers(moves, [
+        ...a.slice(4).map((id) => ({ home: vertexPartition(id, parts), id, to: other })),
+        ...b.slice(2).map((id) => ({ home: vertexPartition(id, parts), id, to: tPartition }))
+      ])
+      assert.strictEqual(result.localEdgesAfter, 2 * 15 * 2)
+      const dry = yield* rebalance(
+        fakePartitions(held).client,
+        { partitions: parts, rule: hashTagRule },
+        {
+          seed: 5,
+          dryRun: true
+        }
+      )
+      assert.strictEqual(dry.moved, 0)
+      assert.strictEqual(dry.localEdgesAfter, result.localEdgesAfter)
+    })
+  )
+
+  it.effect("leaves a community that fits no partition where it is, and refuses bad options", () =>
+    Effect.gen(function* () {
+      const parts = 4
+      const big = Array.from({ length: 24 }, (_, i) => `big${i}`)
+      const held = new Map<number, Array<readonly [string, ReadonlyArray<string>]>>()
+      for (const [k, entry] of clique(big).entries()) held.set(k % parts, [...(held.get(k % parts) ?? []), entry])
+      const { client, moves } = fakePartitions(held)
+      // Bound: twice the mean, 12 vertices; the one community has 24.
+      const result = yield* rebalance(client, { partitions: parts, rule: hashTagRule }, {})
+      assert.strictEqual(result.communities, 1)
+      assert.deepStrictEqual(moves, [])
+      for (const iterations of [0, 101, 1.5]) {
+        const exit = yield* Effect.exit(rebalance(client, { partitions: parts, rule: hashTagRule }, { iterations }))
+        assert.include(JSON.stringify(exit), "InvalidRebalance")
+      }
+    })
   )
 })
