@@ -53,6 +53,7 @@ import {
   summarize,
   type Transport
 } from "./proxyLoad.ts"
+import { run as runZones } from "./proxyZones.ts"
 
 const PARTITIONS = 64
 const COLD_VERTICES = 10_000
@@ -228,6 +229,7 @@ const deletePrefix = async (redis: Redis, prefix: string) => {
 }
 
 export const run = async (args: ReadonlyArray<string>): Promise<void> => {
+  if (args.some((arg) => arg === "--zones" || arg.startsWith("--zones="))) return runZones(args)
   const { values } = parseArgs({
     args: [...args],
     options: {
@@ -240,7 +242,6 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       batch: { type: "string" },
       rate: { type: "string" },
       "ratio-rate": { type: "string" },
-      zones: { type: "string" },
       client: { type: "string" },
       settle: { type: "string" },
       "no-direct": { type: "boolean" },

@@ -11,19 +11,26 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
+/** Bytes of one request and of its answer on the wire (the raw transport's JSON lines). */
+export interface WireBytes {
+  readonly sent: number
+  readonly received: number
+}
+
 /** What the load needs of a connection: send one request, get its success value or a failure. */
 export interface Transport {
   readonly call: (
     tag: string,
     payload: unknown,
-    onSuccess: (value: unknown) => void,
+    onSuccess: (value: unknown, bytes?: WireBytes) => void,
     onFailure: (reason: string) => void
   ) => void
   readonly close: () => void
 }
 
 interface Waiting {
-  readonly onSuccess: (value: unknown) => void
+  readonly onSuccess: (value: unknown, bytes?: WireBytes) => void
+  readonly sent: number
   readonly onFailure: (reason: string) => void
 }
 
@@ -57,7 +64,8 @@ export const rawTransport = async (url: string): Promise<Transport> => {
       const entry = waiting.get(message.requestId)
       if (entry === undefined) return
       waiting.delete(message.requestId)
-      if (message.exit._tag === "Success") entry.onSuccess(message.exit.value)
+      if (message.exit._tag === "Success")
+        entry.onSuccess(message.exit.value, { sent: entry.sent, received: line.length + 1 })
       else entry.onFailure(JSON.stringify(message.exit.cause))
     } else if (message._tag === "Defect") failAll(`defect: ${JSON.stringify(message.defect)}`)
   }
@@ -87,8 +95,9 @@ export const rawTransport = async (url: string): Promise<Transport> => {
     call: (tag, payload, onSuccess, onFailure) => {
       if (ws.readyState !== WebSocket.OPEN) return onFailure("socket closed")
       const id = String(nextId++)
-      waiting.set(id, { onSuccess, onFailure })
-      ws.send(`{"_tag":"Request","id":"${id}","tag":"${tag}","payload":${JSON.stringify(payload)},"headers":[]}\n`)
+      const line = `{"_tag":"Request","id":"${id}","tag":"${tag}","payload":${JSON.stringify(payload)},"headers":[]}\n`
+      waiting.set(id, { onSuccess, onFailure, sent: line.length })
+      ws.send(line)
     },
     close: () => ws.close()
   }

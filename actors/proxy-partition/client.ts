@@ -184,4 +184,3 @@ export const makeZoneRouter = <E>(options: ZoneRouterOptions<E>) =>
       refresh: fetchTable
     }
   })
-export type ZoneRouter = Effect.Success<ReturnType<typeof makeZoneRouter>>
