@@ -1,18 +1,21 @@
-// `npm run bench -- chaos [--json] [--seed 1] [--seconds 60] [--rate 2000] [--graph-rate 200]`
+// `npm run bench -- chaos [--json] [--seed 1] [--seconds 60] [--rate 2000] [--graph-rate 200] [--venue-rate 400]`
 // Two runners (separate processes, real Postgres + Redis, each runner's Postgres traffic through its own TCP proxy)
 // under an open-loop order load over the 8 default symbols and a graph write load, while a schedule drawn from
 // `--seed` SIGKILLs a runner (then restarts it), SIGSTOPs one for a few seconds (its Postgres connections cut, as a
 // partition would, so its shard locks lapse) and SIGCONTs it, or black-holes Postgres for every runner (the proxies
-// hold every byte) for a few seconds. Then the database and the graph are audited: acknowledged orders missing,
-// duplicate trades, overfills, journal gaps, acknowledged vertex writes missing or older than acknowledged; plus each
-// fault's recovery time (seconds until every symbol acknowledged a batch first sent after the fault) and the
-// stale-owner writes refused.
+// hold every byte) for a few seconds. A venue feeds 24 markets (--venue-rate deltas/s in all, with 1% drops, 1%
+// duplicates and reordering) to the gatherers and deduplicators meanwhile. Then the database, the graph and the
+// market data are audited: acknowledged orders missing, duplicate trades, overfills, journal gaps, acknowledged
+// vertex writes missing or older than acknowledged, published deltas missing from `orderbook_deltas`, stream entries
+// missing or extra against their tables; plus each fault's recovery time (seconds until every symbol acknowledged a
+// batch first sent after the fault) and the stale-owner writes refused. Redis database 12 is the bench's own.
 import { writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Schedule } from "effect"
+import { Redis } from "ioredis"
 import type { SeedApi } from "../actors/api.ts"
-import { prng } from "../actors/gatherer/venue.ts"
+import { prng, startVenue } from "../actors/gatherer/venue.ts"
 import { graphClient } from "../actors/proxy-partition/client.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import {
@@ -25,6 +28,7 @@ import {
   startProcess
 } from "../test/harness.ts"
 import { runLoad } from "./orderLoad.ts"
+import { auditMarketData, settleMarketData } from "./streamAudit.ts"
 import { makeClients } from "./tps.ts"
 
 type Client = TesseraClient.Client<SeedApi>
@@ -74,9 +78,11 @@ export const run = async (args: ReadonlyArray<string>) => {
       seed: { type: "string" },
       seconds: { type: "string" },
       rate: { type: "string" },
-      "graph-rate": { type: "string" }
+      "graph-rate": { type: "string" },
+      "venue-rate": { type: "string" }
     }
   })
+  const venueRate = Number(values["venue-rate"] ?? "400")
   const graphRate = Number(values["graph-rate"] ?? "200")
   const seed = Number(values.seed ?? "1")
   const seconds = Number(values.seconds ?? "60")
@@ -102,10 +108,29 @@ export const run = async (args: ReadonlyArray<string>) => {
       .filter((pair) => pair.includes("="))
       .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)])
   )
-  const cluster = await startCluster(2, { label: "bench_chaos", databaseUrl: viaProxy, env: extra })
+  // The bench's own Redis database: its streams are audited whole, so nothing else may write them.
+  const chaosRedis = `${redisUrl}/12`
+  const redis = new Redis(chaosRedis)
+  await redis.flushdb()
+  const venue = await startVenue({ markets: 24, rate: venueRate, seed })
+  const feed = {
+    TESSERA_VENUE_URL: `${venue.url}/?drop=0.01&dup=0.01&reorder=4`,
+    TESSERA_GATHER_REPLICAS: "2",
+    TESSERA_DEDUP_SHARDS: "8"
+  }
+  const cluster = await startCluster(2, {
+    label: "bench_chaos",
+    databaseUrl: viaProxy,
+    env: { ...feed, ...extra, REDIS_URL: chaosRedis }
+  })
   // Killed runners included, for BENCH_RUNNER_LOG.
   const everyRunner = [...cluster.runners]
-  const envOf = (i: number) => ({ ...extra, DATABASE_URL: viaProxy(i, cluster.database.url), REDIS_URL: redisUrl })
+  const envOf = (i: number) => ({
+    ...feed,
+    ...extra,
+    DATABASE_URL: viaProxy(i, cluster.database.url),
+    REDIS_URL: chaosRedis
+  })
   // One client per runner slot; `up[i]` is false while runner i is killed or stopped, so the load goes elsewhere.
   const slots: Array<{ client: Client; close: () => Promise<void>; up: boolean }> = []
   try {
@@ -228,6 +253,13 @@ export const run = async (args: ReadonlyArray<string>) => {
       )
     )
     for (const r of cluster.runners) stale.push({ runner: r.name, writes: await staleWrites(r.url).catch(() => null) })
+    // The venue goes quiet; then every published delta must reach its table and every entry its stream.
+    venue.pause(true)
+    progress("venue quiet; auditing market data until it settles (at most 60 s)")
+    const marketData = await settleMarketData(
+      () => auditMarketData(cluster.database.url, redis, venue.marketNames, venue.lastSeqs(), symbols),
+      60_000
+    )
     const faultRows = faults.map((f, n) => {
       const m = measured[n]
       return {
@@ -253,6 +285,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       overfills,
       journal_gaps: journalGaps,
       graph_writes: { offered: writes.offered, acked: writes.acked.size, failed: writes.failed, ...graphAudit },
+      market_data: { venue_rate: venueRate, published: venue.stats().published, ...marketData },
       stale_owner_writes: stale,
       admission_after_load: admission,
       faults: faultRows
@@ -272,6 +305,10 @@ export const run = async (args: ReadonlyArray<string>) => {
       `graph writes: ${writes.acked.size} vertices acked of ${writes.offered} puts (${writes.failed} failed); ` +
         `lost ${graphAudit.lost}, not the last acked value ${graphAudit.wrong_value}`
     )
+    out(
+      `market data: ${marketData.deltas} deltas and ${marketData.trades} trades stored; missing deltas ${marketData.missing_deltas}, ` +
+        `stream holes ${marketData.stream_holes}, stream extra ${marketData.stream_extra} (settled in ${marketData.settled_s} s)`
+    )
     out(`stale-owner writes refused: ${stale.map((s) => `${s.runner} ${s.writes ?? "?"}`).join(", ")}`)
     if (values.json) out(JSON.stringify(summary))
   } finally {
@@ -282,6 +319,9 @@ export const run = async (args: ReadonlyArray<string>) => {
     await Promise.all(slots.map((s) => s.close().catch(() => undefined)))
     await cluster.stop()
     for (const proxy of proxies) await proxy.close()
+    await venue.close()
+    await redis.flushdb()
+    redis.disconnect()
   }
 }
 
