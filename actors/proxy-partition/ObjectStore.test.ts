@@ -100,7 +100,7 @@ describe("ObjectStore", () => {
         for (let i = 0; i < 100; i++) yield* p.write(p.hot.put(`s${i}`, JSON.stringify({ i })))
         yield* p.hot.addEdge("s1", "e", "s2")
         yield* p.demote
-        assert.deepStrictEqual(yield* valkey.keys("g:*"), [])
+        assert.deepStrictEqual(yield* valkey.keys("g:*"), ["g:{2}:owner"], "evicted; the owner fence stays")
         assert.strictEqual((yield* readMeta(sql, 2))?.tier, "cold")
         const again = yield* makePartition({ partition: 2, keyPrefix: "g", valkey, sql, cold })
         assert.strictEqual(yield* again.run(again.hot.get("s42")), '{"i":42}')

@@ -114,7 +114,11 @@ describe("ProxyPartition tiers (local cold tier)", () => {
         const demoted = yield* p.demote
         assert.strictEqual(demoted.version, 1)
         assert.strictEqual(demoted.vertices, 50)
-        assert.deepStrictEqual(yield* valkey.keys("g:{9}:*"), [], "evicted from Valkey")
+        assert.deepStrictEqual(
+          yield* valkey.keys("g:{9}:*"),
+          ["g:{9}:owner"],
+          "evicted from Valkey (the owner fence stays)"
+        )
         const row = yield* readMeta(sql, 9)
         assert.strictEqual(row?.tier, "cold")
         assert.strictEqual(row?.location, snapshotKey(9, 1, p.epoch))
@@ -311,7 +315,11 @@ const staleOwnerTouchesNothing = (p: number, dialect: "sqlite" | "pg") =>
         yield* open(p + 2)
         assert.isTrue(isStale(yield* Effect.exit(cold.run(cold.hot.get("c")))))
         assert.strictEqual((yield* readMeta(sql, p + 2))?.tier, "cold")
-        assert.deepStrictEqual(yield* valkey.keys(`g:{${p + 2}}:*`), [], "nothing restored by the stale owner")
+        assert.deepStrictEqual(
+          yield* valkey.keys(`g:{${p + 2}}:*`),
+          [`g:{${p + 2}}:owner`],
+          "nothing restored by the stale owner (only the owner fence is there)"
+        )
         assert.strictEqual(staleWrites(p + 2), 1)
 
         // A stale owner's snapshot of the same version never replaces the one the current owner points to.

@@ -24,8 +24,11 @@
  * row in the same transaction (SQLite: its transactions run one at a time). A claim waits for a write in flight under
  * the old epoch; a write after it changes nothing and fails `StaleOwner`, and the partition then refuses every later
  * request. Snapshot objects carry the epoch in their key, so a stale owner's object never replaces one the metadata
- * points to (and is deleted when its pointer swap is refused). A promotion checks the epoch before it rewrites the
- * hot tier, which narrows (does not close) the window in which a stale owner touches Valkey.
+ * points to (and is deleted when its pointer swap is refused). The hot tier is fenced too: each activation raises the
+ * partition's fence key in Valkey (`owner`, beside its keys) to its epoch, and every hot-tier write runs only while
+ * the fence holds that epoch (`ValkeyService.fenced`: checked and written in one round trip, nothing in between), so
+ * a stale owner's write changes no key and fails `StaleOwner` as a refused metadata write does. The epoch claimed in
+ * SQL starts above the fence, so a fence left by another database (a test, a restored one) never blocks a claim.
  *
  * Moves (rebalance): a vertex lives in its home partition (`vertexPartition`) unless a row of `graph_vertex_moves`
  * (home, vertex, holder) says a rebalance moved it to `holder`. The row is the truth, written fenced under the home's
@@ -35,7 +38,7 @@
  */
 
 import type { ObjectStoreShape } from "@tessera/platform/ObjectStore"
-import { Cmd, type Command, type ValkeyService } from "@tessera/platform/Valkey"
+import { Cmd, type Command, type Fence, type ValkeyService } from "@tessera/platform/Valkey"
 import { Data, Effect, Semaphore } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import {
@@ -155,11 +158,20 @@ const staleOwner = (partition: number, epoch: number) =>
     message: `partition ${partition}: owner epoch ${epoch} is no longer current (the partition moved); the write was refused`
   })
 
-/** Claims the partition for a new activation: the next owner epoch, which fences out every earlier one. */
-export const claimPartition = (sql: SqlClient.SqlClient, partition: number): Effect.Effect<number, SqlError.SqlError> =>
+/**
+ * Claims the partition for a new activation: the next owner epoch (at least `floor`), which fences out every earlier
+ * one.
+ */
+export const claimPartition = (
+  sql: SqlClient.SqlClient,
+  partition: number,
+  floor = 1
+): Effect.Effect<number, SqlError.SqlError> =>
   Effect.map(
-    sql<{ epoch: number | string }>`INSERT INTO graph_partition_owners (partition, epoch) VALUES (${partition}, 1)
-      ON CONFLICT (partition) DO UPDATE SET epoch = graph_partition_owners.epoch + 1 RETURNING epoch`,
+    sql<{ epoch: number | string }>`INSERT INTO graph_partition_owners (partition, epoch)
+      VALUES (${partition}, ${Math.max(1, floor)})
+      ON CONFLICT (partition) DO UPDATE SET epoch = CASE WHEN graph_partition_owners.epoch + 1 > ${floor}
+        THEN graph_partition_owners.epoch + 1 ELSE ${floor} END RETURNING epoch`,
     (rows) => Number(rows[0].epoch)
   )
 
@@ -270,9 +282,21 @@ const EVICT_CHUNK = 1000
 /** Commands per pipeline during restore. */
 const RESTORE_CHUNK = 20_000
 
-/** The hot-tier operations of one partition (no tier checks: the caller ensures the partition is hot). */
-export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
+/**
+ * The hot-tier operations of one partition (no tier checks: the caller ensures the partition is hot). Every write
+ * runs under `fence`; one the fence refuses (a newer owner claimed it) changes nothing and fails with `stale()`.
+ */
+export const hotTier = (
+  valkey: ValkeyService,
+  keys: PartitionKeys,
+  fence: Fence,
+  stale: () => Effect.Effect<never, StaleOwner>
+) => {
   const fail = Effect.mapError(storageError)
+  const write = <const Cs extends ReadonlyArray<Command>>(commands: Cs) =>
+    Effect.flatMap(fail(valkey.fenced(fence, commands)), (results) =>
+      results === undefined ? stale() : Effect.succeed(results)
+    )
   return {
     /** Takes the gateways' direct-read count since the last call, and how many of them came from other zones. */
     takeDirectReads: Effect.map(
@@ -283,20 +307,17 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
     ),
     /** `created`: the id was new. */
     put: (id: string, json: string) =>
-      Effect.map(fail(valkey.pipeline([Cmd.set(keys.vertex(id), json), Cmd.sadd(keys.ids, id)])), (r) => r[1] === 1),
+      Effect.map(write([Cmd.set(keys.vertex(id), json), Cmd.sadd(keys.ids, id)]), (r) => r[1] === 1),
     get: (id: string) => fail(valkey.get(keys.vertex(id))),
     getMany: (ids: ReadonlyArray<string>) =>
       ids.length === 0 ? Effect.succeed([]) : fail(valkey.mget(...ids.map(keys.vertex))),
     exists: (id: string) => Effect.map(fail(valkey.exists(keys.vertex(id))), (n) => n > 0),
     delete: (id: string) =>
-      Effect.map(
-        fail(valkey.pipeline([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)])),
-        (r) => r[1] === 1
-      ),
+      Effect.map(write([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)]), (r) => r[1] === 1),
     addEdge: (src: string, label: string, dst: string) =>
-      Effect.map(fail(valkey.sadd(keys.out(src), edgeMember(label, dst))), (n) => n === 1),
+      Effect.map(write([Cmd.sadd(keys.out(src), edgeMember(label, dst))]), (r) => r[0] === 1),
     removeEdge: (src: string, label: string, dst: string) =>
-      Effect.map(fail(valkey.srem(keys.out(src), edgeMember(label, dst))), (n) => n === 1),
+      Effect.map(write([Cmd.srem(keys.out(src), edgeMember(label, dst))]), (r) => r[0] === 1),
     /** `undefined` when the vertex does not exist. */
     neighbors: (id: string, label: string | undefined) =>
       Effect.map(
@@ -359,7 +380,7 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
         // The marker first: a gateway or owner that finds it gone knows the keys are going.
         commands.unshift(Cmd.del(keys.live))
         commands.push(Cmd.del(keys.ids))
-        yield* fail(valkey.pipeline(commands))
+        yield* write(commands)
         return ids.length
       }),
     /**
@@ -370,40 +391,33 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
       forwards.length === 0
         ? Effect.void
         : Effect.asVoid(
-            fail(
-              valkey.pipeline(
-                forwards.flatMap(([id, holder]) => [
-                  Cmd.set(keys.vertex(id), forwardMarker(holder)),
-                  Cmd.srem(keys.ids, id),
-                  Cmd.del(keys.out(id))
-                ])
-              )
+            write(
+              forwards.flatMap(([id, holder]) => [
+                Cmd.set(keys.vertex(id), forwardMarker(holder)),
+                Cmd.srem(keys.ids, id),
+                Cmd.del(keys.out(id))
+              ])
             )
           ),
     /** Writes a copy of a vertex (replacing any): edges first, then its key, as a restore does. */
     adopt: (id: string, json: string, edges: ReadonlyArray<string>) =>
       Effect.asVoid(
-        fail(
-          valkey.pipeline([
-            Cmd.del(keys.out(id)),
-            ...(edges.length > 0 ? [Cmd.sadd(keys.out(id), ...edges)] : []),
-            Cmd.set(keys.vertex(id), json),
-            Cmd.sadd(keys.ids, id)
-          ])
-        )
+        write([
+          Cmd.del(keys.out(id)),
+          ...(edges.length > 0 ? [Cmd.sadd(keys.out(id), ...edges)] : []),
+          Cmd.set(keys.vertex(id), json),
+          Cmd.sadd(keys.ids, id)
+        ])
       ),
     /** Drops a copy (one DEL for its key and edges, as eviction does). */
     release: (id: string) =>
-      Effect.map(
-        fail(valkey.pipeline([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)])),
-        (r) => r[1] === 1
-      ),
+      Effect.map(write([Cmd.del(keys.vertex(id), keys.out(id)), Cmd.srem(keys.ids, id)]), (r) => r[1] === 1),
     /** `[marker present, ids set present]` (0 or 1 each): a hot partition without its marker lost its keys. */
     liveness: Effect.map(
       fail(valkey.pipeline([Cmd.exists(keys.live), Cmd.exists(keys.ids)])),
       ([live, ids]) => [live, ids] as const
     ),
-    markLive: Effect.asVoid(fail(valkey.set(keys.live, "1"))),
+    markLive: Effect.asVoid(write([Cmd.set(keys.live, "1")])),
     /** Writes a snapshot's vertices and edges (after evicting leftovers), in large pipelines. */
     restore: (snapshot: Snapshot) =>
       Effect.gen(function* () {
@@ -411,7 +425,7 @@ export const hotTier = (valkey: ValkeyService, keys: PartitionKeys) => {
         const flush = Effect.suspend(() => {
           const batch = commands
           commands = []
-          return batch.length === 0 ? Effect.void : Effect.asVoid(fail(valkey.pipeline(batch)))
+          return batch.length === 0 ? Effect.void : Effect.asVoid(write(batch))
         })
         let ids: Array<string> = []
         for (const [id, properties, edges] of snapshot.vertices) {
@@ -456,7 +470,7 @@ const GATE = 1 << 20
 export const makePartition = (options: PartitionOptions) =>
   Effect.gen(function* () {
     const { partition, sql, cold } = options
-    const hot = hotTier(options.valkey, partitionKeys(options.keyPrefix, partition))
+    const keys = partitionKeys(options.keyPrefix, partition)
     const gate = yield* Semaphore.make(GATE)
     const writeLock = yield* Semaphore.make(1)
     const failSql = Effect.mapError(storageError)
@@ -479,7 +493,15 @@ export const makePartition = (options: PartitionOptions) =>
     const refuseIfStale = Effect.suspend(() => (stale === undefined ? Effect.void : Effect.fail(stale)))
 
     // Claimed before the metadata is read: writes of an earlier owner committed first (and are read here) or fail.
-    const epoch = yield* failSql(claimPartition(sql, partition))
+    // Above the hot tier's fence, then raised there: a fence already higher means a newer owner claimed since.
+    const fenceKey = keys.owner
+    const fenced = yield* Effect.mapError(options.valkey.get(fenceKey), storageError)
+    const floor = fenced !== null && Number.isSafeInteger(Number(fenced)) ? Number(fenced) + 1 : 1
+    const epoch = yield* failSql(claimPartition(sql, partition, floor))
+    if (!(yield* Effect.mapError(options.valkey.claimFence(fenceKey, epoch), storageError))) {
+      return yield* refused(staleOwner(partition, epoch))
+    }
+    const hot = hotTier(options.valkey, keys, { key: fenceKey, epoch }, () => refused(staleOwner(partition, epoch)))
     const zone = options.preferredZone ?? null
     let meta: MetaRow = yield* failSql(readMeta(sql, partition)).pipe(
       Effect.flatMap((row) => {

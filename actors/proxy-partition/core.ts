@@ -296,6 +296,8 @@ export interface PartitionKeys {
   readonly crossZoneReads: string
   /** Present while the hot tier holds the partition (written after a restore, deleted by eviction). */
   readonly live: string
+  /** The owner epoch of the partition's current activation: its hot-tier writes are fenced by it (Partition.ts). */
+  readonly owner: string
 }
 
 export const partitionKeys = (prefix: string, partition: number): PartitionKeys => {
@@ -306,7 +308,8 @@ export const partitionKeys = (prefix: string, partition: number): PartitionKeys 
     ids: `${base}ids`,
     reads: `${base}reads`,
     crossZoneReads: `${base}xreads`,
-    live: `${base}live`
+    live: `${base}live`,
+    owner: `${base}owner`
   }
 }
 

@@ -22,6 +22,7 @@
  * @since 0.1.0
  */
 import { Buffer } from "node:buffer"
+import { createHash } from "node:crypto"
 import { isIP } from "node:net"
 import { Clock, Context, Data, Effect, Layer, Option, type Scope } from "effect"
 import { type ChainableCommander, Cluster, Redis, Command as RedisCommand, type RedisOptions } from "ioredis"
@@ -73,6 +74,15 @@ export class ValkeyError extends Data.TaggedError("ValkeyError")<{
   readonly index?: number | undefined
   readonly cause?: unknown
 }> {}
+
+/**
+ * A fence for the keys of a stateful actor: the key holding the owner epoch of its current activation (`claimFence`)
+ * and the epoch a writer holds. In cluster mode the fence key must share a hash slot with the keys it guards.
+ */
+export interface Fence {
+  readonly key: string
+  readonly epoch: number
+}
 
 /** Streams for XREAD: `[key, id]` pairs; the id is exclusive (`0` = from the start, `$` = only new entries). */
 export type XReadStreams = ReadonlyArray<readonly [key: string, id: string]>
@@ -162,6 +172,21 @@ export interface ValkeyService {
   readonly pipeline: <const Cs extends ReadonlyArray<Command>>(
     commands: Cs
   ) => Effect.Effect<PipelineResults<Cs>, ValkeyError>
+  /**
+   * Runs the commands, in one round trip and with no other command in between, only while `fence.key` holds
+   * `fence.epoch`: their results, or `undefined` when the fence holds anything else (a newer owner claimed it), and
+   * then nothing ran. A server runs them as a Lua script; as in a script, a command that fails does not undo the
+   * ones before it.
+   */
+  readonly fenced: <const Cs extends ReadonlyArray<Command>>(
+    fence: Fence,
+    commands: Cs
+  ) => Effect.Effect<PipelineResults<Cs> | undefined, ValkeyError>
+  /**
+   * A new activation's claim: raises `key` to `epoch` unless it already holds a higher epoch, in which case it
+   * answers `false` (a newer owner claimed it) and changes nothing. Claiming the epoch it holds again is `true`.
+   */
+  readonly claimFence: (key: string, epoch: number) => Effect.Effect<boolean, ValkeyError>
 }
 
 /**
@@ -175,11 +200,16 @@ export class Valkey extends Context.Service<Valkey, ValkeyService>()("tessera/ru
 interface Primitives {
   readonly exec: <C extends Command>(command: C) => Effect.Effect<ResultOf<C>, ValkeyError>
   readonly pipeline: (commands: ReadonlyArray<Command>) => Effect.Effect<Array<unknown>, ValkeyError>
+  readonly fenced: (
+    fence: Fence,
+    commands: ReadonlyArray<Command>
+  ) => Effect.Effect<Array<unknown> | undefined, ValkeyError>
+  readonly claimFence: ValkeyService["claimFence"]
   readonly xread: ValkeyService["xread"]
   readonly keys: ValkeyService["keys"]
 }
 
-const fromPrimitives = ({ exec, keys, pipeline, xread }: Primitives): ValkeyService => ({
+const fromPrimitives = ({ claimFence, exec, fenced, keys, pipeline, xread }: Primitives): ValkeyService => ({
   get: (key) => exec(Cmd.get(key)),
   getBuffer: (key) => exec(Cmd.getBuffer(key)),
   set: (key, value, options) => exec(Cmd.set(key, value, options)),
@@ -212,7 +242,9 @@ const fromPrimitives = ({ exec, keys, pipeline, xread }: Primitives): ValkeyServ
   xlen: (key) => exec(Cmd.xlen(key)),
   xread,
   keys,
-  pipeline: pipeline as ValkeyService["pipeline"]
+  pipeline: pipeline as ValkeyService["pipeline"],
+  fenced: fenced as ValkeyService["fenced"],
+  claimFence
 })
 
 /** The server's answer to a negative or fractional BLOCK, given by both implementations before sending. */
@@ -261,19 +293,38 @@ export const makeMemory: Effect.Effect<ValkeyService, never, Scope.Scope> = Effe
       }
     })
 
-  const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> =>
-    Effect.suspend(() => {
-      const results: Array<unknown> = new Array(commands.length)
-      let failure: ValkeyError | undefined
-      for (let i = 0; i < commands.length; i++) {
-        try {
-          results[i] = store.exec(commands[i])
-        } catch (error) {
-          if (!(error instanceof ReplyError)) return Effect.die(error)
-          failure ??= memoryError(commandName(commands[i]._tag), error, i)
-        }
+  /** Runs the commands in one synchronous step (nothing else runs in between). */
+  const runAll = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> => {
+    const results: Array<unknown> = new Array(commands.length)
+    let failure: ValkeyError | undefined
+    for (let i = 0; i < commands.length; i++) {
+      try {
+        results[i] = store.exec(commands[i])
+      } catch (error) {
+        if (!(error instanceof ReplyError)) return Effect.die(error)
+        failure ??= memoryError(commandName(commands[i]._tag), error, i)
       }
-      return failure === undefined ? Effect.succeed(results) : Effect.fail(failure)
+    }
+    return failure === undefined ? Effect.succeed(results) : Effect.fail(failure)
+  }
+  const pipeline = (commands: ReadonlyArray<Command>): Effect.Effect<Array<unknown>, ValkeyError> =>
+    Effect.suspend(() => runAll(commands))
+
+  /** The fence key's epoch, or undefined when it holds none (or not a string). */
+  const heldEpoch = (key: string): string | null => {
+    try {
+      return store.exec(Cmd.get(key))
+    } catch {
+      return null
+    }
+  }
+  const fenced = (fence: Fence, commands: ReadonlyArray<Command>) =>
+    Effect.suspend(() => (heldEpoch(fence.key) === String(fence.epoch) ? runAll(commands) : Effect.succeed(undefined)))
+  const claimFence = (key: string, epoch: number) =>
+    Effect.suspend(() => {
+      const held = heldEpoch(key)
+      if (held !== null && Number(held) > epoch) return Effect.succeed(false)
+      return Effect.as(runAll([Cmd.set(key, String(epoch))]), true)
     })
 
   const xread = (streams: XReadStreams, options?: XReadOptions): Effect.Effect<Array<StreamRead>, ValkeyError> =>
@@ -320,7 +371,7 @@ export const makeMemory: Effect.Effect<ValkeyService, never, Scope.Scope> = Effe
 
   const keys = (pattern: string) => Effect.sync(() => store.keys(pattern))
 
-  return Valkey.of(fromPrimitives({ exec, pipeline, xread, keys }))
+  return Valkey.of(fromPrimitives({ exec, pipeline, fenced, claimFence, xread, keys }))
 })
 
 /**
@@ -609,6 +660,29 @@ const decodeEntries = (raw: Raw): Array<StreamEntry> => {
 
 const decodeHash = <A>(raw: Raw, key: (a: A) => string): Record<string, A> =>
   Array.isArray(raw) ? pairsToRecord(raw as Array<A>, key) : ((raw ?? {}) as Record<string, A>)
+
+/**
+ * `fenced` on a server: KEYS[1] the fence key, ARGV[1] the epoch, ARGV[2] the number of commands, then each command
+ * as its word count and its words. Nothing runs unless the fence holds the epoch (a nil reply then).
+ */
+const FENCED_SCRIPT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local out, i = {}, 3
+for c = 1, tonumber(ARGV[2]) do
+  local n = tonumber(ARGV[i])
+  out[c] = redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return out`
+
+/** `claimFence` on a server: KEYS[1] the fence key, ARGV[1] the epoch; 0 when the key holds a higher epoch. */
+const CLAIM_FENCE_SCRIPT = `local held = tonumber(redis.call('GET', KEYS[1]))
+if held ~= nil and held > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`
+
+const sha1 = (text: string) => createHash("sha1").update(text).digest("hex")
+const FENCED_SHA = sha1(FENCED_SCRIPT)
+const CLAIM_FENCE_SHA = sha1(CLAIM_FENCE_SCRIPT)
 
 /** Turns a server reply into the command's result type. */
 const decode = (tag: CommandTag, raw: Raw): unknown => {
@@ -1242,6 +1316,38 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
       })
     }
 
+    /** Runs a script by its digest, loading it with EVAL when the server does not know it (NOSCRIPT). */
+    const runScript = (script: string, sha: string, key: string, args: Array<Arg>): Promise<unknown> => {
+      const call = (name: string, first: string) => {
+        const words: Array<Arg> = [first, 1, k(key), ...args]
+        return clustered ? whenReady(main, () => main.call(name, words)) : writeNow(name, words)
+      }
+      return call("evalsha", sha).catch((error: unknown) =>
+        errorMessage(error).startsWith("NOSCRIPT") ? call("eval", script) : Promise.reject(error)
+      )
+    }
+    const fenced = (fence: Fence, commands: ReadonlyArray<Command>) =>
+      Effect.tryPromise({
+        try: () => {
+          const args: Array<Arg> = [String(fence.epoch), commands.length]
+          for (const command of commands) {
+            const [name, words] = encode(command, k)
+            args.push(words.length + 1, name, ...words)
+          }
+          return runScript(FENCED_SCRIPT, FENCED_SHA, fence.key, args).then((raw) =>
+            raw === null
+              ? undefined
+              : (raw as Array<unknown>).map((reply, i) => decode(commands[i]._tag, reply === undefined ? null : reply))
+          )
+        },
+        catch: (error) => toError("FENCED", error)
+      })
+    const claimFence = (key: string, epoch: number) =>
+      Effect.tryPromise({
+        try: () => runScript(CLAIM_FENCE_SCRIPT, CLAIM_FENCE_SHA, key, [String(epoch)]).then((raw) => raw === 1),
+        catch: (error) => toError("CLAIMFENCE", error)
+      })
+
     const escapedPrefix = prefix.replace(/[*?[\]\\]/g, "\\$&")
     const keys = (pattern: string): Effect.Effect<Array<string>, ValkeyError> =>
       Effect.tryPromise({
@@ -1269,7 +1375,9 @@ export const makeIoredis = (options: IoredisOptions): Effect.Effect<ValkeyServic
         catch: (error) => toError("SCAN", error)
       })
 
-    return Valkey.of(fromPrimitives({ exec: clustered ? execCluster : execSingle, pipeline, xread, keys }))
+    return Valkey.of(
+      fromPrimitives({ exec: clustered ? execCluster : execSingle, pipeline, fenced, claimFence, xread, keys })
+    )
   })
 
 /** QUIT when connected (bounded to 2 s), otherwise just disconnect; never rejects. */
