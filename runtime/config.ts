@@ -178,6 +178,30 @@ export interface TesseraConfigShape {
   readonly messagePoll: Duration.Duration
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
+  /**
+   * Bound on a stop (`TESSERA_DRAIN_TIMEOUT`, default 30 seconds, at least 1 second): on SIGTERM the node refuses new
+   * requests, finishes those in flight (half of it at most), hands its shards over and flushes; past it, it exits 1.
+   * An orchestrator's kill timeout (ECS `stopTimeout`) must exceed it.
+   */
+  readonly drainTimeout: Duration.Duration
+  /**
+   * How long a stopping node keeps answering `/ready` 503 and refusing requests before it hands its shards over
+   * (`TESSERA_DRAIN_GRACE`, default 0: ECS takes a task out of its target group before SIGTERM). Set it above the
+   * readiness period of a load balancer that only polls `/ready`; it counts within `TESSERA_DRAIN_TIMEOUT`.
+   */
+  readonly drainGrace: Duration.Duration
+  /**
+   * Whether this node applies the schema at startup (`TESSERA_MIGRATE`, default true). Off, it runs no DDL and
+   * needs the schema `tessera-migrate` applied as the owner role, so it can connect as the application role.
+   */
+  readonly migrate: boolean
+  /**
+   * The application role `tessera-migrate` creates or updates (`TESSERA_APP_DB_ROLE`, default `tessera_app`): DML
+   * on every table, no DDL.
+   */
+  readonly appDbRole: string
+  /** Its password (`TESSERA_APP_DB_PASSWORD`). None: `tessera-migrate` leaves roles alone. */
+  readonly appDbPassword: Option.Option<Redacted.Redacted<string>>
   /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`). None: no trace export, no cost. */
   readonly otlpEndpoint: Option.Option<string>
   /** Service name on exported traces (`OTEL_SERVICE_NAME`, default `tessera`). */
@@ -228,6 +252,11 @@ export const defaults: TesseraConfigShape = {
   healthCheck: Duration.seconds(1),
   messagePoll: Duration.seconds(1),
   entityMaxIdle: Duration.minutes(5),
+  drainTimeout: Duration.seconds(30),
+  drainGrace: Duration.zero,
+  migrate: true,
+  appDbRole: "tessera_app",
+  appDbPassword: Option.none(),
   otlpEndpoint: Option.none(),
   otelServiceName: "tessera",
   traceSampleRatio: 1
@@ -398,6 +427,18 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
+  drainTimeout: boundedDuration("TESSERA_DRAIN_TIMEOUT", defaults.drainTimeout, Duration.seconds(1), "at least 1 second"),
+  drainGrace: boundedDuration("TESSERA_DRAIN_GRACE", defaults.drainGrace, Duration.zero, "a duration (0: none)"),
+  migrate: Config.Boolean("TESSERA_MIGRATE").pipe(Config.withDefault(defaults.migrate)),
+  appDbRole: Config.String("TESSERA_APP_DB_ROLE").pipe(
+    Config.mapEffect((role) =>
+      /^[a-z_][a-z0-9_]{0,62}$/.test(role)
+        ? Effect.succeed(role)
+        : Effect.fail(invalid(`TESSERA_APP_DB_ROLE must be a plain lowercase PostgreSQL name, got ${JSON.stringify(role)}`))
+    ),
+    Config.withDefault(defaults.appDbRole)
+  ),
+  appDbPassword: Config.Redacted("TESSERA_APP_DB_PASSWORD").pipe(Config.option),
   otlpEndpoint: Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
     Config.mapEffect((value) =>
       /^https?:\/\//.test(value)
