@@ -12,11 +12,12 @@ import { Context, Duration, Effect, Fiber, Layer, Option, Ref, Schedule } from "
 import { ShardId, Sharding } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { TesseraConfig } from "./config.ts"
+import { Drain } from "./drain.ts"
 
 export type NodeMode = "single" | "runner"
 
 /** Why `/ready` answers as it does: 200 only when `ready`. */
-export type Readiness = "ready" | "starting" | "storage unreachable"
+export type Readiness = "ready" | "starting" | "storage unreachable" | "draining"
 
 export class NodeStatus extends Context.Service<
   NodeStatus,
@@ -73,12 +74,13 @@ interface RunnerRow {
 export const layer = (
   mode: NodeMode,
   modules: ReadonlyArray<Module.Any> = []
-): Layer.Layer<NodeStatus, never, Sharding.Sharding | SqlClient.SqlClient | TesseraConfig> =>
+): Layer.Layer<NodeStatus, never, Sharding.Sharding | SqlClient.SqlClient | TesseraConfig | Drain> =>
   Layer.effect(NodeStatus)(
     Effect.gen(function* () {
       const config = yield* TesseraConfig
       const sharding = yield* Sharding.Sharding
       const sql = yield* SqlClient.SqlClient
+      const drain = yield* Drain
       const self = mode === "single" ? `embedded:${config.runnerPort}` : `${config.runnerHost}:${config.runnerPort}`
       const zone = Option.getOrNull(config.zone)
       const startedAt = Date.now()
@@ -166,6 +168,8 @@ export const layer = (
       )
 
       const readiness: Effect.Effect<Readiness> = Effect.gen(function* () {
+        // A stopping node is out of rotation first, while it still serves what it admitted (drain.ts).
+        if (drain.isDraining()) return "draining"
         const last = yield* Ref.get(probe)
         if (!last.ok || Date.now() - last.at > staleAfterMs) return "storage unreachable"
         if (mode === "single") return "ready"

@@ -15,13 +15,6 @@ export interface TokenGrant {
   readonly admin: boolean
 }
 
-/** One table's retention (`TESSERA_RETENTION`): rows older than `age` are archived, then deleted. */
-export interface RetentionSetting {
-  /** A module's retention name (`orderbook_deltas`, `trades`, `orders`, `journal`). */
-  readonly name: string
-  readonly age: Duration.Duration
-}
-
 /** Where the gateway sends `Strict-Transport-Security` (`TESSERA_HSTS`). */
 export type HstsMode = "auto" | "on" | "off"
 
@@ -185,6 +178,30 @@ export interface TesseraConfigShape {
   readonly messagePoll: Duration.Duration
   /** Idle time before an entity is passivated (`TESSERA_ENTITY_MAX_IDLE`, default 5 minutes). */
   readonly entityMaxIdle: Duration.Duration
+  /**
+   * Bound on a stop (`TESSERA_DRAIN_TIMEOUT`, default 30 seconds, at least 1 second): on SIGTERM the node refuses new
+   * requests, finishes those in flight (half of it at most), hands its shards over and flushes; past it, it exits 1.
+   * An orchestrator's kill timeout (ECS `stopTimeout`) must exceed it.
+   */
+  readonly drainTimeout: Duration.Duration
+  /**
+   * How long a stopping node keeps answering `/ready` 503 and refusing requests before it hands its shards over
+   * (`TESSERA_DRAIN_GRACE`, default 0: ECS takes a task out of its target group before SIGTERM). Set it above the
+   * readiness period of a load balancer that only polls `/ready`; it counts within `TESSERA_DRAIN_TIMEOUT`.
+   */
+  readonly drainGrace: Duration.Duration
+  /**
+   * Whether this node applies the schema at startup (`TESSERA_MIGRATE`, default true). Off, it runs no DDL and
+   * needs the schema `tessera-migrate` applied as the owner role, so it can connect as the application role.
+   */
+  readonly migrate: boolean
+  /**
+   * The application role `tessera-migrate` creates or updates (`TESSERA_APP_DB_ROLE`, default `tessera_app`): DML
+   * on every table, no DDL.
+   */
+  readonly appDbRole: string
+  /** Its password (`TESSERA_APP_DB_PASSWORD`). None: `tessera-migrate` leaves roles alone. */
+  readonly appDbPassword: Option.Option<Redacted.Redacted<string>>
   /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`). None: no trace export, no cost. */
   readonly otlpEndpoint: Option.Option<string>
   /** Service name on exported traces (`OTEL_SERVICE_NAME`, default `tessera`). */
@@ -215,24 +232,6 @@ export const defaults: TesseraConfigShape = {
   tokens: [],
   hsts: "auto",
   clusterSecret: Option.none(),
-  /**
-   * Retention per table (`TESSERA_RETENTION`, e.g. `orderbook_deltas=7 days,trades=365 days`; default none: nothing
-   * is archived or deleted). Names are those the modules declare; each age is at least one hour.
-   */
-  readonly retention: ReadonlyArray<RetentionSetting>
-  /** How often the retention job runs (`TESSERA_RETENTION_INTERVAL`, default 1 minute). */
-  readonly retentionInterval: Duration.Duration
-  /** Rows per archive object (`TESSERA_RETENTION_BATCH_ROWS`, default 5000), read and deleted in small statements. */
-  readonly retentionBatchRows: number
-  /**
-   * Archive objects per table per run (`TESSERA_RETENTION_MAX_BATCHES`, default 4): bounds the job's work per run, so
-   * a backlog (retention just turned on) drains over many runs instead of loading the database at once.
-   */
-  readonly retentionMaxBatches: number
-  /** Archive store (`TESSERA_ARCHIVE`): `s3://bucket/prefix` or a folder. None: the folder `archive` under `dataDir`. */
-  readonly archive: Option.Option<string>
-  /** S3 endpoint of an S3-compatible archive store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
-  readonly s3Endpoint: Option.Option<string>
   clusterSecretAccepted: Option.none(),
   dataDir: ".tessera",
   zone: Option.none(),
@@ -253,15 +252,14 @@ export const defaults: TesseraConfigShape = {
   healthCheck: Duration.seconds(1),
   messagePoll: Duration.seconds(1),
   entityMaxIdle: Duration.minutes(5),
+  drainTimeout: Duration.seconds(30),
+  drainGrace: Duration.zero,
+  migrate: true,
+  appDbRole: "tessera_app",
+  appDbPassword: Option.none(),
   otlpEndpoint: Option.none(),
   otelServiceName: "tessera",
-  traceSampleRatio: 1,
-  retention: [],
-  retentionInterval: Duration.minutes(1),
-  retentionBatchRows: 5000,
-  retentionMaxBatches: 4,
-  archive: Option.none(),
-  s3Endpoint: Option.none()
+  traceSampleRatio: 1
 }
 
 /** A duration of at least `min`, in whole milliseconds (Postgres reads its timeouts as integer milliseconds). */
@@ -358,26 +356,6 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
     "TESSERA_PG_CONNECT_TIMEOUT",
     defaults.pgConnectTimeout,
     Duration.millis(1),
-/** `name=duration,...` of `TESSERA_RETENTION`, or what is wrong with it. */
-export const parseRetention = (text: string): ReadonlyArray<RetentionSetting> | string => {
-  const settings: Array<RetentionSetting> = []
-  for (const part of text.split(",")) {
-    if (part.trim() === "") continue
-    const match = /^\s*([a-z][a-z0-9_]{0,62})\s*=\s*(.+?)\s*$/.exec(part)
-    if (match === null) return `entries are name=duration (e.g. trades=90 days), got ${JSON.stringify(part.trim())}`
-    const [, name, ageText] = match
-    const age = Duration.fromInput(ageText as Duration.Input)
-    if (age._tag === "None") return `${name}: ${JSON.stringify(ageText)} is not a duration (e.g. 90 days, 12 hours)`
-    // A typo such as "7 minutes" for days would archive the live data away: ages start at an hour.
-    if (!Duration.isGreaterThanOrEqualTo(age.value, Duration.hours(1))) {
-      return `${name}: retention must be 1 hour or more`
-    }
-    if (settings.some((s) => s.name === name)) return `${name} is listed twice`
-    settings.push({ name, age: age.value })
-  }
-  return settings
-}
-
     "a positive duration"
   ),
   pgKeepAlive: boundedDuration("TESSERA_PG_KEEPALIVE", defaults.pgKeepAlive, Duration.seconds(1), "at least 1 second"),
@@ -449,6 +427,18 @@ export const parseRetention = (text: string): ReadonlyArray<RetentionSetting> | 
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
+  drainTimeout: boundedDuration("TESSERA_DRAIN_TIMEOUT", defaults.drainTimeout, Duration.seconds(1), "at least 1 second"),
+  drainGrace: boundedDuration("TESSERA_DRAIN_GRACE", defaults.drainGrace, Duration.zero, "a duration (0: none)"),
+  migrate: Config.Boolean("TESSERA_MIGRATE").pipe(Config.withDefault(defaults.migrate)),
+  appDbRole: Config.String("TESSERA_APP_DB_ROLE").pipe(
+    Config.mapEffect((role) =>
+      /^[a-z_][a-z0-9_]{0,62}$/.test(role)
+        ? Effect.succeed(role)
+        : Effect.fail(invalid(`TESSERA_APP_DB_ROLE must be a plain lowercase PostgreSQL name, got ${JSON.stringify(role)}`))
+    ),
+    Config.withDefault(defaults.appDbRole)
+  ),
+  appDbPassword: Config.Redacted("TESSERA_APP_DB_PASSWORD").pipe(Config.option),
   otlpEndpoint: Config.String("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
     Config.mapEffect((value) =>
       /^https?:\/\//.test(value)
@@ -491,26 +481,7 @@ export const fromEnv = (
         ? Effect.succeed(cfg)
         : Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: problem })))
     })
-  ),
-  retention: Config.String("TESSERA_RETENTION").pipe(
-    Config.mapEffect((value) => {
-      const settings = parseRetention(value)
-      return typeof settings === "string"
-        ? Effect.fail(invalid(`TESSERA_RETENTION ${settings}`))
-        : Effect.succeed(settings)
-    }),
-    Config.withDefault(defaults.retention)
-  ),
-  retentionInterval: boundedDuration(
-    "TESSERA_RETENTION_INTERVAL",
-    defaults.retentionInterval,
-    Duration.seconds(1),
-    "at least 1 second"
-  ),
-  retentionBatchRows: positiveInt("TESSERA_RETENTION_BATCH_ROWS", defaults.retentionBatchRows),
-  retentionMaxBatches: positiveInt("TESSERA_RETENTION_MAX_BATCHES", defaults.retentionMaxBatches),
-  archive: Config.String("TESSERA_ARCHIVE").pipe(Config.option),
-  s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
+  )
 
 /** The standby identity's transport port: `TESSERA_STANDBY_PORT`, else the runner port + 1. */
 /** The gateway URL this runner announces: `TESSERA_GATEWAY_URL`, else its bind address when that is concrete. */
@@ -603,14 +574,5 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
   ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector URL for traces (none: no export)"],
   ["OTEL_SERVICE_NAME", "service name on exported traces (tessera)"],
-  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"],
-  [
-    "TESSERA_RETENTION",
-    "retention per table, name=duration,...: orderbook_deltas, trades, orders (finished), journal (audit rows); older rows are archived, then deleted (none: keep everything)"
-  ],
-  ["TESSERA_RETENTION_INTERVAL", "how often the retention job runs (1 minute)"],
-  ["TESSERA_RETENTION_BATCH_ROWS", "rows per archive object (5000)"],
-  ["TESSERA_RETENTION_MAX_BATCHES", "archive objects per table per run (4)"],
-  ["TESSERA_ARCHIVE", "archive store: s3://bucket/prefix or a folder (TESSERA_DATA/archive)"],
-  ["TESSERA_S3_ENDPOINT", "S3 endpoint of an S3-compatible store, for the archive and the graph cold tier (AWS)"]
+  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"]
 ]

@@ -17,6 +17,7 @@ import { RpcSerialization, RpcServer } from "effect/rpc"
 import * as Access from "./access.ts"
 import * as Admission from "./admission.ts"
 import { TesseraConfig, type TesseraConfigShape } from "./config.ts"
+import * as Drain from "./drain.ts"
 import * as Hosted from "./hosted.ts"
 import * as Metrics from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
@@ -125,7 +126,7 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
     ),
     ...modules.map((module) => Hosted.withConfig(module, module.handlers ?? Layer.empty)),
     Hosted.layerEntityGuard(modules),
-    Admission.layer,
+    Drain.layerAdmission,
     Access.layer(modules)
   )
 
@@ -195,7 +196,10 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
       const byHeaderOrQuery = authorize(principals, { query: true })
       const guard = (handler: Handler) => hsts(byHeader(limitBody(config.maxBodyBytes)(handler)))
 
-      const serialization = serializationFor(api, yield* Admission.Controller)
+      const admission = yield* Admission.Controller
+      const serialization = serializationFor(api, admission)
+      // A stop waits for what the gateway admitted (drain.ts).
+      yield* (yield* Drain.Drain).track(admission.inFlight)
       // Without a trace exporter a request's span would only be allocated and dropped: measured on the graph read
       // mix, skipping it cut the garbage that outlives a young-generation GC (and with it the pause).
       const rpcOptions = {
@@ -297,6 +301,9 @@ export const layer = (modules: ReadonlyArray<Module.Any>) => {
           NodeHttpServer.layer(serverFor(config), {
             port: config.port,
             host: config.host,
+            // By the time the server closes, the drain has let its requests finish: idle connections (WebSocket
+            // clients, keep-alives) are closed after a short grace instead of holding the stop for 20 s.
+            gracefulShutdownTimeout: Duration.seconds(1),
             // A frame over the body limit closes the socket with 1009 (ws's own default is 100 MiB).
             websocket: { maxPayload: config.maxBodyBytes }
           })

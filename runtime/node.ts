@@ -9,11 +9,11 @@ import * as NodeInfo from "@tessera/platform/NodeInfo"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
 import { layerRunner, layerSingle, layerStandby } from "./cluster.ts"
 import * as Config from "./config.ts"
+import * as Drain from "./drain.ts"
 import * as Gateway from "./gateway.ts"
 import * as Hosted from "./hosted.ts"
 import * as NodeStatus from "./NodeStatus.ts"
 import { layerSql, layerValkey, layerValkeyReplica } from "./storage.ts"
-import * as Retention from "./retention.ts"
 import * as Telemetry from "./telemetry.ts"
 
 const layerNodeInfo = Layer.unwrap(
@@ -28,16 +28,20 @@ const layerNodeInfo = Layer.unwrap(
 
 const build = (mode: NodeStatus.NodeMode, modules: ReadonlyArray<Module.Any>) =>
   Gateway.announceReady.pipe(
-    Layer.provide(Layer.mergeAll(Gateway.layer(modules), Hosted.layerModules(modules), Retention.layer(modules))),
+    Layer.provide(Layer.mergeAll(Gateway.layer(modules), Hosted.layerModules(modules))),
     // With zone groups (TESSERA_GRAPH_ZONES), a second runner identity keeps other zones' groups served (cluster.ts).
     Layer.merge(mode === "runner" ? layerStandby(modules, Hosted.standbyLayer(modules)) : Layer.empty),
     Layer.provide(NodeStatus.layer(mode, modules)),
     Layer.provideMerge(mode === "runner" ? layerRunner(modules) : layerSingle(modules)),
+    // The drain state before the services that consult it (the gateway, `/ready`).
+    Layer.provideMerge(Drain.layer),
     Layer.provideMerge(layerSql),
     Layer.provideMerge(layerValkeyReplica),
     Layer.provideMerge(layerValkey),
     Layer.provideMerge(layerNodeInfo),
-    Layer.provideMerge(Telemetry.layer)
+    Layer.provideMerge(Telemetry.layer),
+    // Stops first on SIGTERM: out of rotation, admitted requests finished, then the rest stops (drain.ts).
+    Drain.drainFirst
   )
 
 /** The services a node gives its modules' layers: the cluster, SQL, Valkey, node facts and Tessera's config. */

@@ -11,7 +11,6 @@ import { gatherCommand, gatherUsage } from "./cli.ts"
 import * as Config from "./config.ts"
 import { layer, layerGatherRpcs, metrics } from "./entity.ts"
 import { bookStream, GatherContract, parseGathererId } from "./protocol.ts"
-import { retention, retentionMigrations } from "./retention.ts"
 import { migrations } from "./store.ts"
 
 const entityIds = Effect.map(Config.GatherConfig, (config) => ({
@@ -66,8 +65,7 @@ export const GatherModule = Module.make({
   handlers: layerGatherRpcs,
   config: Config.layerFromEnv,
   variables: Config.variables,
-  migrations: { table: "gatherer_migrations", migrations: { ...migrations, ...retentionMigrations } },
-  retention,
+  migrations: { table: "gatherer_migrations", migrations },
   entityIds,
   marketData,
   // Changing the fleet and writing deltas are operator and runner work, not a client's.

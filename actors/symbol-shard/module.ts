@@ -14,7 +14,6 @@ import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { depthStream, SymbolShardContract, tradesStream } from "./protocol.ts"
 import { replayCommand } from "./replay.ts"
-import { retention, retentionMigrations } from "./retention.ts"
 import { makeSymbolCheck } from "./symbols.ts"
 
 export const SymbolShardModule = Module.make({
@@ -25,8 +24,7 @@ export const SymbolShardModule = Module.make({
   access,
   config: ShardConfig.layerFromEnv,
   variables: ShardConfig.variables,
-  migrations: { table: "symbol_shard_migrations", migrations: { ...migrations, ...retentionMigrations } },
-  retention,
+  migrations: { table: "symbol_shard_migrations", migrations },
   entityIds: Effect.map(makeSymbolCheck, (check) => ({ SymbolShard: check })),
   marketData: Effect.map(makeSymbolCheck, (check) => [
     {
