@@ -90,6 +90,9 @@ export class SnapshotBudget extends Context.Service<SnapshotBudget, Semaphore.Se
 ) {}
 export const layerSnapshotBudget: Layer.Layer<SnapshotBudget> = Layer.effect(SnapshotBudget, Semaphore.make(1))
 
+/** Lifetime of the rebalance lease without renewal (a gateway that dies mid-run frees it after this). */
+const REBALANCE_LEASE = Duration.seconds(30)
+
 /** How often a gateway adds its direct hot-tier reads to the partitions' read counters. */
 const DIRECT_READS_FLUSH = Duration.seconds(1)
 
@@ -763,6 +766,39 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const getMany = (partition: number, ids: ReadonlyArray<string>) =>
       Effect.mapError(makeClient(String(partition)).GetMany({ ids }), toWire)
 
+    // One rebalance at a time in the cluster: two would run moves at once, and two moves between the same pair of
+    // partitions could wait on each other until their calls time out. A Valkey lease, renewed while the run lasts.
+    const leaseKey = `${config.graphKeyPrefix}:rebalance`
+    const leaseMillis = Duration.toMillis(REBALANCE_LEASE)
+    const withRebalanceLease = <A, E, R>(run: Effect.Effect<A, E, R>) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const token = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`
+          const won = yield* direct(valkey.set(leaseKey, token, { nx: true, px: leaseMillis }))
+          if (!won) {
+            return yield* new InvalidRebalance({ reason: "another rebalance is running (one at a time per cluster)" })
+          }
+          yield* Effect.addFinalizer(() =>
+            Effect.ignore(
+              Effect.flatMap(valkey.get(leaseKey), (held) => (held === token ? valkey.del(leaseKey) : Effect.void))
+            )
+          )
+          yield* Effect.forkScoped(
+            Effect.forever(
+              Effect.andThen(
+                Effect.sleep(Duration.divideUnsafe(REBALANCE_LEASE, 3)),
+                Effect.ignore(
+                  Effect.flatMap(valkey.get(leaseKey), (held) =>
+                    held === token ? valkey.pexpire(leaseKey, leaseMillis) : Effect.void
+                  )
+                )
+              )
+            )
+          )
+          return yield* run
+        })
+      )
+
     const neighborsMany = (partition: number, ids: ReadonlyArray<string>, label: string | undefined) =>
       Effect.mapError(makeClient(String(partition)).NeighborsMany({ ids, label }), toWire)
 
@@ -938,14 +974,16 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
               zones: config.graphZones
             })
           ),
-        "Graph.Rebalance": (options) =>
-          rebalance(makeClient, { partitions, rule }, options).pipe(
+        "Graph.Rebalance": (options) => {
+          const run = rebalance(makeClient, { partitions, rule }, options).pipe(
             Effect.mapError((error) =>
               error instanceof InvalidRebalance || error instanceof TooManyIds || error instanceof GraphStorageError
                 ? error
                 : new GraphStorageError({ message: `rebalance failed: ${(error as { _tag: string })._tag}` })
             )
-          ),
+          )
+          return options.dryRun === true ? run : withRebalanceLease(run)
+        },
         "Graph.Stats": () =>
           Effect.map(
             Effect.mapError(readAllMeta(sql), (e) => new GraphStorageError({ message: e.message })),

@@ -227,7 +227,18 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
           Effect.all([reader, reader, writer(1), writer(2)], { concurrency: "unbounded", discard: true })
         )
 
-        const first = yield* gateway["Graph.Rebalance"]({ seed: 7 })
+        const running = yield* Effect.forkChild(gateway["Graph.Rebalance"]({ seed: 7 }))
+        const valkey = yield* Valkey.Valkey
+        let leased = false
+        for (let i = 0; i < 400 && !leased; i++) {
+          leased = (yield* valkey.exists("g:rebalance")) === 1
+          if (!leased) yield* Effect.sleep(Duration.millis(5))
+        }
+        assert.isTrue(leased, "the run holds the cluster's rebalance lease")
+        // One at a time: a second run is refused while the first moves vertices.
+        assert.strictEqual(yield* tagOf(gateway["Graph.Rebalance"]({ seed: 7 })), "InvalidRebalance")
+        const first = yield* Fiber.join(running)
+        assert.strictEqual(yield* valkey.exists("g:rebalance"), 0, "the lease is given back")
         yield* Ref.set(stop, true)
         yield* Fiber.join(load)
 
@@ -281,7 +292,6 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
             edgesBefore
           )
         }
-        const valkey = yield* Valkey.Valkey
         assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), JSON.stringify(before[0]))
         assert.strictEqual(yield* tagOf(at(id).Move({ id, to: partitions })), "InvalidPartition")
         assert.strictEqual(yield* tagOf(at("nobody").Move({ id: "nobody", to: 1 })), "VertexNotFound")
