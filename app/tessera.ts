@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// `npx tessera`: the client's core commands plus every seed module's (order, book, md, replay, graph, gather, probe).
+// `npx tessera`: the client's core commands, every seed module's (order, book, md, replay, graph, gather, probe), and
+// the host's `archive` over the seed modules' retained tables.
 import { main } from "@tessera/client/cli"
+import { archiveCommand } from "@tessera/runtime/archiveCli"
 import { seedCli } from "../actors/cli.ts"
+import { seedModules } from "../actors/index.ts"
 
 process.exitCode = await main(
   process.argv.slice(2),
@@ -11,5 +14,5 @@ process.exitCode = await main(
     stderr: process.stderr,
     env: process.env
   },
-  seedCli
+  [...seedCli, archiveCommand(seedModules)]
 )

@@ -15,6 +15,13 @@ export interface TokenGrant {
   readonly admin: boolean
 }
 
+/** One table's retention (`TESSERA_RETENTION`): rows older than `age` are archived, then deleted. */
+export interface RetentionSetting {
+  /** A module's retention name (`orderbook_deltas`, `trades`, `orders`, `journal`). */
+  readonly name: string
+  readonly age: Duration.Duration
+}
+
 /** Where the gateway sends `Strict-Transport-Security` (`TESSERA_HSTS`). */
 export type HstsMode = "auto" | "on" | "off"
 
@@ -209,6 +216,24 @@ export interface TesseraConfigShape {
   /** Share of root traces kept (`OTEL_TRACES_SAMPLER_ARG`, 0..1, default 1); children follow their parent. */
   readonly traceSampleRatio: number
 }
+  /**
+   * Retention per table (`TESSERA_RETENTION`, e.g. `orderbook_deltas=7 days,trades=365 days`; default none: nothing
+   * is archived or deleted). Names are those the modules declare; each age is at least one hour.
+   */
+  readonly retention: ReadonlyArray<RetentionSetting>
+  /** How often the retention job runs (`TESSERA_RETENTION_INTERVAL`, default 1 minute). */
+  readonly retentionInterval: Duration.Duration
+  /** Rows per archive object (`TESSERA_RETENTION_BATCH_ROWS`, default 5000), read and deleted in small statements. */
+  readonly retentionBatchRows: number
+  /**
+   * Archive objects per table per run (`TESSERA_RETENTION_MAX_BATCHES`, default 4): bounds the job's work per run, so
+   * a backlog (retention just turned on) drains over many runs instead of loading the database at once.
+   */
+  readonly retentionMaxBatches: number
+  /** Archive store (`TESSERA_ARCHIVE`): `s3://bucket/prefix` or a folder. None: the folder `archive` under `dataDir`. */
+  readonly archive: Option.Option<string>
+  /** S3 endpoint of an S3-compatible archive store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
+  readonly s3Endpoint: Option.Option<string>
 
 export class TesseraConfig extends Context.Service<TesseraConfig, TesseraConfigShape>()("tessera/runtime/Config") {}
 
@@ -259,7 +284,13 @@ export const defaults: TesseraConfigShape = {
   appDbPassword: Option.none(),
   otlpEndpoint: Option.none(),
   otelServiceName: "tessera",
-  traceSampleRatio: 1
+  traceSampleRatio: 1,
+  retention: [],
+  retentionInterval: Duration.minutes(1),
+  retentionBatchRows: 5000,
+  retentionMaxBatches: 4,
+  archive: Option.none(),
+  s3Endpoint: Option.none()
 }
 
 /** A duration of at least `min`, in whole milliseconds (Postgres reads its timeouts as integer milliseconds). */
@@ -328,6 +359,26 @@ const tokensConfig = Config.String("TESSERA_TOKENS").pipe(
 )
 
 const clusterSecretConfig = (name: string) =>
+/** `name=duration,...` of `TESSERA_RETENTION`, or what is wrong with it. */
+export const parseRetention = (text: string): ReadonlyArray<RetentionSetting> | string => {
+  const settings: Array<RetentionSetting> = []
+  for (const part of text.split(",")) {
+    if (part.trim() === "") continue
+    const match = /^\s*([a-z][a-z0-9_]{0,62})\s*=\s*(.+?)\s*$/.exec(part)
+    if (match === null) return `entries are name=duration (e.g. trades=90 days), got ${JSON.stringify(part.trim())}`
+    const [, name, ageText] = match
+    const age = Duration.fromInput(ageText as Duration.Input)
+    if (age._tag === "None") return `${name}: ${JSON.stringify(ageText)} is not a duration (e.g. 90 days, 12 hours)`
+    // A typo such as "7 minutes" for days would archive the live data away: ages start at an hour.
+    if (!Duration.isGreaterThanOrEqualTo(age.value, Duration.hours(1))) {
+      return `${name}: retention must be 1 hour or more`
+    }
+    if (settings.some((s) => s.name === name)) return `${name} is listed twice`
+    settings.push({ name, age: age.value })
+  }
+  return settings
+}
+
   Config.Redacted(name).pipe(
     Config.mapEffect((secret) =>
       Redacted.value(secret).length >= 16
@@ -463,7 +514,26 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
           )
     ),
     Config.withDefault(defaults.traceSampleRatio)
-  )
+  ),
+  retention: Config.String("TESSERA_RETENTION").pipe(
+    Config.mapEffect((value) => {
+      const settings = parseRetention(value)
+      return typeof settings === "string"
+        ? Effect.fail(invalid(`TESSERA_RETENTION ${settings}`))
+        : Effect.succeed(settings)
+    }),
+    Config.withDefault(defaults.retention)
+  ),
+  retentionInterval: boundedDuration(
+    "TESSERA_RETENTION_INTERVAL",
+    defaults.retentionInterval,
+    Duration.seconds(1),
+    "at least 1 second"
+  ),
+  retentionBatchRows: positiveInt("TESSERA_RETENTION_BATCH_ROWS", defaults.retentionBatchRows),
+  retentionMaxBatches: positiveInt("TESSERA_RETENTION_MAX_BATCHES", defaults.retentionMaxBatches),
+  archive: Config.String("TESSERA_ARCHIVE").pipe(Config.option),
+  s3Endpoint: Config.String("TESSERA_S3_ENDPOINT").pipe(Config.option)
 })
 
 /** Reads and validates a configuration from an environment record (tests pass their own). */
@@ -574,5 +644,14 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_ENTITY_MAX_IDLE", "idle time before an entity passivates (5 minutes)"],
   ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP collector URL for traces (none: no export)"],
   ["OTEL_SERVICE_NAME", "service name on exported traces (tessera)"],
-  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"]
+  ["OTEL_TRACES_SAMPLER_ARG", "share of root traces exported, 0..1 (1)"],
+  [
+    "TESSERA_RETENTION",
+    "retention per table, name=duration,...: orderbook_deltas, trades, orders (finished), journal (audit rows); older rows are archived, then deleted (none: keep everything)"
+  ],
+  ["TESSERA_RETENTION_INTERVAL", "how often the retention job runs (1 minute)"],
+  ["TESSERA_RETENTION_BATCH_ROWS", "rows per archive object (5000)"],
+  ["TESSERA_RETENTION_MAX_BATCHES", "archive objects per table per run (4)"],
+  ["TESSERA_ARCHIVE", "archive store: s3://bucket/prefix or a folder (TESSERA_DATA/archive)"],
+  ["TESSERA_S3_ENDPOINT", "S3 endpoint of an S3-compatible store, for the archive and the graph cold tier (AWS)"]
 ]

@@ -13,6 +13,7 @@ import * as Drain from "./drain.ts"
 import * as Gateway from "./gateway.ts"
 import * as Hosted from "./hosted.ts"
 import * as NodeStatus from "./NodeStatus.ts"
+import * as Retention from "./retention.ts"
 import { layerSql, layerValkey, layerValkeyReplica } from "./storage.ts"
 import * as Telemetry from "./telemetry.ts"
 
@@ -28,7 +29,7 @@ const layerNodeInfo = Layer.unwrap(
 
 const build = (mode: NodeStatus.NodeMode, modules: ReadonlyArray<Module.Any>) =>
   Gateway.announceReady.pipe(
-    Layer.provide(Layer.mergeAll(Gateway.layer(modules), Hosted.layerModules(modules))),
+    Layer.provide(Layer.mergeAll(Gateway.layer(modules), Hosted.layerModules(modules), Retention.layer(modules))),
     // With zone groups (TESSERA_GRAPH_ZONES), a second runner identity keeps other zones' groups served (cluster.ts).
     Layer.merge(mode === "runner" ? layerStandby(modules, Hosted.standbyLayer(modules)) : Layer.empty),
     Layer.provide(NodeStatus.layer(mode, modules)),

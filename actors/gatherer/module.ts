@@ -11,6 +11,7 @@ import { gatherCommand, gatherUsage } from "./cli.ts"
 import * as Config from "./config.ts"
 import { layer, layerGatherRpcs, metrics } from "./entity.ts"
 import { bookStream, GatherContract, parseGathererId } from "./protocol.ts"
+import { retention, retentionMigrations } from "./retention.ts"
 import { migrations } from "./store.ts"
 
 const entityIds = Effect.map(Config.GatherConfig, (config) => ({
@@ -65,7 +66,8 @@ export const GatherModule = Module.make({
   handlers: layerGatherRpcs,
   config: Config.layerFromEnv,
   variables: Config.variables,
-  migrations: { table: "gatherer_migrations", migrations },
+  migrations: { table: "gatherer_migrations", migrations: { ...migrations, ...retentionMigrations } },
+  retention,
   entityIds,
   marketData,
   // Changing the fleet and writing deltas are operator and runner work, not a client's.

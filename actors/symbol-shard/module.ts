@@ -14,6 +14,7 @@ import { migrations } from "./journal.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { depthStream, SymbolShardContract, tradesStream } from "./protocol.ts"
 import { replayCommand } from "./replay.ts"
+import { retention, retentionMigrations } from "./retention.ts"
 import { makeSymbolCheck } from "./symbols.ts"
 
 export const SymbolShardModule = Module.make({
@@ -24,7 +25,8 @@ export const SymbolShardModule = Module.make({
   access,
   config: ShardConfig.layerFromEnv,
   variables: ShardConfig.variables,
-  migrations: { table: "symbol_shard_migrations", migrations },
+  migrations: { table: "symbol_shard_migrations", migrations: { ...migrations, ...retentionMigrations } },
+  retention,
   entityIds: Effect.map(makeSymbolCheck, (check) => ({ SymbolShard: check })),
   marketData: Effect.map(makeSymbolCheck, (check) => [
     {

@@ -63,6 +63,24 @@ export interface StatusTile {
 }
 
 /**
+ * A table whose old rows the host archives to the object store and then deletes (see runtime/retention.ts): rows
+ * with `timeColumn` older than the table's configured retention (`TESSERA_RETENTION=<name>=<duration>,...`) that
+ * also meet `where`. Names are SQL identifiers of the module's own tables; `where` is trusted SQL written by the
+ * module (it runs inside the job's statements), never user input.
+ */
+export interface Retention {
+  /** Config name of this retention (`trades`, `orders`); unique over all modules. */
+  readonly name: string
+  readonly table: string
+  /** Epoch milliseconds (BIGINT), indexed: the job selects and orders by it. */
+  readonly timeColumn: string
+  /** Primary key columns: the batch order after the time, the delete key and the restore conflict target. */
+  readonly key: ReadonlyArray<string>
+  /** A further predicate on the table's rows (unqualified columns), e.g. finished orders only. */
+  readonly where?: string | undefined
+}
+
+/**
  * `C`: the contract; `R`: what the module's layers need; `Config`: the services its config slice provides (so a host
  * needs to provide only `Exclude<R, Config>`, see `Requirements`).
  */
@@ -100,6 +118,8 @@ export interface Module<C extends Contract.Any = Contract.Any, R = any, Config =
   /** Metric families the module declares (names), listed in docs and checked by tests. */
   readonly metrics?: ReadonlyArray<string> | undefined
   readonly statusTiles?: ReadonlyArray<StatusTile> | undefined
+  /** Tables whose old rows the host's retention job archives and deletes (off until configured). */
+  readonly retention?: ReadonlyArray<Retention> | undefined
   /** Commands the module adds to the `tessera` CLI. */
   readonly cli?: ReadonlyArray<Command> | undefined
 }

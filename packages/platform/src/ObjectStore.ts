@@ -1,5 +1,5 @@
 /**
- * ObjectStore: the cold tier of graph partitions, a flat key -> bytes store.
+ * ObjectStore: a flat key -> bytes store (the cold tier of graph partitions, the retention archive).
  *
  * - `layerLocal({ root })`: a folder (the embedded default). A put writes a temporary file, fsyncs it, then
  *   renames it over the key, so a crash mid-write leaves the previous object intact.
@@ -8,20 +8,22 @@
  * - `layerMemory`: in process, for tests of callers.
  */
 import { randomBytes } from "node:crypto"
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises"
-import { dirname, join, resolve, sep } from "node:path"
+import type { Dirent } from "node:fs"
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises"
+import { dirname, join, relative, resolve, sep } from "node:path"
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client
 } from "@aws-sdk/client-s3"
 import { Context, Data, Effect, Layer } from "effect"
 
 export class ObjectStoreError extends Data.TaggedError("ObjectStoreError")<{
-  readonly operation: "put" | "get" | "delete" | "open"
+  readonly operation: "put" | "get" | "delete" | "list" | "open"
   readonly key: string
   readonly message: string
   readonly cause?: unknown
@@ -36,6 +38,8 @@ export interface ObjectStoreShape {
   readonly get: (key: string) => Effect.Effect<Uint8Array | null, ObjectStoreError>
   /** Removes the object; removing a missing one is not an error. */
   readonly delete: (key: string) => Effect.Effect<void, ObjectStoreError>
+  /** The keys starting with `prefix` (a folder such as `archive/trades/`), sorted. */
+  readonly list: (prefix: string) => Effect.Effect<ReadonlyArray<string>, ObjectStoreError>
 }
 
 export class ObjectStore extends Context.Service<ObjectStore, ObjectStoreShape>()(
@@ -100,6 +104,26 @@ export const makeLocal = (options: { readonly root: string }): ObjectStoreShape 
       Effect.tryPromise({
         try: () => rm(pathOf(key), { force: true }),
         catch: (error) => new ObjectStoreError({ operation: "delete", key, message: message(error), cause: error })
+      }),
+    list: (prefix) =>
+      Effect.tryPromise({
+        try: async () => {
+          let entries: Array<Dirent>
+          try {
+            entries = await readdir(root, { recursive: true, withFileTypes: true })
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code === "ENOENT") return []
+            throw error
+          }
+          // Temporary files of puts in flight (or cut short by a crash) are not objects.
+          return entries
+            .filter((entry) => entry.isFile())
+            .map((entry) => relative(root, join(entry.parentPath, entry.name)).split(sep).join("/"))
+            .filter((key) => key.startsWith(prefix) && !/\.tmp-[0-9a-f]{12}$/.test(key))
+            .sort()
+        },
+        catch: (error) =>
+          new ObjectStoreError({ operation: "list", key: prefix, message: message(error), cause: error })
       })
   }
 }
@@ -189,6 +213,25 @@ export const makeS3 = (
         Effect.tryPromise({
           try: () => client.send(new DeleteObjectCommand({ Bucket, Key: keyOf(key) })).then(() => undefined),
           catch: (error) => new ObjectStoreError({ operation: "delete", key, message: message(error), cause: error })
+        }),
+      list: (listPrefix) =>
+        Effect.tryPromise({
+          try: async () => {
+            const keys: Array<string> = []
+            let ContinuationToken: string | undefined
+            do {
+              const page = await client.send(
+                new ListObjectsV2Command({ Bucket, Prefix: prefix + listPrefix, ContinuationToken })
+              )
+              for (const object of page.Contents ?? []) {
+                if (object.Key !== undefined) keys.push(object.Key.slice(prefix.length))
+              }
+              ContinuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined
+            } while (ContinuationToken !== undefined)
+            return keys.sort()
+          },
+          catch: (error) =>
+            new ObjectStoreError({ operation: "list", key: listPrefix, message: message(error), cause: error })
         })
     }
     return store
@@ -207,7 +250,8 @@ export const makeMemory = (): ObjectStoreShape => {
     location: "memory://",
     put: (key, bytes) => Effect.sync(() => void objects.set(key, bytes.slice())),
     get: (key) => Effect.sync(() => objects.get(key) ?? null),
-    delete: (key) => Effect.sync(() => void objects.delete(key))
+    delete: (key) => Effect.sync(() => void objects.delete(key)),
+    list: (prefix) => Effect.sync(() => [...objects.keys()].filter((key) => key.startsWith(prefix)).sort())
   }
 }
 
