@@ -16,7 +16,7 @@ import { Duration, Effect, Exit, Queue, type Scope } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
 import type { DeltaColumns } from "./dedup.ts"
 import { bookStream } from "./protocol.ts"
-import type { DeltaRow } from "./store.ts"
+import { type DeltaRow, deltasBetween, lastWrittenSeqs } from "./store.ts"
 
 /** Entries kept per market stream (approximately); also how far back a republish of an empty stream goes. */
 export const bookStreamMaxLen = 1000
@@ -53,6 +53,12 @@ export interface BookTables {
     limit: number,
     newest: boolean
   ) => Effect.Effect<ReadonlyArray<DeltaRow>, SqlError.SqlError, SqlClient.SqlClient>
+}
+
+/** The tables of `store.ts`. */
+export const sqlTables: BookTables = {
+  lastSeq: (market) => Effect.map(lastWrittenSeqs([market]), (last) => last.get(market) ?? 0),
+  between: deltasBetween
 }
 
 interface MarketStream {

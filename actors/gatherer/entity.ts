@@ -27,7 +27,6 @@ import {
 import { fetchSnapshot, type SnapshotError } from "./snapshot.ts"
 import {
   claimOwner,
-  deltasBetween,
   fleetReplicas,
   insertChunk,
   lastWrittenSeqs,
@@ -124,12 +123,6 @@ export const metrics = {
   ])
 }
 
-/** The table side of a deduplicator's md:book republish. */
-const bookTables: BookPublisher.BookTables = {
-  lastSeq: (market) => Effect.map(lastWrittenSeqs([market]), (last) => last.get(market) ?? 0),
-  between: deltasBetween
-}
-
 /** Runs `effect` at most every `everyMs`: a cycle that took longer starts the next one at once. */
 const paced = <A, E, R>(everyMs: number, effect: Effect.Effect<A, E, R>) =>
   Effect.suspend(() => {
@@ -158,7 +151,7 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     for (const key of Object.keys(window.counters) as Array<keyof typeof window.counters>) {
       if (saved[key] !== undefined) window.counters[key] = saved[key]
     }
-    const book = yield* BookPublisher.make({ dedup: address.entityId, valkey, tables: bookTables })
+    const book = yield* BookPublisher.make({ dedup: address.entityId, valkey, tables: BookPublisher.sqlTables })
     // Every market of this deduplicator with rows, not only those the next copies name: an idle market's stream is
     // brought up to the table too (the previous owner may have died between its insert and its publish).
     const shard = Number(address.entityId.slice(1))
