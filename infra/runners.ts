@@ -2,7 +2,9 @@
  * The runners: the image (built from `Dockerfile` and pushed to ECR by the deploy), one EC2 task definition and
  * one ECS service per architecture with an ADOT collector sidecar (observability.ts), the gateway behind an
  * application load balancer (HTTPS with an ACM certificate, HTTP redirected), and service auto scaling on CPU and
- * on queue depth.
+ * on queue depth. In-VPC clients that route by zone (the graph's `Graph.Routing`) reach the gateways through an
+ * internal network load balancer with cross-zone load balancing off: its zonal name `<az>.<dns>` answers only from
+ * that zone's gateways, and each task announces that name for its own zone (`TESSERA_GATEWAY_URL`).
  *
  * Configuration reaches the container as `runtime/config.ts` reads it: plain values in `environment`, and every
  * credential (`DATABASE_URL`, `REDIS_URL`, `TESSERA_TOKEN`) as an ECS secret resolved from Secrets Manager when
@@ -52,6 +54,10 @@ export interface Runners {
   readonly repository: aws.ecr.Repository
   readonly loadBalancer: aws.lb.LoadBalancer
   readonly url: pulumi.Output<string>
+  /** Internal, zone-affine entry to the gateways (cross-zone load balancing off): `http://<az>.<dns>` per zone. */
+  readonly zonalGateway: aws.lb.LoadBalancer
+  /** The zonal URL template tasks announce, `{zone}` standing for a task's availability zone. */
+  readonly zonalUrl: pulumi.Output<string>
   readonly taskDefinitions: ReadonlyMap<Architecture, aws.ecs.TaskDefinition>
   readonly services: ReadonlyMap<Architecture, aws.ecs.Service>
   readonly tokenSecret: aws.secretsmanager.Secret
@@ -254,6 +260,40 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     tags
   })
   const forward = [{ type: "forward", targetGroupArn: targets.arn }]
+  // Zone affinity for clients inside the VPC: each NLB node forwards only to gateways of its own zone, so a client
+  // that picks the zonal name of the zone holding its data crosses no zone to reach a gateway.
+  const zonalGateway = new aws.lb.LoadBalancer("ZonalGateway", {
+    loadBalancerType: "network",
+    internal: true,
+    enableCrossZoneLoadBalancing: false,
+    securityGroups: [net.securityGroups.loadBalancer.id],
+    subnets: net.privateSubnets.map((subnet) => subnet.id),
+    tags
+  })
+  const zonalTargets = new aws.lb.TargetGroup("GatewayZonalTargets", {
+    port: ports.gateway,
+    protocol: "TCP",
+    targetType: "ip",
+    vpcId: net.vpc.id,
+    deregistrationDelay: 30,
+    healthCheck: {
+      protocol: "HTTP",
+      path: "/ready",
+      matcher: "200",
+      interval: 10,
+      timeout: 5,
+      healthyThreshold: 2,
+      unhealthyThreshold: 3
+    },
+    tags
+  })
+  const zonalListener = new aws.lb.Listener("ZonalGatewayListener", {
+    loadBalancerArn: zonalGateway.arn,
+    port: 80,
+    protocol: "TCP",
+    defaultActions: [{ type: "forward", targetGroupArn: zonalTargets.arn }]
+  })
+  const zonalUrl = pulumi.interpolate`http://{zone}.${zonalGateway.dnsName}`
   const certificate = https ? certificateFor(stage, inputs, loadBalancer, tags) : undefined
   const listeners: Array<aws.lb.Listener> = []
   if (certificate !== undefined) {
@@ -330,6 +370,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             // from the task metadata (TESSERA_ZONE), and its standby identity serves the other AZs' partitions.
             { name: "TESSERA_GRAPH_ZONES", value: graphZones },
             { name: "TESSERA_STANDBY_PORT", value: String(ports.clusterStandby) },
+            // What the task announces in routing tables: the zonal load-balancer name of its own zone.
+            { name: "TESSERA_GATEWAY_URL", value: zonalUrl },
             // The dimension value of the queue-depth metric the runners publish.
             { name: "TESSERA_STAGE", value: stage },
             { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },
@@ -417,7 +459,10 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           securityGroups: [net.securityGroups.runner.id],
           assignPublicIp: false
         },
-        loadBalancers: [{ targetGroupArn: targets.arn, containerName, containerPort: ports.gateway }],
+        loadBalancers: [
+          { targetGroupArn: targets.arn, containerName, containerPort: ports.gateway },
+          { targetGroupArn: zonalTargets.arn, containerName, containerPort: ports.gateway }
+        ],
         healthCheckGracePeriodSeconds: 60,
         // Replace runners one batch at a time without dropping below the wanted count: shards move, never vanish.
         deploymentMinimumHealthyPercent: 100,
@@ -436,7 +481,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         tags
       },
       // Auto scaling owns the task count once the service exists.
-      { ignoreChanges: ["desiredCount"], dependsOn: [capacity.clusterProviders, ...listeners] }
+      { ignoreChanges: ["desiredCount"], dependsOn: [capacity.clusterProviders, ...listeners, zonalListener] }
     )
     services.set(service.architecture, ecsService)
     autoscale(name, config, service, capacity, ecsService)
@@ -446,6 +491,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     repository,
     loadBalancer,
     url,
+    zonalGateway,
+    zonalUrl,
     taskDefinitions,
     services,
     tokenSecret,

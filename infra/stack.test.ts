@@ -454,7 +454,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
   })
 
   it("serves HTTPS where the stage requires it: ACM certificate, HTTP redirected, HSTS on", () => {
-    const listeners = ofType(resources, T.listener)
+    // The public load balancer's listeners (the internal zonal one has its own test, zones.test.ts).
+    const listeners = ofType(resources, T.listener).filter((l) => !l.name.startsWith("Zonal"))
     const envs = ofType(resources, T.taskDefinition).map((task) => environmentOf(containers(task)[0]))
     if (config.https === "required") {
       const [certificate] = ofType(resources, T.certificate)

@@ -48,8 +48,9 @@ export interface TesseraConfigShape {
   readonly redisReplicaMaxLag: Duration.Duration
   /**
    * The URL clients reach this runner's gateway at (`TESSERA_GATEWAY_URL`, e.g. its zone's load balancer), announced
-   * in routing tables (the graph's `Graph.Routing`). None: `http://TESSERA_HOST:TESSERA_PORT` when that host is a
-   * concrete address and the port fixed, else not announced.
+   * in routing tables (the graph's `Graph.Routing`); `{zone}` in it stands for `TESSERA_ZONE` (a zonal load-balancer
+   * name, `http://{zone}.<dns>`). None: `http://TESSERA_HOST:TESSERA_PORT` when that host is a concrete address and
+   * the port fixed, else not announced.
    */
   readonly gatewayUrl: Option.Option<string>
   /**
@@ -556,7 +557,11 @@ export const fromEnv = (
 /** The standby identity's transport port: `TESSERA_STANDBY_PORT`, else the runner port + 1. */
 /** The gateway URL this runner announces: `TESSERA_GATEWAY_URL`, else its bind address when that is concrete. */
 export const gatewayUrlOf = (cfg: TesseraConfigShape): string | undefined => {
-  if (Option.isSome(cfg.gatewayUrl)) return cfg.gatewayUrl.value
+  if (Option.isSome(cfg.gatewayUrl)) {
+    const url = cfg.gatewayUrl.value
+    if (!url.includes("{zone}")) return url
+    return Option.isSome(cfg.zone) ? url.replaceAll("{zone}", cfg.zone.value) : undefined
+  }
   const wildcard = cfg.host === "0.0.0.0" || cfg.host === "::" || cfg.host === ""
   if (wildcard || cfg.port === 0) return undefined
   return `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}`
@@ -586,7 +591,7 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_VALKEY_REPLICA_MAX_LAG", "largest replica lag at which the replica still serves reads (1 second)"],
   [
     "TESSERA_GATEWAY_URL",
-    "URL clients reach this gateway at, announced in routing tables (http://TESSERA_HOST:TESSERA_PORT when concrete)"
+    "URL clients reach this gateway at, announced in routing tables; {zone} stands for TESSERA_ZONE (http://TESSERA_HOST:TESSERA_PORT when concrete)"
   ],
   ["TESSERA_PG_CONNECT_TIMEOUT", "Postgres connection attempt timeout (5 seconds)"],
   ["TESSERA_PG_KEEPALIVE", "idle time before TCP keepalive probes on Postgres connections (10 seconds)"],
