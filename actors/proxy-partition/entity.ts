@@ -319,13 +319,16 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
       id: string,
       local: Effect.Effect<A, E, R>,
       moved: (holder: number) => Effect.Effect<A, E2, R2>
-    ): Effect.Effect<A, E | E2, R | R2> =>
+    ): Effect.Effect<A, E | E2 | GraphStorageError, R | R2> =>
       p.guests.has(id)
         ? local
         : p.homed(
             Effect.suspend(() => {
               const holder = p.forwards.get(id)
-              return holder === undefined ? (local as Effect.Effect<A, E | E2, R | R2>) : moved(holder)
+              // Through `run`: a cold home is promoted, so its marker serves the next gateway read directly.
+              return holder === undefined
+                ? (local as Effect.Effect<A, E | E2 | GraphStorageError, R | R2>)
+                : p.run(moved(holder))
             })
           )
     /**
@@ -336,7 +339,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
       ids: ReadonlyArray<string>,
       local: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, E, R>,
       moved: (holder: number, ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, E2, R2>
-    ): Effect.Effect<Array<A>, E | E2, R | R2> => {
+    ): Effect.Effect<Array<A>, E | E2 | GraphStorageError, R | R2> => {
       const serve = (which: ReadonlyArray<string>, positions: ReadonlyArray<number>, out: Array<A>) => {
         const here: Array<string> = []
         const herePositions: Array<number> = []
@@ -361,7 +364,7 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
         return Effect.all(
           [
             here.length === 0 ? Effect.void : Effect.map(local(here), fill(herePositions)),
-            Effect.forEach(away, ([holder, [group, at]]) => Effect.map(moved(holder, group), fill(at)), {
+            Effect.forEach(away, ([holder, [group, at]]) => Effect.map(p.run(moved(holder, group)), fill(at)), {
               concurrency: "unbounded",
               discard: true
             })
