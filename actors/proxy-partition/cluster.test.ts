@@ -214,6 +214,17 @@ describe("graph proxy on two runners (real Postgres + Redis)", () => {
         }
       })
     )
+    // Placement keys through the CLI's client: a tagged id lives in its key's partition; a bad key is refused.
+    assert.deepStrictEqual((await run("put", "{cli}tagged", "--props", '{"t":1}')).out, { created: true })
+    assert.deepStrictEqual((await run("get", "{cli}tagged")).out, { id: "{cli}tagged", properties: { t: 1 } })
+    assert.strictEqual(
+      (await run("info", String(partitionOf("cli", 64)))).out.vertices >= 1,
+      true,
+      "the key's partition holds it"
+    )
+    const badKey = await run("put", "{bad key}x")
+    assert.strictEqual(badKey.code, 1)
+    assert.include(badKey.err, "InvalidPlacementKey")
     const dry = await run("rebalance", "--dry-run", "--seed", "3")
     assert.strictEqual(dry.out.moved, 0)
     assert.isAtLeast(dry.out.vertices, 16)
