@@ -4,7 +4,7 @@
  * untouched, and the only per-request work is the limit check and one answer object per entry.
  */
 import type { Module } from "@tessera/contracts"
-import { Cause, Duration, Effect, Option } from "effect"
+import { Cause, Duration, Effect, Fiber, Option, type Scope } from "effect"
 import type { SqlError } from "effect/sql"
 import { SymbolShardConfig } from "./config.ts"
 import {
@@ -140,6 +140,27 @@ export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEn
   }
 }
 
+/**
+ * `effect`, or `orElse()` once `duration` has passed, answered at once either way: `effect` runs in a fiber of
+ * `scope`, interrupted in the background at the deadline (or when the caller is). `Effect.timeout` answers only once
+ * the loser's interruption has finished, and interrupting a cluster send waits on its transport (a stopped or
+ * unreachable runner), so under it a deadline does not bound the request.
+ */
+export const withDeadline = <A, E, A2, E2>(
+  effect: Effect.Effect<A, E>,
+  duration: Duration.Duration,
+  orElse: () => Effect.Effect<A2, E2>,
+  scope: Scope.Scope
+): Effect.Effect<A | A2, E | E2> =>
+  Effect.flatMap(Effect.forkIn(effect, scope, { startImmediately: true }), (fiber) => {
+    const interruptLater = Effect.asVoid(Effect.forkIn(Fiber.interrupt(fiber), scope))
+    return Effect.flatMap(
+      Effect.onInterrupt(Effect.timeoutOption(Fiber.join(fiber), duration), () => interruptLater),
+      (answer): Effect.Effect<A | A2, E | E2> =>
+        Option.isSome(answer) ? Effect.succeed(answer.value) : Effect.andThen(interruptLater, orElse())
+    )
+  })
+
 /** Gateway handlers of `OrderRpcs`; needs Sharding (the SymbolShard client). */
 export const layerOrderRpcs = OrderRpcs.toLayer(
   Effect.gen(function* () {
@@ -147,22 +168,22 @@ export const layerOrderRpcs = OrderRpcs.toLayer(
     const symbolProblem = yield* makeSymbolCheck
     const { placeDeadline } = yield* SymbolShardConfig
     const deadlineMs = Duration.toMillis(placeDeadline)
+    // Sends outlive their entry's deadline only until their interruption finishes, in the layer's scope.
+    const scope = yield* Effect.scope
     const send = (entry: SymbolBatch): Effect.Effect<ManyEntry> =>
       Effect.matchCause(
-        shards(entry.symbol)
-          .PlaceBatch({ orders: entry.orders })
-          .pipe(
-            Effect.timeoutOrElse({
-              duration: placeDeadline,
-              orElse: () =>
-                Effect.fail(
-                  new ShardUnavailable({
-                    symbol: entry.symbol,
-                    message: `shard ${entry.symbol} did not answer within ${deadlineMs} ms; its orders may still be placed: retry with the same keys`
-                  })
-                )
-            })
-          ),
+        withDeadline(
+          shards(entry.symbol).PlaceBatch({ orders: entry.orders }),
+          placeDeadline,
+          () =>
+            Effect.fail(
+              new ShardUnavailable({
+                symbol: entry.symbol,
+                message: `shard ${entry.symbol} did not answer within ${deadlineMs} ms; its orders may still be placed: retry with the same keys`
+              })
+            ),
+          scope
+        ),
         {
           onSuccess: (answer): ManyEntry => ({ _tag: "Placed", symbol: entry.symbol, results: answer.results }),
           onFailure: (cause) => failedEntry(entry.symbol, cause)
