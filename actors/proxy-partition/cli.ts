@@ -145,7 +145,8 @@ export const graphCommand = async (argv: ReadonlyArray<string>, io: Io): Promise
     if (error instanceof GraphUsage) throw new UsageError(error.message)
     throw error
   }
-  return callGateway(graphApi, values, io, call)
+  // A rebalance makes one move after another: it gets an hour, not the usual 30 s.
+  return callGateway(graphApi, values, io, call, positionals[0] === "rebalance" ? "1 hour" : undefined)
 }
 
 export const graphCommandUsage = `${graphUsage}\n${connectionHelp}`

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from "node:util"
 import { Cli } from "@tessera/contracts"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, type Duration, Effect, Exit, Option } from "effect"
 import type { RpcGroup } from "effect/rpc"
 import * as TesseraClient from "./TesseraClient.ts"
 
@@ -67,16 +67,17 @@ export const describeFailure = (cause: Cause.Cause<unknown>, url: string): strin
   return String(error?.message ?? error)
 }
 
-/** Runs one gateway call and prints its JSON result. */
+/** Runs one gateway call and prints its JSON result; gives up after `timeout` (long admin jobs pass their own). */
 export const callGateway = async <Api extends RpcGroup.Any, A>(
   api: Api,
   values: { url?: string | undefined; token?: string | undefined },
   io: Io,
-  call: (client: TesseraClient.Client<Api>) => Effect.Effect<A, unknown>
+  call: (client: TesseraClient.Client<Api>) => Effect.Effect<A, unknown>,
+  timeout: Duration.Input = "30 seconds"
 ): Promise<number> => {
   const options = clientOptions(values, io.env)
   const exit = await Effect.runPromiseExit(
-    Effect.scoped(Effect.flatMap(TesseraClient.make(api, options), call)).pipe(Effect.timeout("30 seconds"))
+    Effect.scoped(Effect.flatMap(TesseraClient.make(api, options), call)).pipe(Effect.timeout(timeout))
   )
   if (Exit.isSuccess(exit)) {
     io.stdout.write(`${JSON.stringify(exit.value, null, 2)}\n`)
