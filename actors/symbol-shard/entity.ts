@@ -142,14 +142,17 @@ const build = Effect.gen(function* () {
 
   /**
    * Claims the symbol (claimed before the state is read: writes of an earlier owner either committed first and are
-   * read here, or fail) and rebuilds the book from the snapshot and the journal since.
+   * read here, or fail) and rebuilds the book from the snapshot and the journal since. `from`: re-reading under this
+   * epoch, which must still be current (else `StaleOwner`: another activation took the symbol since).
    */
-  const restore = (row: Journal.StoredSymbol, timed: boolean) =>
+  const restore = (row: Journal.StoredSymbol, from: number | undefined) =>
     Effect.gen(function* () {
       const started = performance.now()
+      const claimed = yield* from === undefined
+        ? journal.claim(symbol)
+        : bounded("owner claim", journal.reclaim(symbol, from))
       // The journal read may be long (up to a snapshot's worth of commands), so it gets a few deadlines.
-      const claimed = yield* timed ? bounded("owner claim", journal.claim(symbol)) : journal.claim(symbol)
-      const stored = yield* timed ? bounded("state read", journal.load(symbol), 5) : journal.load(symbol)
+      const stored = yield* from === undefined ? journal.load(symbol) : bounded("state read", journal.load(symbol), 5)
       const restored =
         stored.snapshot === undefined
           ? new ShardCore(row, limits)
@@ -165,7 +168,7 @@ const build = Effect.gen(function* () {
       }
     })
 
-  const first = yield* Effect.orDie(restore(config, false))
+  const first = yield* Effect.orDie(restore(config, undefined))
   let epoch = first.epoch
   let core = first.core
   const metrics = new ShardMetrics.ShardSeries(symbol)
@@ -195,16 +198,26 @@ const build = Effect.gen(function* () {
   /**
    * Rebuilds the book in place from storage, retried with backoff until it succeeds: the same as a new activation
    * (a new owner epoch fences out the write whose outcome is unknown), without the entity manager, whose rebuild
-   * would hold every request until storage answers.
+   * would hold every request until storage answers. Only while this activation's epoch is current: if another
+   * activation claimed the symbol meanwhile (this runner lost it, as after a pause), this one stands down instead.
    */
-  const recover = Effect.gen(function* () {
+  const recover: Effect.Effect<void> = Effect.gen(function* () {
     let pause = 50
     while (true) {
       const exit = yield* Effect.exit(
         Effect.flatMap(bounded("symbol read", journal.loadSymbol(symbol)), (row) =>
-          Effect.map(restore(row ?? config, true), (restored) => ({ ...restored, row: row ?? config }))
+          Effect.map(restore(row ?? config, epoch), (restored) => ({ ...restored, row: row ?? config }))
         )
       )
+      const stale = Exit.isFailure(exit)
+        ? Cause.findErrorOption(exit.cause).pipe(Option.filter((e) => e._tag === "StaleOwner"))
+        : Option.none()
+      if (Exit.isFailure(exit) && Option.isSome(stale)) {
+        broken = exit.cause
+        metrics.staleOwner.inc()
+        yield* Effect.logWarning(`${stale.value.message}; this activation stands down`)
+        return yield* Effect.die(new Error(`${stale.value.message}; this activation stands down`))
+      }
       if (Exit.isSuccess(exit)) {
         const { value } = exit
         epoch = value.epoch

@@ -192,6 +192,18 @@ export const make = Effect.gen(function* () {
       (rows) => Number(rows[0].epoch)
     )
 
+  /**
+   * Claims the next owner epoch only while `epoch` is still the current one: an activation re-reading its state after a
+   * write whose outcome it does not know (the new epoch fences that write out). Fails `StaleOwner`, claiming nothing,
+   * when another activation claimed the symbol since: this one must stand down, not take the symbol back.
+   */
+  const reclaim = (symbol: string, epoch: number): Effect.Effect<number, WriteError> =>
+    Effect.flatMap(
+      sql<{ epoch: number | string }>`UPDATE symbol_owners SET epoch = epoch + 1
+        WHERE symbol = ${symbol} AND epoch = ${epoch} RETURNING epoch`,
+      (rows) => (rows.length === 1 ? Effect.succeed(Number(rows[0].epoch)) : Effect.fail(staleOwner(symbol, epoch)))
+    )
+
   const load = (symbol: string): Effect.Effect<StoredState, SqlError.SqlError> =>
     Effect.gen(function* () {
       const snaps = yield* sql<{ seq: number | string; snapshot: string }>`
@@ -335,7 +347,7 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  return { loadSymbol, claim, load, write, writeMany, usedKeys, loadOrder } as const
+  return { loadSymbol, claim, reclaim, load, write, writeMany, usedKeys, loadOrder } as const
 })
 
 /** A sealed batch with the owner epoch it is written under. */
