@@ -12,7 +12,7 @@ import WebSocket from "ws"
 import * as BookPublisher from "./bookPublisher.ts"
 import { GatherConfig, type GatherConfigShape } from "./config.ts"
 import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
-import { epochOf, escapeVenue, feedCounters, parseFrame } from "./feed.ts"
+import { epochOf, escapeVenue, FeedEpochs, feedCounters, parseFrame } from "./feed.ts"
 import {
   Deduplicator,
   type DeduplicatorStatus,
@@ -81,6 +81,11 @@ export const metrics = {
     ["gatherer"]
   ),
   resets: Metrics.counter("tessera_gatherer_venue_resets_total", "Venue sequence-reset markers received", ["gatherer"]),
+  regressions: Metrics.counter(
+    "tessera_gatherer_seq_regressions_total",
+    "Markets whose venue seq went back in a fresh session with no reset marker (taken as a reset: next epoch)",
+    ["gatherer"]
+  ),
   reconnects: Metrics.counter("tessera_gatherer_reconnects_total", "Venue reconnect attempts", ["gatherer"]),
   copies: Metrics.counter("tessera_dedup_copies_total", "Delta copies offered to deduplicators", ["dedup"]),
   duplicates: Metrics.counter("tessera_dedup_duplicates_total", "Copies dropped as duplicates", ["dedup"]),
@@ -504,6 +509,8 @@ export const GathererLayer = Gatherer.toLayer(
     let batches: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
     let sending: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
     const counters = feedCounters()
+    // Epochs of untagged deltas, from reset markers and from seqs that go back in a fresh session.
+    const epochs = new FeedEpochs()
     let shardOf: Map<string, number> | undefined
     let markets: Array<string> = []
     let socket: WebSocket | undefined
@@ -519,6 +526,7 @@ export const GathererLayer = Gatherer.toLayer(
     let loggedGarbage = 0
     let reportedGarbageFrames = 0
     let reportedResets = 0
+    let reportedRegressions = 0
     let oversizeFrames = 0
     let reportedOversize = 0
     let reportedReconnects = 0
@@ -560,12 +568,13 @@ export const GathererLayer = Gatherer.toLayer(
         const ws = new WebSocket(venueUrl(base), { perMessageDeflate: false, maxPayload: config.venueMaxFrameBytes })
         socket = ws
         ws.on("open", () => {
+          epochs.newSession()
           connected = true
           backoffMs = 100
           ws.send(JSON.stringify({ op: "subscribe", markets }))
         })
         ws.on("message", (data) => {
-          parseFrame(String(data), shardOf!, batches, counters)
+          parseFrame(String(data), shardOf!, batches, counters, epochs)
         })
         ws.on("close", () => {
           connected = false
@@ -633,6 +642,13 @@ export const GathererLayer = Gatherer.toLayer(
         reportedGarbageFrames = counters.garbageFrames
         if (counters.resets > reportedResets) metrics.resets.labels(gathererLabel).inc(counters.resets - reportedResets)
         reportedResets = counters.resets
+        if (counters.regressions > reportedRegressions) {
+          metrics.regressions.labels(gathererLabel).inc(counters.regressions - reportedRegressions)
+          yield* Effect.logWarning(
+            `gatherer ${address.entityId}: ${counters.regressions - reportedRegressions} market(s) restarted their seqs in a new venue session without a reset marker; taken as resets`
+          )
+        }
+        reportedRegressions = counters.regressions
         if (oversizeFrames > reportedOversize) {
           metrics.oversizeFrames.labels(gathererLabel).inc(oversizeFrames - reportedOversize)
           yield* Effect.logWarning(

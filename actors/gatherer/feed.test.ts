@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { emptyColumns } from "./dedup.ts"
-import { feedCounters, parseFrame } from "./feed.ts"
+import { epochSpan, FeedEpochs, feedCounters, parseFrame } from "./feed.ts"
 
 const shardOf = new Map([
   ["m0", 0],
@@ -51,5 +51,49 @@ describe("parseFrame", () => {
     assert.deepStrictEqual(batches[1].seq, [9])
     assert.strictEqual(batches[0].seq.length, 0)
     assert.strictEqual(counters.received, 1)
+  })
+})
+
+describe("FeedEpochs", () => {
+  const frame = (...d: ReadonlyArray<ReadonlyArray<unknown>>) => JSON.stringify({ type: "deltas", d })
+
+  it("a reset marker moves a market's untagged deltas to its epoch; other markets keep theirs", () => {
+    const batches = [emptyColumns(), emptyColumns()]
+    const counters = feedCounters()
+    const epochs = new FeedEpochs()
+    epochs.newSession()
+    parseFrame(frame(["m0", 7, 1, 0, 1, 1], ["m1", 3, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    parseFrame('{"type":"reset","market":"m0","epoch":1}', shardOf, batches, counters, epochs)
+    parseFrame(frame(["m0", 1, 1, 0, 1, 1], ["m1", 4, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    assert.deepStrictEqual(batches[0].seq, [7, epochSpan + 1])
+    assert.deepStrictEqual(batches[1].seq, [3, 4])
+    assert.strictEqual(counters.resets, 1)
+    // A marker without an epoch is the next one; one for an unknown market or a bad epoch is garbage.
+    parseFrame('{"type":"reset","market":"m0"}', shardOf, batches, counters, epochs)
+    parseFrame(frame(["m0", 1, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    assert.strictEqual(batches[0].seq[2], 2 * epochSpan + 1)
+    parseFrame('{"type":"reset","market":"zz","epoch":1}', shardOf, batches, counters, epochs)
+    parseFrame('{"type":"reset","market":"m1","epoch":1e9}', shardOf, batches, counters, epochs)
+    assert.strictEqual(counters.garbage, 2)
+    assert.strictEqual(epochs.epochOf("m1"), 0)
+  })
+
+  it("a seq that goes back in a fresh session is a reset (next epoch); a replay of recent seqs is not", () => {
+    const batches = [emptyColumns(), emptyColumns()]
+    const counters = feedCounters()
+    const epochs = new FeedEpochs()
+    epochs.newSession()
+    parseFrame(frame(["m0", 5000, 1, 0, 1, 1], ["m1", 5000, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    epochs.newSession()
+    // m0 restarts at 1 (the venue restarted), m1 replays a few recent seqs after a reconnect.
+    parseFrame(frame(["m0", 1, 1, 0, 1, 1], ["m1", 4990, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    parseFrame(frame(["m0", 2, 1, 0, 1, 1], ["m1", 4991, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    assert.deepStrictEqual(batches[0].seq, [5000, epochSpan + 1, epochSpan + 2])
+    assert.deepStrictEqual(batches[1].seq, [5000, 4990, 4991])
+    assert.strictEqual(counters.regressions, 1)
+    // Within one session a seq going back is a late copy, never a reset.
+    parseFrame(frame(["m1", 1, 1, 0, 1, 1]), shardOf, batches, counters, epochs)
+    assert.strictEqual(batches[1].seq[3], 1)
+    assert.strictEqual(counters.regressions, 1)
   })
 })

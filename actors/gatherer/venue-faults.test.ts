@@ -106,55 +106,64 @@ const failuresBy = (reason: string) =>
 
 const unhealedGauge = () => metrics.unhealed.series().reduce((n, [, s]) => n + s.value, 0)
 
-const withVenue = (name: string, markets: number, rate: number) =>
+const withVenue = (name: string, markets: number, rate: number, tagEpochs = true) =>
   Effect.gen(function* () {
     const database = yield* Effect.acquireRelease(
       Effect.sync(() => freshDatabase(name)),
       (db) => Effect.sync(() => db.drop())
     )
     const venue = yield* Effect.acquireRelease(
-      Effect.promise(() => startVenue({ markets, rate, seed: 23 })),
+      Effect.promise(() => startVenue({ markets, rate, seed: 23, tagEpochs })),
       (v) => Effect.promise(() => v.close())
     )
     return { database, venue }
   })
 
 describe("venue faults (real Postgres + Redis, in-process venue)", () => {
+  /** `tagEpochs` false: the venue's deltas carry no epoch, only its `reset` marker announces the new one. */
+  const resetScenario = (tagEpochs: boolean) =>
+    Effect.gen(function* () {
+      const { database, venue } = yield* withVenue("gatherreset", 12, 1200, tagEpochs)
+      yield* Effect.gen(function* () {
+        yield* Effect.sleep("2000 millis")
+        const before = Float64Array.from(venue.lastSeqs())
+        venue.resetMarkets([0, 1, 2, 3, 4, 5])
+        yield* Effect.sleep("2000 millis")
+        venue.pause(true)
+        const table = yield* caughtUp(venue, 20_000)
+        for (let m = 0; m < 6; m++) {
+          // The old epoch ended where the venue reset it; the new one starts at stored seq 2^40 + 1.
+          const old = table.get(`m${m}@0`)!
+          assert.isAtLeast(old.hi, before[m], `m${m} old epoch kept`)
+          assert.strictEqual(old.n, old.hi - old.lo + 1, `m${m} old epoch has no hole`)
+          const fresh = table.get(`m${m}@1`)!
+          assert.strictEqual(fresh.lo, epochSpan + 1, `m${m} new epoch from its first seq`)
+          assert.strictEqual(fresh.hi, epochSpan + venue.lastSeqs()[m])
+        }
+        const statuses = yield* dedupStatuses
+        assert.strictEqual(
+          statuses.reduce((n, d) => n + d.skipped, 0),
+          0,
+          "a reset is not counted as skipped deltas"
+        )
+        assert.isAtLeast(
+          metrics.sequenceResets.series().reduce((n, [, s]) => n + s.value, 0),
+          6
+        )
+        const gatherer = yield* Gatherer.client
+        assert.isAtLeast((yield* gatherer(gathererEntityId(0, 0)).Status()).resets, 6, "markers counted")
+      }).pipe(Effect.provide(nodeLayer(database.url, venue.url, 2)))
+    }).pipe(Effect.scoped)
+
   it.live(
     "a venue sequence reset is detected and resnapshotted: the new epoch is stored whole after the old one",
-    () =>
-      Effect.gen(function* () {
-        const { database, venue } = yield* withVenue("gatherreset", 12, 1200)
-        yield* Effect.gen(function* () {
-          yield* Effect.sleep("2000 millis")
-          const before = Float64Array.from(venue.lastSeqs())
-          venue.resetMarkets([0, 1, 2, 3, 4, 5])
-          yield* Effect.sleep("2000 millis")
-          venue.pause(true)
-          const table = yield* caughtUp(venue, 20_000)
-          for (let m = 0; m < 6; m++) {
-            // The old epoch ended where the venue reset it; the new one starts at stored seq 2^40 + 1.
-            const old = table.get(`m${m}@0`)!
-            assert.isAtLeast(old.hi, before[m], `m${m} old epoch kept`)
-            assert.strictEqual(old.n, old.hi - old.lo + 1, `m${m} old epoch has no hole`)
-            const fresh = table.get(`m${m}@1`)!
-            assert.strictEqual(fresh.lo, epochSpan + 1, `m${m} new epoch from its first seq`)
-            assert.strictEqual(fresh.hi, epochSpan + venue.lastSeqs()[m])
-          }
-          const statuses = yield* dedupStatuses
-          assert.strictEqual(
-            statuses.reduce((n, d) => n + d.skipped, 0),
-            0,
-            "a reset is not counted as skipped deltas"
-          )
-          assert.isAtLeast(
-            metrics.sequenceResets.series().reduce((n, [, s]) => n + s.value, 0),
-            6
-          )
-          const gatherer = yield* Gatherer.client
-          assert.isAtLeast((yield* gatherer(gathererEntityId(0, 0)).Status()).resets, 6, "markers counted")
-        }).pipe(Effect.provide(nodeLayer(database.url, venue.url, 2)))
-      }).pipe(Effect.scoped),
+    () => resetScenario(true),
+    60_000
+  )
+
+  it.live(
+    "a reset announced only by the venue's marker (untagged deltas) is followed: the new epoch is stored whole",
+    () => resetScenario(false),
     60_000
   )
 

@@ -68,6 +68,8 @@ export interface VenueOptions {
   /** Deltas retained per market for snapshots (default: about 2M entries over all markets, 64..1024 each). */
   readonly retention?: number
   readonly faults?: Partial<Faults>
+  /** false: deltas never carry their epoch; only the `reset` marker (and snapshots) say a market reset. */
+  readonly tagEpochs?: boolean
 }
 
 export interface VenueStats {
@@ -172,6 +174,7 @@ export const startVenue = (options: VenueOptions): Promise<Venue> => {
   const retention =
     options.retention ?? Math.max(64, Math.min(1024, 2 ** Math.ceil(Math.log2(2_000_000 / marketCount)) / 2))
   const defaults: Faults = { ...noFaults, ...options.faults }
+  const tagEpochs = options.tagEpochs ?? true
   let rate = options.rate
   let paused = false
   let published = 0
@@ -198,7 +201,7 @@ export const startVenue = (options: VenueOptions): Promise<Venue> => {
   const connections = new Set<Connection>()
 
   const encode = (m: number, seq: number, ts: number, side: number, price: number, qty: number) =>
-    epochs[m] === 0
+    epochs[m] === 0 || !tagEpochs
       ? `["${marketNames[m]}",${seq},${ts},${side},${price},${qty}]`
       : `["${marketNames[m]}",${seq},${ts},${side},${price},${qty},${epochs[m]}]`
   // Snapshots carry the epoch once at the top.
