@@ -26,7 +26,8 @@
 //      loop sent straight to Redis (`reads_vs_direct`, target >= 0.5).
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
-// BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node; BENCH_RUNNER_LOG keeps its output.
+// BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node, BENCH_RUNNER_ENV settings to the runner;
+// BENCH_RUNNER_LOG keeps its output.
 import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
@@ -299,6 +300,13 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         TESSERA_GRAPH_PREFIX: prefix,
         TESSERA_GRAPH_COLD: cold.dir,
         TESSERA_GRAPH_PARTITIONS: String(PARTITIONS),
+        // BENCH_RUNNER_ENV="TESSERA_GRAPH_SNAPSHOT_INTERVAL=1 hour;NAME=value" passes settings to the runner
+        ...Object.fromEntries(
+          (process.env.BENCH_RUNNER_ENV ?? "")
+            .split(";")
+            .filter((pair) => pair.includes("="))
+            .map((pair) => [pair.slice(0, pair.indexOf("=")).trim(), pair.slice(pair.indexOf("=") + 1).trim()])
+        ),
         // e.g. BENCH_NODE_OPTIONS=--cpu-prof to profile the runner (written on its clean stop)
         ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {})
       },
@@ -461,7 +469,11 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       // the same schedule and mix at `ratioRate` reads/s.
       let ratio:
         | {
-            gateway: Effect.Success<ReturnType<typeof floorPhase>>
+            gateway: Effect.Success<ReturnType<typeof floorPhase>> & {
+              readonly handlerP99: number
+              readonly runnerLoopP99: number
+              readonly runnerLoopMax: number
+            }
             echo: Effect.Success<ReturnType<typeof floorPhase>>
           }
         | undefined
@@ -469,8 +481,19 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
         yield* Effect.sleep(`${settle} seconds`)
         // Each side warmed at the rate first (JIT, connection buffers), so neither p99 holds a cold start.
         yield* floorPhase(transports[0], ratioRate, Math.max(2, settle))
-        const gatewayAtRatio = yield* floorPhase(transports[0], ratioRate)
-        log(`gateway at ${ratioRate} reads/s: BatchGet p99 ${round(gatewayAtRatio.batchP99)} ms`)
+        const scrapeBefore = yield* Effect.promise(() => scrape(metricsUrl))
+        const gatewayPhase = yield* floorPhase(transports[0], ratioRate)
+        const scrapeAfter = yield* Effect.promise(() => scrape(metricsUrl))
+        // Where the gateway's tail comes from: its own handler time and the runner's event-loop stalls.
+        const gatewayAtRatio = {
+          ...gatewayPhase,
+          handlerP99: gatewayQuantile(scrapeBefore, scrapeAfter, 0.99),
+          runnerLoopP99: sample(scrapeAfter, "nodejs_eventloop_delay_p99_seconds") * 1000,
+          runnerLoopMax: sample(scrapeAfter, "nodejs_eventloop_delay_max_seconds") * 1000
+        }
+        log(
+          `gateway at ${ratioRate} reads/s: BatchGet p99 ${round(gatewayAtRatio.batchP99)} ms (handler p99 <= ${gatewayAtRatio.handlerP99} ms, runner loop delay p99 ${round(gatewayAtRatio.runnerLoopP99)} / max ${round(gatewayAtRatio.runnerLoopMax)} ms)`
+        )
         yield* Effect.sleep(`${settle} seconds`)
         const server = yield* Effect.acquireRelease(
           Effect.promise(() => startEcho()),
@@ -540,6 +563,9 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       echo_batchget_p99_ms: ratio === undefined ? null : round(ratio.echo.batchP99),
       batchget_p99_vs_echo: ratio === undefined ? null : round(ratio.gateway.batchP99 / ratio.echo.batchP99, 2),
       ratio_failures: ratio === undefined ? null : ratio.gateway.failures + ratio.echo.failures,
+      ratio_gateway_handler_p99_ms: ratio === undefined ? null : ratio.gateway.handlerP99,
+      ratio_runner_loop_delay_p99_ms: ratio === undefined ? null : round(ratio.gateway.runnerLoopP99),
+      ratio_runner_loop_delay_max_ms: ratio === undefined ? null : round(ratio.gateway.runnerLoopMax),
       direct_reads_per_s: directCapacity === undefined ? null : Math.round(directCapacity.readsPerSecond),
       reads_vs_direct:
         directCapacity === undefined ? null : round(capacity.readsPerSecond / directCapacity.readsPerSecond, 2),
