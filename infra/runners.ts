@@ -375,6 +375,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             // The dimension value of the queue-depth metric the runners publish.
             { name: "TESSERA_STAGE", value: stage },
             { name: "TESSERA_GRAPH_COLD", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/graph` },
+            // The retention archive (retention itself stays off until TESSERA_RETENTION is set on the stage).
+            { name: "TESSERA_ARCHIVE", value: pulumi.interpolate`s3://${deps.storage.snapshots.bucket}/archive` },
             // Serverless and provisioned (cluster-mode) ElastiCache both expect cluster clients.
             { name: "REDIS_CLUSTER", value: "true" },
             { name: "AWS_REGION", value: region },

@@ -355,6 +355,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(environment.TESSERA_PORT, String(ports.gateway))
       assert.strictEqual(environment.TESSERA_RUNNER_PORT, String(ports.clusterTransport))
       assert.strictEqual(environment.TESSERA_GRAPH_COLD, "s3://snapshots-mock/graph")
+      assert.strictEqual(environment.TESSERA_ARCHIVE, "s3://snapshots-mock/archive")
       assert.strictEqual(environment.REDIS_CLUSTER, "true")
       // Zone placement: the private subnets' AZs, and the standby identity's port (mapped and open runner-to-runner).
       assert.strictEqual(environment.TESSERA_GRAPH_ZONES, "us-east-1a,us-east-1b,us-east-1c")

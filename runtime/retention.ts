@@ -330,6 +330,13 @@ export const layer = (modules: ReadonlyArray<Module.Any>) =>
       const config = yield* TesseraConfig
       const jobs = yield* jobsOf(modules, config.retention)
       if (jobs.length === 0) return Layer.empty
+      // The singleton moves between runners: a default folder would scatter the archive over their local disks.
+      if (Option.isSome(config.databaseUrl) && Option.isNone(config.archive)) {
+        return yield* new RetentionError({
+          message:
+            "TESSERA_RETENTION with DATABASE_URL needs TESSERA_ARCHIVE (s3://bucket/prefix, or a folder every runner shares)"
+        })
+      }
       const options = { batchRows: config.retentionBatchRows, maxBatches: config.retentionMaxBatches }
       const run = Effect.suspend(() => runOnce(jobs, { ...options, now: Date.now() }))
       return Singleton.make(

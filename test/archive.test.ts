@@ -357,6 +357,20 @@ describe("retention and archive", () => {
         const exit = yield* Effect.exit(Config.fromEnv({ TESSERA_RETENTION: text }))
         assert.include(JSON.stringify(exit), mentions, text)
       }
+      // A cluster needs an archive every runner reaches: the singleton moves between them.
+      const built = Retention.layer(seedModules) as unknown as Layer.Layer<never, Retention.RetentionError>
+      const local = yield* Effect.flip(
+        Layer.build(built).pipe(
+          Effect.provide(
+            Config.layer({
+              databaseUrl: Option.some(Redacted.make("postgres://127.0.0.1/none")),
+              retention: [{ name: "trades", age: Duration.days(1) }]
+            })
+          ),
+          Effect.scoped
+        )
+      )
+      assert.include(local.message, "needs TESSERA_ARCHIVE")
       const ok = yield* Config.fromEnv({ TESSERA_RETENTION: "orderbook_deltas=7 days, journal=30 days" })
       assert.deepStrictEqual(
         ok.retention.map((s) => [s.name, Duration.toMillis(s.age)]),
