@@ -198,6 +198,31 @@ describe("MarketDataPublisher", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live(
+    "a shard released while its publish fails leaves no hole: its later queued batches wait for the next owner",
+    () =>
+      Effect.gen(function* () {
+        const { sent, valkey, publisher, write } = yield* setup()
+        yield* publisher.activate("FFF-USD", 0, noDepth)
+        // Batch 1's pipeline is held in flight, then fails; batch 2 is queued behind it; the shard is released meanwhile.
+        sent.hold = yield* Deferred.make<void>()
+        sent.failing = 1
+        write("FFF-USD", 1)
+        publisher.publishLater(batch("FFF-USD", 1))
+        yield* Effect.sleep("20 millis")
+        write("FFF-USD", 2)
+        publisher.publishLater(batch("FFF-USD", 2))
+        publisher.release("FFF-USD")
+        yield* Deferred.succeed(sent.hold, undefined)
+        sent.hold = undefined
+        yield* Effect.sleep("50 millis")
+        assert.deepStrictEqual(yield* valkey.xrange(tradesStream("FFF-USD")), [], "nothing after the hole is published")
+        // The next owner republishes from the table.
+        yield* publisher.activate("FFF-USD", 2, noDepth)
+        assert.deepStrictEqual(yield* tradeIds(valkey, "FFF-USD", 2), [1, 2])
+      }).pipe(Effect.scoped)
+  )
+
   it.live("a stream with ids beyond the tables (another database's history) is reset and rebuilt from them", () =>
     Effect.gen(function* () {
       const { valkey, publisher, write } = yield* setup()

@@ -192,6 +192,11 @@ export const make = (
     const streams = new Map<string, SymbolStreams>()
     /** Symbols whose streams may be behind their tables: resynced before any more live batch of theirs. */
     const behind = new Set<string>()
+    /**
+     * Released symbols whose streams may lack an entry (behind at release, or a publish failed after it): their
+     * queued batches are not published, since one after a hole would hide it from the next owner's resync.
+     */
+    const unsure = new Set<string>()
 
     const markBehind = (symbol: string, state: SymbolStreams) => {
       state.behind = true
@@ -215,6 +220,7 @@ export const make = (
       dropped++
       Queue.offerUnsafe(alarm, undefined)
       if (state !== undefined) markBehind(md.symbol, state)
+      else unsure.add(md.symbol)
     }
 
     /** Republishes `symbol` from its tables up to what is durable, then clears `behind` (drain fiber only). */
@@ -271,14 +277,17 @@ export const make = (
 
     const live = (batches: ReadonlyArray<Work>) => {
       const out: Array<Command> = []
-      /** Tracked symbols in this pipeline (a released shard's last batches go out untracked). */
+      /** Symbols in this pipeline (a released shard's last batches go out untracked). */
       const symbols: Array<string> = []
       for (const md of batches) {
         if (md === undefined) continue
         const state = streams.get(md.symbol)
         if (state === undefined) {
-          // Released shard: its ids make a repeat harmless (the new owner may have published them already).
+          // Released shard: its ids make a repeat harmless (the new owner may have published them already), unless
+          // its stream may have a hole: then the next owner's resync publishes them.
+          if (unsure.has(md.symbol)) continue
           for (const command of commands(md)) out.push(command)
+          symbols.push(md.symbol)
         } else {
           if (state.behind) continue
           const at = String(md.at)
@@ -299,6 +308,7 @@ export const make = (
         for (const symbol of symbols) {
           const state = streams.get(symbol)
           if (state !== undefined) markBehind(symbol, state)
+          else unsure.add(symbol)
         }
         return Effect.logWarning(`market data for ${[...new Set(symbols)].join(", ")} not published`, exit.cause)
       })
@@ -338,6 +348,8 @@ export const make = (
           behind: true,
           waiting: []
         }
+        // The resync below starts from the stream's last id: whatever a release left unsure is republished.
+        unsure.delete(symbol)
         streams.set(symbol, state)
         behind.add(symbol)
         const done = Effect.callback<void>((resume) => {
@@ -348,6 +360,7 @@ export const make = (
       })
 
     const release = (symbol: string) => {
+      if (streams.get(symbol)?.behind === true) unsure.add(symbol)
       streams.delete(symbol)
       behind.delete(symbol)
     }
