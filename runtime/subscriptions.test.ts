@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { MarketData } from "@tessera/contracts"
 import { layerMemory, Valkey } from "@tessera/platform/Valkey"
-import { Deferred, Effect, Exit, Fiber, Queue, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Queue, type Scope, Stream } from "effect"
 import * as Subscriptions from "./subscriptions.ts"
 
 const symbols = new Set(["AAA-USD", "BBB-USD"])
@@ -15,7 +15,7 @@ const source: MarketData.Source = {
 }
 
 const withHub = <A, E>(
-  body: (hub: Subscriptions.HubShape, valkey: Valkey["Service"]) => Effect.Effect<A, E>,
+  body: (hub: Subscriptions.HubShape, valkey: Valkey["Service"]) => Effect.Effect<A, E, Scope.Scope>,
   options: Partial<Subscriptions.HubOptions> = {}
 ) =>
   Effect.gen(function* () {

@@ -336,6 +336,8 @@ export const make = (sources: ReadonlyArray<MarketData.Source>, options: Partial
               const fiber = leaveUnsafe(loop, listener)
               if (fiber !== undefined && !loop.delivering) fiber.interruptUnsafe()
             }
+            // The waiting events are dropped, not sent: the client gets the error as soon as it reads again.
+            while (Queue.takeUnsafe(queue) !== undefined) {}
             Queue.failCauseUnsafe(
               queue,
               Cause.fail(

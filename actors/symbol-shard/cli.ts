@@ -1,10 +1,11 @@
 // `tessera order place|cancel|move|get`, `tessera book`, `tessera md tail`: the symbol shard's CLI commands
 // (listed in module.ts, loaded when run).
 import { parseArgs } from "node:util"
-import { callGateway, type Io, UsageError } from "@tessera/client/cli"
+import { callGateway, describeFailure, type Io, UsageError } from "@tessera/client/cli"
+import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Contract } from "@tessera/contracts"
-import { Redis } from "ioredis"
-import { depthStream, SymbolShardContract, tradesStream } from "./protocol.ts"
+import { Effect, Exit, Stream } from "effect"
+import { SymbolShardContract } from "./protocol.ts"
 
 const api = Contract.api(SymbolShardContract)
 
@@ -99,43 +100,61 @@ export const bookCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<
   )
 }
 
-export const mdUsage = `tessera md tail --symbol S [--redis URL] [--count N]
-  follows md:{S}:trades and md:{S}:depth (XREAD BLOCK) and prints one JSON line per entry;
-  --redis defaults to $REDIS_URL or redis://127.0.0.1:6379; --count stops after N entries`
+export const mdUsage = `tessera md tail [--symbol S ...] [--market M ...] [--from STREAM=ID ...] [--count N]
+                [--url URL] [--token TOKEN]
+  follows the trades and depth of each symbol (md:{S}:trades, md:{S}:depth) and the book deltas of each market
+  (md:book:{M}) through the gateway's MarketData.Subscribe, one JSON line per entry ({stream, id, kind, source,
+  ...fields}); reconnects and resumes after the last id printed. --from STREAM=ID starts that stream after ID (the
+  id of the last line you have); --count stops after N entries`
 
 export const mdCommand = async (argv: ReadonlyArray<string>, io: Io): Promise<number> => {
   const [action, ...rest] = argv
   if (action !== "tail") throw new UsageError("md supports: tail")
-  const { values } = parse(rest, { symbol: { type: "string" }, redis: { type: "string" }, count: { type: "string" } })
-  const v = values as Record<string, string | undefined>
-  if (v.symbol === undefined) throw new UsageError("md tail needs --symbol")
-  const limit = v.count === undefined ? Number.POSITIVE_INFINITY : Number(v.count)
-  const redis = new Redis(v.redis ?? io.env.REDIS_URL ?? "redis://127.0.0.1:6379", { lazyConnect: true })
-  await redis.connect()
-  const keys = [tradesStream(v.symbol), depthStream(v.symbol)]
-  const ids = ["$", "$"]
-  let printed = 0
-  try {
-    while (printed < limit) {
-      const reply = (await redis.xread("COUNT", 100, "BLOCK", 1000, "STREAMS", ...keys, ...ids)) as Array<
-        [string, Array<[string, Array<string>]>]
-      > | null
-      if (reply === null) continue
-      for (const [key, entries] of reply) {
-        const k = keys.indexOf(key)
-        for (const [id, flat] of entries) {
-          ids[k] = id
-          const fields: Record<string, string> = {}
-          for (let i = 0; i < flat.length; i += 2) fields[flat[i]] = flat[i + 1]
-          io.stdout.write(`${JSON.stringify({ stream: key, id, ...fields })}\n`)
-          if (++printed >= limit) break
-        }
-      }
-    }
-  } finally {
-    redis.disconnect()
+  const { values } = parse(rest, {
+    url: { type: "string" },
+    token: { type: "string" },
+    symbol: { type: "string", multiple: true },
+    market: { type: "string", multiple: true },
+    from: { type: "string", multiple: true },
+    count: { type: "string" }
+  } as never)
+  const v = values as {
+    url?: string
+    token?: string
+    symbol?: Array<string>
+    market?: Array<string>
+    from?: Array<string>
+    count?: string
   }
-  return 0
+  if (v.symbol === undefined && v.market === undefined) throw new UsageError("md tail needs --symbol or --market")
+  const limit = v.count === undefined ? Number.POSITIVE_INFINITY : Number(v.count)
+  if (!(limit >= 1) || (limit !== Number.POSITIVE_INFINITY && !Number.isInteger(limit))) {
+    throw new UsageError("--count must be a positive integer")
+  }
+  const from: Record<string, string> = {}
+  for (const item of v.from ?? []) {
+    const at = item.lastIndexOf("=")
+    if (at <= 0) throw new UsageError(`--from takes STREAM=ID, not ${JSON.stringify(item)}`)
+    from[item.slice(0, at)] = item.slice(at + 1)
+  }
+  const url = v.url ?? io.env.TESSERA_URL ?? "http://127.0.0.1:7400"
+  const events = TesseraClient.subscribe(
+    { url, token: v.token ?? io.env.TESSERA_TOKEN },
+    { symbols: v.symbol, markets: v.market, from }
+  )
+  const exit = await Effect.runPromiseExit(
+    (limit === Number.POSITIVE_INFINITY ? events : Stream.take(events, limit)).pipe(
+      Stream.runForEach((event) =>
+        Effect.sync(() => {
+          const { stream, id, kind, source, fields } = event
+          io.stdout.write(`${JSON.stringify({ stream, id, kind, source, ...fields })}\n`)
+        })
+      )
+    )
+  )
+  if (Exit.isSuccess(exit)) return 0
+  io.stderr.write(`tessera: ${describeFailure(exit.cause, url)}\n`)
+  return 1
 }
 
 export const symbolUsage = `tessera symbol list
