@@ -61,11 +61,13 @@ export const rebalance = (
     const { partitions, rule } = config
 
     // 1. The stored graph, partition by partition.
-    const ids: Array<string> = []
-    const holder: Array<number> = []
-    const outs: Array<ReadonlyArray<string>> = []
-    const index = new Map<string, number>()
-    const listedTwice = new Set<number>()
+    const listed = {
+      ids: [] as Array<string>,
+      holder: [] as Array<number>,
+      outs: [] as Array<ReadonlyArray<string>>,
+      index: new Map<string, number>(),
+      twice: new Set<number>()
+    }
     yield* Effect.forEach(
       Array.from({ length: partitions }, (_, p) => p),
       (p) =>
@@ -74,25 +76,36 @@ export const rebalance = (
           .pipe(
             Effect.timeout(CALL_TIMEOUT),
             Effect.mapError(failed(`partition ${p} could not list its edges`)),
-            Effect.flatMap((listed) => {
-              for (const [id, neighbours] of listed) {
-                const known = index.get(id)
+            Effect.flatMap((answer) => {
+              for (const [id, neighbours] of answer) {
+                const known = listed.index.get(id)
                 if (known !== undefined) {
-                  listedTwice.add(known)
+                  listed.twice.add(known)
                   continue
                 }
-                index.set(id, ids.length)
-                ids.push(id)
-                holder.push(p)
-                outs.push(neighbours)
+                listed.index.set(id, listed.ids.length)
+                listed.ids.push(id)
+                listed.holder.push(p)
+                listed.outs.push(neighbours)
               }
-              return ids.length > MAX_REBALANCE_VERTICES
-                ? Effect.fail(new TooManyIds({ count: ids.length, limit: MAX_REBALANCE_VERTICES }))
+              return listed.ids.length > MAX_REBALANCE_VERTICES
+                ? Effect.fail(new TooManyIds({ count: listed.ids.length, limit: MAX_REBALANCE_VERTICES }))
                 : Effect.void
             })
           ),
       { concurrency: READ_CONCURRENCY, discard: true }
     )
+    // In id order, with sorted neighbour lists: the partitions answer in any order and Valkey sets list members in
+    // any order, and the communities must depend on the graph and the seed alone.
+    const order = listed.ids.map((_, v) => v).sort((x, y) => (listed.ids[x] < listed.ids[y] ? -1 : 1))
+    const rank = new Int32Array(order.length)
+    for (let k = 0; k < order.length; k++) rank[order[k]] = k
+    const ids = order.map((v) => listed.ids[v])
+    const holder = order.map((v) => listed.holder[v])
+    const outs = order.map((v) => [...listed.outs[v]].sort())
+    const listedTwice = new Set([...listed.twice].map((v) => rank[v]))
+    const index = new Map<string, number>()
+    for (let v = 0; v < ids.length; v++) index.set(ids[v], v)
     const n = ids.length
     const adjacency: Array<Array<number>> = Array.from({ length: n }, () => [])
     let edges = 0
