@@ -459,6 +459,38 @@ describe("rebalance planning (partitions answering from memory)", () => {
       )
       assert.strictEqual(dry.moved, 0)
       assert.strictEqual(dry.localEdgesAfter, result.localEdgesAfter)
+      // The same graph listed in another order (members of Valkey sets come in any order) plans the same moves.
+      const shuffled = new Map(
+        [...held].map(([p, list]) => [p, [...list].reverse().map(([id, out]) => [id, [...out].reverse()] as const)])
+      )
+      const again = fakePartitions(shuffled)
+      yield* rebalance(again.client, { partitions: parts, rule: hashTagRule }, { seed: 5 })
+      assert.sameDeepMembers(again.moves, moves)
+    })
+  )
+
+  it.effect("plans the same moves whatever order the partitions list vertices and edges in", () =>
+    Effect.gen(function* () {
+      // A ring lattice: no clear communities, so label propagation meets ties everywhere.
+      const parts = 4
+      const ring = Array.from({ length: 40 }, (_, i) => `r${i}`)
+      const listing = (reversed: boolean) => {
+        const held = new Map<number, Array<readonly [string, ReadonlyArray<string>]>>()
+        for (const [i, id] of ring.entries()) {
+          const out = [ring[(i + 1) % ring.length], ring[(i + 2) % ring.length]]
+          const p = i % parts
+          held.set(p, [...(held.get(p) ?? []), [id, reversed ? out.reverse() : out] as const])
+        }
+        return reversed ? new Map([...held].reverse().map(([p, list]) => [p, [...list].reverse()])) : held
+      }
+      const plans = []
+      for (const reversed of [false, true]) {
+        const { client, moves } = fakePartitions(listing(reversed))
+        const result = yield* rebalance(client, { partitions: parts, rule: hashTagRule }, { seed: 3 })
+        plans.push({ communities: result.communities, moves })
+      }
+      assert.strictEqual(plans[0].communities, plans[1].communities)
+      assert.sameDeepMembers(plans[0].moves, plans[1].moves)
     })
   )
 
