@@ -216,7 +216,6 @@ export interface TesseraConfigShape {
   readonly otelServiceName: string
   /** Share of root traces kept (`OTEL_TRACES_SAMPLER_ARG`, 0..1, default 1); children follow their parent. */
   readonly traceSampleRatio: number
-}
   /**
    * Retention per table (`TESSERA_RETENTION`, e.g. `orderbook_deltas=7 days,trades=365 days`; default none: nothing
    * is archived or deleted). Names are those the modules declare; each age is at least one hour.
@@ -235,6 +234,7 @@ export interface TesseraConfigShape {
   readonly archive: Option.Option<string>
   /** S3 endpoint of an S3-compatible archive store (`TESSERA_S3_ENDPOINT`, e.g. a local server). None: AWS. */
   readonly s3Endpoint: Option.Option<string>
+}
 
 export class TesseraConfig extends Context.Service<TesseraConfig, TesseraConfigShape>()("tessera/runtime/Config") {}
 
@@ -359,7 +359,6 @@ const tokensConfig = Config.String("TESSERA_TOKENS").pipe(
   Config.withDefault([] as ReadonlyArray<TokenGrant>)
 )
 
-const clusterSecretConfig = (name: string) =>
 /** `name=duration,...` of `TESSERA_RETENTION`, or what is wrong with it. */
 export const parseRetention = (text: string): ReadonlyArray<RetentionSetting> | string => {
   const settings: Array<RetentionSetting> = []
@@ -380,6 +379,7 @@ export const parseRetention = (text: string): ReadonlyArray<RetentionSetting> | 
   return settings
 }
 
+const clusterSecretConfig = (name: string) =>
   Config.Redacted(name).pipe(
     Config.mapEffect((secret) =>
       Redacted.value(secret).length >= 16
