@@ -4,6 +4,7 @@
 // omission). A failed or timed-out batch is retried with the same client order ids until acknowledged.
 
 import type * as TesseraClient from "@tessera/client/TesseraClient"
+import type { Throttle } from "@tessera/client/Throttle"
 import { Cause, Effect, Exit, Option } from "effect"
 import type { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
@@ -319,6 +320,8 @@ export interface OpenLoadResult extends LoadResult {
   readonly overloadedMs: Float64Array
   /** Orders answered with another failure (a failed entry, a transport error or a timeout), by tag. */
   readonly failed: Readonly<Record<string, number>>
+  /** Of the `overloaded` orders, those the client's back-off held without sending (with `throttles`). */
+  readonly held: number
 }
 
 /**
@@ -333,6 +336,8 @@ export const runLoadOpen = async (
     readonly tickMs?: number
     /** Send through these raw ndjson clients (one per gateway, as `clients`) instead of the TesseraClients. */
     readonly wire?: ReadonlyArray<WireClient>
+    /** With `wire`: each gateway's client back-off (TesseraClient's `throttle`), consulted before each send. */
+    readonly throttles?: ReadonlyArray<Throttle>
   }
 ): Promise<OpenLoadResult> => {
   const { clients, symbols, rate, seconds } = options
@@ -348,6 +353,7 @@ export const runLoadOpen = async (
   const failed: Record<string, number> = {}
   let acked = 0
   let overloaded = 0
+  let held = 0
   let outstanding = 0
   const fail = (tag: string, n: number) => {
     failed[tag] = (failed[tag] ?? 0) + n
@@ -373,6 +379,17 @@ export const runLoadOpen = async (
       taken.push({ s, batch })
     }
     if (taken.length === 0) return
+    const throttle = options.throttles?.[c]
+    if (throttle !== undefined && !throttle.admit(performance.now())) {
+      // Held back by the client: answered Overloaded here, at once.
+      const now = performance.now()
+      for (const { batch } of taken) {
+        overloaded += batch.length
+        held += batch.length
+        for (const p of batch) refusals.push(now - p.scheduledAt)
+      }
+      return
+    }
     inFlight[c]++
     outstanding++
     if (options.wire !== undefined) {
@@ -383,8 +400,9 @@ export const runLoadOpen = async (
         inFlight[c]--
         outstanding--
         const now = performance.now()
+        const tag = exit._tag === "Success" ? "none" : failureTag(exit)
+        if (tag !== "Overloaded") throttle?.accepted(now)
         if (exit._tag !== "Success") {
-          const tag = failureTag(exit)
           for (const { batch } of taken) {
             if (tag === "Overloaded") {
               overloaded += batch.length
@@ -470,6 +488,7 @@ export const runLoadOpen = async (
     lastAckAt: new Map(),
     overloaded,
     overloadedMs: Float64Array.from(refusals).sort(),
-    failed
+    failed,
+    held
   }
 }

