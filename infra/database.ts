@@ -16,39 +16,18 @@ const username = "tessera"
 export const backupWindow = "03:00-04:00"
 export const maintenanceWindow = "sun:04:30-sun:05:30"
 
-/** The application role runners are meant to use: DML only, no DDL (see `appRoleStatements`). */
-export const appRole = "tessera_app"
-
-const literal = (text: string) => `'${text.replaceAll("'", "''")}'`
-const identifier = (name: string) => {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain PostgreSQL identifier: ${name}`)
-  return name
-}
-
 /**
- * What the owner runs (after its migrations) to create or update the application role: log in with `password`,
- * read and write every table and sequence of `public`, today's and those the owner creates later; create, alter,
- * drop or truncate nothing. Idempotent: each migration run may apply it again (rotating the password).
+ * The application role runners connect as: DML only, no DDL. The runner task's `migrate` init container runs
+ * `tessera-migrate` as the owner, which creates or updates it (`appRoleStatements` in runtime/appRole.ts).
  */
-export const appRoleStatements = (owner: string, password: string, role: string = appRole): ReadonlyArray<string> => {
-  const app = identifier(role)
-  const by = identifier(owner)
-  return [
-    `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${literal(app)}) THEN CREATE ROLE ${app}; END IF; END $$`,
-    `ALTER ROLE ${app} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD ${literal(password)}`,
-    "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-    `GRANT USAGE ON SCHEMA public TO ${app}`,
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${app}`,
-    `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${app}`,
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${by} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${app}`,
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${by} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${app}`
-  ]
-}
+export const appRole = "tessera_app"
 
 export interface Database {
   readonly cluster: aws.rds.Cluster
-  /** JSON `{ username, password, host, port, dbname, url }`; tasks read `url` as `DATABASE_URL`. */
+  /** The owner's JSON `{ username, password, host, port, dbname, url }`; only `tessera-migrate` reads `url`. */
   readonly secret: aws.secretsmanager.Secret
+  /** The application role's, in the same shape; runners read its `url` as `DATABASE_URL`. */
+  readonly appSecret: aws.secretsmanager.Secret
 }
 
 export const database = (config: StageConfig, net: Network): Database => {
@@ -126,5 +105,26 @@ export const database = (config: StageConfig, net: Network): Database => {
     )
   })
 
-  return { cluster, secret }
+  // Set by the migrate container on every task start (ALTER ROLE ... PASSWORD), so a rotation here reaches both.
+  const appPassword = new random.RandomPassword("DatabaseAppPassword", { length: 40, special: false })
+  const appSecret = new aws.secretsmanager.Secret("DatabaseAppCredentials", {
+    description: `Tessera ${stage}: Aurora application role (${appRole}) credentials and DATABASE_URL`,
+    recoveryWindowInDays: db.deletionProtection ? 30 : 0,
+    tags: { "tessera:stage": stage }
+  })
+  new aws.secretsmanager.SecretVersion("DatabaseAppCredentialsValue", {
+    secretId: appSecret.id,
+    secretString: pulumi.all([cluster.endpoint, cluster.port, appPassword.result]).apply(([host, port, pass]) =>
+      JSON.stringify({
+        username: appRole,
+        password: pass,
+        host,
+        port,
+        dbname: databaseName,
+        url: `postgres://${appRole}:${pass}@${host}:${port}/${databaseName}?sslmode=verify-full`
+      })
+    )
+  })
+
+  return { cluster, secret, appSecret }
 }

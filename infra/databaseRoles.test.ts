@@ -1,6 +1,6 @@
 /**
- * `appRoleStatements` on the real PostgreSQL (127.0.0.1:5432): in a scratch database an owner role creates
- * tables, applies the statements, and the application role can then read and write every table (also one the
+ * `appRoleStatements` on the real PostgreSQL (127.0.0.1:5432): in a scratch database an owner role (CREATEROLE, no
+ * superuser, as Aurora's master) creates tables, applies the statements, and the application role can then read and write every table (also one the
  * owner creates afterwards) and use its sequences, but cannot create, alter, drop or truncate anything.
  */
 import { randomBytes } from "node:crypto"
@@ -8,7 +8,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { appRoleStatements } from "./database.ts"
+import { appRoleStatements } from "../runtime/appRole.ts"
 
 const admin = process.env.TESSERA_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const suffix = `${process.pid}_${randomBytes(3).toString("hex")}`
@@ -46,15 +46,12 @@ const run = (url: string, statements: ReadonlyArray<string>): Promise<ReadonlyAr
 
 beforeAll(async () => {
   await run(admin, [
-    `CREATE ROLE ${owner} LOGIN PASSWORD '${password.replaceAll("'", "''")}'`,
+    `CREATE ROLE ${owner} LOGIN CREATEROLE PASSWORD '${password.replaceAll("'", "''")}'`,
     `CREATE DATABASE ${database} OWNER ${owner}`
   ])
-  // What migrations do as the owner, then the role statements (CREATE ROLE needs CREATEROLE: Aurora's master has it).
+  // What migrations do as the owner, then the role statements as the owner too (CREATEROLE, as Aurora's master).
   await run(urlFor(owner, database), ["CREATE TABLE orders (id bigserial PRIMARY KEY, qty int NOT NULL)"])
-  const applied = await run(
-    urlFor("postgres", database).replace(`:${encodeURIComponent(password)}@`, "@"),
-    appRoleStatements(owner, password, app)
-  )
+  const applied = await run(urlFor(owner, database), appRoleStatements(owner, password, app))
   assert.deepStrictEqual(
     applied,
     applied.map(() => "ok")
@@ -103,7 +100,7 @@ describe("the application role", () => {
   })
 
   it("is idempotent: applying the statements again (a password rotation) succeeds", async () => {
-    const again = await run(admin.replace(/\/[^/]*$/, `/${database}`), appRoleStatements(owner, password, app))
+    const again = await run(urlFor(owner, database), appRoleStatements(owner, password, app))
     assert.deepStrictEqual(
       again,
       again.map(() => "ok")

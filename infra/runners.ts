@@ -19,7 +19,7 @@ import * as pulumi from "@pulumi/pulumi"
 import * as random from "@pulumi/random"
 import type { Cache } from "./cache.ts"
 import { type Capacity, fleetKey } from "./capacity.ts"
-import type { Database } from "./database.ts"
+import { appRole, type Database } from "./database.ts"
 import type { Network } from "./network.ts"
 import { collectorConfig, collectorImage, type Observability, otlpEndpoint, queueDepthMetric } from "./observability.ts"
 import { type Architecture, ports, type RunnerService, type StageConfig } from "./stage.ts"
@@ -47,6 +47,12 @@ export interface DeployInputs {
 export { queueDepthMetric }
 export const containerName = "runner"
 export const collectorName = "collector"
+/** The init container that applies the schema as the owner before the runner starts as the application role. */
+export const migrateName = "migrate"
+/** A runner's bound on its stop (`TESSERA_DRAIN_TIMEOUT`): refuse, finish, hand the shards over, flush. */
+export const drainTimeoutSeconds = 45
+/** ECS's SIGKILL after SIGTERM: above the drain bound, so a drain always ends on its own (ECS allows 120 at most). */
+export const stopTimeoutSeconds = 60
 /** The repository root: the image's build context. */
 const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -163,7 +169,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
     ]
   })
 
-  // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these four only.
+  // The execution role starts tasks (pull image, write logs, resolve secrets); it may read these only.
   const executionRole = new aws.iam.Role("RunnerExecutionRole", {
     assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ecs-tasks.amazonaws.com" }),
     tags
@@ -182,6 +188,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           Action: ["secretsmanager:GetSecretValue"],
           Resource: [
             deps.database.secret.arn,
+            deps.database.appSecret.arn,
             deps.cache.secret.arn,
             tokenSecret.arn,
             clusterSecret.arn,
@@ -363,6 +370,9 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           ],
           environment: [
             { name: "NODE_ENV", value: "production" },
+            // The schema is the migrate container's: this runner connects as the application role, which runs no DDL.
+            { name: "TESSERA_MIGRATE", value: "false" },
+            { name: "TESSERA_DRAIN_TIMEOUT", value: `${drainTimeoutSeconds} seconds` },
             { name: "TESSERA_HOST", value: "0.0.0.0" },
             { name: "TESSERA_PORT", value: String(ports.gateway) },
             { name: "TESSERA_RUNNER_PORT", value: String(ports.clusterTransport) },
@@ -388,7 +398,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             { name: "OTEL_SERVICE_NAME", value: `tessera-${stage}` }
           ],
           secrets: [
-            { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
+            { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.appSecret.arn}:url::` },
             { name: "REDIS_URL", valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:url::` },
             { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn },
             { name: "TESSERA_CLUSTER_SECRET", valueFrom: clusterSecret.arn },
@@ -397,7 +407,11 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
               : [{ name: "TESSERA_CLUSTER_SECRET_ACCEPTED", valueFrom: acceptedSecret.arn }])
           ],
           // The runner starts after its collector, so its first spans and scrapes have somewhere to go.
-          dependsOn: [{ containerName: collectorName, condition: "START" }],
+          // ... and once its schema is in place (the migrate container exited 0).
+          dependsOn: [
+            { containerName: collectorName, condition: "START" },
+            { containerName: migrateName, condition: "SUCCESS" }
+          ],
           // Liveness only: a runner that is alive but not ready (joining, rebalancing) must not be killed;
           // readiness (`/ready`) gates load balancer traffic through the target group's health check.
           healthCheck: {
@@ -412,7 +426,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             retries: 3,
             startPeriod: 30
           },
-          stopTimeout: 60,
+          stopTimeout: stopTimeoutSeconds,
           // An init process as PID 1 forwards SIGTERM to node and reaps children.
           linuxParameters: { initProcessEnabled: true },
           ulimits: [{ name: "nofile", softLimit: 65536, hardLimit: 65536 }],
@@ -441,6 +455,34 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
               "awslogs-group": logs.name,
               "awslogs-region": region,
               "awslogs-stream-prefix": "collector"
+            }
+          }
+        },
+        {
+          // `tessera-migrate` as the owner on every task start (idempotent, and a no-op once applied): the schema and
+          // the application role's grants and password, so `sst deploy` alone migrates before new runners serve.
+          name: migrateName,
+          image: image.ref,
+          essential: false,
+          command: ["node", "app/migrate.ts"],
+          memoryReservation: 128,
+          environment: [
+            { name: "NODE_ENV", value: "production" },
+            { name: "TESSERA_APP_DB_ROLE", value: appRole }
+          ],
+          secrets: [
+            { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.secret.arn}:url::` },
+            {
+              name: "TESSERA_APP_DB_PASSWORD",
+              valueFrom: pulumi.interpolate`${deps.database.appSecret.arn}:password::`
+            }
+          ],
+          logConfiguration: {
+            logDriver: "awslogs",
+            options: {
+              "awslogs-group": logs.name,
+              "awslogs-region": region,
+              "awslogs-stream-prefix": "migrate"
             }
           }
         }

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { assert, beforeAll, describe, it } from "vitest"
 import { fromEnv as runtimeConfig } from "../runtime/config.ts"
 import { marketDataAccess, runnerAccess, runnerKeyPatterns } from "./cache.ts"
@@ -12,6 +12,7 @@ import { amiParameter } from "./capacity.ts"
 import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
 import { privateCidr, publicCidr, vpcCidr } from "./network.ts"
 import { alarms, collectorImage, queueDepthMetric, scrapeJob } from "./observability.ts"
+import { drainTimeoutSeconds, migrateName, stopTimeoutSeconds } from "./runners.ts"
 import { dev, ports, production, type StageConfig, stageConfig } from "./stage.ts"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -348,7 +349,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.sameMembers(Object.keys(secrets), ["DATABASE_URL", "REDIS_URL", "TESSERA_TOKEN", "TESSERA_CLUSTER_SECRET"])
       assert.match(secrets.TESSERA_CLUSTER_SECRET, /secretsmanager.*ClusterSecretSecret$/)
       for (const name of Object.keys(secrets)) assert.notProperty(environment, name)
-      assert.match(secrets.DATABASE_URL, /secretsmanager.*DatabaseCredentials:url::$/)
+      // The application role's URL: the owner's is the migrate container's alone.
+      assert.match(secrets.DATABASE_URL, /secretsmanager.*DatabaseAppCredentials:url::$/)
       assert.match(secrets.REDIS_URL, /secretsmanager.*CacheCredentials:url::$/)
       assert.notInclude(task.inputs.containerDefinitions, mockPassword)
       assert.notMatch(task.inputs.containerDefinitions, /postgres(ql)?:\/\/|rediss?:\/\//)
@@ -378,11 +380,11 @@ describe.each(stages)("stage %s", (_stage, config) => {
     const clusterSecret = named(resources, "ClusterSecretValue").inputs.secretString
     assert.notStrictEqual(reveal(clusterSecret), clusterSecret, "stored as a Pulumi secret")
     assert.strictEqual(reveal(clusterSecret), mockPassword)
-    // The execution role may read exactly the four secrets.
+    // The execution role may read exactly these secrets (the owner's database URL for the migrate container).
     const policy = JSON.parse(named(resources, "RunnerExecutionSecrets").inputs.policy)
     assert.sameMembers(
       policy.Statement[0].Resource.map((arn: string) => arn.split("/").at(-1)),
-      ["DatabaseCredentials", "CacheCredentials", "GatewayTokenSecret", "ClusterSecretSecret"]
+      ["DatabaseCredentials", "DatabaseAppCredentials", "CacheCredentials", "GatewayTokenSecret", "ClusterSecretSecret"]
     )
   })
 
@@ -426,6 +428,54 @@ describe.each(stages)("stage %s", (_stage, config) => {
       ])
       assert.deepStrictEqual(collector.service.pipelines["metrics/cloudwatch"].exporters, ["awsemf"])
     }
+  })
+
+  it("migrates as the owner in an init container, then runs the runner as the app role, drained within stopTimeout", async () => {
+    for (const task of ofType(resources, T.taskDefinition)) {
+      const defs = containers(task)
+      const [runner] = defs
+      const migrate = defs.find((c: { name: string }) => c.name === migrateName)
+      assert.isDefined(migrate, `${task.name} has a migrate container`)
+      assert.deepStrictEqual(migrate.command, ["node", "app/migrate.ts"])
+      assert.isFalse(migrate.essential)
+      const secrets = Object.fromEntries(
+        migrate.secrets.map((e: { name: string; valueFrom: string }) => [e.name, e.valueFrom])
+      )
+      assert.match(secrets.DATABASE_URL, /secretsmanager.*DatabaseCredentials:url::$/)
+      assert.match(secrets.TESSERA_APP_DB_PASSWORD, /secretsmanager.*DatabaseAppCredentials:password::$/)
+      assert.deepStrictEqual(
+        runner.dependsOn.find((d: { containerName: string }) => d.containerName === migrateName),
+        { containerName: migrateName, condition: "SUCCESS" }
+      )
+      const parsed = await Effect.runPromise(
+        runtimeConfig({
+          ...environmentOf(runner),
+          DATABASE_URL: "postgres://tessera_app:p@db.example:5432/tessera?sslmode=verify-full",
+          REDIS_URL: "rediss://tessera:p@cache.example:6379",
+          TESSERA_TOKEN: mockPassword,
+          TESSERA_CLUSTER_SECRET: mockPassword,
+          TESSERA_RUNNER_HOST: "10.0.40.7",
+          TESSERA_ZONE: "us-east-1a"
+        })
+      )
+      assert.isFalse(parsed.migrate, "the runner runs no DDL")
+      const migrateConfig = await Effect.runPromise(
+        runtimeConfig({
+          ...environmentOf(migrate),
+          DATABASE_URL: "postgres://tessera:p@db.example:5432/tessera?sslmode=verify-full",
+          TESSERA_APP_DB_PASSWORD: mockPassword
+        })
+      )
+      assert.strictEqual(migrateConfig.appDbRole, "tessera_app")
+      // ECS sends SIGKILL stopTimeout after SIGTERM: the drain's own bound must end first.
+      assert.strictEqual(runner.stopTimeout, stopTimeoutSeconds)
+      assert.strictEqual(Duration.toSeconds(parsed.drainTimeout), drainTimeoutSeconds)
+      assert.isBelow(drainTimeoutSeconds, stopTimeoutSeconds)
+      assert.isAtMost(stopTimeoutSeconds, 120, "ECS allows 120 s at most")
+    }
+    const service = ofType(resources, "aws:ecs/service:Service")[0].inputs
+    assert.strictEqual(service.deploymentMinimumHealthyPercent, 100)
+    assert.strictEqual(service.deploymentMaximumPercent, 200)
   })
 
   it("sets only an environment runtime/config.ts accepts (secrets stand in with well-formed values)", async () => {
@@ -588,7 +638,10 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(env.OTEL_EXPORTER_OTLP_ENDPOINT, "http://127.0.0.1:4318")
       assert.strictEqual(collector.receivers.otlp.protocols.http.endpoint, "127.0.0.1:4318")
       assert.strictEqual(env.TESSERA_SHARDS, String(config.shards))
-      assert.deepStrictEqual(runner.dependsOn, [{ containerName: "collector", condition: "START" }])
+      assert.deepStrictEqual(runner.dependsOn, [
+        { containerName: "collector", condition: "START" },
+        { containerName: migrateName, condition: "SUCCESS" }
+      ])
     }
     const telemetry = JSON.parse(named(resources, "RunnerTaskTelemetry").inputs.policy)
     const remoteWrite = telemetry.Statement.find((s: { Action: Array<string> }) => s.Action.includes("aps:RemoteWrite"))

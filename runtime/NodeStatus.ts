@@ -51,7 +51,8 @@ interface Probe {
   readonly at: number
 }
 
-const migrate = (sql: SqlClient.SqlClient) =>
+/** The runners' status table (created by a node at startup, or by `tessera-migrate` when it runs no DDL). */
+export const migrate = (sql: SqlClient.SqlClient) =>
   sql`CREATE TABLE IF NOT EXISTS tessera_runners (
     address TEXT PRIMARY KEY,
     mode TEXT NOT NULL,
@@ -100,7 +101,7 @@ export const layer = (
         return held
       })
 
-      yield* migrate(sql).pipe(Effect.orDie)
+      if (config.migrate) yield* migrate(sql).pipe(Effect.orDie)
 
       const write = Effect.gen(function* () {
         const shards = yield* shardsHeld

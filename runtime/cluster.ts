@@ -112,6 +112,16 @@ export const standbyShardingConfig = (
 
 type ClusterServices = Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage
 
+/** effect/cluster's message storage; its tables created here unless `tessera-migrate` owns the schema. */
+const messageStorageOf = (config: TesseraConfigShape) =>
+  (config.migrate ? SqlMessageStorage.layer : SqlMessageStorage.layerStorage({})).pipe(
+    Layer.provide(NodeCrypto.layerDigest)
+  )
+
+/** effect/cluster's runner storage (registrations, shard locks), the same way. */
+const runnerStorageOf = (config: TesseraConfigShape) =>
+  config.migrate ? Layer.orDie(SqlRunnerStorage.layer) : SqlRunnerStorage.layerStorage({})
+
 /**
  * A TLS 1.3 pre-shared key derived from a cluster secret, and the identity that names it in the handshake (so a
  * runner can accept two secrets while they rotate). Derived, so the secret itself never crosses the wire.
@@ -285,9 +295,9 @@ const socketRunner = (config: TesseraConfigShape, options: Partial<ShardingConfi
     Layer.provide([socketServer, clientProtocol]),
     Layer.provide(layerPeerCheck(config, self)),
     Layer.provide(health),
-    Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
+    Layer.provideMerge(messageStorageOf(config)),
     // Refreshes made late by a busy event loop keep the shards; late storage still marks the locks unhealthy.
-    Layer.provide(LockRefresh.layer(Layer.orDie(SqlRunnerStorage.layer))),
+    Layer.provide(LockRefresh.layer(runnerStorageOf(config))),
     Layer.provide(ShardingConfig.layer(options)),
     Layer.provide(RpcSerialization.layerSchemaBinary())
   )
@@ -347,7 +357,7 @@ export const layerSingle = (
       const zoneGroups = yield* Hosted.zoneGroups(modules)
       return Sharding.layer.pipe(
         Layer.provideMerge(Runners.layerNoop),
-        Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
+        Layer.provideMerge(messageStorageOf(config)),
         Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
         Layer.provide(ShardingConfig.layer(shardingConfig(config, "single", zoneGroups)))
       )

@@ -5,6 +5,7 @@
 import { Contract, type Module } from "@tessera/contracts"
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import { Effect, Layer } from "effect"
+import { TesseraConfig } from "./config.ts"
 
 /** `layer` with the module's config slice provided (read through the current `ConfigProvider`). */
 export const withConfig = <A, E, R>(module: Module.Any, layer: Layer.Layer<A, E, R>) =>
@@ -21,14 +22,21 @@ export const layerModules = (modules: ReadonlyArray<Module.Any>) => {
     if (names.has(module.name)) throw new TypeError(`two modules are named ${module.name}`)
     names.add(module.name)
   }
-  const migrations = Layer.mergeAll(
-    Layer.empty,
-    ...modules.flatMap((module) => (module.migrations === undefined ? [] : [SqlMigrator.layer(module.migrations)]))
+  // With TESSERA_MIGRATE=false the schema is `tessera-migrate`'s (migrate.ts): this node runs no DDL.
+  const migrations = Layer.unwrap(
+    Effect.map(TesseraConfig, (config) => (config.migrate ? layerMigrations(modules) : Layer.empty))
   )
   return Layer.mergeAll(Layer.empty, ...modules.map((module) => withConfig(module, module.layer))).pipe(
     Layer.provide(migrations)
   )
 }
+
+/** Every module's migrations, each in its own history table. */
+export const layerMigrations = (modules: ReadonlyArray<Module.Any>) =>
+  Layer.mergeAll(
+    Layer.empty,
+    ...modules.flatMap((module) => (module.migrations === undefined ? [] : [SqlMigrator.layer(module.migrations)]))
+  )
 
 /** The zone groups all modules declare. */
 export const zoneGroups = (modules: ReadonlyArray<Module.Any>) =>
