@@ -192,7 +192,7 @@ export const subscribe = (options: Omit<ClientOptions, "transport">, request: Ma
       const attempt = Stream.suspend(() => client["MarketData.Subscribe"]({ ...request, from: { ...from } })).pipe(
         Stream.tap((event) =>
           Effect.sync(() => {
-            void event
+            from[event.stream] = event.id
           })
         ),
         Stream.filter((event) => event.kind !== "position"),
