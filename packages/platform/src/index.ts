@@ -1,3 +1,4 @@
+export * as Deadline from "./Deadline.ts"
 export * as Metrics from "./Metrics.ts"
 export * as NodeInfo from "./NodeInfo.ts"
 export * as ObjectStore from "./ObjectStore.ts"

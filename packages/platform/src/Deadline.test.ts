@@ -4,7 +4,7 @@
 // the send with it.
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Scope } from "effect"
-import { withDeadline } from "./gateway.ts"
+import { withDeadline } from "./Deadline.ts"
 
 /** Never answers; once interrupted, says so and never finishes its interruption. */
 const stuckSend = (interrupted: Deferred.Deferred<void>) =>
