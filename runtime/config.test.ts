@@ -63,6 +63,10 @@ describe("config", () => {
   rejects({ TESSERA_PG_STATEMENT_TIMEOUT: "1.5 millis" }, "TESSERA_PG_STATEMENT_TIMEOUT")
   rejects({ TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT: "-1 seconds" }, "TESSERA_PG_IDLE_IN_TRANSACTION_TIMEOUT")
   rejects({ TESSERA_REDIS_COMMAND_TIMEOUT: "0 seconds" }, "TESSERA_REDIS_COMMAND_TIMEOUT")
+  rejects({ TESSERA_DRAIN_TIMEOUT: "500 millis" }, "TESSERA_DRAIN_TIMEOUT")
+  rejects({ TESSERA_DRAIN_GRACE: "soon" }, "TESSERA_DRAIN_GRACE")
+  rejects({ TESSERA_MIGRATE: "maybe" }, "TESSERA_MIGRATE")
+  rejects({ TESSERA_APP_DB_ROLE: "app; DROP TABLE orders" }, "TESSERA_APP_DB_ROLE")
 
   it("reads the dependency timeouts; 0 disables the server-side ones", async () => {
     assert.isTrue(Duration.equals(defaults.pgConnectTimeout, Duration.seconds(5)))
