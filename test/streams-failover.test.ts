@@ -274,6 +274,10 @@ const scenario = (quietFirst: boolean) =>
     assert.isAbove(victimSymbols.size, 0, "symbol shards trade on the victim")
 
     // The victim keeps committing for 2 s without publishing, then dies; the venue goes quiet at that moment.
+    // The victim's deduplicators' counters now: their next owners start from what was saved with their writes.
+    const before = yield* fleet(survivor.url)
+    const moved = before?.deduplicators.filter((d) => d.runner === victimAddress) ?? []
+    assert.isAbove(moved.length, 0)
     proxy.pause()
     if (quietFirst) {
       yield* Effect.sleep("1 second")
@@ -306,6 +310,15 @@ const scenario = (quietFirst: boolean) =>
     // The dead owner left committed entries unpublished, and the new owners put them in the streams.
     assert.isAbove(yield* metricSum(survivor.url, "tessera_dedup_republished_total"), 0, "deltas republished")
     assert.isAbove(yield* metricSum(survivor.url, "tessera_market_data_republished_total"), 0, "trades republished")
+    // Counters survive the move (persisted in dedup_counters with each insert), not reset to zero.
+    const after = yield* fleet(survivor.url)
+    for (const d of moved) {
+      const now = after?.deduplicators.find((a) => a.id === d.id)
+      assert.isDefined(now, `${d.id} answers after the failover`)
+      assert.isAtLeast(now!.written, d.written, `${d.id} written counter kept`)
+      assert.isAtLeast(now!.copies, d.copies, `${d.id} copies counter kept`)
+      assert.isAtLeast(now!.duplicates, d.duplicates, `${d.id} duplicates counter kept`)
+    }
 
     // More feed on the new owners: live entries follow the republished ones without a hole.
     venue.pause(false)

@@ -289,19 +289,36 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
     )
     // On passivation or a shard moving away, write what was accepted (a hand-over, not a failure, so nothing
     // has to be healed from snapshots). Bounded: the next owner heals whatever this misses.
+    // The counters go with them: the default "{}" reset the next owner's counters after every hand-over.
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(
-        [writing, pending],
-        (rows) =>
-          rows.seq.length === 0 || stale !== undefined
-            ? Effect.void
-            : writeDeltas(owner, rows, 0, rows.seq.length, Date.now()).pipe(
-                Effect.catchTag("StaleOwner", standDown),
-                Effect.timeout(Duration.seconds(5)),
-                Effect.ignore
-              ),
-        { discard: true }
-      )
+      Effect.gen(function* () {
+        for (const rows of [writing, pending]) {
+          const n = rows.seq.length
+          if (n === 0 || stale !== undefined) continue
+          const counters = JSON.stringify({
+            ...window.counters,
+            copies,
+            written: written + n,
+            writeFailures,
+            shed,
+            invalid
+          })
+          yield* writeDeltas(owner, rows, 0, n, Date.now(), counters).pipe(
+            Effect.tap(() =>
+              Effect.sync(() => {
+                written += n
+                savedJson = counters
+              })
+            ),
+            Effect.catchTag("StaleOwner", standDown),
+            Effect.timeout(Duration.seconds(5)),
+            Effect.ignore
+          )
+        }
+        const json = countersJson()
+        if (json === savedJson || stale !== undefined) return
+        yield* saveCounters(owner, json).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
+      })
     )
 
     const unhealedGauge = metrics.unhealed.labels(dedupLabel)
