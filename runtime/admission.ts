@@ -20,8 +20,9 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Contract, Control, type Module } from "@tessera/contracts"
+import { withDeadline } from "@tessera/platform/Deadline"
 import { counter, gauge } from "@tessera/platform/Metrics"
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { TesseraConfig } from "./config.ts"
 
 const overloaded = counter(
@@ -38,6 +39,10 @@ const expired = counter(
 const lateWindows = counter(
   "tessera_gateway_admission_late_loop_total",
   "Admission windows in which the event loop ran late by more than half TESSERA_ADMISSION_TARGET_MS (limit shrunk)"
+)
+const timedOut = counter(
+  "tessera_gateway_request_timeouts_total",
+  "Entity-proxy requests answered RequestTimeout at TESSERA_REQUEST_TIMEOUT_MS (the entity did not answer in time)"
 )
 const admittedWeight = gauge("tessera_gateway_admitted_weight", "Admission weight of the requests being handled now")
 const admissionLimit = gauge(
@@ -206,10 +211,14 @@ export const make = (
   }
 }
 
-/** One gateway's admission controller, shared by its RPC parser (which sheds) and its middleware. */
-export class Controller extends Context.Service<Controller, ReturnType<typeof make>>()(
-  "tessera/runtime/admission/Controller"
-) {}
+/**
+ * One gateway's admission controller, shared by its RPC parser (which sheds) and its middleware, with the tags of the
+ * requests it bounds in time (the entity proxies').
+ */
+export class Controller extends Context.Service<
+  Controller,
+  ReturnType<typeof make> & { readonly timedTags: ReadonlySet<string> }
+>()("tessera/runtime/admission/Controller") {}
 
 const loopDelayResolutionMs = 5
 
@@ -232,7 +241,7 @@ export const layerController = (modules: ReadonlyArray<Module.Any>) =>
         delay.reset()
         return late
       }
-      return make(
+      const controller = make(
         {
           runner: config.maxInFlight,
           // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
@@ -246,8 +255,60 @@ export const layerController = (modules: ReadonlyArray<Module.Any>) =>
         weightsOf(modules),
         loopDelayMs
       )
+      return { ...controller, timedTags: entityProxyTags(modules) }
     })
   )
 
-/** The gateway's admission middleware: its controller's. */
-export const layer = Layer.effect(Contract.Admission)(Effect.map(Controller, (controller) => controller.middleware))
+/** The tags of the entity-proxy RPCs of `modules` (`<EntityType>.<Rpc>` and its `Discard` form). */
+const entityProxyTags = (modules: ReadonlyArray<Module.Any>): ReadonlySet<string> => {
+  const tags = new Set<string>()
+  for (const module of modules) {
+    for (const entity of module.contract.entities) {
+      for (const tag of entity.protocol.requests.keys()) {
+        tags.add(`${entity.type}.${tag}`)
+        tags.add(`${entity.type}.${tag}Discard`)
+      }
+    }
+  }
+  return tags
+}
+
+/**
+ * The gateway's admission middleware: its controller's, and a deadline on entity-proxy requests. Sharding retries a
+ * send while no runner holds its shard (a runner dropped its shards, a peer is stopped), for good: past
+ * `TESSERA_REQUEST_TIMEOUT_MS` the request is answered `RequestTimeout` at once and its weight given back, while the
+ * send is interrupted in the background.
+ */
+export const layer = Layer.effect(Contract.Admission)(
+  Effect.gen(function* () {
+    const controller = yield* Controller
+    const { requestTimeoutMs } = yield* TesseraConfig
+    const scope = yield* Effect.scope
+    const deadline = Duration.millis(requestTimeoutMs)
+    const middleware: Contract.Admission["Service"] = (effect, options) => {
+      if (!controller.timedTags.has(options.rpc._tag)) return controller.middleware(effect, options)
+      const late = () =>
+        Effect.fail(
+          new Contract.RequestTimeout({
+            rpc: options.rpc._tag,
+            timeoutMs: requestTimeoutMs,
+            message: `${options.rpc._tag} got no answer within ${requestTimeoutMs} ms (its shard has no runner yet, or its runner is unreachable); it may still complete: retry with the same keys`
+          })
+        )
+      return controller.middleware(
+        withDeadline(
+          effect,
+          deadline,
+          () =>
+            Effect.andThen(
+              Effect.sync(() => timedOut.inc()),
+              late()
+            ),
+          scope
+        ),
+        options
+      )
+    }
+    return middleware
+  })
+)

@@ -163,6 +163,12 @@ export interface TesseraConfigShape {
    * no longer holds back admission, so a handful of stuck requests cannot refuse everything after them for good.
    */
   readonly admissionHoldMs: number
+  /**
+   * How long the gateway waits for an entity's answer to a request sent through its entity proxy, in milliseconds
+   * (`TESSERA_REQUEST_TIMEOUT_MS`, default 10000); past it the request is answered `RequestTimeout` (it may still
+   * complete: retry with the same keys). Sharding retries a send while no runner holds its shard, for good.
+   */
+  readonly requestTimeoutMs: number
   /** Shards per group (`TESSERA_SHARDS`, default 300). Must be equal on every runner. */
   readonly shardsPerGroup: number
   /**
@@ -271,6 +277,7 @@ export const defaults: TesseraConfigShape = {
   overloadRetryAfterMs: 50,
   admissionTargetMs: 50,
   admissionHoldMs: 10_000,
+  requestTimeoutMs: 10_000,
   shardsPerGroup: 300,
   shardLockExpiration: Duration.seconds(5),
   shardLockRefresh: Duration.seconds(1),
@@ -472,6 +479,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   overloadRetryAfterMs: positiveInt("TESSERA_OVERLOAD_RETRY_AFTER_MS", defaults.overloadRetryAfterMs),
   admissionTargetMs: positiveInt("TESSERA_ADMISSION_TARGET_MS", defaults.admissionTargetMs),
   admissionHoldMs: positiveInt("TESSERA_ADMISSION_HOLD_MS", defaults.admissionHoldMs),
+  requestTimeoutMs: positiveInt("TESSERA_REQUEST_TIMEOUT_MS", defaults.requestTimeoutMs),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
   shardLockExpiration: duration("TESSERA_SHARD_LOCK_EXPIRATION", defaults.shardLockExpiration),
   shardLockRefresh: duration("TESSERA_SHARD_LOCK_REFRESH", defaults.shardLockRefresh),
@@ -639,6 +647,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_ADMISSION_HOLD_MS",
     "how long an admitted request holds its admission weight; a stuck one stops holding back others after (10000)"
+  ],
+  [
+    "TESSERA_REQUEST_TIMEOUT_MS",
+    "deadline of a request to an entity through the gateway's proxy; then RequestTimeout, retry with its keys (10000)"
   ],
   ["TESSERA_SHARDS", "shards per group, equal on all runners (300)"],
   ["TESSERA_SHARD_LOCK_EXPIRATION", "shard lock expiry (5 seconds)"],

@@ -137,7 +137,7 @@ export const layerHandlers = (modules: ReadonlyArray<Module.Any>) =>
  */
 export const serializationFor = (
   api: Contract.Api<Contract.Any>,
-  admission: Admission.Controller["Service"]
+  admission: Pick<Admission.Controller["Service"], "wouldShed" | "inFlight" | "limit">
 ): RpcSerialization.RpcSerialization["Service"] => {
   const known = new Set(api.requests.keys())
   const base = RpcSerialization.ndjson

@@ -5,9 +5,10 @@
  * time (CPU, memory, event-loop delay, Postgres and Valkey reachability).
  */
 import { monitorEventLoopDelay } from "node:perf_hooks"
+import { withDeadline } from "@tessera/platform/Deadline"
 import { counter, gauge, histogram, registry, type Scalar, type Series, secondsSince } from "@tessera/platform/Metrics"
 import { Valkey } from "@tessera/platform/Valkey"
-import { Cause, Context, Duration, Effect, type Exit, Metric } from "effect"
+import { Cause, Context, Duration, Effect, type Exit, Metric, type Scope } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import type { Rpc, RpcGroup } from "effect/rpc"
@@ -170,11 +171,12 @@ const registerProcessSeries = Effect.acquireRelease(
     })
 )
 
-const probe = <E, R>(check: Effect.Effect<unknown, E, R>, up: Scalar, ping: Scalar) =>
+// Bounded by withDeadline, not Effect.timeout: interrupting a query on a black-holed connection waits on the network,
+// and under Effect.timeout the scrape waited with it, so /metrics hung for as long as storage did.
+const probe = <E>(check: Effect.Effect<unknown, E>, up: Scalar, ping: Scalar, scope: Scope.Scope) =>
   Effect.suspend(() => {
     const start = performance.now()
-    return check.pipe(
-      Effect.timeout(Duration.seconds(1)),
+    return withDeadline(check, Duration.seconds(1), () => Effect.fail("timeout" as const), scope).pipe(
       Effect.matchCause({
         onFailure: () => {
           up.set(0)
@@ -198,6 +200,7 @@ export const render = Effect.sync(() => PrometheusMetrics.formatUnsafe(registry.
 export const makeHandler = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const valkey = yield* Valkey
+  const scope = yield* Effect.scope
   const status = yield* NodeStatus
   yield* registerProcessSeries
   // One monitor per gateway, for the gateway's lifetime.
@@ -212,7 +215,10 @@ export const makeHandler = Effect.gen(function* () {
   return Effect.gen(function* () {
     shardsHeld.set(yield* status.shardsHeld)
     yield* Effect.all(
-      [probe(sql`SELECT 1`, sqlUp, sqlPing), probe(valkey.exists("tessera:health"), valkeyUp, valkeyPing)],
+      [
+        probe(sql`SELECT 1`, sqlUp, sqlPing, scope),
+        probe(valkey.exists("tessera:health"), valkeyUp, valkeyPing, scope)
+      ],
       {
         concurrency: 2,
         discard: true

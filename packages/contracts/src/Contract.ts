@@ -9,7 +9,7 @@
 import { Schema } from "effect"
 import { type Entity, EntityProxy } from "effect/cluster"
 import { type Rpc, RpcGroup, RpcMiddleware } from "effect/rpc"
-import { ControlRpcs, Overloaded } from "./Control.ts"
+import { ControlRpcs, Overloaded, RequestTimeout } from "./Control.ts"
 
 /** An entity id the entity's module refused at the gateway (bad grammar, out of range, not configured). */
 export class InvalidEntityId extends Schema.TaggedError<InvalidEntityId>()("InvalidEntityId", {
@@ -24,7 +24,8 @@ export class EntityGuard extends RpcMiddleware.Service<EntityGuard>()("tessera/c
 }) {}
 
 /** The gateway refused a request at its in-flight bound (defined with the control RPC that sheds load). */
-export { Overloaded }
+/** The gateway answered a proxied entity request at its deadline; it may still complete (defined in Control.ts). */
+export { Overloaded, RequestTimeout }
 
 /**
  * The caller's token does not grant this request: an order for an account the token does not hold, or an admin RPC
@@ -42,7 +43,7 @@ export class Access extends RpcMiddleware.Service<Access>()("tessera/contracts/A
 
 /** Gateway middleware on every RPC, outermost: admission control with bounded in-flight work. */
 export class Admission extends RpcMiddleware.Service<Admission>()("tessera/contracts/Admission", {
-  error: Overloaded
+  error: Schema.Union([Overloaded, RequestTimeout])
 }) {}
 
 export interface Contract<Name extends string, Entities extends AnyEntity, Rpcs extends Rpc.Any> {

@@ -69,6 +69,17 @@ export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
 }) {}
 
 /**
+ * The gateway answered a request sent through its entity proxy at its deadline (`TESSERA_REQUEST_TIMEOUT_MS`): the
+ * entity did not answer in time (its shard held by no runner, its runner unreachable or slow). Unlike `Overloaded`
+ * the request may still complete: retry with the same idempotency keys.
+ */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", {
+  rpc: Schema.String,
+  timeoutMs: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
  * A request the gateway refuses while it reads it (the runner is at its in-flight bound) is sent to this RPC
  * instead, with the bound it would have passed: its payload is never decoded and it reaches no handler, so refusing
  * costs the parse of its line and one small answer.
