@@ -40,7 +40,10 @@ const readLoops = Metrics.gauge(
   "Market-data read loops running (one per subscribed stream key on this runner)"
 )
 const readLoopsStarted = Metrics.counter("tessera_md_read_loops_started_total", "Market-data read loops started")
-const subscriptions = Metrics.gauge("tessera_md_subscriptions", "MarketData.Subscribe streams open on this runner")
+const subscriptions = Metrics.gauge(
+  "tessera_md_subscriptions",
+  "MarketData.Subscribe streams open on this runner (counted once all their streams are live)"
+)
 const buffered = Metrics.gauge(
   "tessera_md_buffered_events",
   "Market-data events waiting in subscriber buffers (each buffer bounded; a full one cuts its subscriber off)"
@@ -356,12 +359,13 @@ export const make = (sources: ReadonlyArray<MarketData.Source>, options: Partial
             } else cutOff()
           }
           open++
-          subscriptions.inc()
+          // Counted on /metrics once every stream has joined its loop: from then on nothing published is missed.
+          let live = false
           yield* Scope.addFinalizer(
             scope,
             Effect.gen(function* () {
               open--
-              subscriptions.dec()
+              if (live) subscriptions.dec()
               if (!cut) addBuffered(-held)
               held = 0
               cut = true
@@ -389,7 +393,9 @@ export const make = (sources: ReadonlyArray<MarketData.Source>, options: Partial
               stream.from !== undefined && compareIds(stream.from, point) > 0 ? stream.from : point
             )
           }
-          const live = Stream.fromQueue(queue).pipe(
+          live = true
+          subscriptions.inc()
+          const fromNow = Stream.fromQueue(queue).pipe(
             Stream.mapArray((events) => {
               if (!cut) {
                 held -= events.length
@@ -405,7 +411,7 @@ export const make = (sources: ReadonlyArray<MarketData.Source>, options: Partial
             })
           )
           return catchUps
-            .reduceRight((rest, first) => Stream.concat(first, rest), live)
+            .reduceRight((rest, first) => Stream.concat(first, rest), fromNow)
             .pipe(
               Stream.prepend(positions),
               Stream.mapArray((events) => {

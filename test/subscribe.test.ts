@@ -1,6 +1,7 @@
 // Market-data subscriptions through a runner's gateway (real Postgres, real Redis, a real runner process):
 // delivery in order, resume without hole or repeat (explicit `from` and the client's own reconnect), slow consumers
 // cut off with bounded memory, one read loop per stream key, typed refusals, `tessera md tail`, Redis Cluster.
+import { randomBytes } from "node:crypto"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { TesseraClient } from "@tessera/client"
 import { Contract, type MarketData } from "@tessera/contracts"
@@ -20,29 +21,42 @@ import {
 import { parse, value } from "./promText.ts"
 import { startRedisCluster } from "./redisCluster.ts"
 
-// A Redis database of this file's own: tests write streams of the seed symbols with their own ids.
-const dbUrl = (() => {
-  const url = new URL(redisUrl)
-  url.pathname = "/11"
-  return url.toString()
-})()
+// Symbols of this run's own (added through the gateway): other runs of this file, in other checkouts, share the Redis.
+const run = randomBytes(3).toString("hex").toUpperCase()
+const S = {
+  orders: `SA${run}-USDT`,
+  resume: `SB${run}-USDT`,
+  slow: `SC${run}-USDT`,
+  many: `SD${run}-USDT`,
+  tail: `SE${run}-USDT`
+}
 
 let database: ReturnType<typeof freshDatabase>
 let runner: RunnerProcess
 let redis: Redis
 
 beforeAll(async () => {
-  redis = new Redis(dbUrl)
-  await redis.flushdb()
+  redis = new Redis(redisUrl)
   database = freshDatabase("subscribe")
-  runner = await startProcess("subscribe", { env: { DATABASE_URL: database.url, REDIS_URL: dbUrl } })
+  runner = await startProcess("subscribe", { env: { DATABASE_URL: database.url, REDIS_URL: redisUrl } })
+  const api = Contract.api(SymbolShardContract)
+  await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const client = yield* TesseraClient.make(api, { url: runner.url })
+        for (const symbol of Object.values(S)) {
+          yield* client["Symbols.Add"]({ symbol, tick: "0.01", lot: "0.0001", minQty: "0.0001", maxQty: "1000" })
+        }
+      })
+    )
+  )
 }, 120_000)
 
 afterAll(async () => {
   runner?.child.kill("SIGKILL")
   await runner?.exited
   database?.drop()
-  await redis?.flushdb()
+  await redis?.del(...Object.values(S).flatMap((symbol) => [`md:${symbol}:trades`, `md:${symbol}:depth`]))
   redis?.disconnect()
 })
 
@@ -86,7 +100,7 @@ const subscriptionsOpen = (url: string, n: number) => async () => (await metric(
 
 describe("MarketData.Subscribe through a runner's gateway", () => {
   it("delivers the trades and depth of orders placed through the gateway, in order", async () => {
-    const sub = collect(runner.url, { symbols: ["BTC-USDT"] })
+    const sub = collect(runner.url, { symbols: [S.orders] })
     await until("the subscription", subscriptionsOpen(runner.url, 1))
     const api = Contract.api(SymbolShardContract)
     await Effect.runPromise(
@@ -95,7 +109,7 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
           const client = yield* TesseraClient.make(api, { url: runner.url })
           const place = (clientOrderId: string, side: "buy" | "sell", qty: string) =>
             client["SymbolShard.Place"]({
-              entityId: "BTC-USDT",
+              entityId: S.orders,
               payload: { account: "a1", clientOrderId, side, type: "limit", price: "100.00", qty }
             })
           yield* place("s1", "sell", "3")
@@ -107,7 +121,7 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
     const trades = sub.events.filter((e) => e.kind === "trade")
     assert.deepStrictEqual(
       trades.map((e) => [e.stream, e.source, e.fields.price, e.fields.qty]),
-      Array.from({ length: 3 }, () => ["md:BTC-USDT:trades", "BTC-USDT", "100.00", "1.0000"])
+      Array.from({ length: 3 }, () => [`md:${S.orders}:trades`, S.orders, "100.00", "1.0000"])
     )
     const tradeIds = trades.map((e) => Number(e.id.split("-")[0]))
     assert.deepStrictEqual(tradeIds, [tradeIds[0], tradeIds[0] + 1, tradeIds[0] + 2])
@@ -122,10 +136,10 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
   }, 60_000)
 
   it("resumes from an id with no hole and no repeat, and the client does so itself after a dropped connection", async () => {
-    const key = "md:ETH-USDT:trades"
+    const key = `md:${S.resume}:trades`
     await publish(redis, key, 1, 5)
     // Explicit resume: after 3-0, the entries 4 and 5 it missed, then live ones.
-    const resumed = collect(runner.url, { symbols: ["ETH-USDT"], from: { [key]: "3-0" } })
+    const resumed = collect(runner.url, { symbols: [S.resume], from: { [key]: "3-0" } })
     await until("the catch-up", () => resumed.events.length >= 2)
     await publish(redis, key, 6, 7)
     await until("live entries", () => resumed.events.length >= 4)
@@ -139,7 +153,7 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
     const port = Number(new URL(runner.url).port)
     const proxy = await pausableProxy({ host: "127.0.0.1", port })
     try {
-      const viaProxy = collect(`http://127.0.0.1:${proxy.port}`, { symbols: ["ETH-USDT"] })
+      const viaProxy = collect(`http://127.0.0.1:${proxy.port}`, { symbols: [S.resume] })
       await until("the subscription", subscriptionsOpen(runner.url, 1))
       await publish(redis, key, 8, 10)
       await until("8..10", () => viaProxy.events.length >= 3)
@@ -161,7 +175,7 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
   }, 60_000)
 
   it("cuts off a subscriber that stops reading with SlowConsumer; the runner buffers nothing more for it", async () => {
-    const key = "md:SOL-USDT:trades"
+    const key = `md:${S.slow}:trades`
     const socket = new WebSocket(`${runner.url.replace("http", "ws")}/rpc`)
     const messages: Array<any> = []
     socket.on("message", (data) => {
@@ -170,7 +184,7 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
     await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject))
     try {
       // A client that never acknowledges a chunk: the server sends one and waits, its buffer fills.
-      socket.send(rpcRequest("1", "MarketData.Subscribe", { symbols: ["SOL-USDT"] }))
+      socket.send(rpcRequest("1", "MarketData.Subscribe", { symbols: [S.slow] }))
       await until("the first chunk", () => messages.some((m) => m._tag === "Chunk"))
       const slowBefore = await metric(runner.url, "tessera_md_slow_consumers_total")
       await publish(redis, key, 1, 10_000)
@@ -197,11 +211,11 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
 
   it("many subscribers to one symbol cost one read loop per stream key on the runner", async () => {
     const loopsBefore = await metric(runner.url, "tessera_md_read_loops_started_total")
-    const subs = Array.from({ length: 60 }, () => collect(runner.url, { symbols: ["XRP-USDT"] }))
+    const subs = Array.from({ length: 60 }, () => collect(runner.url, { symbols: [S.many] }))
     await until("60 subscriptions", subscriptionsOpen(runner.url, 60))
     assert.strictEqual(await metric(runner.url, "tessera_md_read_loops"), 2)
     assert.strictEqual((await metric(runner.url, "tessera_md_read_loops_started_total")) - loopsBefore, 2)
-    await publish(redis, "md:XRP-USDT:trades", 1, 3)
+    await publish(redis, `md:${S.many}:trades`, 1, 3)
     await until("every subscriber's entries", () => subs.every((s) => s.events.length >= 3))
     for (const s of subs) {
       assert.deepStrictEqual(
@@ -229,9 +243,9 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
   }, 60_000)
 
   it("tessera md tail follows a symbol through the gateway", async () => {
-    const tail = runCli(["md", "tail", "--symbol", "ADA-USDT", "--url", runner.url, "--count", "2"])
+    const tail = runCli(["md", "tail", "--symbol", S.tail, "--url", runner.url, "--count", "2"])
     await until("the subscription", subscriptionsOpen(runner.url, 1))
-    await publish(redis, "md:ADA-USDT:trades", 1, 2)
+    await publish(redis, `md:${S.tail}:trades`, 1, 2)
     const { code, out, err } = await tail
     assert.strictEqual(code, 0, err)
     const lines = out
@@ -241,8 +255,8 @@ describe("MarketData.Subscribe through a runner's gateway", () => {
     assert.deepStrictEqual(
       lines.map((l) => [l.stream, l.id, l.kind, l.source, l.n]),
       [
-        ["md:ADA-USDT:trades", "1-0", "trade", "ADA-USDT", "1"],
-        ["md:ADA-USDT:trades", "2-0", "trade", "ADA-USDT", "2"]
+        [`md:${S.tail}:trades`, "1-0", "trade", S.tail, "1"],
+        [`md:${S.tail}:trades`, "2-0", "trade", S.tail, "2"]
       ]
     )
   }, 60_000)
