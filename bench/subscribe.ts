@@ -5,11 +5,13 @@
 // Prints the delivery latency from publish (the entry's `ts`, taken just before its XADD) to receipt in this
 // process, median / p99 / max, the delivered/published ratio (every subscriber must get every entry: 1.0), and the
 // runner's read loops for the symbol (one per stream key, whatever the number of subscribers).
+import { randomBytes } from "node:crypto"
 import { parseArgs } from "node:util"
 import { TesseraClient } from "@tessera/client"
 import { Contract, MarketData } from "@tessera/contracts"
 import { Effect, Fiber, Stream } from "effect"
 import { Redis } from "ioredis"
+import { SymbolShardContract } from "../actors/symbol-shard/protocol.ts"
 import { freshDatabase, redisUrl, startProcess } from "../test/harness.ts"
 import { parse, value } from "../test/promText.ts"
 
@@ -28,7 +30,6 @@ export const run = async (args: ReadonlyArray<string>) => {
       connections: { type: "string", default: "50" },
       rate: { type: "string", default: "20" },
       seconds: { type: "string", default: "10" },
-      symbol: { type: "string", default: "BTC-USDT" },
       json: { type: "boolean", default: false }
     }
   })
@@ -36,20 +37,15 @@ export const run = async (args: ReadonlyArray<string>) => {
   const connections = Math.min(subscribers, Number(values.connections))
   const rate = Number(values.rate)
   const seconds = Number(values.seconds)
-  const symbol = values.symbol as string
+  // A symbol of this run's own (added through the gateway): other runs share the Redis.
+  const symbol = `BENCH${randomBytes(3).toString("hex").toUpperCase()}-USDT`
   const key = `md:${symbol}:trades`
   const published = Math.round(rate * seconds)
   const expected = published * subscribers
 
-  // A Redis database of the bench's own: it writes the symbol's stream with its own ids.
-  const url = new URL(redisUrl)
-  url.pathname = "/12"
-  const redis = new Redis(url.toString())
-  await redis.flushdb()
+  const redis = new Redis(redisUrl)
   const database = freshDatabase("subscribe_bench")
-  const runner = await startProcess("subscribe-bench", {
-    env: { DATABASE_URL: database.url, REDIS_URL: url.toString() }
-  })
+  const runner = await startProcess("subscribe-bench", { env: { DATABASE_URL: database.url, REDIS_URL: redisUrl } })
   const metric = async (name: string) => value(parse(await (await fetch(`${runner.url}/metrics`)).text()), name)
 
   const latencies = new Float64Array(expected)
@@ -57,6 +53,8 @@ export const run = async (args: ReadonlyArray<string>) => {
   let late = 0
   try {
     const program = Effect.gen(function* () {
+      const admin = yield* TesseraClient.make(Contract.api(SymbolShardContract), { url: runner.url })
+      yield* admin["Symbols.Add"]({ symbol, tick: "0.01", lot: "0.0001" })
       const clients = yield* Effect.forEach(Array.from({ length: connections }), () =>
         TesseraClient.make(api, { url: runner.url, transport: "websocket" })
       )
@@ -130,7 +128,7 @@ export const run = async (args: ReadonlyArray<string>) => {
     runner.child.kill("SIGKILL")
     await runner.exited
     database.drop()
-    await redis.flushdb()
+    await redis.del(key, `md:${symbol}:depth`)
     redis.disconnect()
   }
 }
