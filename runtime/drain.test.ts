@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Contract } from "@tessera/contracts"
-import { Cause, Duration, Effect, Exit, Layer } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer } from "effect"
 import * as Admission from "./admission.ts"
 import * as Config from "./config.ts"
 import * as Drain from "./drain.ts"
@@ -62,5 +62,30 @@ describe("drain", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.include(Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "", "TESSERA_DRAIN_GRACE must be shorter")
     })
+  )
+
+  it.live("ends its bound on the stop once the node's layers have stopped (a process that goes on is not exited)", () =>
+    Effect.gen(function* () {
+      const exits: Array<unknown> = []
+      const exit = process.exit
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          process.exit = ((code?: number) => void exits.push(code)) as typeof process.exit
+        }),
+        () =>
+          Effect.sync(() => {
+            process.exit = exit
+          })
+      )
+      yield* Effect.scoped(
+        Effect.flatMap(
+          Layer.build(Drain.layer.pipe(Layer.provide(configWith({ drainTimeout: Duration.millis(1000) })))),
+          (context) => Context.get(context, Drain.Drain).begin
+        )
+      )
+      // Past the bound: had the watchdog outlived the scope, it would have called process.exit(1) by now.
+      yield* Effect.sleep("1500 millis")
+      assert.deepStrictEqual(exits, [])
+    }).pipe(Effect.scoped)
   )
 })

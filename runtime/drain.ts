@@ -15,7 +15,7 @@
  */
 import { Contract } from "@tessera/contracts"
 import { invalid } from "@tessera/platform/ConfigKit"
-import { Context, Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Fiber, Layer } from "effect"
 import * as Admission from "./admission.ts"
 import { TesseraConfig } from "./config.ts"
 
@@ -24,7 +24,10 @@ export class Drain extends Context.Service<
   {
     /** True once the node began to stop: `/ready` answers 503 and the gateway refuses new requests. */
     readonly isDraining: () => boolean
-    /** Marks the node draining (idempotent). */
+    /**
+     * Marks the node draining (idempotent) and starts the bound on the stop: past `TESSERA_DRAIN_TIMEOUT` the
+     * process exits 1, unless the node's layers have all stopped by then.
+     */
     readonly begin: Effect.Effect<void>
     /** Work the drain waits for before the node's services stop: `inFlight` is read until it is 0. */
     readonly track: (inFlight: () => number) => Effect.Effect<void>
@@ -42,11 +45,30 @@ export const layer = Layer.effect(Drain)(
       return yield* Effect.fail(invalid("TESSERA_DRAIN_GRACE must be shorter than TESSERA_DRAIN_TIMEOUT"))
     }
     let draining = false
+    let watchdog: Fiber.Fiber<void> | undefined
     const tracked: Array<() => number> = []
+    // Built before the cluster, so this runs after it stopped: a node whose stop ended (or one hosted in a process
+    // that goes on, such as a test) is not exited later.
+    yield* Effect.addFinalizer(() => (watchdog === undefined ? Effect.void : Fiber.interrupt(watchdog)))
+    const exitLate = Effect.sleep(config.drainTimeout).pipe(
+      Effect.andThen(
+        Effect.sync(() => {
+          process.stderr.write(
+            `tessera drain: not stopped within TESSERA_DRAIN_TIMEOUT (${Duration.format(config.drainTimeout)}); exiting\n`
+          )
+          process.exit(1)
+        })
+      )
+    )
     return Drain.of({
       isDraining: () => draining,
-      begin: Effect.sync(() => {
+      begin: Effect.suspend(() => {
+        if (draining) return Effect.void
         draining = true
+        // Detached: it must outlive the scopes that close while the node stops.
+        return Effect.map(Effect.forkDetach(exitLate), (fiber) => {
+          watchdog = fiber
+        })
       }),
       track: (inFlight) =>
         Effect.sync(() => {
@@ -94,19 +116,6 @@ const layerOnShutdown = Layer.effectDiscard(
       Effect.gen(function* () {
         const started = Date.now()
         yield* drain.begin
-        // Detached, so it outlives the scopes closing after this one; the process exits first when the stop ends.
-        yield* Effect.forkDetach(
-          Effect.sleep(config.drainTimeout).pipe(
-            Effect.andThen(
-              Effect.sync(() => {
-                process.stderr.write(
-                  `tessera drain: not stopped within TESSERA_DRAIN_TIMEOUT (${Duration.format(config.drainTimeout)}); exiting\n`
-                )
-                process.exit(1)
-              })
-            )
-          )
-        )
         yield* Effect.logInfo(`draining: /ready answers 503, new requests refused, ${drain.inFlight()} in flight`)
         if (graceMs > 0) yield* Effect.sleep(config.drainGrace)
         // Half of what is left for the admitted requests; the other half is for the hand-off and the flushes.
