@@ -487,14 +487,21 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   healthCheck: duration("TESSERA_HEALTH_CHECK", defaults.healthCheck),
   messagePoll: duration("TESSERA_MESSAGE_POLL", defaults.messagePoll),
   entityMaxIdle: duration("TESSERA_ENTITY_MAX_IDLE", defaults.entityMaxIdle),
-  drainTimeout: boundedDuration("TESSERA_DRAIN_TIMEOUT", defaults.drainTimeout, Duration.seconds(1), "at least 1 second"),
+  drainTimeout: boundedDuration(
+    "TESSERA_DRAIN_TIMEOUT",
+    defaults.drainTimeout,
+    Duration.seconds(1),
+    "at least 1 second"
+  ),
   drainGrace: boundedDuration("TESSERA_DRAIN_GRACE", defaults.drainGrace, Duration.zero, "a duration (0: none)"),
   migrate: Config.Boolean("TESSERA_MIGRATE").pipe(Config.withDefault(defaults.migrate)),
   appDbRole: Config.String("TESSERA_APP_DB_ROLE").pipe(
     Config.mapEffect((role) =>
       /^[a-z_][a-z0-9_]{0,62}$/.test(role)
         ? Effect.succeed(role)
-        : Effect.fail(invalid(`TESSERA_APP_DB_ROLE must be a plain lowercase PostgreSQL name, got ${JSON.stringify(role)}`))
+        : Effect.fail(
+            invalid(`TESSERA_APP_DB_ROLE must be a plain lowercase PostgreSQL name, got ${JSON.stringify(role)}`)
+          )
     ),
     Config.withDefault(defaults.appDbRole)
   ),
