@@ -12,10 +12,11 @@
 import { writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
+import { prng } from "@tessera/platform/Random"
 import { Effect, Schedule } from "effect"
 import { Redis } from "ioredis"
 import type { SeedApi } from "../actors/api.ts"
-import { prng, startVenue } from "../actors/gatherer/venue.ts"
+import { startVenue } from "../actors/gatherer/venue.ts"
 import { graphClient } from "../actors/proxy-partition/client.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
 import {

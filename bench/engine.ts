@@ -11,6 +11,7 @@
 import * as os from "node:os"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
+import { prng } from "@tessera/platform/Random"
 import { OrderBook as PeerBook } from "nodejs-order-book"
 import { OrderBook } from "../actors/symbol-shard/engine/OrderBook.ts"
 
@@ -53,17 +54,7 @@ const makeCommands = (name: string, total: number, nIds: number, nAccounts: numb
   notes: {} as Record<string, number | string>
 })
 
-/** mulberry32: small, fast, deterministic. */
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return (): number => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const rng = prng
 
 const CONFIG = { tick: "0.01", lot: "1" }
 const MID = 1_000_000

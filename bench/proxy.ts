@@ -32,6 +32,7 @@ import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
+import { prng } from "@tessera/platform/Random"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { RpcClient, RpcSerialization } from "effect/rpc"
 import { Socket } from "effect/socket"
@@ -59,13 +60,7 @@ import { run as runZones } from "./proxyZones.ts"
 const PARTITIONS = 64
 const COLD_VERTICES = 10_000
 
-/** Deterministic PRNG (mulberry32). */
-const rng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+const rng = prng
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits))
 

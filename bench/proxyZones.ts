@@ -33,6 +33,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
+import { prng } from "@tessera/platform/Random"
 import { Redis } from "ioredis"
 import { edgeMember, partitionKeys, preferredZone, vertexPartition } from "../actors/proxy-partition/core.ts"
 import { gatewayIn, type RoutingTable, zoneForRequest } from "../actors/proxy-partition/routing.ts"
@@ -41,13 +42,7 @@ import { rawTransport, type Transport, type WireBytes } from "./proxyLoad.ts"
 
 const PARTITIONS = 64
 
-/** Deterministic PRNG (mulberry32). */
-const rng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+const rng = prng
 
 export interface BlockModel {
   /** Community of each vertex (vertex i is in community i mod communities). */

@@ -1,6 +1,7 @@
 // The gateway's entity-id guard on a running embedded node: 10,000 requests with bogus ids, of every seed entity type,
 // are each answered `InvalidEntityId` and wake no entity; a valid id still works afterwards.
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { prng } from "@tessera/platform/Random"
 import { type RunnerProcess, rawRpc, rpcRequest, startProcess, tempDataDir } from "./harness.ts"
 
 let node: RunnerProcess
@@ -15,13 +16,8 @@ afterAll(async () => {
   data.remove()
 })
 
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-const random = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+/** Seeded, so a failure can be replayed. */
+const random = prng
 const next = random(20261206)
 const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(next() * items.length)]
 const int = (below: number) => Math.floor(next() * below)

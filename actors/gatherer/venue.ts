@@ -21,6 +21,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { prng } from "@tessera/platform/Random"
 import { type WebSocket, WebSocketServer } from "ws"
 
 export interface Faults {
@@ -102,18 +103,6 @@ export interface Venue {
   readonly epochs: () => Uint16Array
   readonly setSnapshotFault: (fault: SnapshotFault) => void
   readonly close: () => Promise<void>
-}
-
-/** mulberry32: small, fast, seeded. */
-export const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 interface Connection {

@@ -3,6 +3,7 @@
  * Valkey key layout of a partition, input limits, the snapshot format and the community method of rebalancing. No Effect imports: the client, the gateway and the
  * runtime all call the same `partitionOf`.
  */
+import { prng } from "@tessera/platform/Random"
 
 /** Default number of partitions (`TESSERA_GRAPH_PARTITIONS`). */
 export const DEFAULT_PARTITIONS = 64
@@ -357,18 +358,6 @@ export const nextTemperature = (previous: number, requests: number, windowMs: nu
 export const DEFAULT_LP_ITERATIONS = 20
 export const DEFAULT_LP_SEED = 1
 
-/** mulberry32: a small seeded PRNG, so a rebalance with the same seed over the same graph computes the same moves. */
-const mulberry32 = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 /**
  * Communities by label propagation (Raghavan, Albert, Kumara 2007) over an undirected graph given as adjacency
  * lists of vertex indexes (an edge listed twice weighs twice). Every vertex starts with its own label; each
@@ -385,7 +374,7 @@ export const labelPropagation = (
   const n = adjacency.length
   const labels = Int32Array.from({ length: n }, (_, i) => i)
   const order = Int32Array.from({ length: n }, (_, i) => i)
-  const random = mulberry32(options.seed)
+  const random = prng(options.seed)
   const counts = new Map<number, number>()
   const tied: Array<number> = []
   let iteration = 0
