@@ -1,6 +1,7 @@
 // Gateway auth against a real runner process on Postgres and Redis: the query-string token only on the status
 // routes, HSTS behind TLS, tokens scoped to accounts (typed Forbidden for another account's orders, single and
-// PlaceMany), admin RPCs only with an admin token, and a bad TESSERA_TOKENS is a clear startup error.
+// PlaceMany), admin RPCs (symbol management, gatherer replicas, demote) only with an admin token, and a bad
+// TESSERA_TOKENS is a clear startup error.
 import { writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -143,6 +144,34 @@ describe("gateway auth (one runner process on real Postgres)", () => {
         })
         assert.strictEqual(placed.results[0]._tag, "Placed", transport)
       }
+    }).pipe(Effect.scoped, Effect.runPromise))
+
+  it("needs an admin token for symbol management; a refused change changes nothing", () =>
+    Effect.gen(function* () {
+      const alice = yield* TesseraClient.make(SeedApi, { url, token: aliceToken })
+      const ops = yield* TesseraClient.make(SeedApi, { url, token: opsToken })
+      const before = yield* alice["Symbols.List"]()
+      const refusals = {
+        add: yield* Effect.exit(alice["Symbols.Add"]({ symbol: "AUTH-USDT", tick: "0.01", lot: "0.01" })),
+        halt: yield* Effect.exit(alice["Symbols.Halt"]({ symbol })),
+        resume: yield* Effect.exit(alice["Symbols.Resume"]({ symbol })),
+        set: yield* Effect.exit(alice["Symbols.Set"]({ symbol, maxQty: "1" }))
+      }
+      for (const [name, exit] of Object.entries(refusals)) {
+        const error = failureOf(exit)
+        assert.strictEqual(error?._tag, "Forbidden", name)
+        assert.include(error?.message ?? "", "an admin token is required", name)
+      }
+      assert.deepStrictEqual(yield* alice["Symbols.List"](), before, "no symbol added, halted or changed")
+      // Not halted, and no lowered maxQty: alice still places a 2-lot order.
+      const placed = yield* alice["SymbolShard.Place"]({
+        entityId: symbol,
+        payload: { ...place("alice", "adm-1").payload, qty: "2" }
+      })
+      assert.strictEqual(placed.clientOrderId, "adm-1")
+      // The admin token may: a halt and a resume apply.
+      assert.isTrue((yield* ops["Symbols.Halt"]({ symbol })).applied)
+      assert.isTrue((yield* ops["Symbols.Resume"]({ symbol })).applied)
     }).pipe(Effect.scoped, Effect.runPromise))
 
   it("needs an admin token for admin RPCs (gatherer replicas, graph demote)", () =>
