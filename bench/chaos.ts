@@ -19,16 +19,10 @@ import type { SeedApi } from "../actors/api.ts"
 import { startVenue } from "../actors/gatherer/venue.ts"
 import { graphClient } from "../actors/proxy-partition/client.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import {
-  admissionOf,
-  pausableProxy,
-  type RunnerProcess,
-  redisUrl,
-  staleWrites,
-  startCluster,
-  startProcess
-} from "../test/harness.ts"
+import { admissionOf, type RunnerProcess, redisUrl, staleWrites, startCluster, startProcess } from "../test/harness.ts"
+import { parse } from "../test/promText.ts"
 import { runLoad } from "./orderLoad.ts"
+import { startProxies } from "./proxyProcess.ts"
 import { auditMarketData, settleMarketData } from "./streamAudit.ts"
 import { makeClients } from "./tps.ts"
 
@@ -71,6 +65,26 @@ const schedule = (seed: number, seconds: number): Array<Fault> => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * What a runner held just before a fault: shard locks, and the order-matching entities (one per symbol) active on
+ * them. A victim holding no symbol recovers as soon as the next batch is answered. Null fields: no answer in 1 s.
+ */
+const holdings = async (runner: RunnerProcess) => {
+  try {
+    const response = await fetch(`${runner.url}/metrics`, { signal: AbortSignal.timeout(1000) })
+    const samples = parse(await response.text())
+    const find = (name: string, type?: string) =>
+      samples.find((s) => s.name === name && (type === undefined || s.labels.type === type))?.value ?? 0
+    return {
+      runner: runner.name,
+      shards: find("effect_cluster_shards"),
+      symbols: find("effect_cluster_entities", "SymbolShard")
+    }
+  } catch {
+    return { runner: runner.name, shards: null, symbols: null }
+  }
+}
+
 export const run = async (args: ReadonlyArray<string>) => {
   const { values } = parseArgs({
     args: [...args],
@@ -96,12 +110,13 @@ export const run = async (args: ReadonlyArray<string>) => {
   )
 
   // Each runner slot's Postgres traffic goes through its own proxy: paused to black-hole storage, cut to sever a
-  // stopped runner's sessions (its advisory locks go with them).
-  const proxies = [
-    await pausableProxy({ host: "127.0.0.1", port: 5432 }),
-    await pausableProxy({ host: "127.0.0.1", port: 5432 })
-  ]
-  const viaProxy = (i: number, url: string) => url.replace("127.0.0.1:5432", `127.0.0.1:${proxies[i].port}`)
+  // stopped runner's sessions (its advisory locks go with them). They run in a process of their own, so this
+  // process's load generation cannot delay the runners' storage (their shard-lock sessions included).
+  const proxies = await startProxies([
+    { host: "127.0.0.1", port: 5432 },
+    { host: "127.0.0.1", port: 5432 }
+  ])
+  const viaProxy = (i: number, url: string) => url.replace("127.0.0.1:5432", `127.0.0.1:${proxies.ports[i]}`)
   // BENCH_RUNNER_ENV="TESSERA_SHARDS=64 ..." passes settings to every runner, to compare them under the same faults.
   const extra = Object.fromEntries(
     (process.env.BENCH_RUNNER_ENV ?? "")
@@ -152,7 +167,11 @@ export const run = async (args: ReadonlyArray<string>) => {
     await runLoad({ clients, symbols, rate: 500, seconds: 4, tag: "warm" })
 
     const stale: Array<{ readonly runner: string; readonly writes: number | null }> = []
-    const measured = faults.map(() => ({ startedAt: 0, firstAck: new Map<number, number>() }))
+    const measured = faults.map(() => ({
+      startedAt: 0,
+      firstAck: new Map<number, number>(),
+      held: [] as Array<Awaited<ReturnType<typeof holdings>>>
+    }))
     const injector = (async () => {
       const start = Date.now()
       for (let n = 0; n < faults.length; n++) {
@@ -161,6 +180,10 @@ export const run = async (args: ReadonlyArray<string>) => {
         if (wait > 0) await sleep(wait)
         const slot = slots[fault.runner]
         const runner = cluster.runners[fault.runner]
+        // A black hole hits every runner; the other faults hit one.
+        measured[n].held = await Promise.all(
+          (fault.kind === "blackhole" ? cluster.runners : [runner]).map((r) => holdings(r))
+        )
         measured[n].startedAt = Date.now()
         slot.up = false
         if (fault.kind === "kill") {
@@ -181,7 +204,7 @@ export const run = async (args: ReadonlyArray<string>) => {
         } else if (fault.kind === "stop") {
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s SIGSTOP ${runner.name}`)
           runner.child.kill("SIGSTOP")
-          proxies[fault.runner].cut()
+          await proxies.command("cut", [fault.runner])
           await sleep(fault.downS * 1000)
           runner.child.kill("SIGCONT")
           slot.up = true
@@ -190,9 +213,9 @@ export const run = async (args: ReadonlyArray<string>) => {
           // Every runner's storage stops answering; the load keeps going at both (requests fail or time out).
           slot.up = true
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s black-hole Postgres`)
-          for (const proxy of proxies) proxy.pause()
+          await proxies.command("pause", [0, 1])
           await sleep(fault.downS * 1000)
-          for (const proxy of proxies) proxy.resume()
+          await proxies.command("resume", [0, 1])
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s Postgres answers again`)
         }
       }
@@ -268,6 +291,7 @@ export const run = async (args: ReadonlyArray<string>) => {
         runner: f.runner,
         at_s: f.atS,
         down_s: f.downS,
+        held: m.held,
         recovery_s:
           m.firstAck.size < symbols.length
             ? null
@@ -293,10 +317,11 @@ export const run = async (args: ReadonlyArray<string>) => {
     }
     const out = (line: string) => process.stdout.write(`${line}\n`)
     out(`chaos seed ${seed}, ${rate} orders/s for ${seconds} s over ${symbols.length} symbols, 2 runners`)
-    out("fault  runner  at_s   down_s  recovery_s")
+    out("fault     runner  at_s   down_s  recovery_s  victims held (shards, symbols)")
     for (const f of faultRows) {
+      const held = f.held.map((h) => `${h.runner} ${h.shards ?? "?"}, ${h.symbols ?? "?"}`).join("; ")
       out(
-        `${f.kind.padEnd(6)} ${String(f.runner).padEnd(7)} ${String(f.at_s).padEnd(6)} ${String(f.down_s).padEnd(7)} ${f.recovery_s ?? "never"}`
+        `${f.kind.padEnd(9)} ${String(f.runner).padEnd(7)} ${String(f.at_s).padEnd(6)} ${String(f.down_s).padEnd(7)} ${String(f.recovery_s ?? "never").padEnd(11)} ${held}`
       )
     }
     out(
@@ -319,7 +344,7 @@ export const run = async (args: ReadonlyArray<string>) => {
     if (logPrefix) for (const r of everyRunner) writeFileSync(`${logPrefix}-${r.name}.log`, r.output())
     await Promise.all(slots.map((s) => s.close().catch(() => undefined)))
     await cluster.stop()
-    for (const proxy of proxies) await proxy.close()
+    await proxies.close()
     await venue.close()
     await redis.flushdb()
     redis.disconnect()
