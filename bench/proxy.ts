@@ -1,6 +1,6 @@
 // `npm run bench -- proxy [--json] [--vertices N] [--edges M] [--seconds S] [--concurrency C] [--connections K]
-//   [--batch B] [--rate R] [--ratio-rate Q] [--mix B,N,W] [--client raw|effect] [--settle S] [--no-direct] [--no-echo]
-//   [--zones N ...]` (`--zones 3`: the zone-locality bench, bench/proxyZones.ts)
+//   [--batch B] [--rate R] [--ratio-rate Q] [--mix B,N,W] [--client raw|effect] [--settle S] [--slice T] [--no-direct]
+//   [--no-echo] [--zones N ...]` (`--zones 3`: the zone-locality bench, bench/proxyZones.ts)
 //
 // Graph-proxy reads and writes through the gateway of one runner process (real Postgres + Redis), against the
 // raw GET rate of the same Redis at the same concurrency, plus the promotion time of a cold 10K-vertex partition.
@@ -12,18 +12,19 @@
 //    gateway reads of hot partitions go straight to Valkey. reads/s counts vertices read (B per BatchGet, 1 per
 //    Neighbors). The load generator speaks the RPC wire protocol over raw WebSockets (`--client raw`, see
 //    proxyLoad.ts) or uses the Effect RpcClient (`--client effect`).
-//    - Closed loop (capacity): C requests in flight for S seconds; `reads_per_s` is this phase's.
+//    The gateway and its floors are measured side by side: each phase interleaves them in `--slice` second turns
+//    (default 1), the order rotated each round, so a box whose load drifts moves them alike.
+//    - Closed loop (capacity): C requests in flight for S seconds a side, through the gateway and (the floor,
+//      `--no-direct` skips it) sent straight to Redis by the generator with the gateway's Redis commands;
+//      `reads_per_s` is the gateway's, `reads_vs_direct` the ratio (target >= 0.5).
 //    - Open loop (latency at a load, default R = 50,000 reads/s; `--rate 0` skips it): after `--settle` seconds,
-//      requests start on a fixed schedule for S seconds and each latency counts from its scheduled start (also
-//      reported from the moment it was sent). `p50_ms`/`p99_ms` are this phase's, over every request.
-//    - Direct (the floor; `--no-direct` skips it): the same schedule and mix, the gateway's Redis commands sent by
-//      the generator itself. `direct_p99_ms` is what this machine gives any client of this Redis at that load.
-//    - Echo (`--no-echo` skips it): the same schedule and mix against bench/echoServer.ts, an RPC server on the
-//      same transport that answers at once from memory. `echo_p99_ms` is what two Node processes reach here.
+//      requests start on a fixed schedule and each latency counts from its scheduled start (also reported from the
+//      moment it was sent). `p50_ms`/`p99_ms` are the gateway's; `direct_p99_ms` (the same schedule and mix sent
+//      straight to Redis) and `echo_p99_ms` (against bench/echoServer.ts, an RPC server on the same transport and
+//      client that answers at once from memory; `--no-echo` skips it) are what this machine gives at that load.
 //    - The read path against the floor (part 4 of issue 19; `--ratio-rate 0` skips it): at Q reads/s (default 10,000,
-//      a rate this machine serves), the gateway's and the echo server's open-loop Graph.BatchGet p99 in the same run
-//      (`batchget_p99_vs_echo`, target <= 1.5), and the closed-loop reads/s of the gateway against the same closed
-//      loop sent straight to Redis (`reads_vs_direct`, target >= 0.5).
+//      a rate this machine serves), the gateway's and the echo server's open-loop Graph.BatchGet p99, interleaved
+//      after a warm-up of both (`batchget_p99_vs_echo`, target <= 1.5).
 // 4. Raw Redis GET/s: `redis-benchmark -t get -c C` (or ioredis with C GETs in flight when it is missing).
 // 5. Demotes the 10K-vertex partition (Demote RPC) and times the next GetVertex, which promotes it.
 // BENCH_NODE_OPTIONS / BENCH_NODE_ARGS pass options to the runner's node, BENCH_RUNNER_ENV settings to the runner;
@@ -45,6 +46,7 @@ import {
   closedLoop,
   type DirectRedis,
   directTransport,
+  interleave,
   type Mix,
   makeStats,
   type PhaseStats,
@@ -240,6 +242,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       "ratio-rate": { type: "string" },
       client: { type: "string" },
       settle: { type: "string" },
+      slice: { type: "string" },
       "no-direct": { type: "boolean" },
       "no-echo": { type: "boolean" },
       mix: { type: "string" }
@@ -255,6 +258,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   const rate = Number(values.rate ?? 50_000)
   const ratioRate = Number(values["ratio-rate"] ?? 10_000)
   const settle = Number(values.settle ?? 3)
+  // Seconds of one side's turn when sides are interleaved (gateway, direct, echo).
+  const slice = Number(values.slice ?? 1)
   const skipDirect = values["no-direct"] === true
   const skipEcho = values["no-echo"] === true
   // --mix B,N,W: percent of Graph.BatchGet, Graph.Neighbors and PutVertex (default 45,45,10)
@@ -346,40 +351,113 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       let stats: PhaseStats | undefined
       const current = () => stats
 
-      // Warm-up (activates every partition, JIT), then the measured closed-loop window (capacity).
+      // Warm-up (activates every partition, JIT).
       yield* Effect.promise(() => closedLoop(transports, mix, concurrency, 3, current))
-      stats = makeStats()
-      const cpu0 = yield* Effect.promise(() => runnerCpuSeconds(metricsUrl))
-      let t0 = performance.now()
-      yield* Effect.promise(() => closedLoop(transports, mix, concurrency, seconds, current))
-      const capacity = {
-        ...summarize(stats, (performance.now() - t0) / 1000),
-        // The runner's CPU time per request: a cost measure that other load on the machine barely moves.
-        runnerCpuMsPerRequest:
-          (((yield* Effect.promise(() => runnerCpuSeconds(metricsUrl))) - cpu0) * 1000) / Math.max(1, stats.samples)
-      }
-      stats = undefined
-      log(`closed loop: ${Math.round(capacity.readsPerSecond)} reads/s, p99 ${round(capacity.p99)} ms`)
-      if (capacity.firstFailure !== undefined) log(`closed loop: first failure: ${capacity.firstFailure}`)
 
-      // The same closed loop sent straight to Redis by the generator: the throughput floor of the read path.
+      // The floor's Redis client: the generator sends the gateway's Redis commands itself (no gateway).
       const floorRedis = new Redis(redisUrl)
       yield* Effect.addFinalizer(() => Effect.sync(() => floorRedis.disconnect()))
       const keysOfPartition = Array.from({ length: PARTITIONS }, (_, p) => partitionKeys(prefix, p))
-      const directOf = () =>
-        directTransport(floorRedis as unknown as DirectRedis, (id) => keysOfPartition[partitionOf(id, PARTITIONS)])
-      let directCapacity: ReturnType<typeof summarize> | undefined
-      if (!skipDirect) {
-        yield* Effect.sleep(`${settle} seconds`)
-        stats = makeStats()
-        const d0 = performance.now()
-        yield* Effect.promise(() => closedLoop([directOf()], mix, concurrency, seconds, current))
-        directCapacity = summarize(stats, (performance.now() - d0) / 1000)
-        stats = undefined
-        log(`closed loop straight to Redis: ${Math.round(directCapacity.readsPerSecond)} reads/s`)
-      }
+      const direct = directTransport(
+        floorRedis as unknown as DirectRedis,
+        (id) => keysOfPartition[partitionOf(id, PARTITIONS)]
+      )
+      // A gateway that does no work (bench/echoServer.ts): what two Node processes reach here.
+      const echoServer = skipEcho
+        ? undefined
+        : yield* Effect.acquireRelease(
+            Effect.promise(() => startEcho()),
+            (started) => Effect.sync(() => started.child.kill("SIGKILL"))
+          )
+      const echo =
+        echoServer === undefined
+          ? undefined
+          : yield* Effect.acquireRelease(
+              Effect.promise(() => rawTransport(`ws://127.0.0.1:${echoServer.port}/rpc`)),
+              (transport) => Effect.sync(() => transport.close())
+            )
+      if (!skipDirect) yield* Effect.promise(() => closedLoop([direct], mix, concurrency, 1, current))
 
-      // Open loop (latency at a given load): the request rate gives `rate` reads/s on average for this mix.
+      /** Slices of `slice` seconds that add up to about `total` (at least one). */
+      const roundsOf = (total: number) => Math.max(1, Math.round(total / slice))
+
+      // Capacity: the closed loop through the gateway, and the same closed loop sent straight to Redis (the
+      // throughput floor of the read path), interleaved in slices.
+      const gatewayClosed = makeStats()
+      const directClosed = makeStats()
+      const closedSeconds = [0, 0]
+      let runnerCpu = 0
+      const closedSides = skipDirect ? 1 : 2
+      yield* Effect.promise(() =>
+        interleave(closedSides, roundsOf(seconds), async (side) => {
+          const cpu0 = side === 0 ? await runnerCpuSeconds(metricsUrl) : 0
+          stats = side === 0 ? gatewayClosed : directClosed
+          const t0 = performance.now()
+          await closedLoop(side === 0 ? transports : [direct], mix, concurrency, seconds / roundsOf(seconds), current)
+          closedSeconds[side] += (performance.now() - t0) / 1000
+          stats = undefined
+          if (side === 0) runnerCpu += (await runnerCpuSeconds(metricsUrl)) - cpu0
+        })
+      )
+      const capacity = {
+        ...summarize(gatewayClosed, closedSeconds[0]),
+        // The runner's CPU time per request: a cost measure that other load on the machine barely moves.
+        runnerCpuMsPerRequest: (runnerCpu * 1000) / Math.max(1, gatewayClosed.samples)
+      }
+      log(`closed loop: ${Math.round(capacity.readsPerSecond)} reads/s, p99 ${round(capacity.p99)} ms`)
+      if (capacity.firstFailure !== undefined) log(`closed loop: first failure: ${capacity.firstFailure}`)
+      const directCapacity = skipDirect ? undefined : summarize(directClosed, closedSeconds[1])
+      if (directCapacity !== undefined)
+        log(`closed loop straight to Redis: ${Math.round(directCapacity.readsPerSecond)} reads/s`)
+
+      /**
+       * Open loops at `at` reads/s for `total` seconds a side over `sides` (the gateway's first), interleaved in
+       * slices, each side on the same schedule and mix; latencies count from the scheduled start. Returns each
+       * side's summary, and the gateway's handler p99 and the runner's event-loop delay over the whole phase.
+       */
+      const openPhase = (sides: ReadonlyArray<ReadonlyArray<Transport>>, at: number, total: number) =>
+        Effect.gen(function* () {
+          const phases = sides.map(() => makeStats())
+          const elapsed = sides.map(() => 0)
+          const unanswered = sides.map(() => 0)
+          const requestRate = at / readsPerRequest(mix)
+          const before = yield* Effect.promise(() => scrape(metricsUrl))
+          const clientLoop = monitorEventLoopDelay({ resolution: 10 })
+          clientLoop.enable()
+          yield* Effect.promise(() =>
+            interleave(sides.length, roundsOf(total), async (side) => {
+              stats = phases[side]
+              const t0 = performance.now()
+              const { outstanding } = await runOpenLoop(sides[side], mix, requestRate, total / roundsOf(total), current)
+              elapsed[side] += (performance.now() - t0) / 1000
+              unanswered[side] += outstanding
+              stats = undefined
+            })
+          )
+          clientLoop.disable()
+          const after = yield* Effect.promise(() => scrape(metricsUrl))
+          return {
+            sides: phases.map((phase, side) => ({ ...summarize(phase, elapsed[side]), unanswered: unanswered[side] })),
+            // Where the gateway's tail comes from: its own handler time, and the event-loop stalls of the runner
+            // and of this load generator over the phase.
+            gatewayReadP99: gatewayQuantile(before, after, 0.99),
+            runnerLoopP99: sample(after, "nodejs_eventloop_delay_p99_seconds") * 1000,
+            runnerLoopMax: sample(after, "nodejs_eventloop_delay_max_seconds") * 1000,
+            // The monitor records whole timer intervals: the delay is what exceeds its 10 ms period.
+            clientLoopP99: Math.max(0, clientLoop.percentile(99) / 1e6 - 10),
+            clientLoopMax: Math.max(0, clientLoop.max / 1e6 - 10)
+          }
+        })
+      // The sides of an open-loop phase: the gateway, then (unless skipped) direct to Redis and the echo server.
+      const floorSides: ReadonlyArray<ReadonlyArray<Transport>> = [
+        ...(skipDirect ? [] : [[direct]]),
+        ...(echo === undefined ? [] : [[echo]])
+      ]
+      // Their places in a phase's sides (the gateway is 0), -1 when skipped.
+      const directSide = skipDirect ? -1 : 1
+      const echoSide = echo === undefined ? -1 : floorSides.length
+
+      // Open loop (latency at a load, the 50K/s step): gateway, direct and echo interleaved.
       let openLoopResult:
         | (ReturnType<typeof summarize> & {
             readonly gatewayReadP99: number
@@ -390,117 +468,57 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
             readonly unanswered: number
           })
         | undefined
+      let directAtRate: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
+      let echoAtRate: (ReturnType<typeof summarize> & { readonly unanswered: number }) | undefined
       if (rate > 0) {
         // The saturating closed loop leaves garbage and queues behind; a short pause lets both settle.
         yield* Effect.sleep(`${settle} seconds`)
-        const requestRate = rate / readsPerRequest(mix)
-        const before = yield* Effect.promise(() => scrape(metricsUrl))
-        const clientLoop = monitorEventLoopDelay({ resolution: 10 })
-        clientLoop.enable()
-        stats = makeStats()
-        t0 = performance.now()
-        const { outstanding } = yield* Effect.promise(() => runOpenLoop(transports, mix, requestRate, seconds, current))
-        clientLoop.disable()
-        const after = yield* Effect.promise(() => scrape(metricsUrl))
-        openLoopResult = {
-          ...summarize(stats, (performance.now() - t0) / 1000),
-          unanswered: outstanding,
-          // Where the tail comes from: the gateway's own handler time, and the event-loop stalls of the runner
-          // and of this load generator over the phase.
-          gatewayReadP99: gatewayQuantile(before, after, 0.99),
-          runnerLoopP99: sample(after, "nodejs_eventloop_delay_p99_seconds") * 1000,
-          runnerLoopMax: sample(after, "nodejs_eventloop_delay_max_seconds") * 1000,
-          // The monitor records whole timer intervals: the delay is what exceeds its 10 ms period.
-          clientLoopP99: Math.max(0, clientLoop.percentile(99) / 1e6 - 10),
-          clientLoopMax: Math.max(0, clientLoop.max / 1e6 - 10)
-        }
-        stats = undefined
+        const phase = yield* openPhase([transports, ...floorSides], rate, seconds)
+        openLoopResult = { ...phase.sides[0], ...phase }
+        directAtRate = directSide === -1 ? undefined : phase.sides[directSide]
+        echoAtRate = echoSide === -1 ? undefined : phase.sides[echoSide]
         if (openLoopResult.firstFailure !== undefined) log(`open loop: first failure: ${openLoopResult.firstFailure}`)
         log(
-          `open loop at ${rate} reads/s: ${Math.round(openLoopResult.readsPerSecond)} reads/s, p99 ${round(openLoopResult.p99)} ms`
+          `open loop at ${rate} reads/s: ${Math.round(openLoopResult.readsPerSecond)} reads/s, p99 ${round(openLoopResult.p99)} ms` +
+            (directAtRate === undefined ? "" : `; direct to Redis p99 ${round(directAtRate.p99)} ms`) +
+            (echoAtRate === undefined ? "" : `; echo server p99 ${round(echoAtRate.p99)} ms`)
         )
       }
       const openLoopPhase = openLoopResult
 
-      /** One open-loop phase over `transport` at `at` reads/s (the gateway phase's schedule and mix by default). */
-      const floorPhase = (transport: Transport, at = rate, phaseSeconds = seconds) =>
-        Effect.gen(function* () {
-          const phase = makeStats()
-          stats = phase
-          const start = performance.now()
-          const requestRate = at / readsPerRequest(mix)
-          const { outstanding } = yield* Effect.promise(() =>
-            runOpenLoop([transport], mix, requestRate, phaseSeconds, current)
-          )
-          stats = undefined
-          return { ...summarize(phase, (performance.now() - start) / 1000), unanswered: outstanding }
-        })
-
-      // The floor, same schedule and mix: the generator sends the gateway's Redis commands itself (no gateway).
-      let direct: Effect.Success<ReturnType<typeof floorPhase>> | undefined
-      if (rate > 0 && !skipDirect) {
-        yield* Effect.sleep(`${settle} seconds`)
-        direct = yield* floorPhase(directOf())
-        log(`direct to Redis at ${rate} reads/s: p99 ${round(direct.p99)} ms`)
-      }
-
-      // A gateway that does no work (bench/echoServer.ts), same schedule and mix: what two Node processes reach here.
-      let echo: Effect.Success<ReturnType<typeof floorPhase>> | undefined
-      if (rate > 0 && !skipEcho) {
-        yield* Effect.sleep(`${settle} seconds`)
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => startEcho()),
-          (started) => Effect.sync(() => started.child.kill("SIGKILL"))
-        )
-        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${server.port}/rpc`))
-        echo = yield* floorPhase(transport)
-        transport.close()
-        log(`echo server at ${rate} reads/s: p99 ${round(echo.p99)} ms`)
-      }
-      const directPhase = direct
-      const echoPhase = echo
-
-      // The read path against the floor at a rate this machine serves: the gateway, then the echo server, each on
-      // the same schedule and mix at `ratioRate` reads/s.
+      // The read path against the floor at a rate this machine serves: the gateway and the echo server interleaved
+      // on the same schedule and mix at `ratioRate` reads/s, after a warm-up of each at that rate.
       let ratio:
         | {
-            gateway: Effect.Success<ReturnType<typeof floorPhase>> & {
+            gateway: ReturnType<typeof summarize> & {
+              readonly unanswered: number
               readonly handlerP99: number
               readonly runnerLoopP99: number
               readonly runnerLoopMax: number
             }
-            echo: Effect.Success<ReturnType<typeof floorPhase>>
+            echo: ReturnType<typeof summarize> & { readonly unanswered: number }
           }
         | undefined
-      if (ratioRate > 0 && shares[0] > 0) {
+      if (ratioRate > 0 && shares[0] > 0 && echo !== undefined) {
         yield* Effect.sleep(`${settle} seconds`)
-        // Each side warmed at the rate first (JIT, connection buffers), so neither p99 holds a cold start.
-        yield* floorPhase(transports[0], ratioRate, Math.max(2, settle))
-        const scrapeBefore = yield* Effect.promise(() => scrape(metricsUrl))
-        const gatewayPhase = yield* floorPhase(transports[0], ratioRate)
-        const scrapeAfter = yield* Effect.promise(() => scrape(metricsUrl))
-        // Where the gateway's tail comes from: its own handler time and the runner's event-loop stalls.
-        const gatewayAtRatio = {
-          ...gatewayPhase,
-          handlerP99: gatewayQuantile(scrapeBefore, scrapeAfter, 0.99),
-          runnerLoopP99: sample(scrapeAfter, "nodejs_eventloop_delay_p99_seconds") * 1000,
-          runnerLoopMax: sample(scrapeAfter, "nodejs_eventloop_delay_max_seconds") * 1000
+        const pair = [[transports[0]], [echo]]
+        yield* openPhase(pair, ratioRate, Math.max(2, settle))
+        const phase = yield* openPhase(pair, ratioRate, seconds)
+        ratio = {
+          gateway: {
+            ...phase.sides[0],
+            handlerP99: phase.gatewayReadP99,
+            runnerLoopP99: phase.runnerLoopP99,
+            runnerLoopMax: phase.runnerLoopMax
+          },
+          echo: phase.sides[1]
         }
         log(
-          `gateway at ${ratioRate} reads/s: BatchGet p99 ${round(gatewayAtRatio.batchP99)} ms (handler p99 <= ${gatewayAtRatio.handlerP99} ms, runner loop delay p99 ${round(gatewayAtRatio.runnerLoopP99)} / max ${round(gatewayAtRatio.runnerLoopMax)} ms)`
+          `at ${ratioRate} reads/s: gateway BatchGet p99 ${round(ratio.gateway.batchP99)} ms (handler p99 <= ${ratio.gateway.handlerP99} ms, runner loop delay p99 ${round(ratio.gateway.runnerLoopP99)} / max ${round(ratio.gateway.runnerLoopMax)} ms), echo server ${round(ratio.echo.batchP99)} ms`
         )
-        yield* Effect.sleep(`${settle} seconds`)
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => startEcho()),
-          (started) => Effect.sync(() => started.child.kill("SIGKILL"))
-        )
-        const transport = yield* Effect.promise(() => rawTransport(`ws://127.0.0.1:${server.port}/rpc`))
-        yield* floorPhase(transport, ratioRate, Math.max(2, settle))
-        const echoAtRatio = yield* floorPhase(transport, ratioRate)
-        transport.close()
-        log(`echo server at ${ratioRate} reads/s: BatchGet p99 ${round(echoAtRatio.batchP99)} ms`)
-        ratio = { gateway: gatewayAtRatio, echo: echoAtRatio }
       }
+      const directPhase = directAtRate
+      const echoPhase = echoAtRate
       const ratioPhase = ratio
 
       // Cold partition: demote it, then the next request promotes it.

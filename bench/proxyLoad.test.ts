@@ -6,6 +6,7 @@ import { redisUrl } from "../test/harness.ts"
 import {
   type DirectRedis,
   directTransport,
+  interleave,
   type Mix,
   makeStats,
   openLoop,
@@ -87,6 +88,21 @@ describe("openLoop", () => {
   })
 })
 
+describe("interleave", () => {
+  it("runs one slice per side a round, the order rotated each round, one slice at a time", async () => {
+    const order: Array<string> = []
+    let running = 0
+    await interleave(3, 3, async (side, round) => {
+      running++
+      expect(running).toBe(1)
+      await new Promise((resolve) => setTimeout(resolve, 1))
+      order.push(`${round}:${side}`)
+      running--
+    })
+    expect(order).toEqual(["0:0", "0:1", "0:2", "1:1", "1:2", "1:0", "2:2", "2:0", "2:1"])
+  })
+})
+
 describe("rawTransport", () => {
   const servers: Array<WebSocketServer> = []
   afterAll(() => {
@@ -163,7 +179,7 @@ describe("directTransport (real Redis)", () => {
     redis.disconnect()
   })
 
-  it("sends the gateway's commands: MGET for BatchGet, EXISTS + SMEMBERS for Neighbors, SET + SADD for PutVertex", async () => {
+  it("sends the gateway's commands: MGET for BatchGet, GET + SMEMBERS for Neighbors, SET + SADD for PutVertex", async () => {
     const keys = partitionKeys(prefix, 3)
     const transport = directTransport(redis as unknown as DirectRedis, () => keys)
     const send = (tag: string, payload: unknown) =>
@@ -174,7 +190,7 @@ describe("directTransport (real Redis)", () => {
     await redis.sadd(keys.out("a"), "follows:b")
     expect(await send("Graph.BatchGet", { ids: ["a", "missing"] })).toEqual([{ n: 1 }, null])
     expect(await send("Graph.Neighbors", { id: "a" })).toEqual([
-      [null, 1],
+      [null, '{"n":1}'],
       [null, ["follows:b"]]
     ])
     await expect(send("Graph.KHop", { id: "a", k: 1 })).rejects.toMatch(/no Graph.KHop/)

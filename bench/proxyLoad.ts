@@ -110,7 +110,7 @@ export interface DirectRedis {
 }
 
 interface DirectPipeline {
-  exists(key: string): DirectPipeline
+  get(key: string): DirectPipeline
   smembers(key: string): DirectPipeline
   set(key: string, value: string): DirectPipeline
   sadd(key: string, member: string): DirectPipeline
@@ -119,7 +119,7 @@ interface DirectPipeline {
 
 /**
  * The floor: the same requests sent by the generator straight to Redis with the commands the gateway and the
- * partition issue for them (BatchGet: one MGET and a JSON.parse per value; Neighbors: EXISTS + SMEMBERS;
+ * partition issue for them (BatchGet: one MGET and a JSON.parse per value; Neighbors: GET + SMEMBERS;
  * PutVertex: SET + SADD), through `redis` (an ioredis client, as in the runner). No gateway, no RPC, no entity:
  * what the machine gives any client of this Redis at the same schedule, measured in the same run.
  */
@@ -150,7 +150,7 @@ export const directTransport = (
       } else if (tag === "Graph.Neighbors") {
         const id = (payload as { readonly id: string }).id
         const keys = keysOf(id)
-        settle(redis.pipeline().exists(keys.vertex(id)).smembers(keys.out(id)).exec(), onSuccess, onFailure)
+        settle(redis.pipeline().get(keys.vertex(id)).smembers(keys.out(id)).exec(), onSuccess, onFailure)
       } else if (tag === "ProxyPartition.PutVertex") {
         const { id, properties } = (
           payload as { readonly payload: { readonly id: string; readonly properties: unknown } }
@@ -377,6 +377,20 @@ export const openLoop = (
     }
     tick()
   })
+
+/**
+ * `rounds` rounds of one slice per side, the order rotated each round (a b, b a, ...), so the sides sample the same
+ * stretch of the run: a box whose load drifts moves them alike, not the one measured last.
+ */
+export const interleave = async (
+  sides: number,
+  rounds: number,
+  slice: (side: number, round: number) => Promise<void>
+): Promise<void> => {
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < sides; k++) await slice((round + k) % sides, round)
+  }
+}
 
 /** Starts bench/echoServer.ts; resolves with its port once it listens. */
 export const startEcho = (): Promise<{ readonly child: ChildProcess; readonly port: number }> =>
