@@ -10,7 +10,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as NodeInfo from "@tessera/platform/NodeInfo"
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import * as Valkey from "@tessera/platform/Valkey"
-import { Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Ref, type Scope } from "effect"
 import { ShardingConfig, TestRunner } from "effect/cluster"
 import { RpcTest } from "effect/rpc"
 import { SqlClient } from "effect/sql"
@@ -60,6 +60,22 @@ const wipe = (prefix: string) =>
     if (keys.length > 0) yield* valkey.del(...keys)
   }).pipe(Effect.provide(redis(prefix)))
 
+/** A fresh data folder and Redis key prefix for `use`, wiped and removed after it. */
+const isolated = <A, E, R>(name: string, use: (dir: string, prefix: string) => Effect.Effect<A, E, R>) => {
+  const data = tempDataDir()
+  const prefix = `test:${name}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
+  return use(data.dir, prefix).pipe(
+    Effect.ensuring(Effect.ignore(wipe(prefix))),
+    Effect.ensuring(Effect.sync(data.remove))
+  )
+}
+
+/** `body` on one runner of its own (`runnerLayer` over an isolated folder and prefix). */
+const inRunner = <A, E>(
+  name: string,
+  body: Effect.Effect<A, E, Scope.Scope | Layer.Success<ReturnType<typeof runnerLayer>>>
+) => isolated(name, (dir, prefix) => body.pipe(Effect.scoped, Effect.provide(runnerLayer(dir, prefix))))
+
 const tagOf = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.exit(effect), (exit) =>
     Exit.isSuccess(exit)
@@ -94,236 +110,228 @@ const holdersOf = (ids: ReadonlyArray<string>) =>
 describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => {
   it.live(
     "hash-tagged ids share their key's partition; bad keys get InvalidPlacementKey and store nothing",
-    () => {
-      const data = tempDataDir()
-      const prefix = `test:hints:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
-      return Effect.gen(function* () {
-        const at = yield* entities
-        const gateway = yield* RpcTest.makeClient(GraphRpcs)
-        const tenants = ["acme", "globex", "initech"]
-        const ids = tenants.flatMap((t) => Array.from({ length: 12 }, (_, i) => `{${t}}user${i}`))
-        for (const id of ids) yield* at(id).PutVertex({ id, properties: { id } })
-        for (const t of tenants) {
-          for (let i = 0; i + 1 < 12; i++) {
-            yield* at(`{${t}}user${i}`).AddEdge({ src: `{${t}}user${i}`, label: "knows", dst: `{${t}}user${i + 1}` })
+    () =>
+      inRunner(
+        "hints",
+        Effect.gen(function* () {
+          const at = yield* entities
+          const gateway = yield* RpcTest.makeClient(GraphRpcs)
+          const tenants = ["acme", "globex", "initech"]
+          const ids = tenants.flatMap((t) => Array.from({ length: 12 }, (_, i) => `{${t}}user${i}`))
+          for (const id of ids) yield* at(id).PutVertex({ id, properties: { id } })
+          for (const t of tenants) {
+            for (let i = 0; i + 1 < 12; i++) {
+              yield* at(`{${t}}user${i}`).AddEdge({ src: `{${t}}user${i}`, label: "knows", dst: `{${t}}user${i + 1}` })
+            }
           }
-        }
-        const holders = yield* holdersOf(ids)
-        for (const t of tenants) {
-          const mine = ids.flatMap((id, i) => (id.startsWith(`{${t}}`) ? [holders[i]] : []))
-          // Every vertex of a tenant in exactly the key's partition, whatever its whole id hashes to.
+          const holders = yield* holdersOf(ids)
+          for (const t of tenants) {
+            const mine = ids.flatMap((id, i) => (id.startsWith(`{${t}}`) ? [holders[i]] : []))
+            // Every vertex of a tenant in exactly the key's partition, whatever its whole id hashes to.
+            assert.deepStrictEqual(
+              mine,
+              mine.map(() => [partitionOf(t, partitions)]),
+              t
+            )
+          }
+          const spread = new Set(ids.map((id) => partitionOf(id, partitions)))
+          assert.isAbove(spread.size, 3, "without hints the same ids would spread over partitions")
+
+          // Reads find them in one hop: the gateway's direct reads and the entity agree.
+          const read = yield* gateway["Graph.BatchGet"]({ ids })
           assert.deepStrictEqual(
-            mine,
-            mine.map(() => [partitionOf(t, partitions)]),
-            t
+            read,
+            ids.map((id) => ({ id }))
           )
-        }
-        const spread = new Set(ids.map((id) => partitionOf(id, partitions)))
-        assert.isAbove(spread.size, 3, "without hints the same ids would spread over partitions")
+          const khop = yield* gateway["Graph.KHop"]({ id: "{acme}user0", k: 3 })
+          assert.deepStrictEqual([...khop.vertices], ["{acme}user1", "{acme}user2", "{acme}user3"])
+          assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{globex}user4" }), [
+            { label: "knows", id: "{globex}user5" }
+          ])
 
-        // Reads find them in one hop: the gateway's direct reads and the entity agree.
-        const read = yield* gateway["Graph.BatchGet"]({ ids })
-        assert.deepStrictEqual(
-          read,
-          ids.map((id) => ({ id }))
-        )
-        const khop = yield* gateway["Graph.KHop"]({ id: "{acme}user0", k: 3 })
-        assert.deepStrictEqual([...khop.vertices], ["{acme}user1", "{acme}user2", "{acme}user3"])
-        assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{globex}user4" }), [
-          { label: "knows", id: "{globex}user5" }
-        ])
-
-        // Keys outside the grammar: typed errors, nothing stored.
-        const bad = ["{two words}x", `{${"k".repeat(65)}}x`, "{tab\u00e9}x", "{semi;colon}x"]
-        for (const id of bad) {
-          assert.strictEqual(yield* tagOf(at(id).PutVertex({ id, properties: {} })), "InvalidPlacementKey", id)
-        }
-        assert.strictEqual(
-          yield* tagOf(at("{acme}user0").AddEdge({ src: "{acme}user0", label: "knows", dst: "{bad key}y" })),
-          "InvalidPlacementKey"
-        )
-        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: bad }), [null, null, null, null])
-        assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{acme}user0" }), [
-          { label: "knows", id: "{acme}user1" }
-        ])
-        const valkey = yield* Valkey.Valkey
-        for (const id of bad) {
-          const p = vertexPartition(id, partitions)
-          assert.strictEqual(yield* valkey.exists(partitionKeys("g", p).vertex(id)), 0, id)
-        }
-        // A tag that is empty or unclosed is no key: the whole id hashes, as in Redis.
-        for (const id of ["{}plain", "{open"]) {
-          assert.isTrue((yield* at(id).PutVertex({ id, properties: {} })).created)
-          assert.deepStrictEqual(yield* holdersOf([id]), [[partitionOf(id, partitions)]])
-        }
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(runnerLayer(data.dir, prefix)),
-        Effect.ensuring(Effect.ignore(wipe(prefix))),
-        Effect.ensuring(Effect.sync(data.remove))
-      )
-    },
+          // Keys outside the grammar: typed errors, nothing stored.
+          const bad = ["{two words}x", `{${"k".repeat(65)}}x`, "{tab\u00e9}x", "{semi;colon}x"]
+          for (const id of bad) {
+            assert.strictEqual(yield* tagOf(at(id).PutVertex({ id, properties: {} })), "InvalidPlacementKey", id)
+          }
+          assert.strictEqual(
+            yield* tagOf(at("{acme}user0").AddEdge({ src: "{acme}user0", label: "knows", dst: "{bad key}y" })),
+            "InvalidPlacementKey"
+          )
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: bad }), [null, null, null, null])
+          assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: "{acme}user0" }), [
+            { label: "knows", id: "{acme}user1" }
+          ])
+          const valkey = yield* Valkey.Valkey
+          for (const id of bad) {
+            const p = vertexPartition(id, partitions)
+            assert.strictEqual(yield* valkey.exists(partitionKeys("g", p).vertex(id)), 0, id)
+          }
+          // A tag that is empty or unclosed is no key: the whole id hashes, as in Redis.
+          for (const id of ["{}plain", "{open"]) {
+            assert.isTrue((yield* at(id).PutVertex({ id, properties: {} })).created)
+            assert.deepStrictEqual(yield* holdersOf([id]), [[partitionOf(id, partitions)]])
+          }
+        })
+      ),
     60_000
   )
 
   it.live(
     "rebalance under concurrent reads and writes: communities co-located, every vertex readable throughout, none lost or duplicated",
     () => {
-      const data = tempDataDir()
-      const prefix = `test:rebalance:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
       // Four planted communities of 16 untagged vertices (each linked to the next six of its ring, so each is nearly a
       // clique), one edge between neighbouring communities.
       const communities = 4
       const size = 16
       const idOf = (c: number, i: number) => `c${c}-v${i}`
       const ids = Array.from({ length: communities * size }, (_, k) => idOf(Math.floor(k / size), k % size))
-      return Effect.gen(function* () {
-        const at = yield* entities
-        const gateway = yield* RpcTest.makeClient(GraphRpcs)
-        for (const id of ids) yield* at(id).PutVertex({ id, properties: { id, n: 0 } })
-        for (let c = 0; c < communities; c++) {
-          for (let i = 0; i < size; i++) {
-            for (const d of [1, 2, 3, 4, 5, 6]) {
-              const src = idOf(c, i)
-              yield* at(src).AddEdge({ src, label: "in", dst: idOf(c, (i + d) % size) })
-            }
-          }
-          yield* at(idOf(c, 0)).AddEdge({ src: idOf(c, 0), label: "out", dst: idOf((c + 1) % communities, 0) })
-        }
-        const spreadBefore = new Set((yield* holdersOf(ids)).map((h) => h.join()))
-        assert.isAbove(spreadBefore.size, communities, "the hash spreads communities over the partitions")
-
-        // Load: readers check every vertex on both read paths; writers bump counters and add edges.
-        const stop = yield* Ref.make(false)
-        const misses = yield* Ref.make<Array<string>>([])
-        const reads = yield* Ref.make(0)
-        const acked = new Map<string, number>()
-        const reader = Effect.gen(function* () {
-          while (!(yield* Ref.get(stop))) {
-            const got = yield* gateway["Graph.BatchGet"]({ ids })
-            for (let k = 0; k < ids.length; k++) {
-              if (got[k] === null) yield* Ref.update(misses, (m) => [...m, `BatchGet ${ids[k]}`])
-            }
-            for (const id of [ids[(yield* Ref.get(reads)) % ids.length]]) {
-              const exit = yield* Effect.exit(at(id).GetVertex({ id }))
-              if (Exit.isFailure(exit)) yield* Ref.update(misses, (m) => [...m, `GetVertex ${id}`])
-              const neighbors = yield* Effect.exit(gateway["Graph.Neighbors"]({ id, label: "in" }))
-              if (Exit.isFailure(neighbors) || neighbors.value.length < 6) {
-                yield* Ref.update(misses, (m) => [...m, `Neighbors ${id}`])
+      return inRunner(
+        "rebalance",
+        Effect.gen(function* () {
+          const at = yield* entities
+          const gateway = yield* RpcTest.makeClient(GraphRpcs)
+          for (const id of ids) yield* at(id).PutVertex({ id, properties: { id, n: 0 } })
+          for (let c = 0; c < communities; c++) {
+            for (let i = 0; i < size; i++) {
+              for (const d of [1, 2, 3, 4, 5, 6]) {
+                const src = idOf(c, i)
+                yield* at(src).AddEdge({ src, label: "in", dst: idOf(c, (i + d) % size) })
               }
             }
-            yield* Ref.update(reads, (n) => n + 1)
+            yield* at(idOf(c, 0)).AddEdge({ src: idOf(c, 0), label: "out", dst: idOf((c + 1) % communities, 0) })
           }
-        })
-        const writer = (w: number) =>
-          Effect.gen(function* () {
-            let n = 0
+          const spreadBefore = new Set((yield* holdersOf(ids)).map((h) => h.join()))
+          assert.isAbove(spreadBefore.size, communities, "the hash spreads communities over the partitions")
+
+          // Load: readers check every vertex on both read paths; writers bump counters and add edges.
+          const stop = yield* Ref.make(false)
+          const misses = yield* Ref.make<Array<string>>([])
+          const reads = yield* Ref.make(0)
+          const acked = new Map<string, number>()
+          const reader = Effect.gen(function* () {
             while (!(yield* Ref.get(stop))) {
-              n++
-              const id = ids[(n * 7 + w * 13) % ids.length]
-              const value = n * 10 + w
-              yield* at(id).PutVertex({ id, properties: { id, n: value } })
-              acked.set(id, value)
-              yield* at(id).AddEdge({ src: id, label: "w", dst: `w${w}-${n}` })
-              yield* Effect.sleep(Duration.millis(5))
+              const got = yield* gateway["Graph.BatchGet"]({ ids })
+              for (let k = 0; k < ids.length; k++) {
+                if (got[k] === null) yield* Ref.update(misses, (m) => [...m, `BatchGet ${ids[k]}`])
+              }
+              for (const id of [ids[(yield* Ref.get(reads)) % ids.length]]) {
+                const exit = yield* Effect.exit(at(id).GetVertex({ id }))
+                if (Exit.isFailure(exit)) yield* Ref.update(misses, (m) => [...m, `GetVertex ${id}`])
+                const neighbors = yield* Effect.exit(gateway["Graph.Neighbors"]({ id, label: "in" }))
+                if (Exit.isFailure(neighbors) || neighbors.value.length < 6) {
+                  yield* Ref.update(misses, (m) => [...m, `Neighbors ${id}`])
+                }
+              }
+              yield* Ref.update(reads, (n) => n + 1)
             }
           })
-        const load = yield* Effect.forkChild(
-          Effect.all([reader, reader, writer(1), writer(2)], { concurrency: "unbounded", discard: true })
-        )
+          const writer = (w: number) =>
+            Effect.gen(function* () {
+              let n = 0
+              while (!(yield* Ref.get(stop))) {
+                n++
+                const id = ids[(n * 7 + w * 13) % ids.length]
+                const value = n * 10 + w
+                yield* at(id).PutVertex({ id, properties: { id, n: value } })
+                acked.set(id, value)
+                yield* at(id).AddEdge({ src: id, label: "w", dst: `w${w}-${n}` })
+                yield* Effect.sleep(Duration.millis(5))
+              }
+            })
+          const load = yield* Effect.forkChild(
+            Effect.all([reader, reader, writer(1), writer(2)], { concurrency: "unbounded", discard: true })
+          )
 
-        const running = yield* Effect.forkChild(gateway["Graph.Rebalance"]({ seed: 7 }))
-        const valkey = yield* Valkey.Valkey
-        let leased = false
-        for (let i = 0; i < 400 && !leased; i++) {
-          leased = (yield* valkey.exists("g:rebalance")) === 1
-          if (!leased) yield* Effect.sleep(Duration.millis(5))
-        }
-        assert.isTrue(leased, "the run holds the cluster's rebalance lease")
-        // One at a time: a second run is refused while the first moves vertices.
-        assert.strictEqual(yield* tagOf(gateway["Graph.Rebalance"]({ seed: 7 })), "InvalidRebalance")
-        const first = yield* Fiber.join(running)
-        assert.strictEqual(yield* valkey.exists("g:rebalance"), 0, "the lease is given back")
-        yield* Ref.set(stop, true)
-        yield* Fiber.join(load)
+          const running = yield* Effect.forkChild(gateway["Graph.Rebalance"]({ seed: 7 }))
+          const valkey = yield* Valkey.Valkey
+          let leased = false
+          for (let i = 0; i < 400 && !leased; i++) {
+            leased = (yield* valkey.exists("g:rebalance")) === 1
+            if (!leased) yield* Effect.sleep(Duration.millis(5))
+          }
+          assert.isTrue(leased, "the run holds the cluster's rebalance lease")
+          // One at a time: a second run is refused while the first moves vertices.
+          assert.strictEqual(yield* tagOf(gateway["Graph.Rebalance"]({ seed: 7 })), "InvalidRebalance")
+          const first = yield* Fiber.join(running)
+          assert.strictEqual(yield* valkey.exists("g:rebalance"), 0, "the lease is given back")
+          yield* Ref.set(stop, true)
+          yield* Fiber.join(load)
 
-        assert.isAbove(first.moved, 0, "vertices moved")
-        assert.isAbove(yield* Ref.get(reads), 2, "reads ran during the rebalance")
-        assert.deepStrictEqual(yield* Ref.get(misses), [], "no read missed a vertex")
-        assert.isAbove(first.localEdgesAfter, first.localEdgesBefore)
+          assert.isAbove(first.moved, 0, "vertices moved")
+          assert.isAbove(yield* Ref.get(reads), 2, "reads ran during the rebalance")
+          assert.deepStrictEqual(yield* Ref.get(misses), [], "no read missed a vertex")
+          assert.isAbove(first.localEdgesAfter, first.localEdgesBefore)
 
-        // None lost, none duplicated: every vertex in exactly one partition, each community in one partition.
-        const holders = yield* holdersOf(ids)
-        for (let k = 0; k < ids.length; k++) assert.strictEqual(holders[k].length, 1, `${ids[k]} held by ${holders[k]}`)
-        for (let c = 0; c < communities; c++) {
-          const where = new Set(holders.slice(c * size, (c + 1) * size).map((h) => h[0]))
-          assert.strictEqual(where.size, 1, `community ${c} in partitions ${[...where]}`)
-        }
-        // The last acknowledged write of each vertex is what every read path answers.
-        const final = yield* gateway["Graph.BatchGet"]({ ids })
-        for (let k = 0; k < ids.length; k++) {
-          assert.deepStrictEqual(final[k], { id: ids[k], n: acked.get(ids[k]) ?? 0 }, ids[k])
-          assert.deepStrictEqual((yield* at(ids[k]).GetVertex({ id: ids[k] })).properties, final[k])
-          const neighbors = yield* gateway["Graph.Neighbors"]({ id: ids[k] })
-          assert.deepStrictEqual([...neighbors].filter((n) => n.label === "in").length, 6, `${ids[k]} kept its edges`)
-        }
-        const khop = yield* gateway["Graph.KHop"]({ id: idOf(0, 0), k: 2, label: "in" })
-        assert.isAtLeast(khop.vertices.length, 6)
+          // None lost, none duplicated: every vertex in exactly one partition, each community in one partition.
+          const holders = yield* holdersOf(ids)
+          for (let k = 0; k < ids.length; k++)
+            assert.strictEqual(holders[k].length, 1, `${ids[k]} held by ${holders[k]}`)
+          for (let c = 0; c < communities; c++) {
+            const where = new Set(holders.slice(c * size, (c + 1) * size).map((h) => h[0]))
+            assert.strictEqual(where.size, 1, `community ${c} in partitions ${[...where]}`)
+          }
+          // The last acknowledged write of each vertex is what every read path answers.
+          const final = yield* gateway["Graph.BatchGet"]({ ids })
+          for (let k = 0; k < ids.length; k++) {
+            assert.deepStrictEqual(final[k], { id: ids[k], n: acked.get(ids[k]) ?? 0 }, ids[k])
+            assert.deepStrictEqual((yield* at(ids[k]).GetVertex({ id: ids[k] })).properties, final[k])
+            const neighbors = yield* gateway["Graph.Neighbors"]({ id: ids[k] })
+            assert.deepStrictEqual([...neighbors].filter((n) => n.label === "in").length, 6, `${ids[k]} kept its edges`)
+          }
+          const khop = yield* gateway["Graph.KHop"]({ id: idOf(0, 0), k: 2, label: "in" })
+          assert.isAtLeast(khop.vertices.length, 6)
 
-        // Stable: a second run over the settled graph moves nothing.
-        const second = yield* gateway["Graph.Rebalance"]({ seed: 7 })
-        assert.strictEqual(second.moved, 0)
-        const movedId = ids.find((id, k) => holders[k][0] !== vertexPartition(id, partitions))
-        assert.isDefined(movedId)
-        const id = movedId as string
-        const home = vertexPartition(id, partitions)
-        // Moved on from one holder to another, then back home: one copy each time, read the same on every path.
-        const before = yield* gateway["Graph.BatchGet"]({ ids: [id] })
-        const edgesBefore = [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id))
-        const elsewhere = Array.from({ length: partitions }, (_, p) => p).find(
-          (p) => p !== home && p !== holders[ids.indexOf(id)][0]
-        ) as number
-        for (const to of [elsewhere, home]) {
-          assert.deepStrictEqual(yield* at(id).Move({ id, to }), {
-            moved: true,
-            from: to === home ? elsewhere : holders[ids.indexOf(id)][0],
-            to
-          })
-          assert.deepStrictEqual(yield* holdersOf([id]), [[to]])
+          // Stable: a second run over the settled graph moves nothing.
+          const second = yield* gateway["Graph.Rebalance"]({ seed: 7 })
+          assert.strictEqual(second.moved, 0)
+          const movedId = ids.find((id, k) => holders[k][0] !== vertexPartition(id, partitions))
+          assert.isDefined(movedId)
+          const id = movedId as string
+          const home = vertexPartition(id, partitions)
+          // Moved on from one holder to another, then back home: one copy each time, read the same on every path.
+          const before = yield* gateway["Graph.BatchGet"]({ ids: [id] })
+          const edgesBefore = [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id))
+          const elsewhere = Array.from({ length: partitions }, (_, p) => p).find(
+            (p) => p !== home && p !== holders[ids.indexOf(id)][0]
+          ) as number
+          for (const to of [elsewhere, home]) {
+            assert.deepStrictEqual(yield* at(id).Move({ id, to }), {
+              moved: true,
+              from: to === home ? elsewhere : holders[ids.indexOf(id)][0],
+              to
+            })
+            assert.deepStrictEqual(yield* holdersOf([id]), [[to]])
+            assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), before)
+            assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, before[0])
+            assert.deepStrictEqual(
+              [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id)),
+              edgesBefore
+            )
+          }
+          assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), JSON.stringify(before[0]))
+          assert.strictEqual(yield* tagOf(at(id).Move({ id, to: partitions })), "InvalidPartition")
+          assert.strictEqual(yield* tagOf(at("nobody").Move({ id: "nobody", to: 1 })), "VertexNotFound")
+          yield* at(id).Move({ id, to: elsewhere })
+          // Both the home and the holder demoted to the cold tier: the marker goes with the home's keys and comes back
+          // from the rows when the home is promoted; the holder's snapshot carries the vertex.
+          const partitionClient = yield* ProxyPartition.client
+          for (const p of [home, elsewhere]) yield* partitionClient(String(p)).Demote()
+          assert.strictEqual(yield* valkey.exists(partitionKeys("g", home).vertex(id)), 0, "home evicted")
           assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), before)
-          assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, before[0])
           assert.deepStrictEqual(
             [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id)),
             edgesBefore
           )
-        }
-        assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), JSON.stringify(before[0]))
-        assert.strictEqual(yield* tagOf(at(id).Move({ id, to: partitions })), "InvalidPartition")
-        assert.strictEqual(yield* tagOf(at("nobody").Move({ id: "nobody", to: 1 })), "VertexNotFound")
-        yield* at(id).Move({ id, to: elsewhere })
-        // Both the home and the holder demoted to the cold tier: the marker goes with the home's keys and comes back
-        // from the rows when the home is promoted; the holder's snapshot carries the vertex.
-        const partitionClient = yield* ProxyPartition.client
-        for (const p of [home, elsewhere]) yield* partitionClient(String(p)).Demote()
-        assert.strictEqual(yield* valkey.exists(partitionKeys("g", home).vertex(id)), 0, "home evicted")
-        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), before)
-        assert.deepStrictEqual(
-          [...(yield* gateway["Graph.Neighbors"]({ id }))].sort((x, y) => x.id.localeCompare(y.id)),
-          edgesBefore
-        )
-        assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), `@${elsewhere}`)
-        assert.deepStrictEqual(yield* holdersOf([id]), [[elsewhere]])
-        // Delete a moved vertex through its home, and put it again: it comes back home, held once.
-        assert.isTrue((yield* at(id).DeleteVertex({ id })).deleted)
-        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [null])
-        assert.isTrue((yield* at(id).PutVertex({ id, properties: { back: true } })).created)
-        assert.deepStrictEqual(yield* holdersOf([id]), [[vertexPartition(id, partitions)]])
-        assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [{ back: true }])
-      }).pipe(
-        Effect.scoped,
-        Effect.provide(runnerLayer(data.dir, prefix)),
-        Effect.ensuring(Effect.ignore(wipe(prefix))),
-        Effect.ensuring(Effect.sync(data.remove))
+          assert.strictEqual(yield* valkey.get(partitionKeys("g", home).vertex(id)), `@${elsewhere}`)
+          assert.deepStrictEqual(yield* holdersOf([id]), [[elsewhere]])
+          // Delete a moved vertex through its home, and put it again: it comes back home, held once.
+          assert.isTrue((yield* at(id).DeleteVertex({ id })).deleted)
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [null])
+          assert.isTrue((yield* at(id).PutVertex({ id, properties: { back: true } })).created)
+          assert.deepStrictEqual(yield* holdersOf([id]), [[vertexPartition(id, partitions)]])
+          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [id] }), [{ back: true }])
+        })
       )
     },
     120_000
@@ -332,8 +340,6 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
   it.live(
     "a move cut short by a crash is settled by the home's next activation: one copy left, read whole",
     () => {
-      const data = tempDataDir()
-      const prefix = `test:settle:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}:`
       // a: crashed after the copy, before the switch; b: after the switch, before the marker and the release.
       const a = "crash-a"
       const b = "crash-b"
@@ -341,69 +347,71 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
       const homeB = vertexPartition(b, partitions)
       const copyA = (homeA + 1) % partitions
       const holderB = (homeB + 3) % partitions
-      const sqlOnly = Layer.mergeAll(PgClient.layer({ url: Redacted.make(settleDatabase.url) }), redis(prefix))
-      return Effect.gen(function* () {
-        yield* Effect.gen(function* () {
-          const at = yield* entities
-          for (const id of [a, b]) {
-            yield* at(id).PutVertex({ id, properties: { id } })
-            yield* at(id).AddEdge({ src: id, label: "to", dst: "elsewhere" })
-          }
-        }).pipe(Effect.provide(runnerLayer(data.dir, prefix, settleDatabase.url)))
+      return isolated("settle", (dir, prefix) => {
+        const sqlOnly = Layer.mergeAll(PgClient.layer({ url: Redacted.make(settleDatabase.url) }), redis(prefix))
+        return Effect.gen(function* () {
+          yield* Effect.gen(function* () {
+            const at = yield* entities
+            for (const id of [a, b]) {
+              yield* at(id).PutVertex({ id, properties: { id } })
+              yield* at(id).AddEdge({ src: id, label: "to", dst: "elsewhere" })
+            }
+          }).pipe(Effect.provide(runnerLayer(dir, prefix, settleDatabase.url)))
 
-        // What the moves had written when the runner died.
-        yield* Effect.gen(function* () {
-          const sql = yield* SqlClient.SqlClient
-          const valkey = yield* Valkey.Valkey
-          yield* sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale)
+          // What the moves had written when the runner died.
+          yield* Effect.gen(function* () {
+            const sql = yield* SqlClient.SqlClient
+            const valkey = yield* Valkey.Valkey
+            yield* sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale)
             VALUES (${homeA}, ${a}, ${homeA}, ${copyA}), (${homeB}, ${b}, ${holderB}, ${homeB})`
-          for (const [id, p] of [
-            [a, copyA],
-            [b, holderB]
-          ] as const) {
-            const keys = partitionKeys("g", p)
-            yield* valkey.sadd(keys.out(id), edgeMember("to", "elsewhere"))
-            yield* valkey.set(keys.vertex(id), JSON.stringify({ id }))
-            yield* valkey.sadd(keys.ids, id)
-          }
-        }).pipe(Effect.provide(sqlOnly))
-        assert.deepStrictEqual(
-          yield* Effect.provide(holdersOf([a, b]), sqlOnly),
-          [[homeA, copyA].sort((x, y) => x - y), [homeB, holderB].sort((x, y) => x - y)],
-          "two copies of each before the restart"
-        )
+            for (const [id, p] of [
+              [a, copyA],
+              [b, holderB]
+            ] as const) {
+              const keys = partitionKeys("g", p)
+              yield* valkey.sadd(keys.out(id), edgeMember("to", "elsewhere"))
+              yield* valkey.set(keys.vertex(id), JSON.stringify({ id }))
+              yield* valkey.sadd(keys.ids, id)
+            }
+          }).pipe(Effect.provide(sqlOnly))
+          assert.deepStrictEqual(
+            yield* Effect.provide(holdersOf([a, b]), sqlOnly),
+            [[homeA, copyA].sort((x, y) => x - y), [homeB, holderB].sort((x, y) => x - y)],
+            "two copies of each before the restart"
+          )
 
-        yield* Effect.gen(function* () {
-          const at = yield* entities
-          const gateway = yield* RpcTest.makeClient(GraphRpcs)
-          const sql = yield* SqlClient.SqlClient
-          // The homes' activations (these reads start them) settle both moves.
-          for (const id of [a, b]) assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, { id })
-          let settled = false
-          for (let i = 0; i < 100 && !settled; i++) {
-            const rows = yield* sql<{ vertex_id: string; stale: number | null }>`SELECT vertex_id, stale FROM
+          yield* Effect.gen(function* () {
+            const at = yield* entities
+            const gateway = yield* RpcTest.makeClient(GraphRpcs)
+            const sql = yield* SqlClient.SqlClient
+            // The homes' activations (these reads start them) settle both moves.
+            for (const id of [a, b]) assert.deepStrictEqual((yield* at(id).GetVertex({ id })).properties, { id })
+            let settled = false
+            for (let i = 0; i < 100 && !settled; i++) {
+              const rows = yield* sql<{ vertex_id: string; stale: number | null }>`SELECT vertex_id, stale FROM
               graph_vertex_moves WHERE vertex_id IN (${a}, ${b})`
-            const holders = yield* holdersOf([a, b])
-            settled =
-              rows.length === 1 &&
-              rows[0].vertex_id === b &&
-              rows[0].stale === null &&
-              holders[0].length === 1 &&
-              holders[1].length === 1
-            if (!settled) yield* Effect.sleep(Duration.millis(100))
-          }
-          assert.isTrue(settled, "rows settled and one copy each")
-          assert.deepStrictEqual(yield* holdersOf([a, b]), [[homeA], [holderB]])
-          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [a, b] }), [{ id: a }, { id: b }])
-          for (const id of [a, b]) {
-            assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id }), [{ label: "to", id: "elsewhere" }])
-          }
-          // b lives at its holder now: a write through its home lands there and reads back on every path.
-          yield* at(b).PutVertex({ id: b, properties: { id: b, v: 2 } })
-          assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [b] }), [{ id: b, v: 2 }])
-          assert.deepStrictEqual(yield* holdersOf([b]), [[holderB]])
-        }).pipe(Effect.scoped, Effect.provide(runnerLayer(data.dir, prefix, settleDatabase.url)))
-      }).pipe(Effect.ensuring(Effect.ignore(wipe(prefix))), Effect.ensuring(Effect.sync(data.remove)))
+              const holders = yield* holdersOf([a, b])
+              settled =
+                rows.length === 1 &&
+                rows[0].vertex_id === b &&
+                rows[0].stale === null &&
+                holders[0].length === 1 &&
+                holders[1].length === 1
+              if (!settled) yield* Effect.sleep(Duration.millis(100))
+            }
+            assert.isTrue(settled, "rows settled and one copy each")
+            assert.deepStrictEqual(yield* holdersOf([a, b]), [[homeA], [holderB]])
+            assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [a, b] }), [{ id: a }, { id: b }])
+            for (const id of [a, b]) {
+              assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id }), [{ label: "to", id: "elsewhere" }])
+            }
+            // b lives at its holder now: a write through its home lands there and reads back on every path.
+            yield* at(b).PutVertex({ id: b, properties: { id: b, v: 2 } })
+            assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [b] }), [{ id: b, v: 2 }])
+            assert.deepStrictEqual(yield* holdersOf([b]), [[holderB]])
+          }).pipe(Effect.scoped, Effect.provide(runnerLayer(dir, prefix, settleDatabase.url)))
+        })
+      })
     },
     60_000
   )
