@@ -4,6 +4,14 @@
  * asks for it. Both speak TLS only and require a user and password (RBAC user group); the password reaches the
  * runners inside `REDIS_URL`, an ECS secret. Both endpoints are cluster-mode endpoints: clients use cluster mode.
  *
+ * Zone-local reads (the graph gateway's stale-tolerant reads, `TESSERA_VALKEY_REPLICA_URL` from the secret's
+ * `replicaUrl`): serverless has one endpoint for every zone, and its latency-optimized port (`readerPort`) sends each
+ * read to a node in the client's own AZ (another AZ's only when the local one is down), so every runner gets the same
+ * URL and ElastiCache picks the zone. A provisioned cluster has no per-zone reader endpoint: each shard keeps a node
+ * in every AZ of the private subnets (primary in one, a replica in each other), and runners read the slots'
+ * replicas through the configuration endpoint (READONLY); which replica serves a read is the client's pick, not yet
+ * the runner's zone.
+ *
  * Users per purpose (ACL access strings): the runners' user may touch only Tessera's key families with data
  * commands; a market-data consumer's user may only read the `md:*` streams. `default` is switched off.
  */
@@ -16,6 +24,8 @@ import { ports, type StageConfig } from "./stage.ts"
 export const engine = "valkey"
 export const majorVersion = "8"
 const username = "tessera"
+/** Serverless Valkey's latency-optimized read port: reads from a replica in the caller's AZ. */
+export const readerPort = 6380
 const marketDataUsername = "tessera-md"
 
 /**
@@ -36,7 +46,10 @@ export interface Cache {
   /** Where clients connect: the serverless endpoint or the cluster configuration endpoint. */
   readonly host: pulumi.Output<string>
   readonly port: pulumi.Output<number>
-  /** JSON `{ username, password, host, port, url }`; tasks read `url` as `REDIS_URL`. */
+  /**
+   * JSON `{ username, password, host, port, url, replicaUrl }`; tasks read `url` as `REDIS_URL` and `replicaUrl` as
+   * `TESSERA_VALKEY_REPLICA_URL` (zone-local reads, see above).
+   */
   readonly secret: aws.secretsmanager.Secret
   /** The read-only market-data consumer's `{ username, password, host, port, url }`, for readers outside Tessera. */
   readonly marketDataSecret: aws.secretsmanager.Secret
@@ -86,6 +99,7 @@ export const cache = (config: StageConfig, net: Network): Cache => {
 
   let host: pulumi.Output<string>
   let port: pulumi.Output<number>
+  let replicaPort: pulumi.Output<number>
   const shape = config.cache
   if (shape.mode === "serverless") {
     const serverless = new aws.elasticache.ServerlessCache("Cache", {
@@ -104,7 +118,20 @@ export const cache = (config: StageConfig, net: Network): Cache => {
     })
     host = serverless.endpoints.apply((endpoints) => endpoints[0].address)
     port = serverless.endpoints.apply((endpoints) => endpoints[0].port)
+    replicaPort = pulumi.output(readerPort)
   } else {
+    // One node of every shard in each zone: a replica in each AZ besides the primary's, primaries spread over AZs.
+    const zones = net.privateSubnets.map((subnet) => subnet.availabilityZone)
+    const replicas = Math.max(shape.replicasPerShard, zones.length - 1)
+    const nodeGroupConfigurations = Array.from({ length: shape.minShards }, (_, shard) => {
+      const others = zones.filter((_, z) => z !== shard % zones.length)
+      return {
+        nodeGroupId: String(shard + 1).padStart(4, "0"),
+        primaryAvailabilityZone: zones[shard % zones.length],
+        replicaAvailabilityZones: Array.from({ length: replicas }, (_, r) => others[r % others.length]),
+        replicaCount: replicas
+      }
+    })
     const cacheSubnets = new aws.elasticache.SubnetGroup("CacheSubnets", { subnetIds, tags })
     const group = new aws.elasticache.ReplicationGroup(
       "Cache",
@@ -116,7 +143,8 @@ export const cache = (config: StageConfig, net: Network): Cache => {
         clusterMode: "enabled",
         parameterGroupName: `default.valkey${majorVersion}.cluster.on`,
         numNodeGroups: shape.minShards,
-        replicasPerNodeGroup: shape.replicasPerShard,
+        replicasPerNodeGroup: replicas,
+        nodeGroupConfigurations,
         automaticFailoverEnabled: true,
         multiAzEnabled: true,
         port: ports.valkey,
@@ -129,8 +157,8 @@ export const cache = (config: StageConfig, net: Network): Cache => {
         snapshotRetentionLimit: 1,
         tags
       },
-      // Shard count belongs to auto scaling once the group exists.
-      { ignoreChanges: ["numNodeGroups"] }
+      // Shard count (and so the shards' list) belongs to auto scaling once the group exists.
+      { ignoreChanges: ["numNodeGroups", "nodeGroupConfigurations"] }
     )
     const shards = new aws.appautoscaling.Target("CacheShards", {
       serviceNamespace: "elasticache",
@@ -154,6 +182,7 @@ export const cache = (config: StageConfig, net: Network): Cache => {
     })
     host = group.configurationEndpointAddress
     port = group.port.apply((p) => p ?? ports.valkey)
+    replicaPort = port
   }
 
   const secret = new aws.secretsmanager.Secret("CacheCredentials", {
@@ -163,11 +192,16 @@ export const cache = (config: StageConfig, net: Network): Cache => {
   })
   new aws.secretsmanager.SecretVersion("CacheCredentialsValue", {
     secretId: secret.id,
-    secretString: pulumi
-      .all([host, port, password.result])
-      .apply(([h, p, pass]) =>
-        JSON.stringify({ username, password: pass, host: h, port: p, url: `rediss://${username}:${pass}@${h}:${p}` })
-      )
+    secretString: pulumi.all([host, port, replicaPort, password.result]).apply(([h, p, rp, pass]) =>
+      JSON.stringify({
+        username,
+        password: pass,
+        host: h,
+        port: p,
+        url: `rediss://${username}:${pass}@${h}:${p}`,
+        replicaUrl: `rediss://${username}:${pass}@${h}:${rp}`
+      })
+    )
   })
 
   const marketDataSecret = new aws.secretsmanager.Secret("CacheMarketDataCredentials", {

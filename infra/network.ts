@@ -13,6 +13,7 @@
  */
 import * as aws from "@pulumi/aws"
 import * as pulumi from "@pulumi/pulumi"
+import { readerPort } from "./cache.ts"
 import { type NatConfig, ports, type StageConfig } from "./stage.ts"
 
 export const vpcCidr = "10.0.0.0/16"
@@ -86,7 +87,7 @@ export const network = (config: StageConfig): Network => {
     )
   }
 
-  const securityGroups = securityGroupsFor(stage, vpc)
+  const securityGroups = securityGroupsFor(stage, vpc, config.cache.mode === "serverless")
   const egressTargets = nat(config.nat, stage, vpc, publicSubnets)
 
   const privateRouteTables = privateSubnets.map((subnet, az) => {
@@ -184,7 +185,7 @@ iptables-save > /etc/sysconfig/iptables
 systemctl enable iptables
 `
 
-const securityGroupsFor = (stage: string, vpc: aws.ec2.Vpc): SecurityGroups => {
+const securityGroupsFor = (stage: string, vpc: aws.ec2.Vpc, serverlessCache: boolean): SecurityGroups => {
   const group = (name: string, description: string) =>
     new aws.ec2.SecurityGroup(`${name}SecurityGroup`, { vpcId: vpc.id, description, tags: tags(stage, name) })
   const loadBalancer = group("LoadBalancer", "Tessera load balancer: HTTP(S) in, gateway out")
@@ -228,6 +229,7 @@ const securityGroupsFor = (stage: string, vpc: aws.ec2.Vpc): SecurityGroups => {
   allow("RunnerToStandby", runner, ports.clusterStandby, runner, "standby runners (graph partitions of other zones)")
   allow("RunnerToDatabase", database, ports.postgres, runner, "PostgreSQL from runners")
   allow("RunnerToCache", cache, ports.valkey, runner, "Valkey from runners")
+  if (serverlessCache) allow("RunnerToCacheReader", cache, readerPort, runner, "Valkey zone-local reads from runners")
   allowOut("RunnerToInternet", runner, 443, "HTTPS out: AWS APIs, venue feeds")
   allowOut("HostToInternet", host, 443, "HTTPS out: ECS agent, ECR image pulls")
 

@@ -400,6 +400,11 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
           secrets: [
             { name: "DATABASE_URL", valueFrom: pulumi.interpolate`${deps.database.appSecret.arn}:url::` },
             { name: "REDIS_URL", valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:url::` },
+            // Stale-tolerant reads from a node in the task's own zone (infra/cache.ts).
+            {
+              name: "TESSERA_VALKEY_REPLICA_URL",
+              valueFrom: pulumi.interpolate`${deps.cache.secret.arn}:replicaUrl::`
+            },
             { name: "TESSERA_TOKEN", valueFrom: tokenSecret.arn },
             { name: "TESSERA_CLUSTER_SECRET", valueFrom: clusterSecret.arn },
             ...(acceptedSecret === undefined

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url"
 import { Duration, Effect, Option } from "effect"
 import { assert, beforeAll, describe, it } from "vitest"
 import { fromEnv as runtimeConfig } from "../runtime/config.ts"
-import { marketDataAccess, runnerAccess, runnerKeyPatterns } from "./cache.ts"
+import { marketDataAccess, readerPort, runnerAccess, runnerKeyPatterns } from "./cache.ts"
 import { amiParameter } from "./capacity.ts"
 import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
 import { privateCidr, publicCidr, vpcCidr } from "./network.ts"
@@ -187,7 +187,9 @@ describe.each(stages)("stage %s", (_stage, config) => {
       `Runner:${ports.clusterTransport}<-Runner`,
       `Runner:${ports.clusterStandby}<-Runner`,
       `Database:${ports.postgres}<-Runner`,
-      `Cache:${ports.valkey}<-Runner`
+      `Cache:${ports.valkey}<-Runner`,
+      // The serverless cache's zone-local read port (infra/cache.ts).
+      ...(config.cache.mode === "serverless" ? [`Cache:${readerPort}<-Runner`] : [])
     ])
     const egress = show(rules(resources, T.egress).filter((r) => r.group !== "Nat"))
     assert.sameMembers(egress, [
@@ -196,6 +198,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
       `Runner:${ports.clusterStandby}<-Runner`,
       `Runner:${ports.postgres}<-Database`,
       `Runner:${ports.valkey}<-Cache`,
+      ...(config.cache.mode === "serverless" ? [`Runner:${readerPort}<-Cache`] : []),
       "Runner:443<-0.0.0.0/0",
       "Host:443<-0.0.0.0/0"
     ])
@@ -249,7 +252,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(group.engine, "valkey")
       assert.strictEqual(group.clusterMode, "enabled")
       assert.strictEqual(group.numNodeGroups, 3)
-      assert.strictEqual(group.replicasPerNodeGroup, 1)
+      // A node of every shard in each of the 3 zones (infra/cache.test.ts).
+      assert.strictEqual(group.replicasPerNodeGroup, 2)
       assert.isTrue(group.multiAzEnabled && group.automaticFailoverEnabled)
       assert.isTrue(group.transitEncryptionEnabled)
       assert.strictEqual(group.transitEncryptionMode, "required")
@@ -346,7 +350,13 @@ describe.each(stages)("stage %s", (_stage, config) => {
       const secrets = Object.fromEntries(
         runner.secrets.map((s: { name: string; valueFrom: string }) => [s.name, s.valueFrom])
       )
-      assert.sameMembers(Object.keys(secrets), ["DATABASE_URL", "REDIS_URL", "TESSERA_TOKEN", "TESSERA_CLUSTER_SECRET"])
+      assert.sameMembers(Object.keys(secrets), [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "TESSERA_VALKEY_REPLICA_URL",
+        "TESSERA_TOKEN",
+        "TESSERA_CLUSTER_SECRET"
+      ])
       assert.match(secrets.TESSERA_CLUSTER_SECRET, /secretsmanager.*ClusterSecretSecret$/)
       for (const name of Object.keys(secrets)) assert.notProperty(environment, name)
       // The application role's URL: the owner's is the migrate container's alone.
