@@ -4,7 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as ValkeyLayers from "@tessera/platform/Valkey"
 import { type Command, Valkey, type ValkeyService } from "@tessera/platform/Valkey"
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Deferred, type Duration, Effect, Fiber, Layer } from "effect"
 import * as MarketData from "./marketData.ts"
 import * as ShardMetrics from "./metrics.ts"
 import { depthStream, tradesStream } from "./protocol.ts"
@@ -38,6 +38,9 @@ const memoryTables = () => {
   const tables: MarketData.MarketDataTables = {
     lastTradeId: (symbol) => Effect.sync(() => trades.get(symbol)?.at(-1)?.trade_id ?? 0),
     lastSeq: (symbol) => Effect.sync(() => seqs.get(symbol) ?? 0),
+    lastTradeIds: Effect.sync(() =>
+      Array.from(trades, ([symbol, list]) => ({ symbol, id: list.at(-1)?.trade_id ?? 0 }))
+    ),
     tradesBetween: (symbol, after, upTo, limit) =>
       Effect.sync(() =>
         (trades.get(symbol) ?? []).filter((t) => t.trade_id > after && t.trade_id <= upTo).slice(0, limit)
@@ -53,11 +56,16 @@ const memoryTables = () => {
   return { tables, write }
 }
 
+interface Sent {
+  pipelines: number
+  failing: number
+  /** Pipelines wait for it while set (only those `holdWhen` picks, if set). */
+  hold: Deferred.Deferred<void> | undefined
+  holdWhen: ((commands: ReadonlyArray<Command>) => boolean) | undefined
+}
+
 /** Memory Valkey whose pipelines wait for `gate` (and fail while `failing` says so), counting pipelines sent. */
-const gated = (
-  gate: Deferred.Deferred<void>,
-  sent: { pipelines: number; failing: number; hold: Deferred.Deferred<void> | undefined }
-) =>
+const gated = (gate: Deferred.Deferred<void>, sent: Sent) =>
   Layer.effect(
     Valkey,
     Effect.map(
@@ -70,7 +78,11 @@ const gated = (
             Effect.andThen(
               Effect.andThen(
                 Deferred.await(gate),
-                Effect.suspend(() => (sent.hold === undefined ? Effect.void : Deferred.await(sent.hold)))
+                Effect.suspend(() =>
+                  sent.hold === undefined || (sent.holdWhen !== undefined && !sent.holdWhen(commands))
+                    ? Effect.void
+                    : Deferred.await(sent.hold)
+                )
               ),
               Effect.suspend(() => {
                 if (sent.failing > 0) {
@@ -87,21 +99,19 @@ const gated = (
     )
   ).pipe(Layer.provideMerge(ValkeyLayers.layerMemory))
 
-const setup = (options: { capacity?: number; failing?: number; open?: boolean } = {}) =>
+const setup = (options: { capacity?: number; failing?: number; open?: boolean; repairEvery?: Duration.Input } = {}) =>
   Effect.gen(function* () {
     const gate = yield* Deferred.make<void>()
     if (options.open !== false) yield* Deferred.succeed(gate, undefined)
-    const sent = {
-      pipelines: 0,
-      failing: options.failing ?? 0,
-      hold: undefined as Deferred.Deferred<void> | undefined
-    }
+    const sent: Sent = { pipelines: 0, failing: options.failing ?? 0, hold: undefined, holdWhen: undefined }
     const context = yield* Layer.build(gated(gate, sent))
     const valkey = Context.get(context, Valkey)
     const memory = memoryTables()
-    const publisher = yield* MarketData.make(memory.tables, { capacity: options.capacity, warnEvery: "1 millis" }).pipe(
-      Effect.provideContext(context)
-    )
+    const publisher = yield* MarketData.make(memory.tables, {
+      capacity: options.capacity,
+      warnEvery: "1 millis",
+      repairEvery: options.repairEvery ?? "1 hour"
+    }).pipe(Effect.provideContext(context))
     return { gate, sent, valkey, publisher, ...memory }
   })
 
@@ -236,6 +246,44 @@ describe("MarketDataPublisher", () => {
         depth.map((e) => e.id),
         ["2-0"]
       )
+    }).pipe(Effect.scoped)
+  )
+  it.live("trades handed over while a resync writes the depth are published before live batches go on", () =>
+    Effect.gen(function* () {
+      const { sent, valkey, publisher, write } = yield* setup()
+      for (let seq = 1; seq <= 3; seq++) write("GGG-USD", seq)
+      // The resync's depth write is held: the shard serves meanwhile (the activation's wait timed out) and hands
+      // over batches 4-5, which a behind symbol skips; then batch 6 comes live.
+      sent.hold = yield* Deferred.make<void>()
+      sent.holdWhen = (commands) => commands.some((c) => c._tag === "xadd" && c.key === depthStream("GGG-USD"))
+      const activation = yield* Effect.forkChild(publisher.activate("GGG-USD", 3, noDepth))
+      yield* Effect.sleep("20 millis")
+      for (let seq = 4; seq <= 5; seq++) {
+        write("GGG-USD", seq)
+        publisher.publishLater(batch("GGG-USD", seq))
+      }
+      const held = sent.hold
+      sent.hold = undefined
+      yield* Deferred.succeed(held, undefined)
+      yield* Fiber.join(activation)
+      write("GGG-USD", 6)
+      publisher.publishLater(batch("GGG-USD", 6))
+      assert.deepStrictEqual(yield* tradeIds(valkey, "GGG-USD", 6), range(1, 6), "no hole at 4-5")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a symbol no activation wakes is repaired from the table once its stream stayed behind an interval", () =>
+    Effect.gen(function* () {
+      const { valkey, publisher, write } = yield* setup({ repairEvery: "30 millis" })
+      // The owner on another runner published 1-2 and died with 3-5 durable; nothing activates it here.
+      for (let seq = 1; seq <= 5; seq++) write("HHH-USD", seq)
+      yield* valkey.pipeline(range(1, 2).flatMap((seq) => MarketData.commands(batch("HHH-USD", seq))))
+      assert.deepStrictEqual(yield* tradeIds(valkey, "HHH-USD", 5), range(1, 5), "the tail republished, in order")
+      // A symbol active here is its own publisher's: the repair leaves it alone.
+      yield* publisher.activate("III-USD", 0, noDepth)
+      write("III-USD", 1)
+      yield* Effect.sleep("150 millis")
+      assert.deepStrictEqual(yield* valkey.xrange(tradesStream("III-USD")), [], "not repaired while active here")
     }).pipe(Effect.scoped)
   )
 })

@@ -9,11 +9,17 @@
  * (they are in the `trades` table) and the publisher republishes from the table everything after the stream's last
  * id up to what is durable, then resumes live publishing. Depth is state, not events: a resync publishes the latest
  * depth under the latest durable seq (intermediate depth entries are coalesced).
+ *
+ * A symbol that no activation wakes after a failover (its owner died, or was interrupted, between commit and
+ * publish, and no request came since) is healed by a repair on every runner: a trades stream that stays behind its
+ * table for a whole repair interval, with no activation of the symbol here, gets the missing tail from the table.
+ * Republishing durable rows in id order from the stream's last id can never open a hole, so the repair may run
+ * beside an owner on another runner (their repeats are refused by id).
  */
 
 import * as Metrics from "@tessera/platform/Metrics"
 import { Cmd, type Command, Valkey } from "@tessera/platform/Valkey"
-import { Context, Duration, Effect, Exit, Layer, Queue, type Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Queue, Schedule, type Scope } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import type { Depth } from "./engine/OrderBook.ts"
 import * as ShardMetrics from "./metrics.ts"
@@ -41,9 +47,16 @@ export const dropWarningInterval: Duration.Input = "10 seconds"
 /** How long an activation waits for its resync before it serves anyway (the publisher keeps retrying). */
 export const activationSyncTimeout: Duration.Input = "5 seconds"
 
+/** How often the runner looks for trades streams left behind their table with no activation of the symbol here. */
+const repairInterval: Duration.Input = "5 seconds"
+
 const republished = Metrics.counter(
   "tessera_market_data_republished_total",
   "Trade and depth entries republished from the tables (new owner, dropped batch or failed pipeline)"
+)
+const repaired = Metrics.counter(
+  "tessera_market_data_repaired_total",
+  "Trade entries republished by the runner's repair for symbols no activation here had healed"
 )
 const streamResets = Metrics.counter(
   "tessera_market_data_stream_resets_total",
@@ -136,6 +149,11 @@ interface SymbolStreams {
 export interface MarketDataTables {
   readonly lastTradeId: (symbol: string) => Effect.Effect<number, SqlError.SqlError>
   readonly lastSeq: (symbol: string) => Effect.Effect<number, SqlError.SqlError>
+  /** Every symbol of the `symbols` table with its last trade id (0: none). */
+  readonly lastTradeIds: Effect.Effect<
+    ReadonlyArray<{ readonly symbol: string; readonly id: number }>,
+    SqlError.SqlError
+  >
   /** Trades with `after < trade_id <= upTo`, ascending, at most `limit`. */
   readonly tradesBetween: (
     symbol: string,
@@ -158,6 +176,12 @@ export const sqlTables: Effect.Effect<MarketDataTables, never, SqlClient.SqlClie
         sql<{ seq: number | string | null }>`SELECT MAX(seq) AS seq FROM symbol_journal WHERE symbol = ${symbol}`,
         (rows) => Number(rows[0]?.seq ?? 0)
       ),
+    // One index probe per symbol (the trades key starts with the symbol), not a scan of the table.
+    lastTradeIds: Effect.map(
+      sql<{ symbol: string; id: number | string | null }>`
+        SELECT s.symbol, (SELECT MAX(t.trade_id) FROM trades t WHERE t.symbol = s.symbol) AS id FROM symbols s`,
+      (rows) => rows.map((r) => ({ symbol: r.symbol, id: Number(r.id ?? 0) }))
+    ),
     tradesBetween: (symbol, after, upTo, limit) =>
       Effect.map(
         sql<TradeRow & { trade_id: number | string; maker_order_id: number | string; taker_order_id: number | string }>`
@@ -179,7 +203,11 @@ type Work = MarketDataBatch | undefined
 /** Builds the publisher; its drain and its warning fibers live in the scope. */
 export const make = (
   tables: MarketDataTables,
-  options: { readonly capacity?: number; readonly warnEvery?: Duration.Input } = {}
+  options: {
+    readonly capacity?: number
+    readonly warnEvery?: Duration.Input
+    readonly repairEvery?: Duration.Input
+  } = {}
 ): Effect.Effect<MarketDataPublisherShape, never, Valkey | Scope.Scope> =>
   Effect.gen(function* () {
     const valkey = yield* Valkey
@@ -223,6 +251,24 @@ export const make = (
       else unsure.add(md.symbol)
     }
 
+    /**
+     * Publishes the trades with `after < trade_id <= upTo()` from the table, in id order, chunk by chunk (`upTo` is
+     * read again after every chunk: it may grow meanwhile); `after` is the stream's last id, so nothing it adds can
+     * lie beyond a missing entry. Returns the last id published.
+     */
+    const republishTrades = (symbol: string, after: number, upTo: () => number) =>
+      Effect.gen(function* () {
+        let at = after
+        const ts = String(Date.now())
+        while (at < upTo()) {
+          const rows = yield* tables.tradesBetween(symbol, at, upTo(), republishChunk)
+          if (rows.length === 0) break
+          yield* valkey.pipeline(rows.map((t) => tradeCommand(symbol, t, ts)))
+          at = rows[rows.length - 1].trade_id
+        }
+        return at
+      })
+
     /** Republishes `symbol` from its tables up to what is durable, then clears `behind` (drain fiber only). */
     const resync = (symbol: string, state: SymbolStreams) =>
       Effect.gen(function* () {
@@ -239,31 +285,39 @@ export const make = (
         const tableTrade = yield* tables.lastTradeId(symbol)
         const tableSeq = yield* tables.lastSeq(symbol)
         if (tableTrade > state.durableTrade) state.durableTrade = tableTrade
-        if (tableSeq > state.durableSeq) state.durableSeq = tableSeq
+        // The depth held is the one at `durableSeq`: a later seq in the table (another owner's) is no reason to
+        // publish it under that seq, only proof that a depth top up to it is this database's.
+        const seqTop = Math.max(state.durableSeq, tableSeq)
         const foreign: Array<string> = []
         if (tradeAt > state.durableTrade) foreign.push(trades)
-        if (depthAt > state.durableSeq) foreign.push(depthKey)
+        if (depthAt > seqTop) foreign.push(depthKey)
         if (foreign.length > 0) {
           yield* valkey.del(...foreign)
           streamResets.inc(foreign.length)
           yield* Effect.logWarning(`market data: ${foreign.join(", ")} held ids beyond the tables; reset`)
           if (tradeAt > state.durableTrade) tradeAt = 0
-          if (depthAt > state.durableSeq) depthAt = 0
+          if (depthAt > seqTop) depthAt = 0
         }
         // Trade ids are dense per symbol: an empty stream gets the newest `streamMaxLen` back, not all history.
-        tradeAt = Math.max(tradeAt, state.durableTrade - streamMaxLen)
-        const at = String(Date.now())
-        while (tradeAt < state.durableTrade) {
-          const rows = yield* tables.tradesBetween(symbol, tradeAt, state.durableTrade, republishChunk)
-          if (rows.length === 0) break
-          yield* valkey.pipeline(rows.map((t) => tradeCommand(symbol, t, at)))
-          republished.inc(rows.length)
-          tradeAt = rows[rows.length - 1].trade_id
-        }
-        if (depthAt < state.durableSeq) {
-          yield* valkey.pipeline([depthCommand(symbol, state.durableSeq, state.depth, at)])
-          republished.inc()
-          depthAt = state.durableSeq
+        if (tradeAt === 0) tradeAt = Math.max(0, state.durableTrade - streamMaxLen)
+        // Batches handed over meanwhile are skipped (behind) and only raise `durableTrade`: the depth's write yields
+        // too, so the trades are looked at again after it, until nothing was added while waiting.
+        for (;;) {
+          const from = tradeAt
+          tradeAt = yield* republishTrades(symbol, tradeAt, () => state.durableTrade)
+          republished.inc(tradeAt - from)
+          if (depthAt < state.durableSeq) {
+            const seq = state.durableSeq
+            yield* valkey.pipeline([depthCommand(symbol, seq, state.depth, String(Date.now()))])
+            republished.inc()
+            depthAt = seq
+          }
+          if (tradeAt >= state.durableTrade) break
+          if (tradeAt === from) {
+            // The table lacks trades handed over as durable: stay behind (a later round retries), since a live
+            // batch published past them would leave a hole for good.
+            return yield* Effect.logWarning(`market data: trades of ${symbol} after ${tradeAt} not in the table yet`)
+          }
         }
         // No yield since the last check of `durableTrade`: a batch handed over from here on is published live.
         state.tradeTop = tradeAt
@@ -365,6 +419,37 @@ export const make = (
       behind.delete(symbol)
     }
 
+    /**
+     * Symbols whose trades stream was found behind its table with no activation here, and the table's last trade id
+     * then. Still behind that id one interval later: no owner is healing it (none woken since a failover, or it died
+     * between commit and publish), so the repair republishes the tail.
+     */
+    const lagging = new Map<string, number>()
+    const repair = Effect.gen(function* () {
+      const lasts = yield* tables.lastTradeIds
+      const idle = lasts.filter((last) => last.id > 0 && !streams.has(last.symbol))
+      const idleNames = new Set(idle.map((last) => last.symbol))
+      for (const symbol of lagging.keys()) if (!idleNames.has(symbol)) lagging.delete(symbol)
+      if (idle.length === 0) return
+      const tops = yield* valkey.pipeline(idle.map((last) => Cmd.xrevrange(tradesStream(last.symbol), "+", "-", 1)))
+      for (let i = 0; i < idle.length; i++) {
+        const { symbol, id } = idle[i]
+        const top = idSeq((tops[i] as ReadonlyArray<{ readonly id: string }>)[0]?.id)
+        const seen = lagging.get(symbol)
+        if (top >= id) lagging.delete(symbol)
+        // First seen behind, or it moved past what it lacked then: its owner may be publishing; look again later.
+        else if (seen === undefined || top >= seen) lagging.set(symbol, id)
+        // Activated here since the tables were read: its own resync heals it.
+        else if (!streams.has(symbol)) {
+          const from = top === 0 ? Math.max(0, id - streamMaxLen) : top
+          const to = yield* republishTrades(symbol, from, () => id)
+          repaired.inc(to - from)
+          lagging.delete(symbol)
+          yield* Effect.logInfo(`market data: ${tradesStream(symbol)} repaired from the table (${from + 1}..${to})`)
+        }
+      }
+    })
+
     // takeAll waits for the first batch, then takes every batch queued meanwhile: the next pipeline carries them all.
     // Failures are logged (and their symbols resynced); the loop goes on. No yield between rounds (each waits on the
     // queue or on Valkey anyway): batches queued while a pipeline was in flight leave at once.
@@ -386,6 +471,14 @@ export const make = (
             Effect.sleep(options.warnEvery ?? dropWarningInterval)
           )
         })
+      )
+    )
+    // Every runner repairs: a repeat of an entry is refused by id, so two repairs (or a repair and an owner) only
+    // cost a refused pipeline, retried at the next look.
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        Effect.catchCause(repair, (cause) => Effect.logDebug("market data: stream repair failed; retrying", cause)),
+        Schedule.jittered(Schedule.spaced(options.repairEvery ?? repairInterval))
       )
     )
     return { publishLater, activate, release }
