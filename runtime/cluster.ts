@@ -23,6 +23,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import * as Tls from "node:tls"
 import { NodeClusterSocket, NodeCrypto, NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import { PgClient } from "@effect/sql-pg"
 import type { Module } from "@tessera/contracts"
 import { invalid } from "@tessera/platform/ConfigKit"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
@@ -44,6 +45,7 @@ import type { SqlClient } from "effect/sql"
 import { standbyPortOf, TesseraConfig, type TesseraConfigShape } from "./config.ts"
 import * as Hosted from "./hosted.ts"
 import * as LockRefresh from "./lockRefresh.ts"
+import { pgPoolConfig } from "./storage.ts"
 
 /** Weight of every main runner when zones are configured (equal on all, so `default` stays evenly spread). */
 export const ZONED_RUNNER_WEIGHT = 10
@@ -118,9 +120,23 @@ const messageStorageOf = (config: TesseraConfigShape) =>
     Layer.provide(NodeCrypto.layerDigest)
   )
 
-/** effect/cluster's runner storage (registrations, shard locks), the same way. */
-const runnerStorageOf = (config: TesseraConfigShape) =>
-  config.migrate ? Layer.orDie(SqlRunnerStorage.layer) : SqlRunnerStorage.layerStorage({})
+/** Connections of the runner storage's own Postgres pool: the reserved shard-lock session and two for the rest. */
+const lockPoolConnections = 3
+
+/**
+ * effect/cluster's runner storage (registrations, shard locks), its tables the same way. With Postgres it has a
+ * small pool of its own: on the actors' pool, the storage probe that ends "lock storage unhealthy" and the
+ * re-reservation of a lock session that failed queue behind actor traffic, so a runner whose pool is saturated (a
+ * restart replaying journals, a backlog after a storage stall) stays unhealthy and keeps dropping its shards.
+ */
+export const runnerStorageOf = (config: TesseraConfigShape) => {
+  const storage = config.migrate ? Layer.orDie(SqlRunnerStorage.layer) : SqlRunnerStorage.layerStorage({})
+  return Option.match(config.databaseUrl, {
+    onNone: () => storage,
+    onSome: (url) =>
+      Layer.provide(storage, PgClient.layer(pgPoolConfig({ url, maxConnections: lockPoolConnections }, config)))
+  })
+}
 
 /**
  * A TLS 1.3 pre-shared key derived from a cluster secret, and the identity that names it in the handshake (so a

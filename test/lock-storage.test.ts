@@ -1,0 +1,82 @@
+// The runner storage (shard locks, registrations) against the real Postgres while the actors' pool is saturated,
+// as it is on a runner that restarts under load and replays its journals: the storage probe must still answer,
+// and a lock session the server ended must be re-reserved and its shards taken again, each within its deadline.
+
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer, Option, Redacted, Schedule } from "effect"
+import { RunnerAddress, RunnerStorage, ShardId, ShardingConfig } from "effect/cluster"
+import { SqlClient } from "effect/sql"
+import { runnerStorageOf } from "../runtime/cluster.ts"
+import { defaults } from "../runtime/config.ts"
+import { pgPoolConfig } from "../runtime/storage.ts"
+import { freshDatabase } from "./harness.ts"
+
+/** Connections of the actors' pool in this test, all of them taken by the slow statements. */
+const actorPool = 2
+/** How long the slow statements hold them: well past every deadline below, under the statement timeout. */
+const busySeconds = 8
+
+describe("runner storage on a saturated actor pool", () => {
+  it.live(
+    "answers the storage probe and re-acquires after its lock session ends, while every actor connection is busy",
+    () =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => freshDatabase("lockpool")),
+        (database) => {
+          const url = Redacted.make(database.url)
+          const actors = PgClient.layer(pgPoolConfig({ url, maxConnections: actorPool }))
+          const storage = runnerStorageOf({ ...defaults, databaseUrl: Option.some(url), migrate: true }).pipe(
+            Layer.provide(
+              ShardingConfig.layer({ shardLockExpiration: "5 seconds", shardLockRefreshInterval: "1 second" })
+            )
+          )
+          return Effect.gen(function* () {
+            const runners = yield* RunnerStorage.RunnerStorage
+            const sql = yield* SqlClient.SqlClient
+            const address = RunnerAddress.make("127.0.0.1", 1)
+            const shards = [1, 2, 3].map((i) => ShardId.make("default", i))
+            assert.strictEqual((yield* runners.acquire(address, shards)).length, 3)
+
+            const busy = yield* Effect.forkChild(
+              Effect.forEach(
+                Array.from({ length: actorPool }),
+                () => sql`SELECT pg_sleep(${busySeconds})`.pipe(Effect.ignore),
+                { concurrency: "unbounded", discard: true }
+              )
+            )
+            // Until the slow statements run (on a pool shared with the lock storage one of them would wait).
+            yield* Effect.sync(() =>
+              Number(database.query("SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"))
+            ).pipe(Effect.repeat({ until: (count) => count > 0, schedule: Schedule.spaced("50 millis") }))
+            yield* Effect.sleep("300 millis")
+
+            // The probe sharding runs while lock storage is unhealthy (an empty refresh), under its 1 s deadline.
+            const probe = yield* Effect.exit(runners.refresh(address, []))
+            assert.isTrue(Exit.isSuccess(probe), "the storage probe answers")
+
+            // The server ends the lock session (as idle_session_timeout or a restart of the backend would).
+            database.query(
+              "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+            )
+            yield* Effect.exit(runners.refresh(address, shards))
+            // Its locks went with it; the next acquisitions run on a re-reserved session.
+            const again = yield* runners
+              .acquire(address, shards)
+              .pipe(Effect.retry({ times: 10, schedule: Schedule.spaced("100 millis") }), Effect.exit)
+            assert.deepStrictEqual(
+              Exit.map(again, (held) => held.length),
+              Exit.succeed(3),
+              "the shards are taken again"
+            )
+            // The slow statements still hold every actor connection: nothing above waited for them.
+            assert.isUndefined(busy.pollUnsafe(), "the actor pool was busy throughout")
+            yield* Fiber.interrupt(busy)
+            yield* runners.releaseAll(address)
+          }).pipe(Effect.provide(Layer.provideMerge(storage, actors)))
+        },
+        (database) => Effect.sync(() => database.drop())
+      ),
+    { timeout: 60_000 }
+  )
+})
