@@ -115,6 +115,16 @@ describe("lag-tolerant shard-lock refresh", () => {
       assert.isTrue(Exit.isFailure(exit), "no cover without a recent confirmation")
     }).pipe(Effect.scoped)
   )
+
+  it.live("an acquisition confirms: the first refresh after a long gap (a start, an outage) is covered", () =>
+    Effect.gen(function* () {
+      const { storage } = yield* setup({ delayMs: 5, held: shards })
+      yield* Effect.sleep(Duration.millis(timing.expirationMs))
+      assert.strictEqual((yield* storage.acquire(address, shards)).length, shards.length)
+      const exit = yield* shardingRefresh(storage, intervalMs * 1.5)
+      assert.deepStrictEqual(exit, Exit.succeed(shards), "covered from the acquisition")
+    }).pipe(Effect.scoped)
+  )
 })
 
 describe("shard release", () => {

@@ -13,8 +13,11 @@
  * finish in the background. Its outcome is applied at the next refresh: shards it found lost are reported lost
  * then, and its error fails that refresh (storage unhealthy), so a loss is reported at most one interval later. A
  * guard that fires on time means storage is slow, and the caller's timeout decides as before. Cover is given only
- * while the last confirmed refresh is younger than the lock expiry less one interval, and never to the empty
- * refresh (the storage probe while locks are unhealthy).
+ * while the last confirmation is younger than the lock expiry less one interval, and never to the empty refresh
+ * (the storage probe while locks are unhealthy). An acquisition that took shards confirms too: it ran on the lock
+ * session, whose advisory locks live as long as it does. Without that, the first refreshes after a start or after
+ * locks were unhealthy (when shards replay their journals and the loop is busiest) had only a confirmation from
+ * before the outage, got no cover, and dropped every shard again.
  *
  * Releases are also let through a few at a time. Sharding releases each shard on its own fiber, and a runner that
  * drops its shards (lock storage unhealthy, a hand-off) releases them all at once: with 300 shards, a hundred and
@@ -61,6 +64,14 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
     // The real refresh still running after a covered answer, and when a refresh last confirmed the locks.
     let background: Fiber.Fiber<Array<ShardId.ShardId>, unknown> | undefined
     let confirmedAt = performance.now()
+    const acquire: RunnerStorage.RunnerStorage["Service"]["acquire"] = (address, shardIds) =>
+      Effect.suspend(() => {
+        const start = performance.now()
+        return Effect.map(storage.acquire(address, shardIds), (acquired) => {
+          if (acquired.length > 0) confirmedAt = Math.max(confirmedAt, start)
+          return acquired
+        })
+      })
 
     /** The outcome of a background refresh that finished since the last call, applied to `ids`. */
     const settleBackground = (ids: ReadonlyArray<ShardId.ShardId>) => {
@@ -114,7 +125,7 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
         })
       })
 
-    return RunnerStorage.RunnerStorage.of({ ...storage, refresh, release })
+    return RunnerStorage.RunnerStorage.of({ ...storage, acquire, refresh, release })
   })
 
 /** `RunnerStorage` from `inner`, with lag-tolerant refresh timed by the sharding config. */
