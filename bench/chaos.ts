@@ -184,11 +184,14 @@ export const run = async (args: ReadonlyArray<string>) => {
         measured[n].held = await Promise.all(
           (fault.kind === "blackhole" ? cluster.runners : [runner]).map((r) => holdings(r))
         )
+        // Its count so far, before the process and its metrics are gone.
+        if (fault.kind === "kill")
+          stale.push({ runner: runner.name, writes: await staleWrites(runner.url).catch(() => null) })
+        // The fault begins now, with nothing left to read first: a batch sent meanwhile and answered by the victim
+        // before the signal would count as a recovery.
         measured[n].startedAt = Date.now()
         slot.up = false
         if (fault.kind === "kill") {
-          // Its count so far, before the process and its metrics are gone.
-          stale.push({ runner: runner.name, writes: await staleWrites(runner.url).catch(() => null) })
           progress(`${((Date.now() - start) / 1000).toFixed(1)}s SIGKILL ${runner.name}`)
           await cluster.kill9(runner)
           await slot.close()
