@@ -44,7 +44,6 @@ import { SqlClient, type SqlError } from "effect/sql"
 import {
   decodeSnapshot,
   edgeMember,
-  encodeSnapshot,
   forwardMarker,
   nextTemperature,
   type PartitionKeys,
@@ -52,6 +51,7 @@ import {
   parseForwardMarker,
   partitionKeys,
   type Snapshot,
+  snapshotJson,
   snapshotKey
 } from "./core.ts"
 import * as GraphMetrics from "./metrics.ts"
@@ -279,6 +279,8 @@ const storageError = (error: { readonly message: string }) => new GraphStorageEr
 
 /** Keys deleted per DEL during eviction. */
 const EVICT_CHUNK = 1000
+/** Vertices read per pipeline when a partition is snapshotted. */
+const SNAPSHOT_CHUNK = 256
 /** Commands per pipeline during restore. */
 const RESTORE_CHUNK = 20_000
 
@@ -352,18 +354,23 @@ export const hotTier = (
     snapshot: (partition: number, version: number): Effect.Effect<Snapshot, GraphStorageError> =>
       Effect.gen(function* () {
         const ids = yield* fail(valkey.smembers(keys.ids))
-        const commands: Array<Command> = new Array(ids.length * 2)
-        for (let i = 0; i < ids.length; i++) {
-          commands[2 * i] = Cmd.get(keys.vertex(ids[i]))
-          commands[2 * i + 1] = Cmd.smembers(keys.out(ids[i]))
-        }
-        const replies = ids.length === 0 ? [] : yield* fail(valkey.pipeline(commands))
         const vertices: Snapshot["vertices"] = []
-        for (let i = 0; i < ids.length; i++) {
-          const properties = replies[2 * i] as string | null
-          // A forward marker (the vertex moved away while this snapshot ran) is not a vertex of this partition.
-          if (properties === null || parseForwardMarker(properties) !== undefined) continue
-          vertices.push([ids[i], properties, replies[2 * i + 1] as Array<string>])
+        // In pipelines of SNAPSHOT_CHUNK vertices: the connection is the gateways' too, and one reply of a whole
+        // partition would hold every read queued behind it (and the event loop while it is parsed).
+        for (let start = 0; start < ids.length; start += SNAPSHOT_CHUNK) {
+          const end = Math.min(ids.length, start + SNAPSHOT_CHUNK)
+          const commands: Array<Command> = new Array((end - start) * 2)
+          for (let i = start; i < end; i++) {
+            commands[2 * (i - start)] = Cmd.get(keys.vertex(ids[i]))
+            commands[2 * (i - start) + 1] = Cmd.smembers(keys.out(ids[i]))
+          }
+          const replies = yield* fail(valkey.pipeline(commands))
+          for (let i = start; i < end; i++) {
+            const properties = replies[2 * (i - start)] as string | null
+            // A forward marker (the vertex moved away while this snapshot ran) is not a vertex of this partition.
+            if (properties === null || parseForwardMarker(properties) !== undefined) continue
+            vertices.push([ids[i], properties, replies[2 * (i - start) + 1] as Array<string>])
+          }
         }
         return { format: 1, partition, version, vertices }
       }),
@@ -594,7 +601,12 @@ export const makePartition = (options: PartitionOptions) =>
       const version = meta.version + 1
       const snapshot = yield* hot.snapshot(partition, version)
       const key = snapshotKey(partition, version, epoch)
-      yield* Effect.mapError(cold.put(key, encodeSnapshot(snapshot)), storageError)
+      const parts: Array<string> = []
+      for (const part of snapshotJson(snapshot, SNAPSHOT_CHUNK)) {
+        parts.push(part)
+        yield* Effect.yieldNow
+      }
+      yield* Effect.mapError(cold.put(key, new TextEncoder().encode(parts.join(""))), storageError)
       return { key, version, vertices: snapshot.vertices.length }
     })
 

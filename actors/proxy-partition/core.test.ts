@@ -20,6 +20,7 @@ import {
   placementProblem,
   preferredZone,
   prefixRule,
+  snapshotJson,
   utf8Length,
   vertexIdProblem,
   vertexPartition
@@ -112,6 +113,21 @@ describe("validation and layout", () => {
     }
     assert.deepStrictEqual(decodeSnapshot(encodeSnapshot(snapshot)), snapshot)
     assert.throws(() => decodeSnapshot(new TextEncoder().encode('{"format":2}')))
+  })
+
+  it("encodes a snapshot in pieces of a few vertices into the same JSON as at once", () => {
+    const vertex = (i: number): [string, string, Array<string>] => [`v"${i}`, `{"n":${i}}`, [`k|w${i}`, "k|x"]]
+    for (const count of [0, 1, 2, 5]) {
+      const snapshot = {
+        format: 1 as const,
+        partition: 7,
+        version: 9,
+        vertices: Array.from({ length: count }, (_, i) => vertex(i))
+      }
+      const text = [...snapshotJson(snapshot, 2)].join("")
+      assert.strictEqual(text, new TextDecoder().decode(encodeSnapshot(snapshot)), `${count} vertices`)
+      assert.deepStrictEqual(decodeSnapshot(new TextEncoder().encode(text)), snapshot)
+    }
   })
 })
 
