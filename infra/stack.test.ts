@@ -11,7 +11,7 @@ import { marketDataAccess, readerPort, runnerAccess, runnerKeyPatterns } from ".
 import { amiParameter } from "./capacity.ts"
 import { evaluate, evaluateProgram, mockPassword, named, ofType, type Recorded, zones } from "./harness.ts"
 import { privateCidr, publicCidr, vpcCidr } from "./network.ts"
-import { alarms, collectorImage, queueDepthMetric, scrapeJob } from "./observability.ts"
+import { alarms, collectorImage, queueDepthMetric, ruleFile, scrapeJob } from "./observability.ts"
 import { drainTimeoutSeconds, migrateName, stopTimeoutSeconds } from "./runners.ts"
 import { dev, ports, production, type StageConfig, stageConfig } from "./stage.ts"
 
@@ -882,5 +882,39 @@ describe("sst.config.ts", () => {
     assert.lengthOf(ofType(resources, T.natGateway), 3)
     assert.lengthOf(ofType(resources, T.replicationGroup), 1)
     assert.lengthOf(ofType(resources, T.capacityProvider), 4)
+  })
+})
+
+describe("docs/deploy.md", () => {
+  const doc = readFileSync(path.join(root, "docs", "deploy.md"), "utf8")
+  /** The text of the section under `heading` (to the next heading of any level). */
+  const section = (heading: string) => {
+    const start = doc.indexOf(`\n${heading}\n`)
+    if (start < 0) return undefined
+    const body = doc.slice(start + heading.length + 2)
+    const end = body.search(/\n#{1,6} /)
+    return end < 0 ? body : body.slice(0, end)
+  }
+
+  it("has a runbook section for every alarm its runbook annotation points at, saying what to do", () => {
+    const rules: Array<{ alert: string; annotations: { runbook: string } }> = JSON.parse(ruleFile(dev("test")))
+      .groups[0].rules
+    for (const rule of rules) {
+      assert.strictEqual(rule.annotations.runbook, `docs/deploy.md#${rule.alert.toLowerCase()}`)
+      const body = section(`### ${rule.alert}`)
+      assert.isDefined(body, `a "### ${rule.alert}" section`)
+      // What it means (the threshold it fires at) and what to act on.
+      assert.isAbove(body?.trim().length ?? 0, 200, `${rule.alert}'s section says what it means and what to do`)
+    }
+  })
+
+  it("says how to rotate the tokens and the cluster secret", () => {
+    const body = section("## Tokens and the cluster secret: access and rotation") ?? ""
+    assert.include(body, "Rotate a token without downtime")
+    assert.include(body, "To revoke a leaked token")
+    assert.include(body, "Rotate in three rolling deploys")
+    for (const variable of ["TESSERA_CLUSTER_SECRET_ACCEPTED", "TESSERA_CLUSTER_SECRET_GENERATION"]) {
+      assert.include(body, variable)
+    }
   })
 })
