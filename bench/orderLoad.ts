@@ -14,7 +14,19 @@ import { failureTag, type WireClient } from "./wireClient.ts"
 interface WireEntry {
   readonly _tag: string
   readonly results?: ReadonlyArray<{ readonly orderId?: unknown }>
-  readonly error?: { readonly _tag?: string }
+  readonly error?: { readonly _tag?: string; readonly message?: string }
+}
+
+/**
+ * A failed entry's tag for the figures; `ShardUnavailable` split by its cause: `:deadline` (PlaceMany's entry
+ * deadline), `:recovering` (the shard re-reading its state after a journal write went unanswered).
+ */
+const entryTag = (error: { readonly _tag?: string; readonly message?: string } | undefined): string => {
+  const tag = error?._tag ?? "other"
+  if (tag !== "ShardUnavailable" || error?.message === undefined) return tag
+  if (error.message.includes("did not answer within")) return "ShardUnavailable:deadline"
+  if (error.message.includes("is unavailable")) return "ShardUnavailable:recovering"
+  return tag
 }
 
 export interface LoadResult {
@@ -401,8 +413,8 @@ export const runLoadOpen = async (
         outstanding--
         const now = performance.now()
         const tag = exit._tag === "Success" ? "none" : failureTag(exit)
-        if (tag !== "Overloaded") throttle?.accepted(now)
         if (exit._tag !== "Success") {
+          if (tag !== "Overloaded") throttle?.accepted(now)
           for (const { batch } of taken) {
             if (tag === "Overloaded") {
               overloaded += batch.length
@@ -412,13 +424,23 @@ export const runLoadOpen = async (
           return
         }
         const entries = (exit.value as { readonly results: ReadonlyArray<WireEntry> }).results
+        // A request whose every entry a shard refused Overloaded counts as refused for the back-off.
+        let accepted = false
         for (let i = 0; i < taken.length; i++) {
           const entry = entries[i]
           const { batch } = taken[i]
           if (entry === undefined || entry._tag !== "Placed") {
-            fail(entry === undefined ? "missing" : (entry.error?._tag ?? "other"), batch.length)
+            const why = entry === undefined ? "missing" : entryTag(entry.error)
+            if (why === "Overloaded") {
+              overloaded += batch.length
+              for (const p of batch) refusals.push(now - p.scheduledAt)
+            } else {
+              accepted = true
+              fail(why, batch.length)
+            }
             continue
           }
+          accepted = true
           const results = entry.results ?? []
           for (let j = 0; j < results.length; j++) {
             if (results[j].orderId === undefined) continue
@@ -426,6 +448,7 @@ export const runLoadOpen = async (
             latencies.push(now - batch[j].scheduledAt)
           }
         }
+        if (accepted) throttle?.accepted(now)
       })
       return
     }
@@ -453,7 +476,11 @@ export const runLoadOpen = async (
         const entry = entries[i]
         const { batch } = taken[i]
         if (entry === undefined || entry._tag !== "Placed") {
-          fail(entry === undefined ? "missing" : entry.error._tag, batch.length)
+          const why = entry === undefined ? "missing" : entryTag(entry.error)
+          if (why === "Overloaded") {
+            overloaded += batch.length
+            for (const p of batch) refusals.push(now - p.scheduledAt)
+          } else fail(why, batch.length)
           continue
         }
         const results = entry.results

@@ -106,6 +106,8 @@ export const startProcess = async (name: string, options: StartOptions = {}): Pr
       // Tests send bursts without retrying Overloaded; on a loaded CI box the latency-adapted admission limit would
       // shrink under them. A test of admission sets its own bounds.
       TESSERA_ADMISSION_TARGET_MS: "10000",
+      // Likewise a slow write on a loaded box would refuse their places Overloaded: off unless a test sets it.
+      TESSERA_SHARD_MAX_QUEUE_DELAY: "0 millis",
       ...options.env
     },
     stdio: ["ignore", "pipe", "pipe"]

@@ -41,6 +41,14 @@ export interface SymbolShardConfigShape {
    * shard answers before its runner gives it up.
    */
   readonly journalWriteTimeout: Duration.Duration
+  /**
+   * The longest a symbol shard lets its journal fall behind before it refuses new orders
+   * (`TESSERA_SHARD_MAX_QUEUE_DELAY`, default 50 milliseconds): while the write in flight (or the batch waiting for
+   * it) is older than this, a place is answered `Overloaded` at once and nothing of it is applied. Past saturation the
+   * shard then keeps what it accepts at its normal latency, instead of growing a backlog that every later order waits
+   * behind (and that a timed-out client cannot take back). `0` turns the bound off.
+   */
+  readonly maxQueueDelay: Duration.Duration
 }
 
 export class SymbolShardConfig extends Context.Service<SymbolShardConfig, SymbolShardConfigShape>()(
@@ -53,7 +61,8 @@ export const defaults: SymbolShardConfigShape = {
   shardKeyFilterBits: 2 ** 24,
   shardSnapshotEvery: 100_000,
   placeDeadline: Duration.seconds(2),
-  journalWriteTimeout: Duration.seconds(2)
+  journalWriteTimeout: Duration.seconds(2),
+  maxQueueDelay: Duration.millis(50)
 }
 
 export const config: Config.Config<SymbolShardConfigShape> = Config.all({
@@ -62,7 +71,8 @@ export const config: Config.Config<SymbolShardConfigShape> = Config.all({
   shardKeyFilterBits: positiveInt("TESSERA_SHARD_KEY_FILTER_BITS", defaults.shardKeyFilterBits),
   shardSnapshotEvery: positiveInt("TESSERA_SHARD_SNAPSHOT_EVERY", defaults.shardSnapshotEvery),
   placeDeadline: duration("TESSERA_PLACE_DEADLINE", defaults.placeDeadline),
-  journalWriteTimeout: duration("TESSERA_JOURNAL_WRITE_TIMEOUT", defaults.journalWriteTimeout)
+  journalWriteTimeout: duration("TESSERA_JOURNAL_WRITE_TIMEOUT", defaults.journalWriteTimeout),
+  maxQueueDelay: duration("TESSERA_SHARD_MAX_QUEUE_DELAY", defaults.maxQueueDelay)
 })
 
 /** Read from the current `ConfigProvider` (the host's). */
@@ -93,5 +103,9 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_JOURNAL_WRITE_TIMEOUT",
     "how long a symbol shard waits for a journal write (or another storage call) before answering ShardUnavailable and re-reading its state (2 seconds)"
+  ],
+  [
+    "TESSERA_SHARD_MAX_QUEUE_DELAY",
+    "how far a symbol shard's journal may fall behind (age of the write in flight) before new orders are answered Overloaded, nothing applied; 0 = off (50 milliseconds)"
   ]
 ]

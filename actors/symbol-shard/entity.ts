@@ -10,6 +10,10 @@
  * journal replay), so nothing unacknowledged ever looks acknowledged and a black-holed database holds no request.
  * A write refused as stale (another activation owns the symbol) ends the activation instead.
  *
+ * Places are refused `Overloaded` (nothing applied) while the journal is behind by more than
+ * `TESSERA_SHARD_MAX_QUEUE_DELAY`: the shard's backlog, which admission at the gateway cannot see once a caller has
+ * timed out, stays bounded in time, so an accepted order never waits behind seconds of older ones.
+ *
  * Reads (GetOrder, Depth) see the in-memory book, which may include commands whose batch is still being written;
  * GetOrder of a finished order the shard no longer holds in memory reads the `orders` table.
  *
@@ -17,6 +21,7 @@
  * before it is applied; every other command is applied synchronously on arrival.
  */
 
+import { Control } from "@tessera/contracts"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { Entity } from "effect/cluster"
 import { SymbolShardConfig } from "./config.ts"
@@ -188,6 +193,25 @@ const build = Effect.gen(function* () {
    */
   let recovering: string | undefined
   let flushing = false
+  // When the write in flight was started, and when the first command of the pending batch came (0: none).
+  let writeStartedAt = 0
+  let pendingSince = 0
+  const maxQueueDelayMs = Duration.toMillis(settings.maxQueueDelay)
+  const retryAfterMs = Math.max(10, Math.ceil(maxQueueDelayMs))
+  /** How long the journal's oldest unwritten work has waited, in milliseconds. */
+  const backlogMs = (now: number): number =>
+    flushing ? now - writeStartedAt : core.pendingCount > 0 && pendingSince > 0 ? now - pendingSince : 0
+  /** The refusal of `count` orders while the journal is behind, or undefined if it is not. */
+  const behind = (count: number): Control.Overloaded | undefined => {
+    if (!(maxQueueDelayMs > 0)) return undefined
+    const waited = backlogMs(performance.now())
+    if (waited <= maxQueueDelayMs) return undefined
+    metrics.overloaded.inc(count)
+    return new Control.Overloaded({
+      message: `shard ${symbol} is behind: its journal write has waited ${Math.round(waited)} ms (bound ${maxQueueDelayMs} ms); nothing was placed: retry after ${retryAfterMs} ms`,
+      retryAfterMs
+    })
+  }
   const work = new Signal(() => core.pendingCount > 0)
   const unavailable = (reason: string) =>
     new ShardUnavailable({
@@ -241,6 +265,8 @@ const build = Effect.gen(function* () {
   // Market data leaves after the commit, in batch order, off the acknowledgement path (the runner's publisher).
   const flushOnce = Effect.suspend(() => {
     flushing = true
+    writeStartedAt = performance.now()
+    pendingSince = 0
     const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
@@ -332,6 +358,7 @@ const build = Effect.gen(function* () {
 
   const durable = <A>(value: A, batch: PendingBatch | undefined): Effect.Effect<A, ShardUnavailable> => {
     if (batch === undefined) return Effect.succeed(value)
+    if (pendingSince === 0) pendingSince = performance.now()
     work.notify()
     return Effect.as(Deferred.await(tokenOf(batch)), value)
   }
@@ -413,10 +440,20 @@ const build = Effect.gen(function* () {
   const noOrder = (orderId: string) => Effect.fail(new UnknownOrder({ orderId, message: `no order ${orderId}` }))
 
   return SymbolShard.of({
-    Place: ({ payload }) =>
-      halted ? haltedError() : checked([payload], undefined, (verdicts) => placeOne(payload, verdicts)),
-    PlaceBatch: ({ payload }) =>
-      halted ? haltedError() : checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts)),
+    Place: ({ payload }) => {
+      if (halted) return haltedError()
+      const refused = behind(1)
+      return refused !== undefined
+        ? Effect.fail(refused)
+        : checked([payload], undefined, (verdicts) => placeOne(payload, verdicts))
+    },
+    PlaceBatch: ({ payload }) => {
+      if (halted) return haltedError()
+      const refused = behind(payload.orders.length)
+      return refused !== undefined
+        ? Effect.fail(refused)
+        : checked(payload.orders, undefined, (verdicts) => placeAll(payload.orders, verdicts))
+    },
     Cancel: ({ payload }) =>
       whenHealthy((): Effect.Effect<OrderView, InvalidOrder | UnknownOrder | ShardUnavailable> => {
         const out = core.cancel(payload.orderId, payload.requestId)

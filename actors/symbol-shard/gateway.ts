@@ -3,7 +3,7 @@
  * and answers each entry with its own outcome. The hot path of the TPS bench: the order arrays are passed through
  * untouched, and the only per-request work is the limit check and one answer object per entry.
  */
-import type { Module } from "@tessera/contracts"
+import { Control, type Module } from "@tessera/contracts"
 import { withDeadline } from "@tessera/platform/Deadline"
 import { Cause, Duration, Effect, Option } from "effect"
 import type { SqlError } from "effect/sql"
@@ -116,14 +116,15 @@ const describe = (value: unknown): string => {
   return String(value)
 }
 
-/** An entry's failure: `UnknownSymbol` and `ShardUnavailable` as they are, anything else (cluster error, defect) `ShardUnavailable`. */
+/** An entry's failure: `UnknownSymbol`, `ShardUnavailable`, `Halted` and `Overloaded` as they are, anything else (cluster error, defect) `ShardUnavailable`. */
 export const failedEntry = (symbol: string, cause: Cause.Cause<unknown>): ManyEntry => {
   const failure = Cause.findErrorOption(cause)
   if (
     Option.isSome(failure) &&
     (failure.value instanceof UnknownSymbol ||
       failure.value instanceof ShardUnavailable ||
-      failure.value instanceof Halted)
+      failure.value instanceof Halted ||
+      failure.value instanceof Control.Overloaded)
   ) {
     return { _tag: "Failed", symbol, error: failure.value }
   }

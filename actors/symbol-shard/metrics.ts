@@ -10,7 +10,7 @@ import type { OrderBook } from "./engine/OrderBook.ts"
 
 export const orders = Metrics.counter(
   "tessera_orders_total",
-  "Orders placed on a symbol shard, by outcome (accepted, rejected)",
+  "Orders placed on a symbol shard, by outcome (accepted, rejected, overloaded: refused while its journal was behind)",
   ["symbol", "outcome"]
 )
 export const trades = Metrics.counter("tessera_trades_total", "Trades made durable by a symbol shard", ["symbol"])
@@ -74,6 +74,7 @@ export const replaySeconds = Metrics.histogram(
 export class ShardSeries {
   readonly accepted: Metrics.Scalar
   readonly rejected: Metrics.Scalar
+  readonly overloaded: Metrics.Scalar
   readonly trades: Metrics.Scalar
   readonly failures: Metrics.Scalar
   readonly staleOwner: Metrics.Scalar
@@ -85,6 +86,7 @@ export class ShardSeries {
   constructor(symbol: string) {
     this.accepted = orders.labels({ symbol, outcome: "accepted" })
     this.rejected = orders.labels({ symbol, outcome: "rejected" })
+    this.overloaded = orders.labels({ symbol, outcome: "overloaded" })
     this.trades = trades.labels({ symbol })
     this.failures = flushFailures.labels({ symbol })
     this.staleOwner = staleOwnerWrites.labels({ symbol })

@@ -164,7 +164,7 @@ export class ShardUnavailable extends Schema.TaggedError<ShardUnavailable>()("Sh
   message: Schema.String
 }) {}
 
-export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder, Halted, ShardUnavailable])
+export const ShardError = Schema.Union([UnknownSymbol, InvalidOrder, Halted, ShardUnavailable, Contract.Overloaded])
 export const OrderError = Schema.Union([UnknownSymbol, InvalidOrder, UnknownOrder, Halted, ShardUnavailable])
 
 // ---- RPCs ----------------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ export const Place = Rpc.make("Place", { payload: PlaceOrder, success: PlaceResu
 export const PlaceBatch = Rpc.make("PlaceBatch", {
   payload: { orders: Schema.Array(PlaceOrder).check(Schema.isMaxLength(maxBatch)) },
   success: Schema.Struct({ results: Schema.Array(BatchItem) }),
-  error: Schema.Union([UnknownSymbol, Halted, ShardUnavailable])
+  error: Schema.Union([UnknownSymbol, Halted, ShardUnavailable, Contract.Overloaded])
 })
 
 /** Optional idempotency key of a Cancel or Move: a retry with the same one returns the first result. */
@@ -239,10 +239,13 @@ export type SymbolBatch = typeof SymbolBatch.Type
 
 /** A symbol's batch was answered: one `BatchItem` per order, in order (as PlaceBatch answers). */
 export const PlacedEntry = Schema.TaggedStruct("Placed", { symbol: Schema.String, results: Schema.Array(BatchItem) })
-/** A symbol's batch failed as a whole: `UnknownSymbol` (placed nothing) or `ShardUnavailable` (retry it). */
+/**
+ * A symbol's batch failed as a whole: `UnknownSymbol`, `Halted` or `Overloaded` (the shard's journal is behind:
+ * placed nothing, retry after its hint) or `ShardUnavailable` (retry it with the same keys).
+ */
 export const FailedEntry = Schema.TaggedStruct("Failed", {
   symbol: Schema.String,
-  error: Schema.Union([UnknownSymbol, ShardUnavailable, Halted])
+  error: Schema.Union([UnknownSymbol, ShardUnavailable, Halted, Contract.Overloaded])
 })
 /**
  * One answer of a PlaceMany, tagged `Placed` or `Failed` so clients switch on `_tag` and the union decodes by its

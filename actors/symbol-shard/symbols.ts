@@ -4,10 +4,13 @@
  * life (a hit is a Set lookup; symbols are never deleted); unknown ones are asked again each time, so a symbol
  * added to the table is seen at once by every gateway.
  */
-import { Effect } from "effect"
+import { Duration, Effect, Fiber, Option } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { OrderBook } from "./engine/OrderBook.ts"
 import { InvalidSymbolConfig, type SymbolInfo, symbolPattern, UnknownSymbol } from "./protocol.ts"
+
+/** How long a gateway waits for the `symbols` lookup of a symbol it has not seen yet. */
+const lookupDeadline = Duration.seconds(1)
 
 /** Builds a check: `undefined` for a configured symbol, else why it is refused. */
 export const makeSymbolCheck = Effect.gen(function* () {
@@ -16,14 +19,18 @@ export const makeSymbolCheck = Effect.gen(function* () {
   return (symbol: string): Effect.Effect<string | undefined> => {
     if (known.has(symbol)) return Effect.succeed(undefined)
     if (!symbolPattern.test(symbol)) return Effect.succeed("a symbol is BASE-QUOTE, each 1-16 of A-Z and 0-9")
-    return sql<{ symbol: string }>`SELECT symbol FROM symbols WHERE symbol = ${symbol}`.pipe(
+    const lookup = sql<{ symbol: string }>`SELECT symbol FROM symbols WHERE symbol = ${symbol}`.pipe(
       Effect.map((rows) => {
         if (rows.length === 0) return `no symbol ${symbol} is configured`
         known.add(symbol)
         return undefined
-      }),
-      // Storage trouble is not the client's fault: let the shard answer (or fail) as it would.
-      Effect.orElseSucceed(() => undefined)
+      })
+    )
+    // Storage trouble (failed or unanswered) is not the client's fault: let the shard answer (or fail) as it would,
+    // within its own deadlines, instead of holding the request on a black-holed database.
+    // The lookup runs on past the deadline, detached, only as long as the pool's own timeouts let it.
+    return Effect.flatMap(Effect.forkDetach(Effect.orElseSucceed(lookup, () => undefined)), (fiber) =>
+      Effect.map(Effect.timeoutOption(Fiber.join(fiber), lookupDeadline), Option.getOrUndefined)
     )
   }
 })
