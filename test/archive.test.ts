@@ -148,6 +148,20 @@ const restoreAll = Effect.forEach(all, (retention) => Retention.restore(retentio
 const run = (options: Partial<{ batchRows: number; maxBatches: number }> = {}) =>
   Retention.runOnce(jobs, { now: Date.now(), batchRows: 1000, maxBatches: 10, ...options })
 
+type Archived = Layer.Success<ReturnType<typeof layersOf>>
+
+/**
+ * A test's body on its own migrated database and folder archive (dropped and removed after it), with SQL and the
+ * archive store provided.
+ */
+const withArchive = <A, E>(
+  body: (env: { readonly db: ReturnType<typeof freshDatabase>; readonly dir: string }) => Effect.Effect<A, E, Archived>
+) =>
+  Effect.gen(function* () {
+    const { db, data } = yield* setup
+    return yield* Effect.andThen(migrate, body({ db, dir: data.dir })).pipe(Effect.provide(layersOf(db.url, data.dir)))
+  }).pipe(Effect.scoped)
+
 const sortRows = (rows: ReadonlyArray<Row>, key: ReadonlyArray<string>) =>
   [...rows].sort((a, b) => {
     for (const column of key) {
@@ -162,10 +176,8 @@ describe("retention and archive", () => {
   it.live(
     "archives aged rows of every retained table, deletes exactly them, and restores them row by row",
     () =>
-      Effect.gen(function* () {
-        const { db, data } = yield* setup
-        yield* Effect.gen(function* () {
-          yield* migrate
+      withArchive(() =>
+        Effect.gen(function* () {
           const archivable = yield* writeRows
           const before = yield* dumpAll
 
@@ -257,16 +269,15 @@ describe("retention and archive", () => {
             (yield* Retention.list()).map((e) => e.manifest),
             entries.map((e) => e.manifest)
           )
-        }).pipe(Effect.provide(layersOf(db.url, data.dir)))
-      }).pipe(Effect.scoped),
+        })
+      ),
     120_000
   )
 
   it.live(
     "a crash between upload and delete neither loses rows nor leaves a second archive; one mid-delete restores once",
     () =>
-      Effect.gen(function* () {
-        const { db, data } = yield* setup
+      withArchive(({ db, dir }) => {
         const crashAfterManifest = (base: ObjectStore.ObjectStoreShape): ObjectStore.ObjectStoreShape => ({
           ...base,
           put: (key, bytes) =>
@@ -277,11 +288,10 @@ describe("retention and archive", () => {
         const trades = retentionOf("trades")
         const tradesOnly = [{ retention: trades, age: Duration.days(1) }]
         const runTrades = Retention.runOnce(tradesOnly, { now: Date.now(), batchRows: 1000, maxBatches: 10 })
-        yield* Effect.gen(function* () {
-          yield* migrate
+        return Effect.gen(function* () {
           yield* writeRows
           const before = yield* dump("trades")
-          const [crashed] = yield* runTrades.pipe(Effect.provide(layersOf(db.url, data.dir, crashAfterManifest)))
+          const [crashed] = yield* runTrades.pipe(Effect.provide(layersOf(db.url, dir, crashAfterManifest)))
           assert.deepStrictEqual([crashed.archived, crashed.deleted], [0, 0])
           assert.deepStrictEqual(yield* dump("trades"), before, "nothing deleted")
           const uploaded = (yield* Retention.list("trades")).map((e) => e.manifest)
@@ -306,18 +316,16 @@ describe("retention and archive", () => {
           const restored = yield* Retention.restore(trades, 0, Date.now() + day)
           assert.deepStrictEqual([restored.rows, restored.inserted], [1000 + 100 + 600, 1100])
           assert.deepStrictEqual(yield* dump("trades"), before, "every row back, once")
-        }).pipe(Effect.provide(layersOf(db.url, data.dir)))
-      }).pipe(Effect.scoped),
+        })
+      }),
     120_000
   )
 
   it.live(
     "refuses an archive object that does not match its manifest, inserting nothing of it",
     () =>
-      Effect.gen(function* () {
-        const { db, data } = yield* setup
-        yield* Effect.gen(function* () {
-          yield* migrate
+      withArchive(() =>
+        Effect.gen(function* () {
           yield* writeRows
           yield* run()
           const store = yield* Retention.ArchiveStore
@@ -332,8 +340,8 @@ describe("retention and archive", () => {
           // A manifest read under another table's declaration is refused too.
           const wrong = yield* Effect.flip(Retention.readObject(retentionOf("trades"), entry.manifest))
           assert.include(wrong.message, "not trades")
-        }).pipe(Effect.provide(layersOf(db.url, data.dir)))
-      }).pipe(Effect.scoped),
+        })
+      ),
     120_000
   )
 
@@ -425,33 +433,31 @@ describe("tessera archive", () => {
   it.live(
     "lists and restores through the command with the node's environment",
     () =>
-      Effect.gen(function* () {
-        const { db, data } = yield* setup
-        yield* Effect.gen(function* () {
-          yield* migrate
+      withArchive(({ db, dir }) =>
+        Effect.gen(function* () {
           yield* writeRows
           yield* run()
-        }).pipe(Effect.provide(layersOf(db.url, data.dir)))
-        const env = { DATABASE_URL: db.url, TESSERA_ARCHIVE: data.dir }
-        const listed = yield* Effect.promise(() => cli(["archive", "list", "--table", "orders"], env))
-        assert.strictEqual(listed.code, 0, listed.err)
-        const entries = JSON.parse(listed.out) as Array<{ table: string; from: string; rows: number }>
-        assert.deepStrictEqual(
-          entries.map((e) => [e.table, e.rows]),
-          [["orders", 12]]
-        )
-        const until = new Date(Date.now() + day).toISOString()
-        const restored = yield* Effect.promise(() =>
-          cli(["archive", "restore", "--table", "orders", "--from", "2000-01-01", "--to", until], env)
-        )
-        assert.strictEqual(restored.code, 0, restored.err)
-        assert.deepStrictEqual(JSON.parse(restored.out), { table: "orders", objects: 1, rows: 12, inserted: 12 })
-        assert.strictEqual(db.query("SELECT count(*) FROM orders"), "20")
-        const none = yield* Effect.promise(() =>
-          cli(["archive", "list", "--table", "trades", "--to", "2000-01-01"], env)
-        )
-        assert.deepStrictEqual(JSON.parse(none.out), [])
-      }).pipe(Effect.scoped),
+          const env = { DATABASE_URL: db.url, TESSERA_ARCHIVE: dir }
+          const listed = yield* Effect.promise(() => cli(["archive", "list", "--table", "orders"], env))
+          assert.strictEqual(listed.code, 0, listed.err)
+          const entries = JSON.parse(listed.out) as Array<{ table: string; from: string; rows: number }>
+          assert.deepStrictEqual(
+            entries.map((e) => [e.table, e.rows]),
+            [["orders", 12]]
+          )
+          const until = new Date(Date.now() + day).toISOString()
+          const restored = yield* Effect.promise(() =>
+            cli(["archive", "restore", "--table", "orders", "--from", "2000-01-01", "--to", until], env)
+          )
+          assert.strictEqual(restored.code, 0, restored.err)
+          assert.deepStrictEqual(JSON.parse(restored.out), { table: "orders", objects: 1, rows: 12, inserted: 12 })
+          assert.strictEqual(db.query("SELECT count(*) FROM orders"), "20")
+          const none = yield* Effect.promise(() =>
+            cli(["archive", "list", "--table", "trades", "--to", "2000-01-01"], env)
+          )
+          assert.deepStrictEqual(JSON.parse(none.out), [])
+        })
+      ),
     120_000
   )
 })
