@@ -40,7 +40,7 @@ import { Effect, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { SeedApi } from "../actors/api.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import { startCluster } from "../test/harness.ts"
+import { productionBounds, startCluster } from "../test/harness.ts"
 import { type OpenLoadResult, percentile, runLoad, runLoadMany, runLoadOpen } from "./orderLoad.ts"
 import { advanceWhile, type Progress, progress } from "./progress.ts"
 import { connectWire } from "./wireClient.ts"
@@ -202,7 +202,11 @@ export const run = async (args: ReadonlyArray<string>) => {
     out.write(`${line}\n`)
   }
 
-  const cluster = await startCluster(Number(values.runners ?? "2"), { label: "bench_tps" })
+  // The runners' overload bounds as deployed (the harness relaxes them for tests).
+  const cluster = await startCluster(Number(values.runners ?? "2"), {
+    label: "bench_tps",
+    env: { ...productionBounds }
+  })
   try {
     const transport = values.transport === "http" ? "http" : "websocket"
     const { clients, close } = await makeClients(

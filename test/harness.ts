@@ -9,14 +9,25 @@ import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect } from "effect"
+import { defaults as runtimeDefaults } from "@tessera/runtime/config"
+import { Duration, Effect } from "effect"
 import { SeedApi } from "../actors/api.ts"
+import { defaults as shardDefaults } from "../actors/symbol-shard/config.ts"
 import { parse } from "./promText.ts"
 
 export const repoRoot = resolve(import.meta.dirname, "..")
 export const nodeBin = process.execPath
 export const pgAdminUrl = process.env.TESSERA_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres"
 export const redisUrl = process.env.TESSERA_TEST_REDIS ?? "redis://127.0.0.1:6379"
+
+/**
+ * The overload bounds as a deployment has them: runner processes here get them relaxed (see startProcess), so a
+ * bench measuring overload, or a test of these bounds, passes this in its env.
+ */
+export const productionBounds: Readonly<Record<string, string>> = {
+  TESSERA_ADMISSION_TARGET_MS: String(runtimeDefaults.admissionTargetMs),
+  TESSERA_SHARD_MAX_QUEUE_DELAY: `${Duration.toMillis(shardDefaults.maxQueueDelay)} millis`
+}
 
 /** A free TCP port on loopback (bound then released). */
 export const freePort = (): Promise<number> =>
