@@ -7,7 +7,8 @@
 // (--backoff, with the wire client: on, the default, each gateway's client backs off as TesseraClient's `throttle`
 // does (packages/client/src/Throttle.ts): once the gateway refuses, it holds back a share of its sends and answers
 // those orders Overloaded itself, counted in `held_per_s` and in the Overloaded figures; off sends every tick.)
-// (BENCH_RUNNER_LOG=<prefix> keeps each runner's output as <prefix>-<runner>.log)
+// (BENCH_RUNNER_LOG=<prefix> keeps each runner's output as <prefix>-<runner>.log; BENCH_RUNNER_ENV="NAME=value;..."
+// passes settings to every runner, over the deployed overload bounds they get by default)
 // (--api: how orders travel. open, the default: every --tick-ms each gateway's client sends one `Orders.PlaceMany`
 // with the orders due since its last send, however many are still out, and the gateways' admission control answers
 // what they cannot take `Overloaded` (counted, not retried: see runLoadOpen); many: one `Orders.PlaceMany` per
@@ -202,10 +203,17 @@ export const run = async (args: ReadonlyArray<string>) => {
     out.write(`${line}\n`)
   }
 
-  // The runners' overload bounds as deployed (the harness relaxes them for tests).
+  // The runners' overload bounds as deployed (the harness relaxes them for tests), then
+  // BENCH_RUNNER_ENV="TESSERA_SHARD_MAX_QUEUE_DELAY=100 millis;NAME=value" to compare settings.
+  const extra = Object.fromEntries(
+    (process.env.BENCH_RUNNER_ENV ?? "")
+      .split(";")
+      .filter((pair) => pair.includes("="))
+      .map((pair) => [pair.slice(0, pair.indexOf("=")).trim(), pair.slice(pair.indexOf("=") + 1).trim()])
+  )
   const cluster = await startCluster(Number(values.runners ?? "2"), {
     label: "bench_tps",
-    env: { ...productionBounds }
+    env: { ...productionBounds, ...extra }
   })
   try {
     const transport = values.transport === "http" ? "http" : "websocket"
