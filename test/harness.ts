@@ -367,3 +367,34 @@ export const admissionOf = async (url: string) => {
   const value = (name: string) => samples.find((s) => s.name === name)?.value ?? null
   return { in_flight: value("tessera_gateway_admitted_weight"), limit: value("tessera_gateway_admission_limit") }
 }
+
+/**
+ * One runner process whose PostgreSQL traffic goes through a pausable proxy (black-hole storage with `pg.pause()`),
+ * on a fresh database, all released with the scope.
+ */
+export const runnerBehindPausablePg = (label: string, env: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const db = freshDatabase(label)
+    yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+    const pg = yield* Effect.acquireRelease(
+      Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 5432 })),
+      (p) => Effect.promise(() => p.close())
+    )
+    const runner = yield* Effect.acquireRelease(
+      Effect.promise(() =>
+        startProcess(label, {
+          env: {
+            DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${pg.port}`),
+            REDIS_URL: redisUrl,
+            ...env
+          }
+        })
+      ),
+      (r) =>
+        Effect.promise(async () => {
+          r.child.kill("SIGKILL")
+          await r.exited
+        })
+    )
+    return { db, pg, runner }
+  })

@@ -11,7 +11,7 @@ import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { freshDatabase, pausableProxy, redisUrl, startProcess } from "./harness.ts"
+import { runnerBehindPausablePg } from "./harness.ts"
 
 const symbols = ["BNB-USDT", "LTC-USDT"]
 const order = (clientOrderId: string, i: number): PlaceOrder => ({
@@ -33,30 +33,11 @@ describe("journal-write deadline (runner process, real Postgres behind a pausabl
     "orders during a PostgreSQL black-hole are answered ShardUnavailable, never acked; after it, acked and none lost",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("jdeadline")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
-        const pg = yield* Effect.acquireRelease(
-          Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 5432 })),
-          (p) => Effect.promise(() => p.close())
-        )
-        const runner = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            startProcess("jdeadline", {
-              env: {
-                DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${pg.port}`),
-                REDIS_URL: redisUrl,
-                TESSERA_JOURNAL_WRITE_TIMEOUT: "300 millis",
-                TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
-                TESSERA_SHARD_LOCK_EXPIRATION: "90 seconds"
-              }
-            })
-          ),
-          (r) =>
-            Effect.promise(async () => {
-              r.child.kill("SIGKILL")
-              await r.exited
-            })
-        )
+        const { db, pg, runner } = yield* runnerBehindPausablePg("jdeadline", {
+          TESSERA_JOURNAL_WRITE_TIMEOUT: "300 millis",
+          TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
+          TESSERA_SHARD_LOCK_EXPIRATION: "90 seconds"
+        })
         const client = yield* TesseraClient.make(SeedApi, { url: runner.url })
         const place = (entityId: string, orders: ReadonlyArray<PlaceOrder>) =>
           Effect.map(

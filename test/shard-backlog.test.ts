@@ -8,7 +8,7 @@ import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, Fiber } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { freshDatabase, pausableProxy, redisUrl, startProcess } from "./harness.ts"
+import { runnerBehindPausablePg } from "./harness.ts"
 
 const symbol = "ADA-USDT"
 const order = (clientOrderId: string, price: string): PlaceOrder => ({
@@ -30,33 +30,14 @@ describe("symbol shard backlog bound (runner process, real Postgres behind a pau
     "places behind a stalled journal write are refused Overloaded, nothing applied; the write in flight still acks",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("backlog")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
-        const pg = yield* Effect.acquireRelease(
-          Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 5432 })),
-          (p) => Effect.promise(() => p.close())
-        )
-        const runner = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            startProcess("backlog", {
-              env: {
-                DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${pg.port}`),
-                REDIS_URL: redisUrl,
-                TESSERA_SHARD_MAX_QUEUE_DELAY: "200 millis",
-                // The stall outlasts the bound but not the write deadline: the shard is behind, not re-reading.
-                TESSERA_JOURNAL_WRITE_TIMEOUT: "20 seconds",
-                TESSERA_PLACE_DEADLINE: "20 seconds",
-                TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
-                TESSERA_SHARD_LOCK_EXPIRATION: "90 seconds"
-              }
-            })
-          ),
-          (r) =>
-            Effect.promise(async () => {
-              r.child.kill("SIGKILL")
-              await r.exited
-            })
-        )
+        const { db, pg, runner } = yield* runnerBehindPausablePg("backlog", {
+          TESSERA_SHARD_MAX_QUEUE_DELAY: "200 millis",
+          // The stall outlasts the bound but not the write deadline: the shard is behind, not re-reading.
+          TESSERA_JOURNAL_WRITE_TIMEOUT: "20 seconds",
+          TESSERA_PLACE_DEADLINE: "20 seconds",
+          TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
+          TESSERA_SHARD_LOCK_EXPIRATION: "90 seconds"
+        })
         const client = yield* TesseraClient.make(SeedApi, { url: runner.url })
         const placeBatch = (orders: ReadonlyArray<PlaceOrder>) =>
           client["SymbolShard.PlaceBatch"]({ entityId: symbol, payload: { orders } })
