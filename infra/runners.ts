@@ -517,7 +517,7 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         deploymentMinimumHealthyPercent: 100,
         deploymentMaximumPercent: 200,
         deploymentCircuitBreaker: { enable: true, rollback: true },
-        // Runners (and so the gatherer replicas and shards they host) spread over AZs, never two on one host:
+        // Runners (and so the shards they host) spread over AZs, never two on one host:
         // losing a host or a zone takes at most one runner's share.
         orderedPlacementStrategies: [
           { type: "spread", field: "attribute:ecs.availability-zone" },

@@ -588,7 +588,7 @@ describe.each(stages)("stage %s", (_stage, config) => {
     else assert.isAtLeast(cluster.inputs.backupRetentionPeriod, 1)
   })
 
-  it("places runners (and the gatherer replicas they host) over zones and never two on one host", () => {
+  it("places runners over zones and never two on one host", () => {
     for (const service of ofType(resources, T.service)) {
       assert.deepStrictEqual(service.inputs.orderedPlacementStrategies, [
         { type: "spread", field: "attribute:ecs.availability-zone" },
