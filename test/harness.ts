@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { defaults as runtimeDefaults } from "@tessera/runtime/config"
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Exit } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import { defaults as shardDefaults } from "../actors/symbol-shard/config.ts"
 import { parse } from "./promText.ts"
@@ -398,3 +398,10 @@ export const runnerBehindPausablePg = (label: string, env: Record<string, string
     )
     return { db, pg, runner }
   })
+
+/** The `_tag` of an exit's typed failure, "success", or "defect" (no typed failure). */
+export const tagOf = (exit: Exit.Exit<unknown, unknown>): string => {
+  if (Exit.isSuccess(exit)) return "success"
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return failure?._tag === "Fail" ? String((failure.error as { _tag?: unknown })._tag) : "defect"
+}

@@ -8,7 +8,7 @@ import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, Fiber } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { runnerBehindPausablePg } from "./harness.ts"
+import { runnerBehindPausablePg, tagOf } from "./harness.ts"
 
 const symbol = "ADA-USDT"
 const order = (clientOrderId: string, price: string): PlaceOrder => ({
@@ -18,12 +18,6 @@ const order = (clientOrderId: string, price: string): PlaceOrder => ({
   price,
   qty: "1"
 })
-
-const tagOf = (exit: Exit.Exit<unknown, unknown>): string => {
-  if (Exit.isSuccess(exit)) return "success"
-  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-  return failure?._tag === "Fail" ? ((failure.error as { _tag?: string })._tag ?? "untagged") : "defect"
-}
 
 describe("symbol shard backlog bound (runner process, real Postgres behind a pausable proxy)", () => {
   it.live(

@@ -5,10 +5,10 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect, Exit, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { type Cluster, startCluster } from "./harness.ts"
+import { type Cluster, startCluster, tagOf } from "./harness.ts"
 
 let cluster: Cluster
 
@@ -27,13 +27,6 @@ const buy = (clientOrderId: string, qty = "1"): PlaceOrder => ({
   price: "100.00",
   qty
 })
-
-/** The `_tag` of an exit's typed failure, or "success". */
-const tagOf = (exit: Exit.Exit<unknown, unknown>) => {
-  if (Exit.isSuccess(exit)) return "success"
-  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-  return failure?._tag === "Fail" ? String((failure.error as { _tag?: unknown })._tag) : "defect"
-}
 
 describe("symbols at run time (real Postgres + Redis)", () => {
   it("halts and resumes a running symbol: places refused with Halted, cancels allowed", () =>

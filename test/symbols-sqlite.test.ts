@@ -8,10 +8,10 @@ import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { assert, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect, Exit } from "effect"
+import { Effect } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { type RunnerProcess, startProcess, tempDataDir } from "./harness.ts"
+import { type RunnerProcess, startProcess, tagOf, tempDataDir } from "./harness.ts"
 
 const withClient = <A, E>(url: string, f: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E>) =>
   Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), f))
@@ -23,12 +23,6 @@ const buy = (clientOrderId: string, qty = "1"): PlaceOrder => ({
   price: "100.00",
   qty
 })
-
-const tagOf = (exit: Exit.Exit<unknown, unknown>) => {
-  if (Exit.isSuccess(exit)) return "success"
-  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-  return failure?._tag === "Fail" ? String((failure.error as { _tag?: unknown })._tag) : "defect"
-}
 
 /** Rows of the embedded database file, read while the node is stopped. */
 const rows = (dir: string, sql: string) => {
