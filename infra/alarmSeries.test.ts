@@ -79,8 +79,10 @@ describe("the series the alarms and the scaling policy read (a runner process, r
       env: {
         DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${proxy.port}`),
         REDIS_URL: redisUrl,
-        // Long enough that neither the journal's deadline nor the shard locks' refresh ends the wait first.
+        // Long enough that neither the journal's deadline, the shard's backlog bound nor the shard locks' refresh
+        // ends the wait first.
         TESSERA_JOURNAL_WRITE_TIMEOUT: "60 seconds",
+        TESSERA_SHARD_MAX_QUEUE_DELAY: "60 seconds",
         TESSERA_REQUEST_TIMEOUT_MS: "60000",
         TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
         TESSERA_SHARD_LOCK_EXPIRATION: "120 seconds"
