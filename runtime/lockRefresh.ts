@@ -128,17 +128,31 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
     return RunnerStorage.RunnerStorage.of({ ...storage, acquire, refresh, release })
   })
 
-/** `RunnerStorage` from `inner`, with lag-tolerant refresh timed by the sharding config. */
+/**
+ * `RunnerStorage` from `inner`, with lag-tolerant refresh timed by the sharding config. `inner` sees the refresh
+ * interval at its largest lease-safe value (a third of the expiry), which is the deadline Effect's SQL storage puts
+ * on every lock operation. A lock operation past that deadline replaces the lock session, and the old session
+ * takes every advisory lock of the runner with it: at the refresh interval, a loop stall of just over it during a
+ * hand-off timed out the releases in flight together, the rebuilt session had lost all the runner's shards, and
+ * ops queued behind the rebuild timed out in turn. Sharding's own refresh timeout stays the interval (above).
+ */
 export const layer = <E, R>(inner: Layer.Layer<RunnerStorage.RunnerStorage, E, R>) =>
-  Layer.effect(RunnerStorage.RunnerStorage)(
+  Layer.unwrap(
     Effect.gen(function* () {
-      const storage = yield* RunnerStorage.RunnerStorage
       const config = yield* ShardingConfig.ShardingConfig
       const expirationMs = Duration.toMillis(Duration.fromInputUnsafe(config.shardLockExpiration))
       const intervalMs = Math.min(
         Duration.toMillis(Duration.fromInputUnsafe(config.shardLockRefreshInterval)),
         expirationMs / 3
       )
-      return yield* make(storage, { intervalMs, expirationMs })
+      const storageConfig = ShardingConfig.ShardingConfig.of({
+        ...config,
+        shardLockRefreshInterval: Duration.millis(Math.floor(expirationMs / 3))
+      })
+      return Layer.effect(RunnerStorage.RunnerStorage)(
+        Effect.gen(function* () {
+          return yield* make(yield* RunnerStorage.RunnerStorage, { intervalMs, expirationMs })
+        })
+      ).pipe(Layer.provide(inner), Layer.provide(Layer.succeed(ShardingConfig.ShardingConfig)(storageConfig)))
     })
-  ).pipe(Layer.provide(inner))
+  )

@@ -9,6 +9,7 @@ import { RunnerAddress, RunnerStorage, ShardId, ShardingConfig } from "effect/cl
 import { SqlClient } from "effect/sql"
 import { runnerStorageOf } from "../runtime/cluster.ts"
 import { defaults } from "../runtime/config.ts"
+import * as LockRefresh from "../runtime/lockRefresh.ts"
 import { pgPoolConfig } from "../runtime/storage.ts"
 import { freshDatabase } from "./harness.ts"
 
@@ -16,6 +17,12 @@ import { freshDatabase } from "./harness.ts"
 const actorPool = 2
 /** How long the slow statements hold them: well past every deadline below, under the statement timeout. */
 const busySeconds = 8
+
+/** Blocks the event loop, as a long synchronous stretch of work (a journal replay) does. */
+const blockLoop = (ms: number) => {
+  const until = performance.now() + ms
+  while (performance.now() < until) {}
+}
 
 describe("runner storage on a saturated actor pool", () => {
   it.live(
@@ -78,5 +85,47 @@ describe("runner storage on a saturated actor pool", () => {
         (database) => Effect.sync(() => database.drop())
       ),
     { timeout: 60_000 }
+  )
+
+  it.live("a release caught in a loop stall just past the refresh interval keeps the runner's other locks", () =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => freshDatabase("lockstall")),
+      (database) => {
+        const url = Redacted.make(database.url)
+        // As the runner composes it: the lag-tolerant decorator over the SQL storage, refresh 1 s, expiry 5 s.
+        const storage = LockRefresh.layer(
+          runnerStorageOf({ ...defaults, databaseUrl: Option.some(url), migrate: true })
+        ).pipe(
+          Layer.provide(
+            ShardingConfig.layer({ shardLockExpiration: "5 seconds", shardLockRefreshInterval: "1 second" })
+          ),
+          Layer.provide(PgClient.layer(pgPoolConfig({ url, maxConnections: actorPool })))
+        )
+        return Effect.gen(function* () {
+          const runners = yield* RunnerStorage.RunnerStorage
+          const address = RunnerAddress.make("127.0.0.1", 1)
+          const shards = [1, 2, 3].map((i) => ShardId.make("default", i))
+          assert.strictEqual((yield* runners.acquire(address, shards)).length, 3)
+          // A hand-off releases shard 1 while the loop stalls past the refresh interval, under a third of the expiry.
+          const release = yield* Effect.forkChild(Effect.exit(runners.release(address, shards[0])), {
+            startImmediately: true
+          })
+          blockLoop(1250)
+          const released = yield* Fiber.join(release)
+          assert.isTrue(Exit.isSuccess(released), "the release completes")
+          const held = yield* runners.refresh(address, [shards[1], shards[2]])
+          assert.strictEqual(held.length, 2, "shards 2 and 3 are still held")
+          assert.strictEqual(
+            database.query(
+              "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+            ),
+            "2",
+            "the server holds their locks"
+          )
+          yield* runners.releaseAll(address)
+        }).pipe(Effect.provide(storage))
+      },
+      (database) => Effect.sync(() => database.drop())
+    )
   )
 })
