@@ -155,12 +155,14 @@ const rollingRestart = async () => {
       await polling
       const exitedAt = Date.now()
       // What the clients saw: each of the load's workers sent to the stopping gateway until its first failure, and
-      // that failure was the typed refusal (nothing done), which it retried elsewhere.
-      assert.isNotEmpty(record.errors, `a request reached ${victim.name} while it stopped`)
+      // that failure was a typed Overloaded (nothing done, retry hint), which it retried elsewhere: the draining
+      // refusal, or a shard's own backlog refusal for a request admitted just before the signal.
+      const answers = `${victim.name}'s answers to the requests it got while stopping: ${record.errors.join(", ")}`
+      assert.include(record.errors, "Overloaded:draining", answers)
       assert.deepStrictEqual(
-        [...new Set(record.errors)],
-        ["Overloaded:draining"],
-        `${victim.name}'s answers to the requests it got while stopping: ${record.errors.join(", ")}`
+        record.errors.filter((tag) => !tag.startsWith("Overloaded")),
+        [],
+        answers
       )
       // Nor did the other gateways leave a client unsure: no transport error, timeout or defect there either.
       assert.deepStrictEqual(
