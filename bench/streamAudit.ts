@@ -18,6 +18,8 @@ const rows = (databaseUrl: string, sql: string): Array<Array<string>> =>
 export interface MarketDataAudit {
   /** Seqs the venue published (from each market's first stored seq to its last) missing from the table. */
   readonly missing_deltas: number
+  /** Of those: after the market's last stored seq (no later copy reached a deduplicator to show the gap). */
+  readonly missing_tail: number
   /** Table entries (deltas and trades) absent from their stream, retention aside. */
   readonly stream_holes: number
   /** Of those: before the stream's first entry (stream shorter than its cap), between its first and last entry
@@ -91,6 +93,7 @@ export const auditMarketData = async (
   symbols: ReadonlyArray<string>
 ): Promise<MarketDataAudit> => {
   let missing = 0
+  let missingTail = 0
   let head = 0
   let inside = 0
   let tail = 0
@@ -123,6 +126,7 @@ export const auditMarketData = async (
     deltas += table.length
     const first = table.length === 0 ? 1 : Number(table[0].slice(0, -2))
     missing += Math.max(0, lastSeqs[m] - first + 1 - table.length)
+    missingTail += Math.max(0, lastSeqs[m] - (table.length === 0 ? 0 : Number(table[table.length - 1].slice(0, -2))))
     const key = `md:book:${markets[m]}`
     const stream = await streamIds(redis, key)
     add(key, compare(table, stream, bookStreamMaxLen), stream.length)
@@ -143,6 +147,7 @@ export const auditMarketData = async (
   holed.sort((a, b) => b.holes - a.holes)
   return {
     missing_deltas: missing,
+    missing_tail: missingTail,
     stream_holes: head + inside + tail,
     holes_head: head,
     holes_inside: inside,
