@@ -3,19 +3,12 @@
 // an alarm names is there, and the scaling metric is there under the name and with the `type` label the policy
 // selects on (the collector adds only `stage`). And the scaling metric is the journal backlog too: with PostgreSQL
 // black-holed, the orders waiting for their journal write show in it, and it falls back once they are durable.
+
+import { Effect } from "effect"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { seedModules } from "../actors/index.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import {
-  type Cluster,
-  freshDatabase,
-  pausableProxy,
-  rawRpc,
-  redisUrl,
-  rpcRequest,
-  startCluster,
-  startProcess
-} from "../test/harness.ts"
+import { type Cluster, rawRpc, rpcRequest, runnerBehindPausablePg, startCluster } from "../test/harness.ts"
 import { families, parse, value } from "../test/promText.ts"
 import { alarms, queueDepthMetric } from "./observability.ts"
 import { dev } from "./stage.ts"
@@ -72,65 +65,60 @@ describe("the series the alarms and the scaling policy read (a runner process, r
     assert.notProperty(shard?.labels ?? {}, queueDepthMetric.stageDimension)
   }, 120_000)
 
-  it("counts orders waiting for their journal write in the scaling metric, and drops once they are durable", async () => {
-    const db = freshDatabase("queue_depth")
-    const proxy = await pausableProxy({ host: "127.0.0.1", port: 5432 })
-    const runner = await startProcess("queue-depth", {
-      env: {
-        DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${proxy.port}`),
-        REDIS_URL: redisUrl,
-        // Long enough that neither the journal's deadline, the shard's backlog bound nor the shard locks' refresh
-        // ends the wait first.
-        TESSERA_JOURNAL_WRITE_TIMEOUT: "60 seconds",
-        TESSERA_SHARD_MAX_QUEUE_DELAY: "60 seconds",
-        TESSERA_REQUEST_TIMEOUT_MS: "60000",
-        TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
-        TESSERA_SHARD_LOCK_EXPIRATION: "120 seconds"
-      }
-    })
-    const depth = async () => {
-      const text = await (await fetch(`${runner.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text()
-      return value(parse(text), queueDepthMetric.name, { type: queueDepthMetric.entityType })
-    }
-    const waitFor = async (what: string, holds: (n: number) => boolean) => {
-      let last = Number.NaN
-      for (let i = 0; i < 100; i++) {
-        last = await depth()
-        if (holds(last)) return last
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-      assert.fail(`${what}: ${queueDepthMetric.name}{type="SymbolShard"} stayed ${last}`)
-    }
-    try {
-      const symbol = defaultSymbols[2].symbol
-      // The shard active first, so what waits below is the journal write, not the activation.
-      const first = await rawRpc(runner.url, placeRequest("0", symbol, "q-0"))
-      assert.strictEqual(first.lines[0]?.exit?._tag, "Success", JSON.stringify(first.lines))
-      await waitFor("an idle shard", (n) => n === 0)
-      proxy.pause()
-      let answered = 0
-      const waiting = Array.from({ length: 8 }, (_, i) =>
-        rawRpc(runner.url, placeRequest(String(i + 1), symbol, `q-${i + 1}`)).finally(() => {
-          answered++
+  it(
+    "counts orders waiting for their journal write in the scaling metric, and drops once they are durable",
+    () =>
+      Effect.gen(function* () {
+        const { db, pg, runner } = yield* runnerBehindPausablePg("queue_depth", {
+          // Long enough that neither the journal's deadline, the shard's backlog bound nor the shard locks' refresh
+          // ends the wait first.
+          TESSERA_JOURNAL_WRITE_TIMEOUT: "60 seconds",
+          TESSERA_SHARD_MAX_QUEUE_DELAY: "60 seconds",
+          TESSERA_REQUEST_TIMEOUT_MS: "60000",
+          TESSERA_SHARD_LOCK_REFRESH: "30 seconds",
+          TESSERA_SHARD_LOCK_EXPIRATION: "120 seconds"
         })
-      )
-      await waitFor("orders waiting for PostgreSQL", (n) => n >= 8)
-      // And they stay counted while their journal write cannot complete (a healthy database makes them durable in
-      // milliseconds: the gauge would be back at 0).
-      await new Promise((resolve) => setTimeout(resolve, 1500))
-      assert.strictEqual(answered, 0, "no order answered before it is durable")
-      assert.isAtLeast(await depth(), 8, "the backlog stays in the gauge")
-      proxy.resume()
-      const answers = await Promise.all(waiting)
-      for (const answer of answers) assert.strictEqual(answer.lines[0]?.exit?._tag, "Success", answer.text)
-      await waitFor("every order durable", (n) => n === 0)
-      assert.strictEqual(db.query(`SELECT count(*) FROM orders WHERE symbol = '${symbol}'`), "9")
-    } finally {
-      proxy.resume()
-      runner.child.kill("SIGKILL")
-      await runner.exited
-      await proxy.close()
-      db.drop()
-    }
-  }, 120_000)
+        // Runs first of the finalizers: PostgreSQL answers again before the runner and the proxy go.
+        yield* Effect.addFinalizer(() => Effect.sync(() => pg.resume()))
+        yield* Effect.promise(async () => {
+          const depth = async () => {
+            const text = await (await fetch(`${runner.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text()
+            return value(parse(text), queueDepthMetric.name, { type: queueDepthMetric.entityType })
+          }
+          const waitFor = async (what: string, holds: (n: number) => boolean) => {
+            let last = Number.NaN
+            for (let i = 0; i < 100; i++) {
+              last = await depth()
+              if (holds(last)) return last
+              await new Promise((resolve) => setTimeout(resolve, 100))
+            }
+            assert.fail(`${what}: ${queueDepthMetric.name}{type="SymbolShard"} stayed ${last}`)
+          }
+          const symbol = defaultSymbols[2].symbol
+          // The shard active first, so what waits below is the journal write, not the activation.
+          const first = await rawRpc(runner.url, placeRequest("0", symbol, "q-0"))
+          assert.strictEqual(first.lines[0]?.exit?._tag, "Success", JSON.stringify(first.lines))
+          await waitFor("an idle shard", (n) => n === 0)
+          pg.pause()
+          let answered = 0
+          const waiting = Array.from({ length: 8 }, (_, i) =>
+            rawRpc(runner.url, placeRequest(String(i + 1), symbol, `q-${i + 1}`)).finally(() => {
+              answered++
+            })
+          )
+          await waitFor("orders waiting for PostgreSQL", (n) => n >= 8)
+          // And they stay counted while their journal write cannot complete (a healthy database makes them durable in
+          // milliseconds: the gauge would be back at 0).
+          await new Promise((resolve) => setTimeout(resolve, 1500))
+          assert.strictEqual(answered, 0, "no order answered before it is durable")
+          assert.isAtLeast(await depth(), 8, "the backlog stays in the gauge")
+          pg.resume()
+          const answers = await Promise.all(waiting)
+          for (const answer of answers) assert.strictEqual(answer.lines[0]?.exit?._tag, "Success", answer.text)
+          await waitFor("every order durable", (n) => n === 0)
+          assert.strictEqual(db.query(`SELECT count(*) FROM orders WHERE symbol = '${symbol}'`), "9")
+        })
+      }).pipe(Effect.scoped, Effect.runPromise),
+    120_000
+  )
 })
