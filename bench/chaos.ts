@@ -9,6 +9,7 @@
 // vertex writes missing or older than acknowledged, published deltas missing from `orderbook_deltas`, stream entries
 // missing or extra against their tables; plus each fault's recovery time (seconds until every symbol acknowledged a
 // batch first sent after the fault) and the stale-owner writes refused. Redis database 12 is the bench's own.
+import { randomUUID } from "node:crypto"
 import { writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import type * as TesseraClient from "@tessera/client/TesseraClient"
@@ -64,6 +65,40 @@ const schedule = (seed: number, seconds: number): Array<Fault> => {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** The key (database 0) held by the chaos run in progress on this Redis. */
+const runLockKey = "tessera:bench:chaos:running"
+
+/**
+ * Waits (at most 15 minutes) until no other chaos run holds this Redis, then holds it for `holdMs` or until the
+ * returned release. Every run flushes database 12 at its start and end, so two at once wipe each other's streams
+ * and graph hot tier, and the audits then count acknowledged vertices lost and stream holes.
+ */
+const holdRunLock = async (holdMs: number, progress: (line: string) => void) => {
+  const lock = new Redis(redisUrl)
+  const token = randomUUID()
+  const giveUpAt = Date.now() + 15 * 60_000
+  let told = false
+  while ((await lock.set(runLockKey, token, "PX", holdMs, "NX")) !== "OK") {
+    if (Date.now() > giveUpAt) {
+      lock.disconnect()
+      throw new Error(`another chaos run still holds ${runLockKey} on ${redisUrl}`)
+    }
+    if (!told) progress("waiting for another chaos run on this Redis to finish")
+    told = true
+    await sleep(2000)
+  }
+  return async () => {
+    // Only our own hold: past its expiry another run may hold the key.
+    await lock.eval(
+      "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+      1,
+      runLockKey,
+      token
+    )
+    lock.disconnect()
+  }
+}
 
 /**
  * What a runner held just before a fault: shard locks, and the order-matching entities (one per symbol) active on
@@ -126,6 +161,8 @@ export const run = async (args: ReadonlyArray<string>) => {
   )
   // The bench's own Redis database: its streams are audited whole, so nothing else may write them.
   const chaosRedis = `${redisUrl}/12`
+  // Long enough for the whole run (start, load, drain, settling); a run that dies early frees it at expiry.
+  const releaseRunLock = await holdRunLock((seconds + 300) * 1000, progress)
   const redis = new Redis(chaosRedis)
   await redis.flushdb()
   const venue = await startVenue({ markets: 24, rate: venueRate, seed })
@@ -351,6 +388,7 @@ export const run = async (args: ReadonlyArray<string>) => {
     await venue.close()
     await redis.flushdb()
     redis.disconnect()
+    await releaseRunLock()
   }
 }
 
