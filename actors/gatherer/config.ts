@@ -20,6 +20,19 @@ export interface GatherConfigShape {
    */
   readonly dedupMaxPending: number
   /**
+   * Deadline of one gatherer → deduplicator send (`TESSERA_GATHER_SEND_TIMEOUT`, default 2 s): past it the send
+   * fails a typed `SendTimeout` (counted) and its copies go again with the next one, so a deduplicator that is
+   * moving or stuck delays only its own markets, and for at most this long per attempt.
+   */
+  readonly gatherSendTimeout: Duration.Duration
+  /** Delta copies in one send to a deduplicator, at most (`TESSERA_GATHER_SEND_BATCH`, default 5000). */
+  readonly gatherSendBatch: number
+  /**
+   * Copies a gatherer holds for one deduplicator while its sends fail or wait (`TESSERA_GATHER_BACKLOG`, default
+   * 50000): past it the oldest are dropped (counted); another replica carries them or a snapshot heals the hole.
+   */
+  readonly gatherBacklog: number
+  /**
    * In-process demo venue for a single node (`TESSERA_DEMO_VENUE`: `on` = 200 markets at 500 deltas/s, or
    * `<markets>x<rate>`), used when `TESSERA_VENUE_URL` is unset. None (default): no demo feed.
    */
@@ -43,6 +56,9 @@ export const defaults: GatherConfigShape = {
   gatherConnections: 1,
   dedupShards: 8,
   dedupMaxPending: 200_000,
+  gatherSendTimeout: Duration.seconds(2),
+  gatherSendBatch: 5000,
+  gatherBacklog: 50_000,
   demoVenue: Option.none(),
   snapshotTimeout: Duration.seconds(2),
   snapshotMaxBytes: 8 * 1024 * 1024,
@@ -62,6 +78,9 @@ export const config: Config.Config<GatherConfigShape> = Config.all({
   gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
   dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
   dedupMaxPending: positiveInt("TESSERA_DEDUP_MAX_PENDING", defaults.dedupMaxPending),
+  gatherSendTimeout: duration("TESSERA_GATHER_SEND_TIMEOUT", defaults.gatherSendTimeout),
+  gatherSendBatch: positiveInt("TESSERA_GATHER_SEND_BATCH", defaults.gatherSendBatch),
+  gatherBacklog: positiveInt("TESSERA_GATHER_BACKLOG", defaults.gatherBacklog),
   demoVenue: Config.String("TESSERA_DEMO_VENUE").pipe(
     Config.mapEffect((value) => {
       if (value === "on") return Effect.succeed({ markets: 200, rate: 500 })
@@ -92,6 +111,12 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_DEDUP_MAX_PENDING",
     "deltas a deduplicator holds unwritten while Postgres is slow or down; more are shed and healed by snapshot (200000)"
+  ],
+  ["TESSERA_GATHER_SEND_TIMEOUT", "deadline of one gatherer send to a deduplicator; the copies go again (2 seconds)"],
+  ["TESSERA_GATHER_SEND_BATCH", "delta copies in one gatherer send to a deduplicator, at most (5000)"],
+  [
+    "TESSERA_GATHER_BACKLOG",
+    "copies a gatherer holds per deduplicator while sends fail; the oldest beyond are dropped and healed (50000)"
   ],
   ["TESSERA_DEMO_VENUE", "in-process demo venue for a single node: on (200x500) or <markets>x<rate>; unset: none"],
   ["TESSERA_SNAPSHOT_TIMEOUT", "deadline of one venue snapshot request (2 seconds)"],

@@ -204,6 +204,20 @@ export class DedupWindow {
     }
   }
 
+  /**
+   * A copy refused unseen (shed while writes lag): its seq is remembered like a copy held, so the hole it leaves is
+   * due for a snapshot even if the market goes quiet. A market with no known start is left to its first copy.
+   */
+  noteRefused(now: number, market: string, seq: number): void {
+    const state = this.markets.get(market)
+    if (state === undefined || state.next === 0 || seq < state.next) return
+    if (seq > state.maxSeen) state.maxSeen = seq
+    if (!this.holes.has(market)) {
+      this.holes.add(market)
+      state.gapSince = now
+    }
+  }
+
   /** Holes past their deadline with no snapshot in flight; marks them as requested. */
   due(now: number, requests: Array<SnapshotRequest>): void {
     const { gapDeadlineMs, snapshotRetryMs } = this.options

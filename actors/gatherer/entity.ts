@@ -5,14 +5,14 @@
 
 import * as Metrics from "@tessera/platform/Metrics"
 import { Valkey } from "@tessera/platform/Valkey"
-import { Duration, Effect, Latch, Layer, Option, Schedule, Semaphore } from "effect"
+import { Data, Duration, Effect, Latch, Layer, Option, Schedule, Semaphore } from "effect"
 import { Entity, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
 import * as BookPublisher from "./bookPublisher.ts"
 import { GatherConfig, type GatherConfigShape } from "./config.ts"
-import { clearColumns, DedupWindow, type DeltaColumns, emptyColumns, type SnapshotRequest } from "./dedup.ts"
-import { epochOf, escapeVenue, FeedEpochs, feedCounters, parseFrame } from "./feed.ts"
+import { clearColumns, DedupWindow, emptyColumns, type SnapshotRequest } from "./dedup.ts"
+import { epochOf, escapeVenue, FeedEpochs, feedCounters, Outbox, parseFrame, sliceColumns } from "./feed.ts"
 import {
   Deduplicator,
   type DeduplicatorStatus,
@@ -51,6 +51,9 @@ const runnerName = (runner: { host: string; port: number }) => `${runner.host}:$
 const percentile = (sorted: Float64Array, p: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 
+/** A send to a deduplicator outlived TESSERA_GATHER_SEND_TIMEOUT; its copies stay queued for the next send. */
+class SendTimeout extends Data.TaggedError("SendTimeout")<{ readonly dedup: string; readonly deltas: number }> {}
+
 /** How long a gatherer keeps its connection without hearing from the supervisor (five supervisor rounds). */
 const gathererLeaseMs = 10_000
 const flushEveryMs = 25
@@ -87,6 +90,21 @@ export const metrics = {
     ["gatherer"]
   ),
   reconnects: Metrics.counter("tessera_gatherer_reconnects_total", "Venue reconnect attempts", ["gatherer"]),
+  sendFailures: Metrics.counter(
+    "tessera_gatherer_send_failures_total",
+    "Sends to a deduplicator that failed, by reason (timeout past TESSERA_GATHER_SEND_TIMEOUT, or the error's tag); their copies go again",
+    ["gatherer", "reason"]
+  ),
+  backlogDropped: Metrics.counter(
+    "tessera_gatherer_backlog_dropped_total",
+    "Delta copies dropped, oldest first, past TESSERA_GATHER_BACKLOG waiting for one deduplicator",
+    ["gatherer"]
+  ),
+  backlog: Metrics.gauge(
+    "tessera_gatherer_backlog_deltas",
+    "Delta copies a gatherer holds for its deduplicators (unsent or to be sent again)",
+    ["gatherer"]
+  ),
   copies: Metrics.counter("tessera_dedup_copies_total", "Delta copies offered to deduplicators", ["dedup"]),
   duplicates: Metrics.counter("tessera_dedup_duplicates_total", "Copies dropped as duplicates", ["dedup"]),
   written: Metrics.counter("tessera_dedup_written_total", "Deltas written to orderbook_deltas", ["dedup"]),
@@ -478,6 +496,12 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
             // Postgres is not keeping up: shed (counted) rather than grow; the hole is healed by a snapshot later.
             shed += batch.seq.length
             metrics.shed.labels(dedupLabel).inc(batch.seq.length)
+            // Remembered as holes: a market that goes quiet after this would otherwise never be healed.
+            const now = Date.now()
+            for (let i = 0; i < batch.seq.length; i++) {
+              const seq = batch.seq[i]
+              if (Number.isSafeInteger(seq) && seq >= 1) window.noteRefused(now, batch.market[i], seq)
+            }
             return { accepted: 0, duplicates: 0 }
           }
           const before = window.counters.duplicates
@@ -523,8 +547,7 @@ export const GathererLayer = Gatherer.toLayer(
     const dedupClient = yield* Deduplicator.client
     const slot = parseGathererId(address.entityId)
     const shards = config.dedupShards
-    let batches: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
-    let sending: Array<DeltaColumns> = Array.from({ length: shards }, emptyColumns)
+    const outbox = new Outbox(shards, config.gatherBacklog)
     const counters = feedCounters()
     // Epochs of untagged deltas, from reset markers and from seqs that go back in a fresh session.
     const epochs = new FeedEpochs()
@@ -548,6 +571,8 @@ export const GathererLayer = Gatherer.toLayer(
     let reportedOversize = 0
     let reportedReconnects = 0
     let reportedFailures = 0
+    let reportedDropped = 0
+    const backlogGauge = metrics.backlog.labels({ gatherer: address.entityId })
 
     const venueUrl = (base: string) => {
       const url = new URL(base)
@@ -591,7 +616,7 @@ export const GathererLayer = Gatherer.toLayer(
           ws.send(JSON.stringify({ op: "subscribe", markets }))
         })
         ws.on("message", (data) => {
-          parseFrame(String(data), shardOf!, batches, counters, epochs)
+          parseFrame(String(data), shardOf!, outbox.fresh, counters, epochs)
         })
         ws.on("close", () => {
           connected = false
@@ -683,35 +708,60 @@ export const GathererLayer = Gatherer.toLayer(
           loggedGarbage = counters.garbage
         }
       }
-      const full = batches
-      batches = sending
-      sending = full
-      yield* Effect.forEach(
-        full,
-        (batch, shard) => {
-          const n = batch.seq.length
-          if (n === 0) return Effect.void
-          return dedupClient(dedupEntityId(shard))
-            .Ingest({ batch })
-            .pipe(
-              Effect.matchEffect({
-                onSuccess: () =>
-                  Effect.sync(() => {
-                    forwarded += n
-                  }),
-                // Other replicas carry the same deltas, and the deduplicator heals what nobody delivered.
-                onFailure: () =>
-                  Effect.sync(() => {
-                    sendFailures++
-                  })
-              })
-            )
-        },
-        { concurrency: "unbounded", discard: true }
-      )
-      for (const batch of full) clearColumns(batch)
+      // Sends run on their own fibers; the bound holds meanwhile.
+      outbox.cap()
+      let backlog = 0
+      for (let shard = 0; shard < shards; shard++) backlog += outbox.backlog(shard)
+      backlogGauge.set(backlog)
+      if (outbox.dropped > reportedDropped) {
+        metrics.backlogDropped.labels({ gatherer: address.entityId }).inc(outbox.dropped - reportedDropped)
+        reportedDropped = outbox.dropped
+      }
     })
 
+    const sendFailed = (reason: string) =>
+      Effect.sync(() => {
+        sendFailures++
+        metrics.sendFailures.labels({ gatherer: address.entityId, reason }).inc()
+      })
+
+    /**
+     * Sends what waits for deduplicator `shard`, in chunks, each under the send deadline. Undelivered copies stay in
+     * the outbox and go with the next send: copies the deduplicator took already are only duplicates to it.
+     */
+    const sendTo = (shard: number) =>
+      Effect.gen(function* () {
+        const out = outbox.take(shard)
+        const n = out.seq.length
+        if (n === 0) return
+        const id = dedupEntityId(shard)
+        for (let from = 0; from < n; ) {
+          const to = Math.min(n, from + config.gatherSendBatch)
+          const batch = from === 0 && to === n ? out : sliceColumns(out, from, to)
+          const failure = yield* dedupClient(id)
+            .Ingest({ batch })
+            .pipe(
+              Effect.timeoutOrElse({
+                duration: config.gatherSendTimeout,
+                orElse: () => Effect.fail(new SendTimeout({ dedup: id, deltas: to - from }))
+              }),
+              Effect.as(undefined),
+              Effect.catch((error) => Effect.succeed(error._tag === "SendTimeout" ? "timeout" : error._tag)),
+              Effect.catchDefect(() => Effect.succeed("defect"))
+            )
+          if (failure !== undefined) {
+            outbox.failed(shard, from)
+            return yield* sendFailed(failure)
+          }
+          forwarded += to - from
+          from = to
+        }
+        outbox.delivered(shard)
+      })
+
+    for (let shard = 0; shard < shards; shard++) {
+      yield* Effect.forkScoped(Effect.forever(paced(flushEveryMs, sendTo(shard)), { disableYield: true }))
+    }
     yield* Effect.forkScoped(Effect.forever(paced(flushEveryMs, flush), { disableYield: true }))
 
     const status = (): GathererStatus => ({
@@ -780,7 +830,13 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, GatherConfig | Sha
                   const replicas = yield* currentReplicas(config)
                   yield* Effect.forEach(
                     fleetIds(replicas, config.gatherConnections),
-                    (id) => Effect.ignore(gatherer(id).Ensure()),
+                    // Bounded: one Ensure that hangs (a send to a shard in flux) must not let every lease run out.
+                    (id) =>
+                      Effect.ignore(
+                        gatherer(id)
+                          .Ensure()
+                          .pipe(Effect.timeout(Duration.seconds(2)))
+                      ),
                     { concurrency: "unbounded", discard: true }
                   )
                   // Deduplicators too: one whose runner died is rebuilt on a survivor within a round even while no

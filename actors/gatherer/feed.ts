@@ -11,7 +11,7 @@
  * for its later untagged deltas, and a market whose seq goes back in a fresh session (a venue restarted without a
  * word) moves to the next epoch by itself.
  */
-import { type DeltaColumns, pushDelta } from "./dedup.ts"
+import { clearColumns, type DeltaColumns, emptyColumns, pushDelta } from "./dedup.ts"
 
 /** Venue seqs per epoch are below 2^40; epochs up to 8191 keep stored seqs below 2^53 (exact doubles). */
 export const epochSpan = 2 ** 40
@@ -219,4 +219,137 @@ const reject = (counters: FeedCounters, why: string): number => {
   counters.garbage++
   counters.lastGarbage = why
   return 0
+}
+
+/** Rows `[from, to)` of `columns` as new arrays. */
+export const sliceColumns = (columns: DeltaColumns, from: number, to: number): DeltaColumns => ({
+  market: columns.market.slice(from, to),
+  seq: columns.seq.slice(from, to),
+  ts: columns.ts.slice(from, to),
+  side: columns.side.slice(from, to),
+  price: columns.price.slice(from, to),
+  qty: columns.qty.slice(from, to)
+})
+
+/**
+ * Drops the first `n` rows, keeping in `newest` the highest-seq dropped copy of each market: sent later, it tells
+ * the deduplicator there is a hole to heal even if the market then goes quiet.
+ */
+const dropOldest = (columns: DeltaColumns, n: number, newest: Map<string, number>, kept: DeltaColumns): void => {
+  for (let i = 0; i < n; i++) {
+    const market = columns.market[i]
+    const at = newest.get(market)
+    if (at === undefined) {
+      newest.set(market, kept.seq.length)
+      pushDelta(kept, market, columns.seq[i], columns.ts[i], columns.side[i], columns.price[i], columns.qty[i])
+    } else if (columns.seq[i] > kept.seq[at]) {
+      kept.seq[at] = columns.seq[i]
+      kept.ts[at] = columns.ts[i]
+      kept.side[at] = columns.side[i]
+      kept.price[at] = columns.price[i]
+      kept.qty[at] = columns.qty[i]
+    }
+  }
+  columns.market.splice(0, n)
+  columns.seq.splice(0, n)
+  columns.ts.splice(0, n)
+  columns.side.splice(0, n)
+  columns.price.splice(0, n)
+  columns.qty.splice(0, n)
+}
+
+const append = (out: DeltaColumns, rows: DeltaColumns): void => {
+  for (let i = 0; i < rows.seq.length; i++) {
+    pushDelta(out, rows.market[i], rows.seq[i], rows.ts[i], rows.side[i], rows.price[i], rows.qty[i])
+  }
+}
+
+/**
+ * A gatherer's copies on their way to each deduplicator, at most `max` per deduplicator: `fresh[k]` fills from the
+ * venue while a send to `k` is in flight; a failed send's unsent rows are kept and go again, in front of the fresh
+ * ones (the deduplicator merges by seq, so a copy it already took is only a duplicate). Past `max` the oldest are
+ * dropped and counted: another replica carries them, or the hole they leave is healed from a snapshot. Of the dropped
+ * copies the newest of each market is kept and sent, so the hole is seen: the bound is `max` plus one per market.
+ */
+export class Outbox {
+  /** Where `parseFrame` appends (pass the array: its elements are swapped as sends start). */
+  readonly fresh: Array<DeltaColumns>
+  private readonly out: Array<DeltaColumns>
+  /** Per deduplicator: the newest dropped copy of each market (`kept`), and its row there by market (`newest`). */
+  private readonly newest: Array<Map<string, number>>
+  private readonly kept: Array<DeltaColumns>
+  /** Copies dropped for the bound, in all. */
+  dropped = 0
+  readonly max: number
+
+  constructor(shards: number, max: number) {
+    this.max = max
+    this.fresh = Array.from({ length: shards }, emptyColumns)
+    this.out = Array.from({ length: shards }, emptyColumns)
+    this.newest = Array.from({ length: shards }, () => new Map())
+    this.kept = Array.from({ length: shards }, emptyColumns)
+  }
+
+  /**
+   * Drops the oldest fresh copies past the bound, counting the ones a send in flight holds (those are left alone:
+   * the call may still read them).
+   */
+  cap(): void {
+    for (let k = 0; k < this.fresh.length; k++) {
+      const fresh = this.fresh[k]
+      const over = Math.min(fresh.seq.length, fresh.seq.length + this.out[k].seq.length - this.max)
+      if (over > 0) {
+        dropOldest(fresh, over, this.newest[k], this.kept[k])
+        this.dropped += over
+      }
+    }
+  }
+
+  /** What to send to deduplicator `k` now: the rows kept from a failed send, then the fresh ones, at most `max`. */
+  take(k: number): DeltaColumns {
+    const fresh = this.fresh[k]
+    let out = this.out[k]
+    if (fresh.seq.length > 0) {
+      if (out.seq.length === 0) {
+        // The common case: swap the buffers, nothing copied.
+        this.fresh[k] = out
+        this.out[k] = fresh
+        out = fresh
+      } else {
+        append(out, fresh)
+        clearColumns(fresh)
+      }
+    }
+    const over = out.seq.length - this.max
+    if (over > 0) {
+      dropOldest(out, over, this.newest[k], this.kept[k])
+      this.dropped += over
+    }
+    const kept = this.kept[k]
+    if (kept.seq.length > 0) {
+      append(out, kept)
+      clearColumns(kept)
+      this.newest[k].clear()
+    }
+    return out
+  }
+
+  /** Everything `take(k)` returned was delivered. */
+  delivered(k: number): void {
+    clearColumns(this.out[k])
+  }
+
+  /**
+   * Rows `[from, n)` of what `take(k)` returned were not delivered: kept for the next `take`, in new arrays, since a
+   * call that timed out may still hold the old ones.
+   */
+  failed(k: number, from: number): void {
+    const out = this.out[k]
+    this.out[k] = sliceColumns(out, from, out.seq.length)
+  }
+
+  /** Copies waiting for deduplicator `k` (to be sent again, fresh, and the newest dropped ones). */
+  backlog(k: number): number {
+    return this.out[k].seq.length + this.fresh[k].seq.length + this.kept[k].seq.length
+  }
 }
