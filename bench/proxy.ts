@@ -31,6 +31,7 @@
 // BENCH_RUNNER_LOG keeps its output.
 import { execFileSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
+import { loadavg } from "node:os"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { parseArgs } from "node:util"
 import { prng } from "@tessera/platform/Random"
@@ -279,6 +280,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
   if (clientKind !== "raw" && clientKind !== "effect")
     throw new Error(`--client must be raw or effect, not ${clientKind}`)
 
+  // The machine's 1-minute load at the start and the end: ratios measured while other work runs are contended.
+  const loadAtStart = loadavg()[0]
   const prefix = `bench-proxy-${Date.now().toString(36)}`
   const database = freshDatabase("bench_proxy")
   const cold = tempDataDir()
@@ -627,7 +630,8 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
       client: clientKind,
       batch,
       seconds,
-      redis_get_tool: raw.tool
+      redis_get_tool: raw.tool,
+      load_avg_1m: [round(loadAtStart, 2), round(loadavg()[0], 2)]
     }
     const c = summary.closed
     const o = summary.open
@@ -706,6 +710,7 @@ export const run = async (args: ReadonlyArray<string>): Promise<void> => {
               `closed loop ${summary.reads_per_s} reads/s, straight to Redis ${summary.direct_reads_per_s}: ${summary.reads_vs_direct}x (target >= 0.5)`
             ]
           ] as Array<[string, string]>)),
+      ["machine load (1 min)", `${summary.load_avg_1m[0]} at the start, ${summary.load_avg_1m[1]} at the end`],
       ["raw Redis GET/s", `${summary.redis_get_per_s} (${raw.tool}, -c ${concurrency})`],
       ["reads / raw GET", `${summary.reads_vs_redis_get}x (closed loop)`],
       ["demote 10K partition", `${summary.demote_ms} ms`],
