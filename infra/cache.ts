@@ -19,13 +19,13 @@ import * as aws from "@pulumi/aws"
 import * as pulumi from "@pulumi/pulumi"
 import * as random from "@pulumi/random"
 import type { Network } from "./network.ts"
-import { ports, type StageConfig } from "./stage.ts"
+import { ports, readerPort, type StageConfig } from "./stage.ts"
+
+export { readerPort }
 
 export const engine = "valkey"
 export const majorVersion = "8"
 const username = "tessera"
-/** Serverless Valkey's latency-optimized read port: reads from a replica in the caller's AZ. */
-export const readerPort = 6380
 const marketDataUsername = "tessera-md"
 
 /**

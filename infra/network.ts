@@ -13,8 +13,7 @@
  */
 import * as aws from "@pulumi/aws"
 import * as pulumi from "@pulumi/pulumi"
-import { readerPort } from "./cache.ts"
-import { type NatConfig, ports, type StageConfig } from "./stage.ts"
+import { type NatConfig, ports, readerPort, type StageConfig } from "./stage.ts"
 
 export const vpcCidr = "10.0.0.0/16"
 /** Small public subnets (load balancer, NAT) and large private ones: awsvpc tasks take one address each. */

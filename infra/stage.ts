@@ -102,6 +102,9 @@ export const ports = {
   valkey: 6379
 } as const
 
+/** Serverless Valkey's latency-optimized read port: reads from a replica in the caller's AZ. */
+export const readerPort = 6380
+
 const graviton = ["m7g.large", "r7g.large", "m6g.large"]
 // c6i.xlarge, not .large: a production task needs more memory than a c6i.large (4 GiB) has.
 const intel = ["m6i.large", "m7i.large", "c6i.xlarge"]
