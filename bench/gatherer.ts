@@ -207,8 +207,22 @@ export const run = async (args: ReadonlyArray<string>) => {
         .map(Number)
       return { rows: n, p50_ms: Math.round(p50), p99_ms: Math.round(p99), max_ms: Math.round(max) }
     }
+    // Where the slow rows (lag over 500 ms) are: spread over most markets and bunched in a few instants is a stall
+    // of the pipeline (event loop, GC, a starved box); a few markets is holes waiting for snapshots.
+    const slowRows = (from: number, to: number) => {
+      const [n, markets, buckets, worst] = database
+        .query(
+          `SELECT COUNT(*), COUNT(DISTINCT market), COUNT(DISTINCT written_at / 100),
+             COALESCE(MAX(c), 0) FROM (SELECT market, written_at, COUNT(*) OVER (PARTITION BY written_at / 100) AS c
+             FROM orderbook_deltas WHERE written_at >= ${from} AND written_at < ${to} AND written_at - ts > 500) s`
+        )
+        .split("|")
+        .map(Number)
+      return { rows: n, markets, instants_100ms: buckets, most_in_one_100ms: worst }
+    }
     let failoverWindow: { killedAt: number; to: number } | undefined
     let outside: ReturnType<typeof lagBetween> | undefined
+    let outsideSlow: ReturnType<typeof slowRows> | undefined
     if (failover) {
       const rate = Number(values["failover-rate"])
       venue.setRate(rate)
@@ -216,7 +230,9 @@ export const run = async (args: ReadonlyArray<string>) => {
       await sleep(3000)
       const from = Date.now()
       await sleep(10_000)
-      outside = lagBetween("written_at", from, Date.now())
+      const until = Date.now()
+      outside = lagBetween("written_at", from, until)
+      outsideSlow = slowRows(from, until)
       const victim = runners[runners.length - 1]
       victim.child.kill("SIGKILL")
       const killedAt = Date.now()
@@ -239,6 +255,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       log(
         `failover: lag p99 outside ${outside.p99_ms} ms (${outside.rows} rows), across the kill ${across.p99_ms} ms (max ${across.max_ms} ms, ${across.rows} rows)`
       )
+      log(`slow rows (lag > 500 ms) outside the failover: ${JSON.stringify(outsideSlow)}`)
     }
     const final = await fleetStatus(url)
     const duplicatesWritten = Number(
@@ -267,7 +284,7 @@ export const run = async (args: ReadonlyArray<string>) => {
       replicas: 3,
       connections_per_replica: connections,
       runners: runners.length,
-      failover: outside === undefined ? null : { outside, across },
+      failover: outside === undefined ? null : { outside, outside_slow: outsideSlow, across },
       steps
     }
     const table = [
