@@ -2,7 +2,7 @@
  * The gatherer module's config slice, read through Effect `Config` (the host decides the provider: the environment
  * by default): where the venue is, how many replicas and connections collect it, how many deduplicators merge it.
  */
-import { duration, invalid, positiveInt } from "@tessera/platform/ConfigKit"
+import { duration, invalid, positiveInt, zoneList } from "@tessera/platform/ConfigKit"
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 
 export interface GatherConfigShape {
@@ -12,6 +12,12 @@ export interface GatherConfigShape {
   readonly gatherReplicas: number
   /** Venue connections per replica, each with a slice of the markets (`TESSERA_GATHER_CONNECTIONS`, default 1). */
   readonly gatherConnections: number
+  /**
+   * Zones gatherer replicas are spread over (`TESSERA_GATHER_ZONES`, comma-separated): replica r lives in shard group
+   * `gatherer-<zones[r mod n]>`, served by that zone's runners (others' standbys only while it has none). Empty
+   * (default): every gatherer in `default`, placed by shard hashing alone. Equal on every runner.
+   */
+  readonly gatherZones: ReadonlyArray<string>
   /** Deduplicator entities, each market in one (`TESSERA_DEDUP_SHARDS`, default 8: lower lag measured than 16). */
   readonly dedupShards: number
   /**
@@ -55,6 +61,7 @@ export const defaults: GatherConfigShape = {
   venueUrl: Option.none(),
   gatherReplicas: 3,
   gatherConnections: 1,
+  gatherZones: [],
   dedupShards: 8,
   dedupMaxPending: 200_000,
   gatherSendTimeout: Duration.seconds(2),
@@ -77,6 +84,7 @@ export const config: Config.Config<GatherConfigShape> = Config.all({
   ),
   gatherReplicas: positiveInt("TESSERA_GATHER_REPLICAS", defaults.gatherReplicas),
   gatherConnections: positiveInt("TESSERA_GATHER_CONNECTIONS", defaults.gatherConnections),
+  gatherZones: zoneList("TESSERA_GATHER_ZONES"),
   dedupShards: positiveInt("TESSERA_DEDUP_SHARDS", defaults.dedupShards),
   dedupMaxPending: positiveInt("TESSERA_DEDUP_MAX_PENDING", defaults.dedupMaxPending),
   gatherSendTimeout: duration("TESSERA_GATHER_SEND_TIMEOUT", defaults.gatherSendTimeout),
@@ -108,6 +116,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_VENUE_URL", "market-data venue ws:// URL for the gatherer fleet; unset: no gatherers"],
   ["TESSERA_GATHER_REPLICAS", "gatherer replicas, each collecting every market (3)"],
   ["TESSERA_GATHER_CONNECTIONS", "venue connections per gatherer replica (1)"],
+  [
+    "TESSERA_GATHER_ZONES",
+    "comma-separated zones gatherer replicas are spread over, replica r -> zone r mod n; equal on all runners (none)"
+  ],
   ["TESSERA_DEDUP_SHARDS", "deduplicator entities markets are spread over (8)"],
   [
     "TESSERA_DEDUP_MAX_PENDING",

@@ -6,7 +6,7 @@
 import * as Metrics from "@tessera/platform/Metrics"
 import { Valkey } from "@tessera/platform/Valkey"
 import { Data, Duration, Effect, Latch, Layer, Option, Schedule, Semaphore } from "effect"
-import { Entity, type Sharding, Singleton } from "effect/cluster"
+import { ClusterSchema, Entity, EntityProxyServer, type Sharding, Singleton } from "effect/cluster"
 import type { SqlClient } from "effect/sql"
 import WebSocket from "ws"
 import * as BookPublisher from "./bookPublisher.ts"
@@ -19,9 +19,11 @@ import {
   dedupEntityId,
   dedupShardOf,
   Gatherer,
+  GathererMisplaced,
   type GathererStatus,
   GatherRpcs,
   gathererEntityId,
+  gathererShardGroup,
   parseGathererId
 } from "./protocol.ts"
 import { fetchSnapshot, type SnapshotError } from "./snapshot.ts"
@@ -539,11 +541,33 @@ export const DeduplicatorLayer = Deduplicator.toLayer(
   })
 )
 
+/**
+ * `Gatherer` placed by zone: with `TESSERA_GATHER_ZONES`, replica r lives in shard group `gatherer-<zones[r mod n]>`,
+ * so one host or zone loss takes at most one copy of a connection (while each zone has a live runner). Every
+ * in-cluster client must address gatherers through it: the bare entity addresses `default`, which the entity refuses.
+ */
+export const zonedGatherer = (config: Pick<GatherConfigShape, "gatherZones">) => {
+  if (config.gatherZones.length === 0) return Gatherer
+  const zones = [...config.gatherZones]
+  // Called when a layer builds, not per request.
+  return Gatherer.annotate(ClusterSchema.ShardGroup, (entityId) => gathererShardGroup(entityId, zones))
+}
+
 export const GathererLayer = Gatherer.toLayer(
   Effect.gen(function* () {
     const address = yield* Entity.CurrentAddress
     const runner = runnerName(yield* Entity.CurrentRunnerAddress)
     const config = yield* GatherConfig
+    const expectedGroup = gathererShardGroup(address.entityId, config.gatherZones)
+    // Addressed in another group than its zone's, the same replica could run twice (once per group): refuse.
+    if (address.shardId.group !== expectedGroup) {
+      const misplaced = Effect.fail(
+        new GathererMisplaced({
+          message: `gatherer ${address.entityId} was addressed in shard group ${address.shardId.group}, expected ${expectedGroup}: TESSERA_GATHER_ZONES differs between nodes`
+        })
+      )
+      return Gatherer.of({ Ensure: () => misplaced, Status: () => misplaced })
+    }
     const dedupClient = yield* Deduplicator.client
     const slot = parseGathererId(address.entityId)
     const shards = config.dedupShards
@@ -820,7 +844,7 @@ export const GatherSupervisorLayer: Layer.Layer<never, never, GatherConfig | Sha
         : Singleton.make(
             "GatherSupervisor",
             Effect.gen(function* () {
-              const gatherer = yield* Gatherer.client
+              const gatherer = yield* zonedGatherer(config).client
               const dedup = yield* Deduplicator.client
               const dedupIds = Array.from({ length: config.dedupShards }, (_, k) => dedupEntityId(k))
               yield* Effect.forever(
@@ -887,7 +911,7 @@ export const layer: Layer.Layer<never, unknown, GatherConfig | Valkey | SqlClien
 export const layerGatherRpcs = GatherRpcs.toLayer(
   Effect.gen(function* () {
     const config = yield* GatherConfig
-    const gatherer = yield* Gatherer.client
+    const gatherer = yield* zonedGatherer(config).client
     const dedup = yield* Deduplicator.client
     return GatherRpcs.of({
       "Gather.Status": () =>
@@ -928,4 +952,9 @@ export const layerGatherRpcs = GatherRpcs.toLayer(
       "Gather.SetReplicas": ({ replicas }) => setFleetReplicas(replicas).pipe(Effect.orDie, Effect.as({ replicas }))
     })
   })
+)
+
+/** The gateway's `Gatherer.*` proxy RPCs, addressed through `zonedGatherer`. */
+export const layerGathererProxyRpcs = Layer.unwrap(
+  Effect.map(GatherConfig, (config: GatherConfigShape) => EntityProxyServer.layerRpcHandlers(zonedGatherer(config)))
 )

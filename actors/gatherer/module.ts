@@ -1,16 +1,16 @@
 /**
  * The gatherer module: redundant venue collectors (`Gatherer`, id `replica/connection`) and the deduplicators
- * that merge them (`Deduplicator`, id `d<k>`), the fleet supervisor, the `Gather.*` gateway RPCs, the
- * `orderbook_deltas` table and the `tessera gather` command.
+ * that merge them (`Deduplicator`, id `d<k>`), the fleet supervisor, the `Gather.*` gateway RPCs, zone placement of
+ * replicas (`TESSERA_GATHER_ZONES`), the `orderbook_deltas` table and the `tessera gather` command.
  */
 import { type MarketData, Module } from "@tessera/contracts"
 import * as Metrics from "@tessera/platform/Metrics"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { gatherCommand, gatherUsage } from "./cli.ts"
 import * as Config from "./config.ts"
-import { layer, layerGatherRpcs, metrics } from "./entity.ts"
-import { bookStream, GatherContract, parseGathererId } from "./protocol.ts"
+import { GathererLayer, layer, layerGathererProxyRpcs, layerGatherRpcs, metrics } from "./entity.ts"
+import { bookStream, GatherContract, gathererZoneGroup, parseGathererId } from "./protocol.ts"
 import { retention, retentionMigrations } from "./retention.ts"
 import { migrations } from "./store.ts"
 
@@ -63,12 +63,18 @@ const marketData = Effect.gen(function* () {
 export const GatherModule = Module.make({
   contract: GatherContract,
   layer,
-  handlers: layerGatherRpcs,
+  // Gatherer proxy RPCs addressed by zone shard group when TESSERA_GATHER_ZONES is set.
+  handlers: Layer.mergeAll(layerGatherRpcs, layerGathererProxyRpcs),
   config: Config.layerFromEnv,
   variables: Config.variables,
   migrations: { table: "gatherer_migrations", migrations: { ...migrations, ...retentionMigrations } },
   retention,
   entityIds,
+  zoneGroups: Effect.map(Config.GatherConfig, (config) =>
+    config.gatherZones.map((zone) => ({ group: gathererZoneGroup(zone), zone }))
+  ),
+  // Only gatherers are zoned; deduplicators and the supervisor stay in `default`, which a standby never serves.
+  standby: GathererLayer,
   marketData,
   // Changing the fleet and writing deltas are operator and runner work, not a client's.
   access: { "Gather.SetReplicas": "admin", "Gatherer.Ensure": "admin", "Deduplicator.Ingest": "admin" },

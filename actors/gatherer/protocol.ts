@@ -80,9 +80,14 @@ export const DeduplicatorStatus = Schema.Struct({
 })
 export type DeduplicatorStatus = typeof DeduplicatorStatus.Type
 
+/** A gatherer addressed in another shard group than its replica's zone's: TESSERA_GATHER_ZONES differs between nodes. */
+export class GathererMisplaced extends Schema.TaggedError<GathererMisplaced>()("GathererMisplaced", {
+  message: Schema.String
+}) {}
+
 /** Activates the gatherer (starting its connection) and renews its lease; the supervisor sends it periodically. */
-export const Ensure = Rpc.make("Ensure", { success: GathererStatus })
-export const GatherStatus = Rpc.make("Status", { success: GathererStatus })
+export const Ensure = Rpc.make("Ensure", { success: GathererStatus, error: GathererMisplaced })
+export const GatherStatus = Rpc.make("Status", { success: GathererStatus, error: GathererMisplaced })
 
 export const Gatherer = Entity.make("Gatherer", [Ensure, GatherStatus])
 
@@ -111,6 +116,19 @@ export const gathererEntityId = (replica: number, connection: number): string =>
 export const parseGathererId = (id: string): { replica: number; connection: number } | undefined => {
   const match = /^(\d+)\/(\d+)$/.exec(id)
   return match === null ? undefined : { replica: Number(match[1]), connection: Number(match[2]) }
+}
+
+/** The shard group of a gatherer zone (`TESSERA_GATHER_ZONES`). */
+export const gathererZoneGroup = (zone: string): string => `gatherer-${zone}`
+
+/**
+ * Shard group of the `Gatherer` with this id: replica r lives in the group of `zones[r mod n]`, so the replicas of
+ * one connection prefer different zones. No zones, or an id that is not `replica/connection`: `default`.
+ */
+export const gathererShardGroup = (entityId: string, zones: ReadonlyArray<string>): string => {
+  if (zones.length === 0) return "default"
+  const parsed = parseGathererId(entityId)
+  return parsed === undefined ? "default" : gathererZoneGroup(zones[parsed.replica % zones.length])
 }
 
 /** The Valkey stream a market's deltas are published to. */
