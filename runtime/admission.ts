@@ -244,8 +244,7 @@ export const layerController = (modules: ReadonlyArray<Module.Any>) =>
       const controller = make(
         {
           runner: config.maxInFlight,
-          // Below a few hundred orders in flight a slow request is noise (GC, a busy neighbour), not a queue.
-          minimum: Math.min(config.maxInFlight, 256),
+          minimum: Math.min(config.maxInFlight, config.minInFlight),
           targetMs: config.admissionTargetMs,
           windowMs: 100,
           connection: config.maxInFlightPerConnection,

@@ -158,6 +158,12 @@ export interface TesseraConfigShape {
    */
   readonly admissionTargetMs: number
   /**
+   * The floor of the runner's adaptive admission limit (`TESSERA_MIN_IN_FLIGHT`, default 256, at most
+   * `TESSERA_MAX_IN_FLIGHT`). Orders in flight are what group commit batches, so the floor over the journal's latency
+   * bounds what the runner can ack while the limit sits at it.
+   */
+  readonly minInFlight: number
+  /**
    * How long an admitted request may hold its admission weight, in milliseconds (`TESSERA_ADMISSION_HOLD_MS`, default
    * 10000). A request still running after it (stuck behind a shard that never answers) is counted as expired and
    * no longer holds back admission, so a handful of stuck requests cannot refuse everything after them for good.
@@ -276,6 +282,7 @@ export const defaults: TesseraConfigShape = {
   maxConnections: 10_000,
   overloadRetryAfterMs: 50,
   admissionTargetMs: 50,
+  minInFlight: 256,
   admissionHoldMs: 10_000,
   requestTimeoutMs: 10_000,
   shardsPerGroup: 300,
@@ -478,6 +485,7 @@ export const config: Config.Config<TesseraConfigShape> = Config.all({
   maxConnections: positiveInt("TESSERA_MAX_CONNECTIONS", defaults.maxConnections),
   overloadRetryAfterMs: positiveInt("TESSERA_OVERLOAD_RETRY_AFTER_MS", defaults.overloadRetryAfterMs),
   admissionTargetMs: positiveInt("TESSERA_ADMISSION_TARGET_MS", defaults.admissionTargetMs),
+  minInFlight: positiveInt("TESSERA_MIN_IN_FLIGHT", defaults.minInFlight),
   admissionHoldMs: positiveInt("TESSERA_ADMISSION_HOLD_MS", defaults.admissionHoldMs),
   requestTimeoutMs: positiveInt("TESSERA_REQUEST_TIMEOUT_MS", defaults.requestTimeoutMs),
   shardsPerGroup: positiveInt("TESSERA_SHARDS", defaults.shardsPerGroup),
@@ -650,6 +658,10 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   [
     "TESSERA_ADMISSION_TARGET_MS",
     "latency admitted requests should stay under; the admission limit shrinks while they do not (50)"
+  ],
+  [
+    "TESSERA_MIN_IN_FLIGHT",
+    "floor of the adaptive admission limit, in orders (at most TESSERA_MAX_IN_FLIGHT); floor / journal latency bounds acks/s at the floor (256)"
   ],
   [
     "TESSERA_ADMISSION_HOLD_MS",
