@@ -379,6 +379,9 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
             // Graph partitions prefer the AZs of the private subnets (zones[p mod n]); each task's own AZ comes
             // from the task metadata (TESSERA_ZONE), and its standby identity serves the other AZs' partitions.
             { name: "TESSERA_GRAPH_ZONES", value: graphZones },
+            // Gatherer replica r lives in zone zones[r mod n], so the replicas of a venue connection are in
+            // different AZs and so on different hosts (one runner per host).
+            { name: "TESSERA_GATHER_ZONES", value: graphZones },
             { name: "TESSERA_STANDBY_PORT", value: String(ports.clusterStandby) },
             // What the task announces in routing tables: the zonal load-balancer name of its own zone.
             { name: "TESSERA_GATEWAY_URL", value: zonalUrl },
@@ -517,8 +520,8 @@ export const runners = (config: StageConfig, deps: RunnerDependencies, inputs: D
         deploymentMinimumHealthyPercent: 100,
         deploymentMaximumPercent: 200,
         deploymentCircuitBreaker: { enable: true, rollback: true },
-        // Runners (and so the shards they host) spread over AZs, never two on one host:
-        // losing a host or a zone takes at most one runner's share.
+        // Runners (and so the shards they host, and each zone's gatherer replicas) spread over AZs, never two on
+        // one host: losing a host or a zone takes at most one runner's share.
         orderedPlacementStrategies: [
           { type: "spread", field: "attribute:ecs.availability-zone" },
           { type: "spread", field: "instanceId" }

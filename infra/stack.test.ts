@@ -371,6 +371,8 @@ describe.each(stages)("stage %s", (_stage, config) => {
       assert.strictEqual(environment.REDIS_CLUSTER, "true")
       // Zone placement: the private subnets' AZs, and the standby identity's port (mapped and open runner-to-runner).
       assert.strictEqual(environment.TESSERA_GRAPH_ZONES, "us-east-1a,us-east-1b,us-east-1c")
+      // Gatherer replicas spread over the same AZs: replica r in zone r mod 3, so never two of a connection on a host.
+      assert.strictEqual(environment.TESSERA_GATHER_ZONES, "us-east-1a,us-east-1b,us-east-1c")
       assert.strictEqual(environment.TESSERA_STANDBY_PORT, String(ports.clusterStandby))
       assert.include(
         runner.portMappings.map((m: { containerPort: number }) => m.containerPort),
