@@ -943,6 +943,7 @@ export const layerGatherRpcs = GatherRpcs.toLayer(
             venueUrl: Option.getOrNull(config.venueUrl),
             replicas,
             connections: config.gatherConnections,
+            zones: config.gatherZones,
             dedupShards: config.dedupShards,
             gatherers: gatherers.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),
             deduplicators: dedups.flatMap((o) => (Option.isSome(o) ? [o.value] : [])),

@@ -139,6 +139,8 @@ export const FleetStatus = Schema.Struct({
   venueUrl: Schema.NullOr(Schema.String),
   replicas: Schema.Int,
   connections: Schema.Int,
+  /** Zones the replicas are spread over (`TESSERA_GATHER_ZONES`): replica r in `zones[r mod n]`; empty: none. */
+  zones: Schema.Array(Schema.String),
   dedupShards: Schema.Int,
   gatherers: Schema.Array(GathererStatus),
   deduplicators: Schema.Array(DeduplicatorStatus),

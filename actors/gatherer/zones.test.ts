@@ -1,7 +1,8 @@
 /**
  * Gatherer replicas spread over zones, on three runner processes (real Postgres + Redis): `TESSERA_GATHER_ZONES=a,b,c`
  * and one runner per zone. Replica r of every connection runs in zone `zones[r mod 3]` (its runner, or briefly
- * another runner's standby), so no runner's main identity holds two replicas of one connection.
+ * another runner's standby), so no runner's main identity holds two replicas of one connection; after a kill -9 of
+ * the zone-a runner its replicas run on the other runners' standby identities.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
@@ -93,6 +94,7 @@ describe("gatherer zone placement (three runners, zones a, b and c)", () => {
         }
         assert.isDefined(status)
         const final = status!
+        assert.deepStrictEqual([...final.zones], zones)
         assert.strictEqual(final.gatherers.length, total, JSON.stringify(final.unreachable))
         for (const g of final.gatherers) {
           const host = hostOf(g.runner)
@@ -113,7 +115,42 @@ describe("gatherer zone placement (three runners, zones a, b and c)", () => {
             .map((g) => g.runner)
           assert.strictEqual(new Set(mains).size, mains.length, `connection ${c}: replicas on distinct runners`)
         }
+        // The gateway's Gatherer proxy addresses the zone group too (the default group's would be refused).
+        const proxied = yield* Effect.scoped(
+          Effect.flatMap(TesseraClient.make(SeedApi, { url: runners[2].node.url }), (client) =>
+            client["Gatherer.Status"]({ entityId: "1/0", payload: undefined })
+          )
+        )
+        assert.strictEqual(proxied.id, "1/0")
+        assert.strictEqual(proxied.runner, final.gatherers.find((g) => g.id === "1/0")?.runner)
       }),
     150_000
+  )
+
+  it.live(
+    "after a kill -9 of the zone-a runner, zone a's replicas run on the other runners' standbys",
+    () =>
+      Effect.gen(function* () {
+        const [a, b, c] = runners
+        a.node.child.kill("SIGKILL")
+        yield* Effect.promise(() => a.node.exited)
+        const standbys = [b, c].map((runner) => `127.0.0.1:${runner.standby}`)
+        const onStandby = (status: FleetStatus | undefined) =>
+          status?.gatherers.filter((g) => parseGathererId(g.id)?.replica === 0 && standbys.includes(g.runner)) ?? []
+        let status: FleetStatus | undefined
+        const deadline = Date.now() + 90_000
+        while (Date.now() < deadline) {
+          status = yield* fleet(b.node.url)
+          if (onStandby(status).length === connections && onStandby(status).every((g) => g.connected)) break
+          yield* Effect.sleep("500 millis")
+        }
+        const moved = onStandby(status)
+        assert.strictEqual(moved.length, connections, JSON.stringify(status?.gatherers.map((g) => [g.id, g.runner])))
+        assert.isTrue(
+          moved.every((g) => g.connected),
+          "the moved replicas reconnect to the venue"
+        )
+      }),
+    120_000
   )
 })
