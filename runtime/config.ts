@@ -153,8 +153,10 @@ export interface TesseraConfigShape {
   /** Retry hint sent with `Overloaded`, in milliseconds (`TESSERA_OVERLOAD_RETRY_AFTER_MS`, default 50). */
   readonly overloadRetryAfterMs: number
   /**
-   * Latency an admitted request should stay under, in milliseconds (`TESSERA_ADMISSION_TARGET_MS`, default 50): the
-   * runner's admission limit shrinks while more than a tenth of its requests take longer, and grows back after.
+   * Latency an admitted request should stay under, in milliseconds (`TESSERA_ADMISSION_TARGET_MS`, default 250): the
+   * runner's admission limit shrinks while more than a tenth of its requests take longer, and grows back after. A
+   * backstop: a symbol shard holds its own backlog to `TESSERA_SHARD_MAX_QUEUE_DELAY`; a gateway target near the
+   * journal's own latency kept the limit at its floor and cut what the runner acks past saturation.
    */
   readonly admissionTargetMs: number
   /**
@@ -281,7 +283,7 @@ export const defaults: TesseraConfigShape = {
   maxInFlightPerConnection: 2000,
   maxConnections: 10_000,
   overloadRetryAfterMs: 50,
-  admissionTargetMs: 50,
+  admissionTargetMs: 250,
   minInFlight: 256,
   admissionHoldMs: 10_000,
   requestTimeoutMs: 10_000,
@@ -657,7 +659,7 @@ export const variables: ReadonlyArray<readonly [name: string, meaning: string]> 
   ["TESSERA_OVERLOAD_RETRY_AFTER_MS", "retry hint sent with Overloaded, in milliseconds (50)"],
   [
     "TESSERA_ADMISSION_TARGET_MS",
-    "latency admitted requests should stay under; the admission limit shrinks while they do not (50)"
+    "latency admitted requests should stay under; the admission limit shrinks while they do not (250)"
   ],
   [
     "TESSERA_MIN_IN_FLIGHT",
