@@ -20,7 +20,15 @@ import type { SeedApi } from "../actors/api.ts"
 import { startVenue } from "../actors/gatherer/venue.ts"
 import { graphClient } from "../actors/proxy-partition/client.ts"
 import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import { admissionOf, type RunnerProcess, redisUrl, staleWrites, startCluster, startProcess } from "../test/harness.ts"
+import {
+  admissionOf,
+  productionBounds,
+  type RunnerProcess,
+  redisUrl,
+  staleWrites,
+  startCluster,
+  startProcess
+} from "../test/harness.ts"
 import { parse } from "../test/promText.ts"
 import { runLoad } from "./orderLoad.ts"
 import { startProxies } from "./proxyProcess.ts"
@@ -166,7 +174,9 @@ export const run = async (args: ReadonlyArray<string>) => {
   const redis = new Redis(chaosRedis)
   await redis.flushdb()
   const venue = await startVenue({ markets: 24, rate: venueRate, seed })
+  // The runners get the deployed overload bounds (the harness relaxes them for tests).
   const feed = {
+    ...productionBounds,
     TESSERA_VENUE_URL: `${venue.url}/?drop=0.01&dup=0.01&reorder=4`,
     TESSERA_GATHER_REPLICAS: "2",
     TESSERA_DEDUP_SHARDS: "8"
