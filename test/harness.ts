@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { defaults as runtimeDefaults } from "@tessera/runtime/config"
-import { Duration, Effect, Exit } from "effect"
+import { Duration, Effect, Exit, type Scope } from "effect"
 import { SeedApi } from "../actors/api.ts"
 import { defaults as shardDefaults } from "../actors/symbol-shard/config.ts"
 import { parse } from "./promText.ts"
@@ -65,6 +65,13 @@ export const freshDatabase = (label = "t") => {
     }
   }
 }
+
+/** A fresh database for the scope, dropped when it closes. */
+export const scopedDatabase = (label?: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => freshDatabase(label)),
+    (db) => Effect.sync(() => db.drop())
+  )
 
 export interface RunnerProcess {
   readonly name: string
@@ -156,6 +163,17 @@ export const startProcess = async (name: string, options: StartOptions = {}): Pr
   return { name, child, url, gatewayPort, runnerPort, output: () => output, exited }
 }
 
+/** `startProcess` for the scope: the process is killed with -9, and awaited, when the scope closes. */
+export const scopedProcess = (name: string, options?: StartOptions) =>
+  Effect.acquireRelease(
+    Effect.promise(() => startProcess(name, options)),
+    (runner) =>
+      Effect.promise(async () => {
+        runner.child.kill("SIGKILL")
+        await runner.exited
+      })
+  )
+
 export interface Cluster {
   readonly runners: Array<RunnerProcess>
   readonly database: ReturnType<typeof freshDatabase>
@@ -211,19 +229,23 @@ export const startCluster = async (
 }
 
 /** Asks each Probe entity through the gateway at `url` which runner hosts it ("unanswered" after 2 s). */
+/** Runs `f` with a client of the gateway at `url` (every seed actor's RPCs), closed when `f` ends. */
+export const withClient = <A, E>(
+  url: string,
+  f: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>
+) => Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), f))
+
 export const whereAll = (url: string, entityIds: ReadonlyArray<string>) =>
-  Effect.scoped(
-    Effect.flatMap(TesseraClient.make(SeedApi, { url }), (client) =>
-      Effect.forEach(
-        entityIds,
-        (entityId) =>
-          client["Probe.Where"]({ entityId, payload: {} }).pipe(
-            Effect.map((reply) => reply.runner),
-            Effect.timeout("2 seconds"),
-            Effect.orElseSucceed(() => "unanswered")
-          ),
-        { concurrency: 8 }
-      )
+  withClient(url, (client) =>
+    Effect.forEach(
+      entityIds,
+      (entityId) =>
+        client["Probe.Where"]({ entityId, payload: {} }).pipe(
+          Effect.map((reply) => reply.runner),
+          Effect.timeout("2 seconds"),
+          Effect.orElseSucceed(() => "unanswered")
+        ),
+      { concurrency: 8 }
     )
   )
 
@@ -374,28 +396,18 @@ export const admissionOf = async (url: string) => {
  */
 export const runnerBehindPausablePg = (label: string, env: Record<string, string> = {}) =>
   Effect.gen(function* () {
-    const db = freshDatabase(label)
-    yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+    const db = yield* scopedDatabase(label)
     const pg = yield* Effect.acquireRelease(
       Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 5432 })),
       (p) => Effect.promise(() => p.close())
     )
-    const runner = yield* Effect.acquireRelease(
-      Effect.promise(() =>
-        startProcess(label, {
-          env: {
-            DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${pg.port}`),
-            REDIS_URL: redisUrl,
-            ...env
-          }
-        })
-      ),
-      (r) =>
-        Effect.promise(async () => {
-          r.child.kill("SIGKILL")
-          await r.exited
-        })
-    )
+    const runner = yield* scopedProcess(label, {
+      env: {
+        DATABASE_URL: db.url.replace("127.0.0.1:5432", `127.0.0.1:${pg.port}`),
+        REDIS_URL: redisUrl,
+        ...env
+      }
+    })
     return { db, pg, runner }
   })
 

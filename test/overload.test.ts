@@ -10,8 +10,8 @@ import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Contract } from "@tessera/contracts"
 import { Effect, Exit, type Scope } from "effect"
 import { SeedApi } from "../actors/api.ts"
-import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { type Cluster, startCluster } from "./harness.ts"
+import { type Cluster, startCluster, withClient } from "./harness.ts"
+import { restingBuys } from "./orders.ts"
 import { parse } from "./promText.ts"
 
 let cluster: Cluster
@@ -30,17 +30,8 @@ beforeAll(async () => {
 }, 90_000)
 afterAll(() => cluster?.stop())
 
-const withClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url: cluster.runners[0].url }), body)))
-
-const buys = (account: string, prefix: string, count: number): Array<PlaceOrder> =>
-  Array.from({ length: count }, (_, i) => ({
-    account,
-    clientOrderId: `${prefix}-${i}`,
-    side: "buy" as const,
-    price: "100.00",
-    qty: "1"
-  }))
+const runWithClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(withClient(cluster.runners[0].url, body))
 
 const rowCount = (account: string) =>
   Number(cluster.database.query(`SELECT count(*) FROM orders WHERE account = '${account}'`))
@@ -60,16 +51,22 @@ const openSocket = (url: string, ms: number) =>
 
 describe("overload on a runner (real Postgres + Redis)", () => {
   it("refuses requests past the in-flight bound with a typed Overloaded and places none of their orders", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         // Warm the shard first, so the burst meets a live entity.
-        yield* client["SymbolShard.PlaceBatch"]({ entityId: "ETH-USDT", payload: { orders: buys("ov-w", "w", 1) } })
+        yield* client["SymbolShard.PlaceBatch"]({
+          entityId: "ETH-USDT",
+          payload: { orders: restingBuys("ov-w", "w", 1) }
+        })
         // 30 requests of 10 orders each at once against a bound of 40 orders.
         const exits = yield* Effect.forEach(
           Array.from({ length: 30 }, (_, i) => i),
           (i) =>
             Effect.exit(
-              client["SymbolShard.PlaceBatch"]({ entityId: "ETH-USDT", payload: { orders: buys("ov-a", `r${i}`, 10) } })
+              client["SymbolShard.PlaceBatch"]({
+                entityId: "ETH-USDT",
+                payload: { orders: restingBuys("ov-a", `r${i}`, 10) }
+              })
             ),
           { concurrency: "unbounded" }
         )
@@ -94,17 +91,17 @@ describe("overload on a runner (real Postgres + Redis)", () => {
         // Once the burst has drained, the runner admits again.
         const after = yield* client["SymbolShard.PlaceBatch"]({
           entityId: "ETH-USDT",
-          payload: { orders: buys("ov-b", "after", 10) }
+          payload: { orders: restingBuys("ov-b", "after", 10) }
         })
         assert.strictEqual(after.results.length, 10)
       })
     ))
 
   it("answers an entry whose shard misses the PlaceMany deadline ShardUnavailable, and a retry places its orders once", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         // A shard not yet active (its activation reads the journal) cannot answer within 1 ms.
-        const orders = buys("ov-d", "late", 3)
+        const orders = restingBuys("ov-d", "late", 3)
         const { results } = yield* client["Orders.PlaceMany"]({ batches: [{ symbol: "ADA-USDT", orders }] })
         assert.strictEqual(results[0]._tag, "Failed")
         if (results[0]._tag === "Failed") assert.match(results[0].error.message, /did not answer within 1 ms/)
@@ -138,7 +135,7 @@ describe("overload on a runner (real Postgres + Redis)", () => {
                   Effect.exit(
                     client["SymbolShard.PlaceBatch"]({
                       entityId: "ETH-USDT",
-                      payload: { orders: buys("ov-t", `w${wave}-${i}`, 10) }
+                      payload: { orders: restingBuys("ov-t", `w${wave}-${i}`, 10) }
                     })
                   ),
                 { concurrency: "unbounded" }

@@ -2,23 +2,21 @@
 // full restart, failover after kill -9 with every acknowledged order present and no trade twice, market data,
 // and bad input through the gateway.
 import { assert, describe, it } from "@effect/vitest"
-import * as TesseraClient from "@tessera/client/TesseraClient"
+import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, Exit, Fiber } from "effect"
 import { Redis } from "ioredis"
-import { SeedApi } from "../actors/api.ts"
-import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
-import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { freshDatabase, type RunnerProcess, rawRpc, redisUrl, rpcRequest, runCli, startProcess } from "./harness.ts"
-
-const symbols = defaultSymbols.map((s) => s.symbol)
-// Limit prices on a 1.00 grid fit every default symbol's tick; 1 fits every lot.
-const order = (account: string, clientOrderId: string, i: number): PlaceOrder => ({
-  account,
-  clientOrderId,
-  side: i % 2 === 0 ? "buy" : "sell",
-  price: String(100 + ((i * 7) % 11) - 5),
-  qty: String(1 + (i % 3))
-})
+import type { SeedApi } from "../actors/api.ts"
+import {
+  type RunnerProcess,
+  rawRpc,
+  redisUrl,
+  rpcRequest,
+  runCli,
+  scopedDatabase,
+  startProcess,
+  withClient
+} from "./harness.ts"
+import { crossingOrder, missingOrders, orderLoad, symbols, tradeCounts } from "./orders.ts"
 
 const startRunners = async (n: number, databaseUrl: string, label: string) => {
   const runners: Array<RunnerProcess> = []
@@ -31,9 +29,6 @@ const killAll = async (runners: ReadonlyArray<RunnerProcess>) => {
   for (const r of runners) r.child.kill("SIGKILL")
   await Promise.all(runners.map((r) => r.exited))
 }
-
-const withClient = <A, E>(url: string, f: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), f))
 
 // Volatile messages caught in a shard handover (a runner joining or leaving) are not answered: clients time out
 // and retry, which is safe because places are idempotent.
@@ -50,8 +45,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
     "acknowledged orders are rows at once, and a fully restarted cluster restores every book exactly",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("shard_restart")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+        const db = yield* scopedDatabase("shard_restart")
         const first = yield* Effect.promise(() => startRunners(2, db.url, "restart-a"))
         const before = yield* withClient(first[0].url, (client) =>
           Effect.gen(function* () {
@@ -63,7 +57,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
                     entityId,
                     payload: {
                       orders: Array.from({ length: 40 }, (_, i) =>
-                        order(`acct-${i % 4}`, `r${round}-${i}`, round * 40 + i)
+                        crossingOrder(`acct-${i % 4}`, `r${round}-${i}`, round * 40 + i)
                       )
                     }
                   }),
@@ -93,10 +87,9 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
         yield* Effect.addFinalizer(() => Effect.promise(() => killAll(second)))
         const after = yield* withClient(second[1].url, books)
         assert.deepStrictEqual(after, before, "every book is restored exactly")
-        const trades = Number(db.query("SELECT COUNT(*) FROM trades"))
-        const distinct = Number(db.query("SELECT COUNT(*) FROM (SELECT DISTINCT symbol, trade_id FROM trades) t"))
-        assert.isAbove(trades, 0)
-        assert.strictEqual(trades, distinct)
+        const trades = tradeCounts(db)
+        assert.isAbove(trades.rows, 0)
+        assert.strictEqual(trades.rows, trades.distinct)
 
         // The CLI: a cancel with --request-id is safe to repeat (the first answer again); without one, a second
         // cancel of the same order is an error.
@@ -128,56 +121,28 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
     "after kill -9 of a runner every acknowledged order is in the database, no trade twice, symbols answer again",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("shard_failover")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+        const db = yield* scopedDatabase("shard_failover")
         const runners = yield* Effect.promise(() => startRunners(2, db.url, "failover"))
         yield* Effect.addFinalizer(() => Effect.promise(() => killAll(runners)))
         const [survivor, victim] = runners
-        const acked: Array<string> = []
-        let stop = false
-        let next = 0
         // Steady load through the survivor's gateway, retrying each batch (same keys) until it is acknowledged.
-        const load = withClient(survivor.url, (client) =>
-          Effect.forEach(
-            symbols,
-            (entityId) =>
-              Effect.gen(function* () {
-                while (!stop) {
-                  const n = next++
-                  const orders = Array.from({ length: 10 }, (_, i) => order(`f-${i % 3}`, `k${n}-${i}`, n * 10 + i))
-                  for (;;) {
-                    const exit = yield* Effect.exit(
-                      client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders } }).pipe(
-                        Effect.timeout("3 seconds")
-                      )
-                    )
-                    if (Exit.isSuccess(exit)) {
-                      for (const r of exit.value.results)
-                        if (r.orderId !== undefined) acked.push(`${entityId} ${r.orderId}`)
-                      break
-                    }
-                    yield* Effect.sleep("50 millis")
-                  }
-                  yield* Effect.sleep("20 millis")
-                }
-              }),
-            { concurrency: 8, discard: true }
-          )
-        )
-        const fiber = yield* Effect.forkChild(load)
+        const load = orderLoad({
+          batch: (n) => Array.from({ length: 10 }, (_, i) => crossingOrder(`f-${i % 3}`, `k${n}-${i}`, n * 10 + i)),
+          pause: "20 millis",
+          concurrency: 8,
+          untilAcknowledged: true
+        })
+        const fiber = yield* Effect.forkChild(withClient(survivor.url, load.run))
         yield* Effect.sleep("3 seconds")
         yield* Effect.promise(() => killAll([victim]))
         yield* Effect.sleep("8 seconds")
-        stop = true
+        load.stop()
         yield* Fiber.join(fiber).pipe(Effect.timeout("20 seconds"))
 
-        assert.isAbove(acked.length, 100)
-        const stored = new Set(db.query("SELECT symbol || ' ' || order_id FROM orders").split("\n"))
-        const lost = acked.filter((key) => !stored.has(key))
-        assert.deepStrictEqual(lost, [], "every acknowledged order is in the database")
-        const trades = Number(db.query("SELECT COUNT(*) FROM trades"))
-        const distinct = Number(db.query("SELECT COUNT(*) FROM (SELECT DISTINCT symbol, trade_id FROM trades) t"))
-        assert.strictEqual(trades, distinct, "no trade twice")
+        assert.isAbove(load.acked.length, 100)
+        assert.deepStrictEqual(missingOrders(db, load.acked), [], "every acknowledged order is in the database")
+        const trades = tradeCounts(db)
+        assert.strictEqual(trades.rows, trades.distinct, "no trade twice")
         const depths = yield* withClient(survivor.url, books)
         assert.strictEqual(depths.length, symbols.length, "every symbol answers from the survivor")
       }).pipe(Effect.scoped),
@@ -188,8 +153,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
     "retries of Cancel/Move answer the first result, forgotten keys are refused, pruned journals restore exactly",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("shard_retention")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+        const db = yield* scopedDatabase("shard_retention")
         // Tiny limits: keys and finished orders are forgotten, and snapshots (with pruning) happen within the test.
         const env = {
           DATABASE_URL: db.url,
@@ -269,7 +233,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
             let last: ReadonlyArray<unknown> = []
             for (let round = 0; round < 8; round++) {
               const orders = Array.from({ length: 20 }, (_, i) =>
-                order(`acct-${i % 4}`, `r${round}-${i}`, round * 20 + i)
+                crossingOrder(`acct-${i % 4}`, `r${round}-${i}`, round * 20 + i)
               )
               last = (yield* client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders } })).results
             }
@@ -325,7 +289,9 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
                 ["canceled", "0.0000"],
                 "read from the orders table"
               )
-              const lastOrders = Array.from({ length: 20 }, (_, i) => order(`acct-${i % 4}`, `r7-${i}`, 140 + i))
+              const lastOrders = Array.from({ length: 20 }, (_, i) =>
+                crossingOrder(`acct-${i % 4}`, `r7-${i}`, 140 + i)
+              )
               const retried = yield* client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders: lastOrders } })
               assert.deepStrictEqual(
                 retried.results.slice(10),
@@ -359,8 +325,7 @@ describe("SymbolShard on a multi-process cluster (real Postgres + Redis)", () =>
     "publishes trades and depth to Valkey streams and answers bad input with typed errors",
     () =>
       Effect.gen(function* () {
-        const db = freshDatabase("shard_md")
-        yield* Effect.addFinalizer(() => Effect.sync(() => db.drop()))
+        const db = yield* scopedDatabase("shard_md")
         const runners = yield* Effect.promise(() => startRunners(1, db.url, "md"))
         yield* Effect.addFinalizer(() => Effect.promise(() => killAll(runners)))
         const url = runners[0].url

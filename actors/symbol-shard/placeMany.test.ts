@@ -3,18 +3,18 @@
  * durability, unknown symbols beside good ones, idempotent retries, the request limits, and garbage payloads.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import * as TesseraClient from "@tessera/client/TesseraClient"
+import type * as TesseraClient from "@tessera/client/TesseraClient"
 import { Cause, Effect, Schema, type Scope } from "effect"
 import { ClusterError, EntityAddress, EntityId, EntityType, ShardId } from "effect/cluster"
-import { type Cluster, rawRpc, rpcRequest, startCluster } from "../../test/harness.ts"
-import { SeedApi } from "../api.ts"
+import { type Cluster, rawRpc, rpcRequest, startCluster, withClient } from "../../test/harness.ts"
+import { restingBuys } from "../../test/orders.ts"
+import type { SeedApi } from "../api.ts"
 import { failedEntry } from "./gateway.ts"
 import {
   InvalidManyRequest,
   ManyEntry,
   maxBatch,
   maxManySymbols,
-  type PlaceOrder,
   ShardUnavailable,
   type SymbolBatch,
   UnknownSymbol
@@ -27,18 +27,8 @@ beforeAll(async () => {
 }, 90_000)
 afterAll(() => cluster?.stop())
 
-const withClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url: cluster.runners[0].url }), body)))
-
-/** Resting buys far below any ask, valid on every default symbol's tick and lot. */
-const buys = (account: string, prefix: string, count: number): Array<PlaceOrder> =>
-  Array.from({ length: count }, (_, i) => ({
-    account,
-    clientOrderId: `${prefix}-${i}`,
-    side: "buy" as const,
-    price: "100.00",
-    qty: "1"
-  }))
+const runWithClient = <A, E>(body: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(withClient(cluster.runners[0].url, body))
 
 /** `symbol:clientOrderId:orderId` of every row of the account, sorted. */
 const rowsOf = (account: string): Array<string> => {
@@ -57,12 +47,12 @@ const placedKeys = (entries: ReadonlyArray<ManyEntry>): Array<string> =>
 
 describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
   it("answers each symbol's batch in request order, with order ids of durable orders", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         const batches: Array<SymbolBatch> = [
-          { symbol: "BTC-USDT", orders: buys("pm-a", "btc", 3) },
-          { symbol: "ETH-USDT", orders: buys("pm-a", "eth", 2) },
-          { symbol: "SOL-USDT", orders: buys("pm-a", "sol", 1) }
+          { symbol: "BTC-USDT", orders: restingBuys("pm-a", "btc", 3) },
+          { symbol: "ETH-USDT", orders: restingBuys("pm-a", "eth", 2) },
+          { symbol: "SOL-USDT", orders: restingBuys("pm-a", "sol", 1) }
         ]
         const { results } = yield* client["Orders.PlaceMany"]({ batches })
         assert.deepStrictEqual(
@@ -92,13 +82,13 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
     ))
 
   it("answers UnknownSymbol for an unconfigured symbol while the other entries are placed", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         const { results } = yield* client["Orders.PlaceMany"]({
           batches: [
-            { symbol: "ETH-USDT", orders: buys("pm-b", "eth", 2) },
-            { symbol: "NOPE-USDT", orders: buys("pm-b", "nope", 2) },
-            { symbol: "SOL-USDT", orders: buys("pm-b", "sol", 1) }
+            { symbol: "ETH-USDT", orders: restingBuys("pm-b", "eth", 2) },
+            { symbol: "NOPE-USDT", orders: restingBuys("pm-b", "nope", 2) },
+            { symbol: "SOL-USDT", orders: restingBuys("pm-b", "sol", 1) }
           ]
         })
         assert.deepStrictEqual(
@@ -118,11 +108,11 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
     ))
 
   it("answers a retried request with the first order ids and places nothing again", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         const batches: Array<SymbolBatch> = [
-          { symbol: "DOGE-USDT", orders: buys("pm-c", "doge", 3) },
-          { symbol: "XRP-USDT", orders: buys("pm-c", "xrp", 2) }
+          { symbol: "DOGE-USDT", orders: restingBuys("pm-c", "doge", 3) },
+          { symbol: "XRP-USDT", orders: restingBuys("pm-c", "xrp", 2) }
         ]
         const first = yield* client["Orders.PlaceMany"]({ batches })
         const rows = rowsOf("pm-c")
@@ -137,13 +127,13 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
     ))
 
   it("refuses requests over the limits with InvalidManyRequest and places nothing", () =>
-    withClient((client) =>
+    runWithClient((client) =>
       Effect.gen(function* () {
         const refusal = (batches: ReadonlyArray<SymbolBatch>) => Effect.flip(client["Orders.PlaceMany"]({ batches }))
         const duplicate = yield* refusal([
-          { symbol: "BTC-USDT", orders: buys("pm-d", "dup1", 1) },
-          { symbol: "ETH-USDT", orders: buys("pm-d", "dup2", 1) },
-          { symbol: "BTC-USDT", orders: buys("pm-d", "dup3", 1) }
+          { symbol: "BTC-USDT", orders: restingBuys("pm-d", "dup1", 1) },
+          { symbol: "ETH-USDT", orders: restingBuys("pm-d", "dup2", 1) },
+          { symbol: "BTC-USDT", orders: restingBuys("pm-d", "dup3", 1) }
         ])
         assert.instanceOf(duplicate, InvalidManyRequest)
         assert.include((duplicate as InvalidManyRequest).message, "BTC-USDT")
@@ -151,7 +141,7 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
         const tooManySymbols = yield* refusal(
           Array.from({ length: maxManySymbols + 1 }, (_, i) => ({
             symbol: i === 0 ? "BTC-USDT" : `X${i}-USDT`,
-            orders: buys("pm-d", `many${i}`, 1)
+            orders: restingBuys("pm-d", `many${i}`, 1)
           }))
         )
         assert.instanceOf(tooManySymbols, InvalidManyRequest)
@@ -159,13 +149,13 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
 
         const half = Math.floor(maxBatch / 2)
         const tooManyOrders = yield* refusal([
-          { symbol: "BTC-USDT", orders: buys("pm-d", "big1", half + 1) },
-          { symbol: "ETH-USDT", orders: buys("pm-d", "big2", maxBatch - half) }
+          { symbol: "BTC-USDT", orders: restingBuys("pm-d", "big1", half + 1) },
+          { symbol: "ETH-USDT", orders: restingBuys("pm-d", "big2", maxBatch - half) }
         ])
         assert.instanceOf(tooManyOrders, InvalidManyRequest)
         assert.include((tooManyOrders as InvalidManyRequest).message, String(maxBatch))
 
-        const oneTooBig = yield* refusal([{ symbol: "BTC-USDT", orders: buys("pm-d", "huge", maxBatch + 1) }])
+        const oneTooBig = yield* refusal([{ symbol: "BTC-USDT", orders: restingBuys("pm-d", "huge", maxBatch + 1) }])
         assert.instanceOf(oneTooBig, InvalidManyRequest)
 
         assert.deepStrictEqual(rowsOf("pm-d"), [], "a refused request places nothing")
@@ -187,10 +177,10 @@ describe("Orders.PlaceMany on two runners (real Postgres + Redis)", () => {
       // The RPC server's decode error names the offending field.
       assert.include(JSON.stringify(lines[0]), "batches")
     }
-    await withClient((client) =>
+    await runWithClient((client) =>
       Effect.gen(function* () {
         const { results } = yield* client["Orders.PlaceMany"]({
-          batches: [{ symbol: "BTC-USDT", orders: buys("pm-e", "after", 1) }]
+          batches: [{ symbol: "BTC-USDT", orders: restingBuys("pm-e", "after", 1) }]
         })
         assert.strictEqual(results[0]._tag, "Placed")
       })
