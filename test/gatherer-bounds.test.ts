@@ -4,60 +4,34 @@
 // TESSERA_DEDUP_MAX_PENDING instead of growing. After PostgreSQL answers again, orderbook_deltas holds every seq the
 // venue published, once. Real PostgreSQL and Redis, one in-process node.
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
-import { type GatherConfigShape, layer as gatherConfig } from "../actors/gatherer/config.ts"
+import type { GatherConfigShape } from "../actors/gatherer/config.ts"
 import { metrics } from "../actors/gatherer/entity.ts"
-import { GatherModule } from "../actors/gatherer/module.ts"
-import { Deduplicator, dedupEntityId, Gatherer, gathererEntityId } from "../actors/gatherer/protocol.ts"
-import { startVenue, type Venue } from "../actors/gatherer/venue.ts"
-import { layerSingle } from "../runtime/cluster.ts"
-import * as Config from "../runtime/config.ts"
-import * as Hosted from "../runtime/hosted.ts"
-import { layerSql, layerValkey } from "../runtime/storage.ts"
-import { freshDatabase, pausableProxy, redisUrl } from "./harness.ts"
+import { Gatherer, gathererEntityId } from "../actors/gatherer/protocol.ts"
+import type { Venue } from "../actors/gatherer/venue.ts"
+import { dedupStatusesOf, gatherNode, scopedVenue } from "./gatherNode.ts"
+import { pausableProxy, redisUrl, scopedDatabase } from "./harness.ts"
 
 const shards = 2
 /** A Redis database of its own: its markets' md:book streams are named like other tests'. */
 const redis = `${redisUrl}/13`
 
 const nodeLayer = (databaseUrl: string, venueUrl: string, options: Partial<GatherConfigShape>) =>
-  Hosted.layerModules([
-    {
-      ...GatherModule,
-      config: gatherConfig({
-        venueUrl: Option.some(venueUrl),
-        gatherReplicas: 1,
-        gatherConnections: 1,
-        dedupShards: shards,
-        ...options
-      })
-    }
-  ]).pipe(
-    Layer.provideMerge(layerSingle([])),
-    Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey),
-    Layer.provideMerge(
-      Config.layer({
-        databaseUrl: Option.some(Redacted.make(databaseUrl)),
-        redisUrl: Option.some(Redacted.make(redis)),
-        shardsPerGroup: 8
-      })
-    )
-  )
+  gatherNode({
+    databaseUrl,
+    venueUrl,
+    redisUrl: redis,
+    shardsPerGroup: 8,
+    gather: { gatherReplicas: 1, dedupShards: shards, ...options }
+  })
 
 /** A fresh database, a venue and a black-hole proxy in front of PostgreSQL, for the test's scope. */
 const fixture = (label: string, markets: number, rate: number) =>
   Effect.gen(function* () {
-    const database = yield* Effect.acquireRelease(
-      Effect.sync(() => freshDatabase(label)),
-      (db) => Effect.sync(() => db.drop())
-    )
-    const venue = yield* Effect.acquireRelease(
-      // Quiet until the gatherer subscribed (`flowing`): what it publishes before, no gatherer could see.
-      Effect.promise(() => startVenue({ markets, rate: 0, seed: 5 })),
-      (v) => Effect.promise(() => v.close())
-    )
+    const database = yield* scopedDatabase(label)
+    // Quiet until the gatherer subscribed (`flowing`): what it publishes before, no gatherer could see.
+    const venue = yield* scopedVenue({ markets, rate: 0, seed: 5 })
     const proxy = yield* Effect.acquireRelease(
       Effect.promise(() => pausableProxy({ host: "127.0.0.1", port: 5432 })),
       (p) => Effect.promise(() => p.close())
@@ -126,13 +100,7 @@ const caughtUp = (venue: Venue, withinMs: number) =>
     return left
   })
 
-const dedupStatuses = Effect.gen(function* () {
-  const dedup = yield* Deduplicator.client
-  return yield* Effect.forEach(
-    Array.from({ length: shards }, (_, k) => dedupEntityId(k)),
-    (id) => dedup(id).Status()
-  )
-})
+const dedupStatuses = dedupStatusesOf(shards)
 
 const rowCount = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   Effect.map(sql<{ n: string }>`SELECT COUNT(*) AS n FROM orderbook_deltas`, (rows) => Number(rows[0].n))

@@ -1,43 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import { layerSingle } from "../../runtime/cluster.ts"
-import * as Config from "../../runtime/config.ts"
-import * as Hosted from "../../runtime/hosted.ts"
-import { layerSql, layerValkey } from "../../runtime/storage.ts"
-import { freshDatabase, redisUrl } from "../../test/harness.ts"
-import { layer as gatherConfig } from "./config.ts"
-import { GatherModule } from "./module.ts"
-import { Deduplicator, dedupEntityId, Gatherer, gathererEntityId } from "./protocol.ts"
+import { dedupStatusesOf, gatherNode, scopedVenue } from "../../test/gatherNode.ts"
+import { scopedDatabase } from "../../test/harness.ts"
+import { Gatherer, gathererEntityId } from "./protocol.ts"
 import { setFleetReplicas } from "./store.ts"
-import { startVenue, type Venue } from "./venue.ts"
+import type { Venue } from "./venue.ts"
 
 const replicas = 3
 const shards = 4
 
 const nodeLayer = (databaseUrl: string, venueUrl: string, replicas = 3) =>
-  Hosted.layerModules([
-    {
-      ...GatherModule,
-      config: gatherConfig({
-        venueUrl: Option.some(venueUrl),
-        gatherReplicas: replicas,
-        gatherConnections: 1,
-        dedupShards: shards
-      })
-    }
-  ]).pipe(
-    Layer.provideMerge(layerSingle([])),
-    Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey),
-    Layer.provideMerge(
-      Config.layer({
-        databaseUrl: Option.some(Redacted.make(databaseUrl)),
-        redisUrl: Option.some(Redacted.make(redisUrl)),
-        shardsPerGroup: 16
-      })
-    )
-  )
+  gatherNode({ databaseUrl, venueUrl, gather: { gatherReplicas: replicas, dedupShards: shards } })
 
 /** Per market: rows, distinct seqs and the seq range in the table. */
 const tableByMarket = Effect.gen(function* () {
@@ -69,15 +43,11 @@ const caughtUp = (venue: Venue, deadlineMs: number) =>
 
 const statuses = Effect.gen(function* () {
   const gatherer = yield* Gatherer.client
-  const dedup = yield* Deduplicator.client
   const gatherers = yield* Effect.forEach(
     Array.from({ length: replicas }, (_, r) => gathererEntityId(r, 0)),
     (id) => gatherer(id).Status()
   )
-  const dedups = yield* Effect.forEach(
-    Array.from({ length: shards }, (_, k) => dedupEntityId(k)),
-    (id) => dedup(id).Status()
-  )
+  const dedups = yield* dedupStatusesOf(shards)
   return { gatherers, dedups }
 })
 
@@ -86,14 +56,8 @@ describe("gatherers and deduplicators (real Postgres + Redis, in-process venue)"
     "3 faulty replicas, a disconnect and venue garbage still give every seq exactly once in orderbook_deltas",
     () =>
       Effect.gen(function* () {
-        const database = yield* Effect.acquireRelease(
-          Effect.sync(() => freshDatabase("gather")),
-          (db) => Effect.sync(() => db.drop())
-        )
-        const venue = yield* Effect.acquireRelease(
-          Effect.promise(() => startVenue({ markets: 40, rate: 1500, seed: 11 })),
-          (v) => Effect.promise(() => v.close())
-        )
+        const database = yield* scopedDatabase("gather")
+        const venue = yield* scopedVenue({ markets: 40, rate: 1500, seed: 11 })
         // 5% drops, 5% duplicates, reordering and short stalls on every connection: gaps all replicas missed must be healed.
         const venueUrl = `${venue.url}/?drop=0.05&dup=0.05&reorder=6&stall=0.002&stallMs=150`
         yield* Effect.gen(function* () {
@@ -155,14 +119,8 @@ describe("gatherers and deduplicators (real Postgres + Redis, in-process venue)"
     "replicas are added and removed at run time: a new replica connects, a removed one lets its lease lapse",
     () =>
       Effect.gen(function* () {
-        const database = yield* Effect.acquireRelease(
-          Effect.sync(() => freshDatabase("gatherrep")),
-          (db) => Effect.sync(() => db.drop())
-        )
-        const venue = yield* Effect.acquireRelease(
-          Effect.promise(() => startVenue({ markets: 10, rate: 200, seed: 3 })),
-          (v) => Effect.promise(() => v.close())
-        )
+        const database = yield* scopedDatabase("gatherrep")
+        const venue = yield* scopedVenue({ markets: 10, rate: 200, seed: 3 })
         yield* Effect.gen(function* () {
           const gatherer = yield* Gatherer.client
           const waitFor = (id: string, connected: boolean, withinMs: number) =>

@@ -4,47 +4,28 @@
  * 1 MiB frames are counted without stopping the feed, and venue text in logs cannot forge a line.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Logger, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Logger } from "effect"
 import { SqlClient } from "effect/sql"
-import { layerSingle } from "../../runtime/cluster.ts"
-import * as Config from "../../runtime/config.ts"
-import * as Hosted from "../../runtime/hosted.ts"
-import { layerSql, layerValkey } from "../../runtime/storage.ts"
-import { freshDatabase, redisUrl } from "../../test/harness.ts"
-import { layer as gatherConfig } from "./config.ts"
+import { dedupStatusesOf, gatherNode, scopedVenue } from "../../test/gatherNode.ts"
+import { scopedDatabase } from "../../test/harness.ts"
 import { metrics } from "./entity.ts"
 import { epochSpan } from "./feed.ts"
-import { GatherModule } from "./module.ts"
-import { Deduplicator, dedupEntityId, Gatherer, gathererEntityId } from "./protocol.ts"
-import { startVenue, type Venue } from "./venue.ts"
+import { Gatherer, gathererEntityId } from "./protocol.ts"
+import type { Venue } from "./venue.ts"
 
 const shards = 2
 
 const nodeLayer = (databaseUrl: string, venueUrl: string, replicas: number) =>
-  Hosted.layerModules([
-    {
-      ...GatherModule,
-      config: gatherConfig({
-        venueUrl: Option.some(venueUrl),
-        gatherReplicas: replicas,
-        gatherConnections: 1,
-        dedupShards: shards,
-        snapshotTimeout: Duration.millis(500),
-        snapshotMaxBytes: 1024 * 1024
-      })
+  gatherNode({
+    databaseUrl,
+    venueUrl,
+    gather: {
+      gatherReplicas: replicas,
+      dedupShards: shards,
+      snapshotTimeout: Duration.millis(500),
+      snapshotMaxBytes: 1024 * 1024
     }
-  ]).pipe(
-    Layer.provideMerge(layerSingle([])),
-    Layer.provideMerge(layerSql),
-    Layer.provideMerge(layerValkey),
-    Layer.provideMerge(
-      Config.layer({
-        databaseUrl: Option.some(Redacted.make(databaseUrl)),
-        redisUrl: Option.some(Redacted.make(redisUrl)),
-        shardsPerGroup: 16
-      })
-    )
-  )
+  })
 
 /** Per market and epoch: rows and the stored seq range. */
 const tableByMarket = Effect.gen(function* () {
@@ -79,13 +60,7 @@ const caughtUp = (venue: Venue, deadlineMs: number) =>
     return yield* Effect.die(new Error(`table did not catch up: ${missing} deltas missing`))
   })
 
-const dedupStatuses = Effect.gen(function* () {
-  const dedup = yield* Deduplicator.client
-  return yield* Effect.forEach(
-    Array.from({ length: shards }, (_, k) => dedupEntityId(k)),
-    (id) => dedup(id).Status()
-  )
-})
+const dedupStatuses = dedupStatusesOf(shards)
 
 const waitUntil = <A, E, R>(what: string, withinMs: number, probe: Effect.Effect<A, E, R>, done: (a: A) => boolean) =>
   Effect.gen(function* () {
@@ -108,14 +83,8 @@ const unhealedGauge = () => metrics.unhealed.series().reduce((n, [, s]) => n + s
 
 const withVenue = (name: string, markets: number, rate: number, tagEpochs = true) =>
   Effect.gen(function* () {
-    const database = yield* Effect.acquireRelease(
-      Effect.sync(() => freshDatabase(name)),
-      (db) => Effect.sync(() => db.drop())
-    )
-    const venue = yield* Effect.acquireRelease(
-      Effect.promise(() => startVenue({ markets, rate, seed: 23, tagEpochs })),
-      (v) => Effect.promise(() => v.close())
-    )
+    const database = yield* scopedDatabase(name)
+    const venue = yield* scopedVenue({ markets, rate, seed: 23, tagEpochs })
     return { database, venue }
   })
 
