@@ -29,18 +29,33 @@ export const productionBounds: Readonly<Record<string, string>> = {
   TESSERA_SHARD_MAX_QUEUE_DELAY: `${Duration.toMillis(shardDefaults.maxQueueDelay)} millis`
 }
 
-/** A free TCP port on loopback (bound then released). */
-export const freePort = (): Promise<number> =>
-  new Promise((resolvePort, reject) => {
+/** Binds `port` on loopback and releases it: the port, or undefined when something holds it. */
+const tryPort = (port: number): Promise<number | undefined> =>
+  new Promise((resolvePort) => {
     const server = createServer()
     server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
+    server.once("error", () => resolvePort(undefined))
+    server.listen(port, "127.0.0.1", () => {
       const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
+      const bound = typeof address === "object" && address !== null ? address.port : undefined
+      server.close(() => resolvePort(bound))
     })
   })
+
+/**
+ * A free TCP port on loopback (bound then released), drawn below Linux's ephemeral range (32768+): a port from
+ * `listen(0)` comes from that range, where the outgoing connections of parallel test files (to Postgres, Redis,
+ * runners) take ports too, and one took a released port before its runner bound it (EADDRINUSE).
+ */
+export const freePort = async (): Promise<number> => {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await tryPort(20_000 + Math.floor(Math.random() * 12_768))
+    if (port !== undefined) return port
+  }
+  const any = await tryPort(0)
+  if (any === undefined) throw new Error("no free loopback port")
+  return any
+}
 
 const psql = (url: string, sql: string) =>
   execFileSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"] })
@@ -103,6 +118,19 @@ export interface StartOptions {
 
 /** Spawns one node/runner and resolves once it prints `tessera ready <url>`. */
 export const startProcess = async (name: string, options: StartOptions = {}): Promise<RunnerProcess> => {
+  // A port taken between freePort and the runner's bind (another test file's process) is retried on new ports,
+  // unless the caller chose the ports.
+  const pinned = options.env?.TESSERA_PORT !== undefined || options.env?.TESSERA_RUNNER_PORT !== undefined
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(name, options)
+    } catch (error) {
+      if (pinned || attempt >= 3 || !String(error).includes("EADDRINUSE")) throw error
+    }
+  }
+}
+
+const startOnce = async (name: string, options: StartOptions): Promise<RunnerProcess> => {
   const gatewayPort = await freePort()
   const runnerPort = await freePort()
   const entry =
