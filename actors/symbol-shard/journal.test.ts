@@ -239,6 +239,49 @@ describe("owner epochs fence the journal (PostgreSQL)", () => {
   )
 })
 
+/** A snapshot of `size` characters with multi-byte ones throughout (a piece boundary may fall between them). */
+const bigSnapshot = (size: number) => {
+  const unit = '{"o":[1,"acct","c-é€😀"]},'
+  return `[${unit.repeat(Math.ceil(size / unit.length))}0]`
+}
+
+/** Writes a batch carrying `snapshot`, then reads the symbol's state back as a new activation does. */
+const snapshotRoundTrip = (symbol: string, snapshot: string) =>
+  Effect.gen(function* () {
+    const writer = yield* Journal.JournalWriter
+    const [epoch] = yield* claim(symbol)
+    yield* writer.write({ ...sealed(symbol, 1, 1), snapshot }, epoch)
+    const journal = yield* Journal.make
+    return yield* journal.load(symbol)
+  })
+
+describe("snapshots larger than one Postgres message", () => {
+  it.live("a 20 MiB snapshot is read back whole (the client takes 16 MiB in one message)", () =>
+    Effect.gen(function* () {
+      const snapshot = bigSnapshot(20 * 1024 * 1024)
+      const stored = yield* snapshotRoundTrip("BIG-USDT", snapshot)
+      assert.strictEqual(stored.snapshot?.seq, 1)
+      assert.strictEqual(stored.snapshot?.json.length, snapshot.length)
+      assert.isTrue(stored.snapshot?.json === snapshot, "the snapshot read back differs")
+    }).pipe(Effect.provide(writerLayer))
+  )
+
+  it.live("embedded SQLite reads a snapshot of several pieces back whole", () =>
+    Effect.gen(function* () {
+      const snapshot = bigSnapshot(5 * 1024 * 1024)
+      const stored = yield* snapshotRoundTrip("BIG-USDT", snapshot)
+      assert.isTrue(stored.snapshot?.json === snapshot, "the snapshot read back differs")
+    }).pipe(
+      Effect.provide(
+        Journal.layerWriter.pipe(
+          Layer.provideMerge(Journal.layerMigrations),
+          Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" }))
+        )
+      )
+    )
+  )
+})
+
 describe("owner epochs fence the journal (embedded SQLite)", () => {
   it.live("a write under a superseded epoch fails StaleOwner and writes nothing", () =>
     Effect.gen(function* () {

@@ -138,6 +138,9 @@ export const layerMigrations = SqlMigrator.layer({ migrations, table: "symbol_sh
 // Rows per INSERT statement: keeps bound parameters under SQLite's 32766 and Postgres' 65535.
 const CHUNK = 2000
 
+/** Characters of a snapshot read per query: at most 4 bytes each in UTF-8, well under the client's 16 MiB message. */
+const SNAPSHOT_PIECE = 2 * 1024 * 1024
+
 const chunks = <A>(rows: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
   if (rows.length <= CHUNK) return [rows]
   const out: Array<ReadonlyArray<A>> = []
@@ -204,11 +207,33 @@ export const make = Effect.gen(function* () {
       (rows) => (rows.length === 1 ? Effect.succeed(Number(rows[0].epoch)) : Effect.fail(staleOwner(symbol, epoch)))
     )
 
+  /**
+   * The newest snapshot, read in pieces of `SNAPSHOT_PIECE` characters: a book of a few hundred thousand resting
+   * orders snapshots to more than the Postgres client takes in one message (16 MiB), and read whole it failed every
+   * activation of its shard, for good.
+   */
+  const loadSnapshot = (symbol: string) =>
+    Effect.gen(function* () {
+      const newest = yield* sql<{ seq: number | string; size: number | string }>`
+        SELECT seq, length(snapshot) AS size FROM symbol_snapshots WHERE symbol = ${symbol} ORDER BY seq DESC LIMIT 1`
+      if (newest.length === 0) return undefined
+      const seq = Number(newest[0].seq)
+      const size = Number(newest[0].size)
+      const pieces: Array<string> = []
+      for (let from = 1; from <= size; from += SNAPSHOT_PIECE) {
+        const rows = yield* sql<{ piece: string }>`
+          SELECT substr(snapshot, ${from}, ${SNAPSHOT_PIECE}) AS piece FROM symbol_snapshots
+          WHERE symbol = ${symbol} AND seq = ${seq}`
+        // Only this activation's writes (it holds the epoch) could delete the row: missing means a bug, not a race.
+        if (rows.length === 0) return yield* Effect.die(new Error(`${symbol}: snapshot ${seq} vanished while read`))
+        pieces.push(rows[0].piece)
+      }
+      return { seq, json: pieces.join("") }
+    })
+
   const load = (symbol: string): Effect.Effect<StoredState, SqlError.SqlError> =>
     Effect.gen(function* () {
-      const snaps = yield* sql<{ seq: number | string; snapshot: string }>`
-        SELECT seq, snapshot FROM symbol_snapshots WHERE symbol = ${symbol} ORDER BY seq DESC LIMIT 1`
-      const snapshot = snaps.length === 0 ? undefined : { seq: Number(snaps[0].seq), json: snaps[0].snapshot }
+      const snapshot = yield* loadSnapshot(symbol)
       const after = snapshot?.seq ?? 0
       const rows = yield* sql<{ seq: number | string; commands: string }>`
         SELECT seq, commands FROM symbol_journal WHERE symbol = ${symbol} AND seq > ${after} ORDER BY seq`
