@@ -67,6 +67,9 @@ const tokenOf = (batch: PendingBatch): Deferred.Deferred<void, ShardUnavailable>
   return batch.token as Deferred.Deferred<void, ShardUnavailable>
 }
 
+/** Deadlines (`TESSERA_JOURNAL_WRITE_TIMEOUT` each) given to a journal write that carries a snapshot. */
+const SNAPSHOT_WRITE_DEADLINES = 5
+
 /** A storage call of the shard that did not answer within its deadline (the database is unreachable or stalled). */
 class StorageTimeout {
   readonly _tag = "StorageTimeout"
@@ -271,7 +274,11 @@ const build = Effect.gen(function* () {
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
     const started = performance.now()
-    return Effect.flatMap(Effect.exit(bounded(`journal write #${sealed.seq}`, writer.write(sealed, epoch))), (exit) => {
+    // A batch carrying a snapshot writes the whole book (tens of MB for a few hundred thousand resting orders) and
+    // prunes the journal: under load it took past one deadline and the shard restarted, re-reading it all.
+    const deadlines = sealed.snapshot === undefined ? 1 : SNAPSHOT_WRITE_DEADLINES
+    const write = bounded(`journal write #${sealed.seq}`, writer.write(sealed, epoch), deadlines)
+    return Effect.flatMap(Effect.exit(write), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
         metrics.failures.inc()
