@@ -8,33 +8,18 @@
  */
 import { execFileSync } from "node:child_process"
 import { assert, describe, it } from "@effect/vitest"
-import * as TesseraClient from "@tessera/client/TesseraClient"
-import { Effect, Exit, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import { Redis } from "ioredis"
-import { SeedApi } from "../actors/api.ts"
 import { bookStreamMaxLen } from "../actors/gatherer/bookPublisher.ts"
 import type { FleetStatus } from "../actors/gatherer/protocol.ts"
-import { startVenue, type Venue } from "../actors/gatherer/venue.ts"
-import { defaultSymbols } from "../actors/symbol-shard/journal.ts"
+import type { Venue } from "../actors/gatherer/venue.ts"
 import { streamMaxLen } from "../actors/symbol-shard/marketData.ts"
-import type { PlaceOrder } from "../actors/symbol-shard/protocol.ts"
-import { freshDatabase, pausableProxy, type RunnerProcess, redisUrl, startProcess } from "./harness.ts"
+import { scopedVenue } from "./gatherNode.ts"
+import { type freshDatabase, pausableProxy, redisUrl, scopedDatabase, scopedProcess, withClient } from "./harness.ts"
+import { crossingOrder, orderLoad, symbols } from "./orders.ts"
 import { parse } from "./promText.ts"
 
 const streamsDb = 13
-const symbols = defaultSymbols.map((s) => s.symbol)
-
-// Prices on a 1.00 grid around 100 fit every default symbol's tick and cross often: trades on every symbol.
-const order = (clientOrderId: string, i: number): PlaceOrder => ({
-  account: `s-${i % 3}`,
-  clientOrderId,
-  side: i % 2 === 0 ? "buy" : "sell",
-  price: String(100 + ((i * 7) % 11) - 5),
-  qty: String(1 + (i % 3))
-})
-
-const withClient = <A, E>(url: string, f: (client: TesseraClient.Client<SeedApi>) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(TesseraClient.make(SeedApi, { url }), f))
 
 const fleet = (url: string) =>
   withClient(url, (client) => client["Gather.Status"]().pipe(Effect.timeout("5 seconds"))).pipe(
@@ -184,10 +169,7 @@ const tableCaughtUp = (db: ReturnType<typeof freshDatabase>, venue: Venue, withi
  */
 const scenario = (quietFirst: boolean) =>
   Effect.gen(function* () {
-    const db = yield* Effect.acquireRelease(
-      Effect.sync(() => freshDatabase("streamsfo")),
-      (d) => Effect.sync(() => d.drop())
-    )
+    const db = yield* scopedDatabase("streamsfo")
     const redis = yield* Effect.acquireRelease(
       Effect.sync(() => new Redis(`${redisUrl}/${streamsDb}`)),
       (r) => Effect.sync(() => r.disconnect())
@@ -198,23 +180,13 @@ const scenario = (quietFirst: boolean) =>
     })
     yield* clear
     yield* Effect.addFinalizer(() => Effect.ignore(clear))
-    const venue = yield* Effect.acquireRelease(
-      Effect.promise(() => startVenue({ markets: 24, rate: 300, seed: 17 })),
-      (v) => Effect.promise(() => v.close())
-    )
+    const venue = yield* scopedVenue({ markets: 24, rate: 300, seed: 17 })
     // The victim reaches Redis through a proxy that can hold its traffic: its publishes then fail while its
     // inserts go on, the state a kill between commit and publish leaves behind, for many entries at once.
     const redisPort = Number(new URL(redisUrl).port || 6379)
     const proxy = yield* Effect.acquireRelease(
       Effect.promise(() => pausableProxy({ host: new URL(redisUrl).hostname, port: redisPort })),
       (p) => Effect.promise(() => p.close())
-    )
-    const runners: Array<RunnerProcess> = []
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(async () => {
-        for (const r of runners) r.child.kill("SIGKILL")
-        await Promise.all(runners.map((r) => r.exited))
-      })
     )
     const env = (redis: string) => ({
       DATABASE_URL: db.url,
@@ -223,41 +195,22 @@ const scenario = (quietFirst: boolean) =>
       TESSERA_GATHER_REPLICAS: "2",
       TESSERA_DEDUP_SHARDS: "8"
     })
-    const survivor = yield* Effect.promise(() =>
-      startProcess("streams-survivor", { env: env(`${redisUrl}/${streamsDb}`) })
-    )
-    runners.push(survivor)
-    const victim = yield* Effect.promise(() =>
-      startProcess("streams-victim", { env: env(`redis://127.0.0.1:${proxy.port}/${streamsDb}`) })
-    )
-    runners.push(victim)
+    const survivor = yield* scopedProcess("streams-survivor", { env: env(`${redisUrl}/${streamsDb}`) })
+    const victim = yield* scopedProcess("streams-victim", {
+      env: env(`redis://127.0.0.1:${proxy.port}/${streamsDb}`)
+    })
     const victimAddress = `127.0.0.1:${victim.runnerPort}`
 
-    // Orders through the survivor's gateway, each batch retried with its keys until acknowledged.
-    let stop = false
-    let next = 0
-    const load = withClient(survivor.url, (client) =>
-      Effect.forEach(
-        symbols,
-        (entityId) =>
-          Effect.gen(function* () {
-            while (!stop) {
-              const n = next++
-              const orders = Array.from({ length: 10 }, (_, i) => order(`k${n}-${i}`, n * 10 + i))
-              while (!stop) {
-                const exit = yield* Effect.exit(
-                  client["SymbolShard.PlaceBatch"]({ entityId, payload: { orders } }).pipe(Effect.timeout("3 seconds"))
-                )
-                if (Exit.isSuccess(exit)) break
-                yield* Effect.sleep("50 millis")
-              }
-              yield* Effect.sleep("30 millis")
-            }
-          }),
-        { concurrency: "unbounded", discard: true }
-      )
-    )
-    const loadFiber = yield* Effect.forkChild(load)
+    // Orders through the survivor's gateway, each batch retried with its keys until acknowledged (or the load stops):
+    // trades on every symbol.
+    const load = orderLoad({
+      batch: (n) =>
+        Array.from({ length: 10 }, (_, i) => crossingOrder(`s-${(n * 10 + i) % 3}`, `k${n}-${i}`, n * 10 + i)),
+      pause: "30 millis",
+      concurrency: "unbounded",
+      untilAcknowledged: false
+    })
+    const loadFiber = yield* Effect.forkChild(withClient(survivor.url, load.run))
 
     // Deduplicators and symbol shards on both runners, all of them writing.
     let victimDedups = 0
@@ -292,7 +245,7 @@ const scenario = (quietFirst: boolean) =>
     // Orders go on through the failover (they bring the symbol shards back); no copy reaches the moved
     // deduplicators, only the supervisor's round does.
     yield* Effect.sleep("6 seconds")
-    stop = true
+    load.stop()
     yield* Fiber.join(loadFiber).pipe(Effect.timeout("30 seconds"))
 
     const quiet = yield* streamsMatch(db, redis, venue, 45_000)
