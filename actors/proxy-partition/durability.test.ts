@@ -1,21 +1,15 @@
 // Hot-tier durability: hot partitions that changed are snapshotted every TESSERA_GRAPH_SNAPSHOT_INTERVAL, so after a
 // Valkey wipe a restarted partition (or a running one, at its next check) reads back everything older than that.
-import { join } from "node:path"
-import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as NodeInfo from "@tessera/platform/NodeInfo"
-import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import * as Valkey from "@tessera/platform/Valkey"
-import { Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
-import { ShardingConfig, TestRunner } from "effect/cluster"
+import { Duration, Effect, Exit } from "effect"
 import { SqlClient } from "effect/sql"
 import { freshDatabase, tempDataDir } from "../../test/harness.ts"
-import * as GraphConfig from "./config.ts"
 import { partitionOf } from "./core.ts"
-import * as ProxyPartitionEntity from "./entity.ts"
 import * as GraphMetrics from "./metrics.ts"
-import { migrations, migrationsTable, readMeta } from "./Partition.ts"
+import { readMeta } from "./Partition.ts"
 import { ProxyPartition } from "./protocol.ts"
+import { inProcessRunner } from "./testkit.ts"
 
 const redisUrl = process.env.TESSERA_TEST_REDIS ?? "redis://127.0.0.1:6379"
 const database = freshDatabase("graph_durable")
@@ -28,24 +22,12 @@ const redis = (prefix: string) => Valkey.layerIoredis({ url: redisUrl, keyPrefix
 
 /** One runner's worth of the graph module: the in-process cluster, real PostgreSQL and Redis, a local cold tier. */
 const runnerLayer = (dir: string, prefix: string, snapshotInterval: Duration.Duration) =>
-  ProxyPartitionEntity.layer.pipe(
-    Layer.provideMerge(
-      Layer.mergeAll(
-        TestRunner.layer,
-        ShardingConfig.layer(),
-        SqlMigrator.layer({ migrations, table: migrationsTable }).pipe(
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(database.url) }))
-        ),
-        redis(prefix),
-        NodeInfo.layer({ dataDir: dir }),
-        GraphConfig.layer({
-          graphPartitions: partitions,
-          graphCold: Option.some(join(dir, "cold")),
-          graphSnapshotInterval: snapshotInterval
-        })
-      )
-    )
-  )
+  inProcessRunner({
+    databaseUrl: database.url,
+    dataDir: dir,
+    valkey: redis(prefix),
+    graph: { graphPartitions: partitions, graphSnapshotInterval: snapshotInterval }
+  })
 
 const wipe = (prefix: string) =>
   Effect.gen(function* () {

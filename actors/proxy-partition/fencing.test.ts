@@ -2,23 +2,19 @@
 // metadata write refused, counts it and stands down; the activation the entity manager builds next does the work.
 // Its hot-tier (Valkey) writes are fenced the same way: once a newer activation raised the partition's fence, every
 // write of the stale one changes no key (real Redis through the Lua script, and the memory Valkey).
-import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as NodeInfo from "@tessera/platform/NodeInfo"
 import * as ObjectStore from "@tessera/platform/ObjectStore"
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
 import * as Valkey from "@tessera/platform/Valkey"
 import { Cause, Effect, Exit, Layer, Option, Redacted } from "effect"
-import { ShardingConfig, TestRunner } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { freshDatabase, tempDataDir } from "../../test/harness.ts"
-import * as GraphConfig from "./config.ts"
 import { partitionKeys, partitionOf, snapshotKey } from "./core.ts"
-import * as ProxyPartitionEntity from "./entity.ts"
 import * as GraphMetrics from "./metrics.ts"
 import { claimPartition, makePartition, migrations, migrationsTable, readMeta } from "./Partition.ts"
 import { ProxyPartition } from "./protocol.ts"
+import { inProcessRunner } from "./testkit.ts"
 
 const database = freshDatabase("graph_entity_fence")
 afterAll(() => database.drop())
@@ -27,20 +23,12 @@ const partitions = 8
 
 // The in-process cluster: its entity manager ends an activation whose handler dies and builds a new one.
 const testLayer = (dir: string) =>
-  ProxyPartitionEntity.layer.pipe(
-    Layer.provideMerge(
-      Layer.mergeAll(
-        TestRunner.layer,
-        ShardingConfig.layer(),
-        SqlMigrator.layer({ migrations, table: migrationsTable }).pipe(
-          Layer.provideMerge(PgClient.layer({ url: Redacted.make(database.url) }))
-        ),
-        Valkey.layerMemory,
-        NodeInfo.layer({ dataDir: dir }),
-        GraphConfig.layer({ graphPartitions: partitions, graphCold: Option.some(join(dir, "cold")) })
-      )
-    )
-  )
+  inProcessRunner({
+    databaseUrl: database.url,
+    dataDir: dir,
+    valkey: Valkey.layerMemory,
+    graph: { graphPartitions: partitions }
+  })
 
 const epochOf = (partition: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
