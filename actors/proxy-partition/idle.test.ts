@@ -10,14 +10,8 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect, type Scope } from "effect"
 import { Redis } from "ioredis"
-import {
-  deleteRedisKeys,
-  freshDatabase,
-  type RunnerProcess,
-  redisUrl,
-  startProcess,
-  tempDataDir
-} from "../../test/harness.ts"
+import { graphRunners } from "../../test/graphRunners.ts"
+import { type RunnerProcess, redisUrl } from "../../test/harness.ts"
 import { SeedApi } from "../api.ts"
 import { type GraphClient, graphClient } from "./client.ts"
 import { decodeSnapshot, partitionOf } from "./core.ts"
@@ -25,30 +19,14 @@ import type { PartitionMeta } from "./protocol.ts"
 
 const partitions = 8
 const idleMs = 4000
-const db = freshDatabase("graph_idle")
-const cold = tempDataDir()
-const prefix = `gi${Date.now().toString(36)}`
+const graph = graphRunners({ database: "graph_idle", prefix: "gi", partitions })
+const { cold, prefix } = graph
 let node: RunnerProcess
 
 beforeAll(async () => {
-  node = await startProcess("graph-idle", {
-    env: {
-      DATABASE_URL: db.url,
-      REDIS_URL: redisUrl,
-      TESSERA_GRAPH_PREFIX: prefix,
-      TESSERA_GRAPH_COLD: cold.dir,
-      TESSERA_GRAPH_PARTITIONS: String(partitions),
-      TESSERA_GRAPH_IDLE: `${idleMs} millis`
-    }
-  })
+  node = await graph.start("graph-idle", { TESSERA_GRAPH_IDLE: `${idleMs} millis` })
 }, 90_000)
-afterAll(async () => {
-  node?.child.kill("SIGKILL")
-  await node?.exited
-  db.drop()
-  cold.remove()
-  await deleteRedisKeys(prefix)
-})
+afterAll(() => graph.stop())
 
 const withGraph = <A, E>(body: (g: GraphClient) => Effect.Effect<A, E, Scope.Scope>) =>
   Effect.scoped(

@@ -7,14 +7,8 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as TesseraClient from "@tessera/client/TesseraClient"
 import { Effect } from "effect"
-import {
-  deleteRedisKeys,
-  freshDatabase,
-  type RunnerProcess,
-  redisUrl,
-  startProcess,
-  tempDataDir
-} from "../../test/harness.ts"
+import { graphRunners } from "../../test/graphRunners.ts"
+import type { RunnerProcess } from "../../test/harness.ts"
 import { parse } from "../../test/promText.ts"
 import { graphApi, makeZoneRouter } from "./client.ts"
 import { gatewayIn, liveGateways, vertexPartition, zoneForRequest, zoneOfIds } from "./routing.ts"
@@ -83,36 +77,17 @@ describe("routing table rules", () => {
 })
 
 const partitions = 16
-const db = freshDatabase("routing")
-const cold = tempDataDir()
-const prefix = `gr${Date.now().toString(36)}`
+const graph = graphRunners({ database: "routing", prefix: "gr", partitions })
 let a: RunnerProcess
 let b: RunnerProcess
 
-const start = (name: string, zone: string) =>
-  startProcess(name, {
-    env: {
-      DATABASE_URL: db.url,
-      REDIS_URL: redisUrl,
-      TESSERA_ZONE: zone,
-      TESSERA_GRAPH_ZONES: "a,b",
-      TESSERA_GRAPH_PREFIX: prefix,
-      TESSERA_GRAPH_COLD: cold.dir,
-      TESSERA_GRAPH_PARTITIONS: String(partitions)
-    }
-  })
+const start = (name: string, zone: string) => graph.start(name, { TESSERA_ZONE: zone, TESSERA_GRAPH_ZONES: "a,b" })
 
 beforeAll(async () => {
   a = await start("routing-a", "a")
   b = await start("routing-b", "b")
 }, 120_000)
-afterAll(async () => {
-  for (const runner of [a, b]) runner?.child.kill("SIGKILL")
-  await Promise.all([a, b].map((runner) => runner?.exited))
-  db.drop()
-  cold.remove()
-  await deleteRedisKeys(prefix)
-})
+afterAll(() => graph.stop())
 
 /** `tessera_graph_requests_total{op="Graph.BatchGet"}` of a runner. */
 const batchGets = async (node: RunnerProcess) => {
