@@ -15,7 +15,7 @@ import { pausableProxy, redisUrl, scopedDatabase } from "./harness.ts"
 
 const shards = 2
 /** A Redis database of its own: its markets' md:book streams are named like other tests'. */
-const redis = `${redisUrl}/13`
+const redis = `${redisUrl}/14`
 
 const nodeLayer = (databaseUrl: string, venueUrl: string, options: Partial<GatherConfigShape>) =>
   gatherNode({
