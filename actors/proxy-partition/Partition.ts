@@ -547,12 +547,15 @@ export const makePartition = (options: PartitionOptions) =>
     const forwards = new Map<string, number>()
     /** Vertices of other homes held here (and copies this partition may still have). */
     const guests = new Set<string>()
-    /** Moves of vertices homed here that did not finish: a copy to drop (`stale`), the row to settle. */
-    const unfinished: Array<MoveRow> = []
+    /**
+     * Moves of vertices homed here that did not finish, by id: a copy to drop (`stale`), the row to settle. As read at
+     * activation; an entry leaves when its row is settled, and a later move or delete of the id settles it first.
+     */
+    const unfinished = new Map<string, MoveRow>()
     for (const row of yield* failSql(readMoves(sql, partition))) {
       if (row.home === partition) {
         if (row.holder !== partition) forwards.set(row.id, row.holder)
-        if (row.stale !== null) unfinished.push(row)
+        if (row.stale !== null) unfinished.set(row.id, row)
       } else if (row.holder === partition || row.stale === partition) guests.add(row.id)
     }
     const writeForwards = Effect.suspend(() => hot.forwardTo([...forwards]))

@@ -419,6 +419,8 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
           // Once begun, a move runs to its end (or its first failure): a caller gone away must not leave it half done.
           Effect.uninterruptible(
             Effect.gen(function* () {
+              // An unfinished move of this vertex first: this move rewrites its row, which names a copy to drop.
+              yield* settleMove(id)
               const from = p.forwards.get(id) ?? partition
               if (from === to) return { moved: false, from, to }
               let json: string
@@ -451,22 +453,27 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
           )
         )
       )
-    // Moves this home left unfinished (a crash, a timeout): drop the copy the row names, then settle the row.
-    const settle = Effect.forEach(
-      [...p.unfinished],
-      (row) =>
-        p.moving(
-          Effect.gen(function* () {
-            if (row.stale !== null && row.stale !== row.holder && row.stale !== partition) {
-              yield* viaPeer(row.stale, peer(row.stale).Release({ id: row.id }))
-            }
-            if (row.holder === partition) yield* forgetMove(row.id)
-            else yield* recordMove({ id: row.id, holder: row.holder, stale: null })
-          })
-        ),
-      { discard: true }
+    /**
+     * Settles the move of `id` this home left unfinished (a crash, a timeout), if any: drops the copy the row names,
+     * then settles the row. Runs under the move lock, so the row read at activation is still the vertex's latest: a
+     * move or delete of the id settles it first, and a settle after one (the row since rewritten) would release the
+     * copy the move just made and point the row back at the old holder.
+     */
+    const settleMove = (id: string) =>
+      Effect.gen(function* () {
+        const row = p.unfinished.get(id)
+        if (row === undefined) return
+        if (row.stale !== null && row.stale !== row.holder && row.stale !== partition) {
+          yield* viaPeer(row.stale, peer(row.stale).Release({ id: row.id }))
+        }
+        if (row.holder === partition) yield* forgetMove(row.id)
+        else yield* recordMove({ id: row.id, holder: row.holder, stale: null })
+        p.unfinished.delete(id)
+      })
+    const settle = Effect.suspend(() =>
+      Effect.forEach([...p.unfinished.keys()], (id) => p.moving(settleMove(id)), { discard: true })
     )
-    if (p.unfinished.length > 0) {
+    if (p.unfinished.size > 0) {
       yield* Effect.forkScoped(
         settle.pipe(
           Effect.retry({ schedule: Schedule.spaced(Duration.seconds(1)), times: 30 }),
@@ -540,6 +547,8 @@ export const ProxyPartitionEntityLayer = ProxyPartition.toLayer(
             (holder) =>
               // Gone from its holder, then home again with nothing: a later put creates it here.
               Effect.gen(function* () {
+                // The row rewritten below must not forget a copy an unfinished move left (nor be settled back after).
+                yield* settleMove(payload.id)
                 const result = yield* viaPeer(holder, peer(holder).DeleteVertex(payload))
                 yield* recordMove({ id: payload.id, holder: partition, stale: holder })
                 p.forwards.delete(payload.id)

@@ -4,6 +4,7 @@
  * reads and writes moves every community into one partition with every vertex readable throughout, none lost and
  * none held twice.
  */
+import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -16,7 +17,7 @@ import { RpcTest } from "effect/rpc"
 import { SqlClient } from "effect/sql"
 import { freshDatabase, redisUrl, tempDataDir } from "../../test/harness.ts"
 import * as GraphConfig from "./config.ts"
-import { edgeMember, hashTagRule, partitionKeys, partitionOf, vertexPartition } from "./core.ts"
+import { edgeMember, encodeSnapshot, hashTagRule, partitionKeys, partitionOf, vertexPartition } from "./core.ts"
 import * as ProxyPartitionEntity from "./entity.ts"
 import { migrations, migrationsTable } from "./Partition.ts"
 import { GraphRpcs, ProxyPartition } from "./protocol.ts"
@@ -25,9 +26,11 @@ import { rebalance } from "./rebalance.ts"
 const database = freshDatabase("graph_rebalance")
 // The crash test's partitions start from rows of their own (the rebalance test leaves cold partitions behind).
 const settleDatabase = freshDatabase("graph_settle")
+const raceDatabase = freshDatabase("graph_settle_race")
 afterAll(() => {
   database.drop()
   settleDatabase.drop()
+  raceDatabase.drop()
 })
 
 const partitions = 8
@@ -410,6 +413,86 @@ describe("graph placement hints and rebalance (real PostgreSQL + Redis)", () => 
             assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [b] }), [{ id: b, v: 2 }])
             assert.deepStrictEqual(yield* holdersOf([b]), [[holderB]])
           }).pipe(Effect.scoped, Effect.provide(runnerLayer(dir, prefix, settleDatabase.url)))
+        })
+      })
+    },
+    60_000
+  )
+})
+
+describe("an unfinished move settled after a new move of the same vertex (real PostgreSQL + Redis)", () => {
+  // The interleaving of a rebalance rerun after a runner died mid-move: the home's next activation read the row of the
+  // interrupted move (copy headed for X, never adopted) and forked its settle, which was held up (another row's
+  // stale partition was not answering); the rerun moved the vertex to X, the same target, before the settle got to
+  // it. The settle must not then release the copy the new move made, nor point the row back home.
+  it.live(
+    "the new move settles the row first; the late settle leaves the vertex at its new holder",
+    () => {
+      const v = "race-v"
+      const home = vertexPartition(v, partitions)
+      let w = "race-w0"
+      for (let i = 1; vertexPartition(w, partitions) !== home; i++) w = `race-w${i}`
+      const target = (home + 1) % partitions
+      const blocked = (home + 2) % partitions
+      return isolated("settle-race", (dir, prefix) => {
+        const sqlOnly = Layer.mergeAll(PgClient.layer({ url: Redacted.make(raceDatabase.url) }), redis(prefix))
+        return Effect.gen(function* () {
+          yield* Effect.gen(function* () {
+            const at = yield* entities
+            for (const id of [w, v]) {
+              yield* at(id).PutVertex({ id, properties: { id } })
+              yield* at(id).AddEdge({ src: id, label: "to", dst: "elsewhere" })
+            }
+          }).pipe(Effect.provide(runnerLayer(dir, prefix, raceDatabase.url)))
+
+          // Rows of two moves cut short before their copies were adopted; w's stale partition cannot serve (its cold
+          // snapshot is missing until the test puts it), so the settle retries on w and has not reached v yet.
+          yield* Effect.gen(function* () {
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale)
+              VALUES (${home}, ${w}, ${home}, ${blocked})`
+            yield* sql`INSERT INTO graph_vertex_moves (home, vertex_id, holder, stale)
+              VALUES (${home}, ${v}, ${home}, ${target})`
+            yield* sql`INSERT INTO graph_partitions (partition, tier, location, version, last_access, temperature)
+              VALUES (${blocked}, 'cold', 'blocked', 1, ${Date.now()}, 0)`
+          }).pipe(Effect.provide(sqlOnly))
+
+          yield* Effect.gen(function* () {
+            const at = yield* entities
+            const gateway = yield* RpcTest.makeClient(GraphRpcs)
+            const sql = yield* SqlClient.SqlClient
+            // The rerun's move activates the home (its settle forks and fails on w) and moves v to the target.
+            assert.deepStrictEqual(yield* at(v).Move({ id: v, to: target }), { moved: true, from: home, to: target })
+            assert.deepStrictEqual((yield* at(v).GetVertex({ id: v })).properties, { id: v })
+            assert.deepStrictEqual(yield* holdersOf([v]), [[target]])
+
+            // The stale partition comes back: the settle's retry gets past w, then to v's row as read at activation.
+            mkdirSync(join(dir, "cold"), { recursive: true })
+            writeFileSync(
+              join(dir, "cold", "blocked"),
+              encodeSnapshot({ format: 1, partition: blocked, version: 1, vertices: [] })
+            )
+            let settled = false
+            for (let i = 0; i < 100 && !settled; i++) {
+              const rows = yield* sql`SELECT vertex_id FROM graph_vertex_moves WHERE vertex_id = ${w}`
+              settled = rows.length === 0
+              if (!settled) yield* Effect.sleep(Duration.millis(100))
+            }
+            assert.isTrue(settled, "w's row settled")
+            // The settle pass ends with v's row (if it still had it): give it the moment it needs.
+            yield* Effect.sleep(Duration.millis(500))
+
+            assert.deepStrictEqual((yield* at(v).GetVertex({ id: v })).properties, { id: v })
+            assert.deepStrictEqual(yield* gateway["Graph.BatchGet"]({ ids: [v] }), [{ id: v }])
+            assert.deepStrictEqual(yield* gateway["Graph.Neighbors"]({ id: v }), [{ label: "to", id: "elsewhere" }])
+            assert.deepStrictEqual(yield* holdersOf([v]), [[target]])
+            const rows = yield* sql<{ holder: number; stale: number | null }>`SELECT holder, stale FROM
+              graph_vertex_moves WHERE vertex_id = ${v}`
+            assert.deepStrictEqual(
+              rows.map((r) => ({ holder: Number(r.holder), stale: r.stale })),
+              [{ holder: target, stale: null }]
+            )
+          }).pipe(Effect.scoped, Effect.provide(runnerLayer(dir, prefix, raceDatabase.url)))
         })
       })
     },
