@@ -67,8 +67,11 @@ const tokenOf = (batch: PendingBatch): Deferred.Deferred<void, ShardUnavailable>
   return batch.token as Deferred.Deferred<void, ShardUnavailable>
 }
 
-/** Deadlines (`TESSERA_JOURNAL_WRITE_TIMEOUT` each) given to a journal write that carries a snapshot. */
-const SNAPSHOT_WRITE_DEADLINES = 5
+/**
+ * Deadlines (`TESSERA_JOURNAL_WRITE_TIMEOUT` each) given to a snapshot's write: it holds no request, so the bound only
+ * decides when a stuck one stops blocking the next.
+ */
+const SNAPSHOT_WRITE_DEADLINES = 30
 
 /** A storage call of the shard that did not answer within its deadline (the database is unreachable or stalled). */
 class StorageTimeout {
@@ -270,14 +273,18 @@ const build = Effect.gen(function* () {
     flushing = true
     writeStartedAt = performance.now()
     pendingSince = 0
-    const sealed = core.seal(core.sinceSnapshot + core.pendingCount >= snapshotEvery)
+    const sealed = core.seal(!snapshotting && core.sinceSnapshot + core.pendingCount >= snapshotEvery)
     const depth = core.book.depth(MarketData.depthLevels)
     const token = tokenOf(sealed.batch)
     const started = performance.now()
-    // A batch carrying a snapshot writes the whole book (tens of MB for a few hundred thousand resting orders) and
-    // prunes the journal: under load it took past one deadline and the shard restarted, re-reading it all.
-    const deadlines = sealed.snapshot === undefined ? 1 : SNAPSHOT_WRITE_DEADLINES
-    const write = bounded(`journal write #${sealed.seq}`, writer.write(sealed, epoch), deadlines)
+    // The snapshot is stored apart, once its batch is durable: it is the whole book (tens of MB for a few hundred
+    // thousand resting orders), and written with the batch it held the shard's acks past their deadline.
+    const snapshot = sealed.snapshot
+    const written = epoch
+    const write = bounded(
+      `journal write #${sealed.seq}`,
+      writer.write(snapshot === undefined ? sealed : { ...sealed, snapshot: undefined }, epoch)
+    )
     return Effect.flatMap(Effect.exit(write), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
@@ -320,9 +327,37 @@ const build = Effect.gen(function* () {
       ShardCore.markDurable(sealed.batch)
       Deferred.doneUnsafe(token, Effect.void)
       publisher.publishLater({ symbol, seq: sealed.seq, trades: sealed.trades, depth, at: Date.now() })
-      return Effect.void
+      return snapshot === undefined ? Effect.void : storeSnapshot(sealed.seq, snapshot, written)
     })
   })
+
+  let snapshotting = false
+  /**
+   * Writes the snapshot at `seq` in the background, one at a time. A failed one is taken again at the next flush;
+   * until one is stored, activations replay the journal from the previous snapshot, which retention keeps.
+   */
+  const storeSnapshot = (seq: number, json: string, under: number) => {
+    snapshotting = true
+    const attempt = bounded(
+      `snapshot #${seq}`,
+      journal.writeSnapshot(symbol, seq, json, under),
+      SNAPSHOT_WRITE_DEADLINES
+    )
+    return Effect.asVoid(
+      Effect.forkIn(
+        Effect.onExit(attempt, (exit) =>
+          Effect.suspend(() => {
+            snapshotting = false
+            if (Exit.isSuccess(exit)) return Effect.void
+            metrics.snapshotFailures.inc()
+            core.sinceSnapshot = Math.max(core.sinceSnapshot, snapshotEvery)
+            return Effect.logWarning(`${symbol}: snapshot #${seq} not stored (${describeCause(exit.cause)}); retried`)
+          })
+        ),
+        activation
+      )
+    )
+  }
 
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(work.wait, flushOnce)))
   // On passivation or handover, let the last batch reach the database before the shard is released.

@@ -12,9 +12,9 @@
  * So an owner that paused past its lock (GC, VM steal, partition) cannot insert below the new owner's journal or
  * overwrite its `orders` rows, even after retention deleted the rows whose keys would have collided.
  *
- * Retention: a batch carrying a snapshot deletes the snapshots before the previous one and the journal rows up to
- * the previous snapshot, so the tables keep two snapshots and the journal since the older one: one snapshot's
- * worth of commands for audit, and a way back should the newest snapshot be unusable.
+ * Retention: storing a snapshot (`writeSnapshot`, after its batch is durable) deletes the snapshots before the
+ * previous one and the journal rows up to the previous snapshot, so the tables keep two snapshots and the journal
+ * since the older one: one snapshot's worth of commands for audit, and a way back should the newest be unusable.
  */
 
 import * as SqlMigrator from "@tessera/platform/SqlMigrator"
@@ -295,16 +295,33 @@ export const make = Effect.gen(function* () {
         if (batch.trades.length > 0) {
           for (const rows of chunks(batch.trades)) yield* sql`INSERT INTO trades ${sql.insert(rows as never)}`
         }
-        if (batch.snapshot !== undefined) {
-          yield* sql`INSERT INTO symbol_snapshots (symbol, seq, snapshot) VALUES (${batch.symbol}, ${batch.seq}, ${batch.snapshot})`
-          const previous = yield* sql<{ seq: number | string | null }>`
-            SELECT MAX(seq) AS seq FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${batch.seq}`
-          const keepFrom = previous[0]?.seq
-          if (keepFrom !== null && keepFrom !== undefined) {
-            yield* sql`DELETE FROM symbol_snapshots WHERE symbol = ${batch.symbol} AND seq < ${keepFrom}`
-            yield* sql`DELETE FROM symbol_journal WHERE symbol = ${batch.symbol} AND seq <= ${keepFrom}`
-          }
-        }
+        if (batch.snapshot !== undefined) yield* insertSnapshot(batch.symbol, batch.seq, batch.snapshot)
+      })
+    )
+
+  /** The snapshot row, then retention: the snapshots before the previous one, the journal up to the previous one. */
+  const insertSnapshot = (symbol: string, seq: number, json: string) =>
+    Effect.gen(function* () {
+      yield* sql`INSERT INTO symbol_snapshots (symbol, seq, snapshot) VALUES (${symbol}, ${seq}, ${json})`
+      const previous = yield* sql<{ seq: number | string | null }>`
+        SELECT MAX(seq) AS seq FROM symbol_snapshots WHERE symbol = ${symbol} AND seq < ${seq}`
+      const keepFrom = previous[0]?.seq
+      if (keepFrom !== null && keepFrom !== undefined) {
+        yield* sql`DELETE FROM symbol_snapshots WHERE symbol = ${symbol} AND seq < ${keepFrom}`
+        yield* sql`DELETE FROM symbol_journal WHERE symbol = ${symbol} AND seq <= ${keepFrom}`
+      }
+    })
+
+  /**
+   * Stores the shard's snapshot at `seq` (whose batch is durable) under `epoch`, apart from the journal: its write of
+   * tens of MB then never holds the batches after it. Fails `StaleOwner`, writing nothing, if the epoch is not current.
+   */
+  const writeSnapshot = (symbol: string, seq: number, json: string, epoch: number): Effect.Effect<void, WriteError> =>
+    sql.withTransaction(
+      Effect.gen(function* () {
+        const current = yield* fence(symbol, epoch)
+        if (current.length === 0) return yield* Effect.fail(staleOwner(symbol, epoch))
+        yield* insertSnapshot(symbol, seq, json)
       })
     )
 
@@ -372,7 +389,7 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  return { loadSymbol, claim, reclaim, load, write, writeMany, usedKeys, loadOrder } as const
+  return { loadSymbol, claim, reclaim, load, write, writeMany, writeSnapshot, usedKeys, loadOrder } as const
 })
 
 /** A sealed batch with the owner epoch it is written under. */

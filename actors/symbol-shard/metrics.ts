@@ -71,6 +71,11 @@ export const replaySeconds = Metrics.histogram(
 )
 
 /** One shard's labelled series, taken once when the shard starts. */
+export const snapshotFailures = Metrics.counter(
+  "tessera_symbol_snapshot_failures_total",
+  "Shard snapshots not stored (failed or past their deadline); the next flush takes one again",
+  ["symbol"]
+)
 export class ShardSeries {
   readonly accepted: Metrics.Scalar
   readonly rejected: Metrics.Scalar
@@ -78,6 +83,7 @@ export class ShardSeries {
   readonly trades: Metrics.Scalar
   readonly failures: Metrics.Scalar
   readonly staleOwner: Metrics.Scalar
+  readonly snapshotFailures: Metrics.Scalar
   readonly resting: Metrics.Scalar
   readonly bids: Metrics.Scalar
   readonly asks: Metrics.Scalar
@@ -90,6 +96,7 @@ export class ShardSeries {
     this.trades = trades.labels({ symbol })
     this.failures = flushFailures.labels({ symbol })
     this.staleOwner = staleOwnerWrites.labels({ symbol })
+    this.snapshotFailures = snapshotFailures.labels({ symbol })
     this.resting = restingOrders.labels({ symbol })
     this.bids = bookLevels.labels({ symbol, side: "buy" })
     this.asks = bookLevels.labels({ symbol, side: "sell" })
