@@ -57,8 +57,12 @@ export const freePort = async (): Promise<number> => {
   return any
 }
 
+// Audits read every stored order key: past the default 1 MiB of output psql's run fails with ENOBUFS.
 const psql = (url: string, sql: string) =>
-  execFileSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "pipe", "pipe"] })
+  execFileSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], {
+    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 512 * 1024 * 1024
+  })
     .toString()
     .trim()
 
