@@ -1,5 +1,6 @@
 // The decorator is called as Effect's sharding calls it: `refresh(...)` under a timeout of one interval, whose
-// expiry marks every shard lost. A blocked event loop must not make it expire; slow or failing storage must.
+// expiry marks every shard lost. A blocked event loop or storage slow to answer must not make it expire while the
+// locks were confirmed recently; failing storage, and storage silent for longer, must.
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Ref } from "effect"
 import { RunnerAddress, RunnerStorage, ShardId } from "effect/cluster"
@@ -75,11 +76,39 @@ describe("lag-tolerant shard-lock refresh", () => {
     }).pipe(Effect.scoped)
   )
 
-  it.live("still times out when storage is slow and the loop is not", () =>
+  it.live("covers storage slow to answer while the last confirmation is recent", () =>
     Effect.gen(function* () {
-      const { storage } = yield* setup({ delayMs: intervalMs * 3, held: shards })
+      const { raw, storage } = yield* setup({ delayMs: intervalMs * 3, held: shards })
+      const bare = yield* shardingRefresh(raw)
+      assert.isTrue(Exit.isFailure(bare), "without the decorator a slow storage times the refresh out")
       const exit = yield* shardingRefresh(storage)
-      assert.isTrue(Exit.isFailure(exit), "a slow storage is not hidden")
+      assert.deepStrictEqual(exit, Exit.succeed(shards), "answered from the last confirmation")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("covers a refresh called while the slow one still runs, then reports what that one found lost", () =>
+    Effect.gen(function* () {
+      const { answer, storage } = yield* setup({ delayMs: intervalMs * 3, held: [shards[0], shards[2]] })
+      assert.deepStrictEqual(yield* shardingRefresh(storage), Exit.succeed(shards))
+      yield* Ref.set(answer, { delayMs: 5, held: shards })
+      assert.deepStrictEqual(yield* shardingRefresh(storage), Exit.succeed(shards), "still running: covered")
+      yield* Effect.sleep(Duration.millis(intervalMs * 3))
+      const next = yield* shardingRefresh(storage)
+      assert.deepStrictEqual(next, Exit.succeed([shards[0], shards[2]]), "the loss is reported once it answered")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("gives up on slow storage sooner than on lag: past the expiry less two intervals", () =>
+    Effect.gen(function* () {
+      // Ages are those at the guard (half an interval after the call, plus any stall).
+      const { storage } = yield* setup({ delayMs: intervalMs * 3, held: shards })
+      yield* Effect.sleep(Duration.millis(timing.expirationMs - intervalMs * 2.25))
+      const slow = yield* shardingRefresh(storage)
+      assert.isTrue(Exit.isFailure(slow), "slow storage 1.75 intervals short of expiry: not hidden")
+      const { storage: fresh } = yield* setup({ delayMs: 5, held: shards })
+      yield* Effect.sleep(Duration.millis(timing.expirationMs - intervalMs * 3))
+      const lagged = yield* shardingRefresh(fresh, intervalMs * 1.5)
+      assert.deepStrictEqual(lagged, Exit.succeed(shards), "lag 1.5 intervals short of expiry (older): covered")
     }).pipe(Effect.scoped)
   )
 

@@ -7,17 +7,21 @@
  * saturated event loop that happens without any storage problem: after a synchronous stretch longer than the
  * interval, the timeout's timer fires before the reply sitting in the socket is read.
  *
- * This decorator of `RunnerStorage` starts the real refresh and a guard timer of half the interval. If the guard
- * itself fires late by more than half its length, the loop was blocked (the measured lag, not storage, made the
- * refresh late): it answers with the shards the caller holds, counted as a late refresh, and lets the real refresh
- * finish in the background. Its outcome is applied at the next refresh: shards it found lost are reported lost
- * then, and its error fails that refresh (storage unhealthy), so a loss is reported at most one interval later. A
- * guard that fires on time means storage is slow, and the caller's timeout decides as before. Cover is given only
- * while the last confirmation is younger than the lock expiry less one interval, and never to the empty refresh
- * (the storage probe while locks are unhealthy). An acquisition that took shards confirms too: it ran on the lock
- * session, whose advisory locks live as long as it does. Without that, the first refreshes after a start or after
- * locks were unhealthy (when shards replay their journals and the loop is busiest) had only a confirmation from
- * before the outage, got no cover, and dropped every shard again.
+ * This decorator of `RunnerStorage` starts the real refresh and a guard timer of half the interval. If the real
+ * refresh has not answered when the guard fires, it answers with the shards the caller holds and lets the real
+ * refresh finish in the background: counted as late when the guard itself fired late by more than half its length
+ * (the loop was blocked), as slow otherwise (storage). The background outcome is applied at the next refresh:
+ * shards it found lost are reported lost then, and its error fails that refresh (storage unhealthy), so a loss is
+ * reported at most one interval later; a refresh called while it still runs is covered the same way. Slow storage
+ * is covered because under load Postgres answered refreshes in more than an interval while the lock session still
+ * held every lock, and Sharding dropped all of the runner's shards onto peers as loaded as it. A lost session fails
+ * its refresh at once rather than slowly, so it is not hidden. Cover is given only while the last confirmation is
+ * younger than the lock expiry less one interval (lag) or two (slow storage: a black-holed database is given up
+ * before the lock session's idle timeout, the expiry, can free its locks for a peer), and never to the empty
+ * refresh (the storage probe while locks are unhealthy). An acquisition that took shards confirms too: it ran on
+ * the lock session, whose advisory locks live as long as it does. Without that, the first refreshes after a start
+ * or after locks were unhealthy (when shards replay their journals and the loop is busiest) had only a
+ * confirmation from before the outage, got no cover, and dropped every shard again.
  *
  * Releases are also let through a few at a time. Sharding releases each shard on its own fiber, and a runner that
  * drops its shards (lock storage unhealthy, a hand-off) releases them all at once: with 300 shards, a hundred and
@@ -37,6 +41,10 @@ import { RunnerStorage, type ShardId, ShardingConfig } from "effect/cluster"
 const lateRefreshes = counter(
   "tessera_shard_lock_refresh_late_total",
   "Shard-lock refreshes answered from the last confirmed refresh because the event loop, not storage, made them late"
+)
+const slowRefreshes = counter(
+  "tessera_shard_lock_refresh_slow_total",
+  "Shard-lock refreshes answered from the last confirmed refresh because storage was slow to answer"
 )
 const refreshLag = gauge(
   "tessera_shard_lock_refresh_lag_seconds",
@@ -64,6 +72,10 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
     // The real refresh still running after a covered answer, and when a refresh last confirmed the locks.
     let background: Fiber.Fiber<Array<ShardId.ShardId>, unknown> | undefined
     let confirmedAt = performance.now()
+    // Lag is covered while the last confirmation is younger than the expiry less one interval; slow storage one
+    // interval less, so a black-holed storage is given up before its lock session's idle timeout frees the locks.
+    const covered = (slow: boolean) =>
+      performance.now() - confirmedAt < timing.expirationMs - (slow ? 2 : 1) * timing.intervalMs
     const acquire: RunnerStorage.RunnerStorage["Service"]["acquire"] = (address, shardIds) =>
       Effect.suspend(() => {
         const start = performance.now()
@@ -95,7 +107,12 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
         const settled = settleBackground(ids)
         if (settled !== undefined) return settled as Effect.Effect<Array<ShardId.ShardId>, never>
         if (background !== undefined) {
-          // The previous real refresh has not finished yet: wait for it rather than pile another one up.
+          // The previous real refresh has not finished yet: still covered while the last confirmation is recent,
+          // else wait for it (under the caller's timeout) rather than pile another one up.
+          if (covered(true)) {
+            slowRefreshes.inc()
+            return Effect.succeed(ids)
+          }
           return Effect.flatMap(Fiber.await(background), () => refresh(address, ids))
         }
         return Effect.gen(function* () {
@@ -112,13 +129,16 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
           const now = performance.now()
           const lateBy = now - start - guardMs
           refreshLag.set(Math.max(0, lateBy) / 1000)
-          const covered = now - confirmedAt < timing.expirationMs - timing.intervalMs
-          if (lateBy > guardMs / 2 && covered) {
-            lateRefreshes.inc()
+          const lagged = lateBy > guardMs / 2
+          if (covered(!lagged)) {
+            // The loop made it late (lag past half the guard), or storage is slow: the lock session still holds
+            // its advisory locks either way, and a lost session fails the refresh at once, not slowly.
+            if (lagged) lateRefreshes.inc()
+            else slowRefreshes.inc()
             background = fiber
             return ids
           }
-          // Storage, not the loop, is slow: the caller's timeout decides.
+          // No recent confirmation: the caller's timeout decides.
           const exit = yield* Fiber.await(fiber)
           if (Exit.isSuccess(exit)) confirmedAt = performance.now()
           return yield* exit
