@@ -1,5 +1,5 @@
 // A gateway that does no work: the proxy bench's read and write RPCs over the same transport as the runner's
-// gateway (Effect RpcServer, NDJSON over a WebSocket, no per-request span), each answered at once from memory
+// gateway (Effect RpcServer on runtime/rpcSocket.ts, NDJSON over a WebSocket, no per-request span), each answered at once from memory
 // (BatchGet: one small object per id; Neighbors: two edges; PutVertex: `created: false`). The proxy bench runs its
 // open-loop schedule against it to show the latency that two Node processes on this machine reach with no Redis,
 // no partitions and no handler cost. Prints `echo ready <port>` on stdout once it listens (on 127.0.0.1, a free
@@ -8,7 +8,8 @@ import { createServer } from "node:http"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
-import { Rpc, RpcGroup, RpcSerialization, RpcServer } from "effect/rpc"
+import { Rpc, RpcGroup, RpcSerialization } from "effect/rpc"
+import * as RpcSocket from "../runtime/rpcSocket.ts"
 
 const EchoRpcs = RpcGroup.make(
   Rpc.make("Graph.BatchGet", {
@@ -35,7 +36,7 @@ const handlers = EchoRpcs.toLayer({
 const routes = Layer.effectDiscard(
   Effect.gen(function* () {
     const router = yield* HttpRouter.HttpRouter
-    const socket = yield* RpcServer.toHttpEffectWebsocket(EchoRpcs, { disableTracing: true }).pipe(
+    const socket = yield* RpcSocket.toHttpEffectWebsocket(EchoRpcs, { disableTracing: true }).pipe(
       Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
     )
     yield* router.add("GET", "/rpc", socket)

@@ -21,6 +21,7 @@ import * as Drain from "./drain.ts"
 import * as Hosted from "./hosted.ts"
 import * as Metrics from "./metrics.ts"
 import { NodeStatus } from "./NodeStatus.ts"
+import * as RpcSocket from "./rpcSocket.ts"
 import * as StatusPage from "./statusPage.ts"
 import * as Subscriptions from "./subscriptions.ts"
 
@@ -214,7 +215,8 @@ const routes = (api: Contract.Api<Contract.Any>, modules: ReadonlyArray<Module.A
         Effect.provideService(RpcSerialization.RpcSerialization, serialization),
         Metrics.instrumentRpcHandlers(api)
       )
-      const rpcSocket = yield* RpcServer.toHttpEffectWebsocket(api, rpcOptions).pipe(
+      // Replies written in one event-loop turn share a frame (rpcSocket.ts).
+      const rpcSocket = yield* RpcSocket.toHttpEffectWebsocket(api, rpcOptions).pipe(
         Effect.provideService(RpcSerialization.RpcSerialization, serialization),
         Metrics.instrumentRpcHandlers(api)
       )
