@@ -147,7 +147,7 @@ describe("ShardCore", () => {
     const replayed = new ShardCore(config)
     replayed.replay(first.seq, first.commands)
     replayed.replay(second.seq, second.commands)
-    for (const rebuilt of [ShardCore.restore(config, second.snapshot ?? ""), replayed]) {
+    for (const rebuilt of [ShardCore.restore(config, JSON.stringify(second.state)), replayed]) {
       assert.deepStrictEqual(rebuilt.cancel(otherId, "cx-1"), { ok: canceled, batch: undefined })
       assert.deepStrictEqual(rebuilt.move(makerId, undefined, "6", "mv-1"), { ok: moved, batch: undefined })
       assert.strictEqual(rebuilt.pendingCount, 0)
@@ -211,6 +211,19 @@ describe("ShardCore", () => {
       sealed.trades.map((t) => [t.trade_id, t.maker_order_id, t.taker_order_id, t.price, t.qty]),
       [[1, 1, 2, "100.0", "2"]]
     )
-    assert.isString(sealed.snapshot)
+    assert.isDefined(sealed.state)
+    assert.isUndefined(sealed.snapshot, "the snapshot is not written in the batch's transaction")
+  })
+
+  it("the state sealed with a batch stays as of that batch while later commands change the book", () => {
+    const core = new ShardCore(config)
+    drive(core, 300, 7)
+    const sealed = core.seal(true)
+    const atSeal = JSON.stringify(core.snapshot())
+    ShardCore.markDurable(sealed.batch)
+    drive(core, 300, 8)
+    ShardCore.markDurable(core.seal(false).batch)
+    assert.notStrictEqual(JSON.stringify(core.snapshot()), atSeal, "the later commands changed the shard")
+    assert.strictEqual(JSON.stringify(sealed.state), atSeal)
   })
 })

@@ -159,9 +159,19 @@ export interface SealedBatch {
   readonly orders: ReadonlyArray<OrderRow>
   readonly trades: ReadonlyArray<TradeRow>
   readonly count: number
-  /** The shard snapshot to store with this batch, when one is due. */
+  /** A snapshot to store in the batch's own transaction (the journal's portable path); `seal` leaves it out. */
   readonly snapshot: string | undefined
   readonly batch: PendingBatch
+}
+
+/** What `seal` gives: the batch, and the shard's state after it when a snapshot is due. */
+export interface Sealed extends SealedBatch {
+  /**
+   * A copy of the shard's state as of this batch, unaffected by later commands: encoded (`jsonPieces`, between
+   * turns of the event loop) and stored once the batch is durable. Encoded at the seal, a book of a few hundred
+   * thousand resting orders held the runner's loop for hundreds of milliseconds.
+   */
+  readonly state: ShardSnapshot | undefined
 }
 
 interface OrderMeta {
@@ -181,7 +191,7 @@ interface OrderMeta {
 
 type MetaTuple = readonly [string, string, string, number, number, number, number, number, number, number]
 
-interface ShardSnapshot {
+export interface ShardSnapshot {
   readonly version: 1 | 2
   readonly seq: number
   readonly nextOrderId: number
@@ -382,7 +392,7 @@ export class ShardCore {
   // ---- batches ---------------------------------------------------------------------------------
 
   /** Freezes the pending batch for writing and starts a new one. `withSnapshot` adds a shard snapshot. */
-  seal(withSnapshot: boolean): SealedBatch {
+  seal(withSnapshot: boolean): Sealed {
     const batch = this.pending
     this.pending = new PendingBatch()
     const seq = ++this.seq
@@ -391,9 +401,9 @@ export class ShardCore {
     const count = batch.commands.length
     this.sinceSnapshot += count
     this.retire()
-    let snapshot: string | undefined
+    let state: ShardSnapshot | undefined
     if (withSnapshot) {
-      snapshot = JSON.stringify(this.snapshot())
+      state = this.snapshot()
       this.sinceSnapshot = 0
     }
     return {
@@ -403,7 +413,8 @@ export class ShardCore {
       orders,
       trades: batch.trades,
       count,
-      snapshot,
+      snapshot: undefined,
+      state,
       batch
     }
   }

@@ -26,6 +26,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "e
 import { Entity } from "effect/cluster"
 import { SymbolShardConfig } from "./config.ts"
 import * as Journal from "./journal.ts"
+import { jsonPieces } from "./jsonPieces.ts"
 import * as MarketData from "./marketData.ts"
 import * as ShardMetrics from "./metrics.ts"
 import {
@@ -40,7 +41,14 @@ import {
   UnknownOrder,
   UnknownSymbol
 } from "./protocol.ts"
-import { type KeyVerdicts, type PendingBatch, placeKey, ShardCore, type ShardLimits } from "./ShardCore.ts"
+import {
+  type KeyVerdicts,
+  type PendingBatch,
+  placeKey,
+  ShardCore,
+  type ShardLimits,
+  type ShardSnapshot
+} from "./ShardCore.ts"
 
 /** A one-waiter wake-up: `wait` resumes when `notify` is called or `ready()` already holds. */
 class Signal {
@@ -72,6 +80,17 @@ const tokenOf = (batch: PendingBatch): Deferred.Deferred<void, ShardUnavailable>
  * decides when a stuck one stops blocking the next.
  */
 const SNAPSHOT_WRITE_DEADLINES = 30
+
+/** A snapshot's JSON, encoded a piece at a time with a turn of the event loop between pieces (see `jsonPieces`). */
+const encodeSnapshot = (state: ShardSnapshot): Effect.Effect<string> =>
+  Effect.gen(function* () {
+    const parts: Array<string> = []
+    for (const piece of jsonPieces(state)) {
+      parts.push(piece)
+      yield* Effect.yieldNow
+    }
+    return parts.join("")
+  })
 
 /** A storage call of the shard that did not answer within its deadline (the database is unreachable or stalled). */
 class StorageTimeout {
@@ -279,12 +298,9 @@ const build = Effect.gen(function* () {
     const started = performance.now()
     // The snapshot is stored apart, once its batch is durable: it is the whole book (tens of MB for a few hundred
     // thousand resting orders), and written with the batch it held the shard's acks past their deadline.
-    const snapshot = sealed.snapshot
+    const snapshot = sealed.state
     const written = epoch
-    const write = bounded(
-      `journal write #${sealed.seq}`,
-      writer.write(snapshot === undefined ? sealed : { ...sealed, snapshot: undefined }, epoch)
-    )
+    const write = bounded(`journal write #${sealed.seq}`, writer.write(sealed, epoch))
     return Effect.flatMap(Effect.exit(write), (exit) => {
       flushing = false
       if (Exit.isFailure(exit)) {
@@ -336,12 +352,10 @@ const build = Effect.gen(function* () {
    * Writes the snapshot at `seq` in the background, one at a time. A failed one is taken again at the next flush;
    * until one is stored, activations replay the journal from the previous snapshot, which retention keeps.
    */
-  const storeSnapshot = (seq: number, json: string, under: number) => {
+  const storeSnapshot = (seq: number, state: ShardSnapshot, under: number) => {
     snapshotting = true
-    const attempt = bounded(
-      `snapshot #${seq}`,
-      journal.writeSnapshot(symbol, seq, json, under),
-      SNAPSHOT_WRITE_DEADLINES
+    const attempt = Effect.flatMap(encodeSnapshot(state), (json) =>
+      bounded(`snapshot #${seq}`, journal.writeSnapshot(symbol, seq, json, under), SNAPSHOT_WRITE_DEADLINES)
     )
     return Effect.asVoid(
       Effect.forkIn(
