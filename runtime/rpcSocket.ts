@@ -160,7 +160,9 @@ const makeSocketProtocol = Effect.gen(function* () {
 
 const withHeaders = (message: FromClientEncoded, headers: ReadonlyArray<[string, string]> | undefined) => {
   if (message._tag === "Request" && headers !== undefined) {
-    ;(message as { headers: ReadonlyArray<[string, string]> }).headers = headers.concat(message.headers)
+    // Most requests carry no headers of their own: they share the connection's array (the server only reads it).
+    ;(message as { headers: ReadonlyArray<[string, string]> }).headers =
+      message.headers === undefined || message.headers.length === 0 ? headers : headers.concat(message.headers)
   }
   return message
 }

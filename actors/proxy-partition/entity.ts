@@ -814,122 +814,158 @@ export const layerGraphRpcs = GraphRpcs.toLayer(
     const neighborsMany = (partition: number, ids: ReadonlyArray<string>, label: string | undefined) =>
       Effect.mapError(makeClient(String(partition)).NeighborsMany({ ids, label }), toWire)
 
+    /**
+     * The part of a BatchGet past its first MGET: ids forwarded by a rebalance are read from their holders in a
+     * second MGET, and what is still missing (cold partitions, partitions being demoted, unknown ids) is asked of
+     * the owning entities (which promote cold partitions). `out` holds the hits so far, `null` elsewhere.
+     */
+    const batchGetRest = (
+      ids: ReadonlyArray<string>,
+      owners: Int32Array,
+      values: ReadonlyArray<string | null>,
+      out: Array<Properties | null>,
+      hits: number
+    ) =>
+      Effect.gen(function* () {
+        let hitCount = hits
+        // Misses by home partition: [missing ids, their positions].
+        const missing = new Map<number, [Array<string>, Array<number>]>()
+        const miss = (i: number) => {
+          const group = missing.get(owners[i])
+          if (group === undefined) missing.set(owners[i], [[ids[i]], [i]])
+          else {
+            group[0].push(ids[i])
+            group[1].push(i)
+          }
+        }
+        // Vertices a rebalance moved: positions and holders.
+        const moved: Array<number> = []
+        const holders: Array<number> = []
+        for (let i = 0; i < ids.length; i++) {
+          const value = values[i]
+          if (value === null) miss(i)
+          else if (value.charCodeAt(0) === 0x40) {
+            const holder = parseForwardMarker(value)
+            if (holder === undefined || holder >= partitions) miss(i)
+            else {
+              moved.push(i)
+              holders.push(holder)
+            }
+          }
+        }
+        if (moved.length > 0) {
+          const movedValues = yield* direct(reads.mget(...moved.map((i, k) => keysOf[holders[k]].vertex(ids[i]))))
+          for (let k = 0; k < moved.length; k++) {
+            const value = movedValues[k]
+            // Gone from the holder (moved on, or cold): the home answers, through the move lock.
+            if (value === null || value.charCodeAt(0) === 0x40) miss(moved[k])
+            else {
+              out[moved[k]] = JSON.parse(value) as Properties
+              directReads[holders[k]]++
+              hitCount++
+            }
+          }
+        }
+        if (hitCount > 0) GraphMetrics.gatewayHits.inc(hitCount)
+        if (hitCount < ids.length) GraphMetrics.gatewayMisses.inc(ids.length - hitCount)
+        yield* Effect.forEach(
+          missing,
+          ([partition, [missIds, positions]]) =>
+            Effect.map(getMany(partition, missIds), (found) => {
+              for (let i = 0; i < found.length; i++) out[positions[i]] = found[i]
+            }),
+          { concurrency: "unbounded", discard: true }
+        )
+        return out
+      })
+
+    const edgesOf = (members: ReadonlyArray<string>, label: string | undefined) => {
+      const found: Array<Neighbor> = []
+      for (const member of members) {
+        const edge = parseEdgeMember(member)
+        if (label === undefined || edge.label === label) found.push(edge)
+      }
+      return found
+    }
+    // Not hot here (cold, demoted, unknown, or forwarded to a holder that lost it): the owner answers.
+    const neighborsFromOwner = (home: number, id: string, label: string | undefined) => {
+      GraphMetrics.gatewayMisses.inc()
+      return Effect.mapError(makeClient(String(home)).Neighbors({ id, label }), (error) =>
+        error._tag === "VertexNotFound" ? error : toWire(error)
+      )
+    }
+
     return GraphRpcs.of(
       counted({
-        "Graph.BatchGet": ({ ids }) =>
-          Effect.gen(function* () {
-            if (ids.length > MAX_BATCH) return yield* new TooManyIds({ count: ids.length, limit: MAX_BATCH })
-            for (const id of ids) {
-              const problem = vertexIdProblem(id)
-              if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
-            }
-            const out: Array<Properties | null> = new Array(ids.length).fill(null)
-            // One MGET of every id (Valkey Cluster: split per slot by the Valkey layer, one slot per partition).
-            const owners = new Int32Array(ids.length)
-            const names = new Array<string>(ids.length)
-            for (let i = 0; i < ids.length; i++) {
-              const partition = vertexPartition(ids[i], partitions, rule)
-              owners[i] = partition
-              names[i] = keysOf[partition].vertex(ids[i])
-            }
-            const values = ids.length === 0 ? [] : yield* direct(reads.mget(...names))
-            // Misses by home partition: [missing ids, their positions].
-            let missing: Map<number, [Array<string>, Array<number>]> | undefined
-            const miss = (i: number) => {
-              missing ??= new Map()
-              const group = missing.get(owners[i])
-              if (group === undefined) missing.set(owners[i], [[ids[i]], [i]])
-              else {
-                group[0].push(ids[i])
-                group[1].push(i)
-              }
-            }
-            // Vertices a rebalance moved: positions and holders, read from their holders in a second MGET.
-            let moved: Array<number> | undefined
-            let holders: Array<number> | undefined
+        // The common case, every id hot and in place, is one MGET and a synchronous pass over its reply: no
+        // generator, no fan-out effect. Moved and missing ids take `batchGetRest`.
+        "Graph.BatchGet": ({ ids }) => {
+          if (ids.length > MAX_BATCH) return Effect.fail(new TooManyIds({ count: ids.length, limit: MAX_BATCH }))
+          for (let i = 0; i < ids.length; i++) {
+            const problem = vertexIdProblem(ids[i])
+            if (problem !== undefined) return Effect.fail(new InvalidVertexId({ id: ids[i], reason: problem }))
+          }
+          if (ids.length === 0) return Effect.succeed([])
+          // One MGET of every id (Valkey Cluster: split per slot by the Valkey layer, one slot per partition).
+          const owners = new Int32Array(ids.length)
+          const names = new Array<string>(ids.length)
+          for (let i = 0; i < ids.length; i++) {
+            const partition = vertexPartition(ids[i], partitions, rule)
+            owners[i] = partition
+            names[i] = keysOf[partition].vertex(ids[i])
+          }
+          return Effect.flatMap(direct(reads.mget(...names)), (values) => {
+            const out = new Array<Properties | null>(ids.length)
             let hitCount = 0
+            let rest = false
             for (let i = 0; i < ids.length; i++) {
               const value = values[i]
-              if (value === null) miss(i)
-              else if (value.charCodeAt(0) === 0x40) {
-                const holder = parseForwardMarker(value)
-                if (holder === undefined || holder >= partitions) miss(i)
-                else {
-                  moved ??= []
-                  holders ??= []
-                  moved.push(i)
-                  holders.push(holder)
-                }
-              } else {
+              if (value !== null && value.charCodeAt(0) !== 0x40) {
                 out[i] = JSON.parse(value) as Properties
                 directReads[owners[i]]++
                 hitCount++
+              } else {
+                out[i] = null
+                rest = true
               }
             }
-            if (moved !== undefined && holders !== undefined) {
-              const at = holders
-              const movedValues = yield* direct(reads.mget(...moved.map((i, k) => keysOf[at[k]].vertex(ids[i]))))
-              for (let k = 0; k < moved.length; k++) {
-                const value = movedValues[k]
-                // Gone from the holder (moved on, or cold): the home answers, through the move lock.
-                if (value === null || value.charCodeAt(0) === 0x40) miss(moved[k])
-                else {
-                  out[moved[k]] = JSON.parse(value) as Properties
-                  directReads[at[k]]++
-                  hitCount++
+            if (!rest) {
+              GraphMetrics.gatewayHits.inc(hitCount)
+              return Effect.succeed(out)
+            }
+            return batchGetRest(ids, owners, values, out, hitCount)
+          })
+        },
+        "Graph.Neighbors": ({ id, label }) => {
+          const problem = vertexIdProblem(id)
+          if (problem !== undefined) return Effect.fail(new InvalidVertexId({ id, reason: problem }))
+          const bad = checkLabel(label)
+          if (bad !== undefined) return Effect.fail(bad)
+          const home = vertexPartition(id, partitions, rule)
+          // GET, not EXISTS: a vertex a rebalance moved has a forward marker here, followed once.
+          return Effect.flatMap(
+            direct(reads.pipeline([Cmd.get(keysOf[home].vertex(id)), Cmd.smembers(keysOf[home].out(id))])),
+            ([value, members]) => {
+              if (value !== null && value.charCodeAt(0) !== 0x40) {
+                directReads[home]++
+                GraphMetrics.gatewayHits.inc()
+                return Effect.succeed(edgesOf(members, label))
+              }
+              const holder = value === null ? undefined : parseForwardMarker(value)
+              if (holder === undefined || holder >= partitions) return neighborsFromOwner(home, id, label)
+              return Effect.flatMap(
+                direct(reads.pipeline([Cmd.get(keysOf[holder].vertex(id)), Cmd.smembers(keysOf[holder].out(id))])),
+                ([moved, movedMembers]) => {
+                  if (moved === null || parseForwardMarker(moved) !== undefined)
+                    return neighborsFromOwner(home, id, label)
+                  directReads[holder]++
+                  GraphMetrics.gatewayHits.inc()
+                  return Effect.succeed(edgesOf(movedMembers, label))
                 }
-              }
-            }
-            const asked: Array<[number, Array<string>, Array<number>]> = []
-            if (missing !== undefined)
-              for (const [partition, [missIds, positions]] of missing) asked.push([partition, missIds, positions])
-            if (hitCount > 0) GraphMetrics.gatewayHits.inc(hitCount)
-            if (hitCount < ids.length) GraphMetrics.gatewayMisses.inc(ids.length - hitCount)
-            // Cold partitions, partitions being demoted, and ids not found: the owning entity answers (and promotes).
-            yield* Effect.forEach(
-              asked,
-              ([partition, missIds, positions]) =>
-                Effect.map(getMany(partition, missIds), (values) => {
-                  for (let i = 0; i < values.length; i++) out[positions[i]] = values[i]
-                }),
-              { concurrency: "unbounded", discard: true }
-            )
-            return out
-          }),
-        "Graph.Neighbors": ({ id, label }) =>
-          Effect.gen(function* () {
-            const problem = vertexIdProblem(id)
-            if (problem !== undefined) return yield* new InvalidVertexId({ id, reason: problem })
-            const bad = checkLabel(label)
-            if (bad !== undefined) return yield* bad
-            const home = vertexPartition(id, partitions, rule)
-            // GET, not EXISTS: a vertex a rebalance moved has a forward marker here, followed once.
-            let partition = home
-            let [value, members] = yield* direct(
-              reads.pipeline([Cmd.get(keysOf[home].vertex(id)), Cmd.smembers(keysOf[home].out(id))])
-            )
-            const holder = value === null ? undefined : parseForwardMarker(value)
-            if (holder !== undefined && holder < partitions) {
-              partition = holder
-              ;[value, members] = yield* direct(
-                reads.pipeline([Cmd.get(keysOf[holder].vertex(id)), Cmd.smembers(keysOf[holder].out(id))])
               )
             }
-            if (value !== null && parseForwardMarker(value) === undefined) {
-              directReads[partition]++
-              GraphMetrics.gatewayHits.inc()
-              const found: Array<Neighbor> = []
-              for (const member of members) {
-                const edge = parseEdgeMember(member)
-                if (label === undefined || edge.label === label) found.push(edge)
-              }
-              return found
-            }
-            GraphMetrics.gatewayMisses.inc()
-            return yield* Effect.mapError(makeClient(String(home)).Neighbors({ id, label }), (error) =>
-              error._tag === "VertexNotFound" ? error : toWire(error)
-            )
-          }),
+          )
+        },
         "Graph.KHop": ({ id, k, label, limit }) =>
           Effect.gen(function* () {
             if (k < 1 || k > MAX_HOPS) return yield* new KHopTooDeep({ k, max: MAX_HOPS })
