@@ -128,4 +128,76 @@ describe("runner storage on a saturated actor pool", () => {
       (database) => Effect.sync(() => database.drop())
     )
   )
+
+  it.live(
+    "storage slow to answer past the refresh interval keeps the locks: every refresh Sharding makes is answered",
+    () =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => freshDatabase("lockslow")),
+        (database) => {
+          const url = Redacted.make(database.url)
+          const sharding = ShardingConfig.layer({
+            shardLockExpiration: "5 seconds",
+            shardLockRefreshInterval: "1 second"
+          })
+          const pool = PgClient.layer(pgPoolConfig({ url, maxConnections: actorPool }))
+          const raw = runnerStorageOf({ ...defaults, databaseUrl: Option.some(url), migrate: true })
+          const decorated = LockRefresh.layer(raw).pipe(Layer.provide(sharding), Layer.provide(pool))
+          const bare = raw.pipe(Layer.provide(sharding), Layer.provide(pool))
+          // As Sharding calls it: every interval, under a timeout of one interval.
+          const refreshes = (runners: RunnerStorage.RunnerStorage["Service"], address: RunnerAddress.RunnerAddress) =>
+            Effect.forEach(
+              Array.from({ length: 5 }),
+              () =>
+                Effect.exit(runners.refresh(address, shards).pipe(Effect.timeout("1 second"))).pipe(
+                  Effect.tap(() => Effect.sleep("1 second"))
+                ),
+              { concurrency: 1 }
+            )
+          const shards = [1, 2, 3].map((i) => ShardId.make("default", i))
+          const slowStorage = Effect.sync(() =>
+            // Every refresh updates the runners' heartbeat first: 1.2 s each, past the interval, under the
+            // storage's own deadline (a third of the expiry).
+            database.query(`CREATE FUNCTION slow_heartbeat() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN PERFORM pg_sleep(1.2); RETURN NULL; END $$;
+              CREATE TRIGGER slow_heartbeat BEFORE UPDATE ON cluster_runners
+                FOR EACH STATEMENT EXECUTE FUNCTION slow_heartbeat();`)
+          )
+          const heldOnServer = () =>
+            database.query(
+              "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+            )
+          return Effect.gen(function* () {
+            const undecorated = yield* Effect.gen(function* () {
+              const runners = yield* RunnerStorage.RunnerStorage
+              const address = RunnerAddress.make("127.0.0.1", 2)
+              assert.strictEqual((yield* runners.acquire(address, shards)).length, 3)
+              yield* slowStorage
+              const exits = yield* refreshes(runners, address)
+              yield* runners.releaseAll(address)
+              return exits
+            }).pipe(Effect.provide(bare), Effect.scoped)
+            // The scenario is real: without the decorator Sharding's timeout fires (and would drop every shard).
+            assert.isTrue(undecorated.some(Exit.isFailure), "the undecorated storage times out")
+            database.query("DROP TRIGGER slow_heartbeat ON cluster_runners; DROP FUNCTION slow_heartbeat()")
+
+            yield* Effect.gen(function* () {
+              const runners = yield* RunnerStorage.RunnerStorage
+              const address = RunnerAddress.make("127.0.0.1", 1)
+              assert.strictEqual((yield* runners.acquire(address, shards)).length, 3)
+              yield* slowStorage
+              const exits = yield* refreshes(runners, address)
+              assert.deepStrictEqual(
+                exits.map((exit) => Exit.map(exit, (held) => held.length)),
+                exits.map(() => Exit.succeed(3)),
+                "every refresh answers with the three shards"
+              )
+              assert.strictEqual(heldOnServer(), "3", "the server still holds their locks")
+            }).pipe(Effect.provide(decorated), Effect.scoped)
+          })
+        },
+        (database) => Effect.sync(() => database.drop())
+      ),
+    { timeout: 60_000 }
+  )
 })
