@@ -51,6 +51,49 @@ const serve = Effect.gen(function* () {
 const request = (id: number) =>
   `${JSON.stringify({ _tag: "Request", id: String(id), tag: "Double", payload: { n: id }, headers: [] })}\n`
 
+/** A socket writer that records the frames written. */
+const recordingWriter = () => {
+  const frames: Array<string | Uint8Array | Socket.CloseEvent> = []
+  const writer: Socket.Writer = {
+    write: (chunk) => Effect.sync(() => void frames.push(chunk)),
+    writeAll: (chunks) => Effect.sync(() => void frames.push(...chunks))
+  }
+  return { frames, writer }
+}
+
+const nextTurn = Effect.callback<void>((resume) => void setImmediate(() => resume(Effect.void)))
+
+describe("coalescing writer", () => {
+  it.live("joins the writes of one turn, sends a large turn in bounded frames, and drops writes once closed", () =>
+    Effect.gen(function* () {
+      const { frames, writer } = recordingWriter()
+      const coalescing = RpcSocket.makeCoalescingWriter(writer)
+      coalescing.write("a\n")
+      coalescing.write("b\n")
+      assert.strictEqual(frames.length, 0, "nothing is sent before the turn ends")
+      yield* nextTurn
+      assert.deepStrictEqual(frames, ["a\nb\n"])
+
+      const big = `${"x".repeat(40 * 1024)}\n`
+      coalescing.write(big)
+      coalescing.write(big)
+      coalescing.write(big)
+      assert.deepStrictEqual(frames.slice(1), [big + big], "past the bound the joined replies go out at once")
+      yield* nextTurn
+      assert.deepStrictEqual(frames.slice(1), [big + big, big])
+
+      coalescing.write("c\n")
+      yield* coalescing.after(writer.write(new Socket.CloseEvent(1000)))
+      assert.strictEqual(frames[3], "c\n", "a close event goes after what is pending")
+      assert.instanceOf(frames[4], Socket.CloseEvent)
+      coalescing.close()
+      coalescing.write("d\n")
+      yield* nextTurn
+      assert.strictEqual(frames.length, 5)
+    })
+  )
+})
+
 describe("gateway WebSocket protocol", () => {
   it.live("serves every request of a frame and sends the replies of one turn as one frame", () =>
     Effect.gen(function* () {

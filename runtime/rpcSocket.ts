@@ -16,6 +16,9 @@ import { Socket } from "effect/socket"
 type FromClientEncoded = RpcMessage.FromClientEncoded
 type FromServerEncoded = RpcMessage.FromServerEncoded
 
+/** Characters of joined replies past which they are sent at once. */
+const MAX_JOINED_CHARS = 64 * 1024
+
 /**
  * A writer that joins the string frames written in one turn of the event loop into one frame: the first write of a
  * turn schedules the flush (`setImmediate`, after the turn's I/O callbacks, where Redis replies resume the handler
@@ -37,6 +40,13 @@ export const makeCoalescingWriter = (writer: Socket.Writer) => {
     write: (chunk: string): void => {
       if (closed) return
       pending += chunk
+      // A large turn goes out in frames of about this size rather than as one frame a client may refuse.
+      if (pending.length >= MAX_JOINED_CHARS) {
+        const frame = pending
+        pending = ""
+        Effect.runFork(Effect.ignore(writer.write(frame)))
+        return
+      }
       if (!scheduled) {
         scheduled = true
         setImmediate(flush)
