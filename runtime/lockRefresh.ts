@@ -71,8 +71,6 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
     const guardMs = Math.max(1, Math.floor(timing.intervalMs / 2))
     // The real refresh still running after a covered answer, and when a refresh last confirmed the locks.
     let background: Fiber.Fiber<Array<ShardId.ShardId>, unknown> | undefined
-    // When the background refresh started: what it confirms held then (it may be read long after it answered).
-    let backgroundStart = 0
     let confirmedAt = performance.now()
     // Lag is covered while the last confirmation is younger than the expiry less one interval; slow storage one
     // interval less, so a black-holed storage is given up before its lock session's idle timeout frees the locks.
@@ -95,7 +93,7 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
       if (exit === undefined) return undefined
       background = undefined
       if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-      confirmedAt = Math.max(confirmedAt, backgroundStart)
+      confirmedAt = performance.now()
       const held = exit.value
       // Report what the real refresh found lost; shards acquired since it started are the caller's to judge.
       const lost = ids.filter((id) => !held.includes(id))
@@ -138,7 +136,6 @@ export const make = (storage: RunnerStorage.RunnerStorage["Service"], timing: Ti
             if (lagged) lateRefreshes.inc()
             else slowRefreshes.inc()
             background = fiber
-            backgroundStart = start
             return ids
           }
           // No recent confirmation: the caller's timeout decides.
